@@ -1,0 +1,299 @@
+// Package config defines dsrd's configuration files (director, witness and
+// realserver), decodes them from YAML with a position for every value, applies
+// defaults in one place and validates them, reporting every error at once as
+// file:line:col: message.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Kind names which daemon a configuration file is for.
+type Kind string
+
+// The kinds of configuration file.
+const (
+	KindDirector   Kind = "director"
+	KindWitness    Kind = "witness"
+	KindRealserver Kind = "realserver"
+)
+
+// Director is the configuration of a director node: its own settings, the
+// cluster it belongs to, and the load-balancing configuration (VIPs and
+// services) it proposes to the cluster.
+type Director struct {
+	Node     Node      `yaml:"node"`
+	Cluster  Cluster   `yaml:"cluster"`
+	IPVS     IPVS      `yaml:"ipvs"`
+	VIPs     []VIP     `yaml:"vips"`
+	Services []Service `yaml:"services"`
+}
+
+// Witness is the configuration of a witness: a Raft voter that never owns
+// VIPs nor touches IPVS.
+type Witness struct {
+	Node    Node    `yaml:"node"`
+	Cluster Cluster `yaml:"cluster"`
+}
+
+// Node holds the settings of one dsrd process.
+type Node struct {
+	// ID is the node's unique name in the cluster (Raft server ID).
+	ID string `yaml:"id"`
+	// Interface is where VIPs are added by default (directors only).
+	Interface string `yaml:"interface"`
+	// DataDir holds Raft state, snapshots and saved sysctl values.
+	DataDir string `yaml:"data_dir"`
+	// APISocket is the unix socket of the local API used by dsrd status.
+	APISocket string `yaml:"api_socket"`
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is text or json.
+	LogFormat string `yaml:"log_format"`
+	// MetricsAddress is host:port of the Prometheus endpoint; empty is off.
+	MetricsAddress string `yaml:"metrics_address"`
+}
+
+// Cluster configures the Raft cluster of directors and witnesses.
+type Cluster struct {
+	// Bind is the host:port Raft listens on.
+	Bind netip.AddrPort `yaml:"bind"`
+	// Advertise is the host:port peers reach this node on; Bind when unset.
+	Advertise netip.AddrPort `yaml:"advertise"`
+	// Peers lists every voter, this node included, as id@host:port.
+	Peers []Peer `yaml:"peers"`
+	// TLS enables mutual TLS between peers when its files are set.
+	TLS TLS `yaml:"tls"`
+	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and CommitTimeout
+	// are hashicorp/raft's timings; they bound how fast a failover is.
+	HeartbeatTimeout   Duration `yaml:"heartbeat_timeout"`
+	ElectionTimeout    Duration `yaml:"election_timeout"`
+	LeaderLeaseTimeout Duration `yaml:"leader_lease_timeout"`
+	CommitTimeout      Duration `yaml:"commit_timeout"`
+}
+
+// Peer is one Raft voter, written id@host:port.
+type Peer struct {
+	ID      string
+	Address netip.AddrPort
+}
+
+// TLS names the PEM files for mutual TLS between cluster members.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	CA   string `yaml:"ca"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" || t.CA != "" }
+
+// IPVS holds kernel-wide IPVS settings a director applies.
+type IPVS struct {
+	// TCPTimeout, TCPFinTimeout and UDPTimeout are IPVS connection timeouts
+	// (ipvsadm --set); zero keeps the kernel's value.
+	TCPTimeout    Duration `yaml:"tcp_timeout"`
+	TCPFinTimeout Duration `yaml:"tcp_fin_timeout"`
+	UDPTimeout    Duration `yaml:"udp_timeout"`
+	// SloppyTCP lets a director pick up TCP flows mid-stream after a failover.
+	SloppyTCP *bool `yaml:"sloppy_tcp"`
+	// ExpireNodestConn expires connections to deleted destinations at once.
+	ExpireNodestConn *bool `yaml:"expire_nodest_conn"`
+	// ExpireQuiescentTemplate expires persistence templates of weight-0 reals.
+	ExpireQuiescentTemplate *bool `yaml:"expire_quiescent_template"`
+	// ConnReuseMode is net.ipv4.vs.conn_reuse_mode (0, 1 or 2).
+	ConnReuseMode *int `yaml:"conn_reuse_mode"`
+}
+
+// VIP is a virtual IP address owned by the Raft leader.
+type VIP struct {
+	Address netip.Addr `yaml:"address"`
+	// Interface overrides Node.Interface for this VIP.
+	Interface string `yaml:"interface"`
+	// Announce configures gratuitous ARP (IPv4) or unsolicited NA (IPv6).
+	Announce Announce `yaml:"announce"`
+}
+
+// Announce configures how a new VIP owner tells its L2 segment.
+type Announce struct {
+	// Count is how many announcements make up the burst on takeover.
+	Count int `yaml:"count"`
+	// Interval spaces the burst; over 1 s because Linux ignores a second
+	// update of the same neighbour within its locktime.
+	Interval Duration `yaml:"interval"`
+	// Refresh repeats one announcement this often while owning the VIP;
+	// zero disables the refresh.
+	Refresh *Duration `yaml:"refresh"`
+}
+
+// Protocol is an IPVS service protocol.
+type Protocol string
+
+// The supported protocols.
+const (
+	TCP  Protocol = "tcp"
+	UDP  Protocol = "udp"
+	SCTP Protocol = "sctp"
+)
+
+// DownPolicy says what happens in IPVS to a real that fails its checks.
+type DownPolicy string
+
+// The down policies.
+const (
+	// DownWeightZero keeps the destination with weight 0: no new
+	// connections, established ones continue.
+	DownWeightZero DownPolicy = "weight0"
+	// DownRemove deletes the destination.
+	DownRemove DownPolicy = "remove"
+)
+
+// Service is one virtual service: a VIP and port (or a firewall mark) load
+// balanced over reals in direct-routing mode.
+type Service struct {
+	Name string `yaml:"name"`
+	// VIP is the virtual address; it must be one of the configured VIPs.
+	VIP netip.Addr `yaml:"vip"`
+	// Port is the virtual port; reals listen on the same port (DR cannot
+	// remap ports). Zero with Protocol set means all ports (persistent only).
+	Port uint16 `yaml:"port"`
+	// Protocol is tcp, udp or sctp; unset for a fwmark service.
+	Protocol Protocol `yaml:"protocol"`
+	// FWMark selects the service by firewall mark instead of VIP and port;
+	// VIP then only sets the address family.
+	FWMark uint32 `yaml:"fwmark"`
+	// Scheduler is rr, wrr, lc, wlc, sh or mh.
+	Scheduler string `yaml:"scheduler"`
+	// SchedulerFlags are sh-fallback, sh-port, mh-fallback, mh-port.
+	SchedulerFlags []string `yaml:"scheduler_flags"`
+	// Persistence makes a client stick to a real.
+	Persistence Persistence `yaml:"persistence"`
+	// OnePacket schedules each UDP datagram on its own (ops).
+	OnePacket bool `yaml:"one_packet"`
+	// DrainTimeout bounds how long a removed real is kept at weight 0
+	// waiting for its connections to end.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	// Quorum is the minimum number of healthy reals for the service to be up.
+	Quorum int `yaml:"quorum"`
+	// OnDown is what a failed check does to a real: weight0 or remove.
+	OnDown DownPolicy `yaml:"on_down"`
+	// SorryServer is added when every real is down; it listens on Port.
+	SorryServer netip.Addr `yaml:"sorry_server"`
+	// HealthCheck is the service's check of every real.
+	HealthCheck *HealthCheck `yaml:"health_check"`
+	Reals       []Real       `yaml:"reals"`
+}
+
+// Persistence configures IPVS persistent (sticky) scheduling.
+type Persistence struct {
+	// Timeout is how long a client's template lives; zero disables it.
+	Timeout Duration `yaml:"timeout"`
+	// Netmask groups clients: a prefix length (32 for IPv4, 128 for IPv6
+	// means per client).
+	Netmask int `yaml:"netmask"`
+}
+
+// Real is a backend server of a service.
+type Real struct {
+	Address netip.Addr `yaml:"address"`
+	// Port, when set, must equal the service port (DR cannot remap ports).
+	Port uint16 `yaml:"port"`
+	// Weight is the IPVS weight while healthy, 0 to 65535.
+	Weight *int `yaml:"weight"`
+	// UpperThreshold and LowerThreshold are IPVS connection thresholds;
+	// zero means none.
+	UpperThreshold uint32 `yaml:"upper_threshold"`
+	LowerThreshold uint32 `yaml:"lower_threshold"`
+	// HealthCheck overrides the service's check for this real.
+	HealthCheck *HealthCheck `yaml:"health_check"`
+}
+
+// CheckType names a health checker.
+type CheckType string
+
+// The health checkers.
+const (
+	CheckTCP   CheckType = "tcp"
+	CheckHTTP  CheckType = "http"
+	CheckHTTPS CheckType = "https"
+	CheckUDP   CheckType = "udp"
+	CheckDNS   CheckType = "dns"
+	CheckICMP  CheckType = "icmp"
+	CheckExec  CheckType = "exec"
+	CheckAgent CheckType = "agent"
+	CheckNone  CheckType = "none"
+)
+
+// HealthCheck configures how a real is checked. Fields that do not apply to
+// Type are rejected by validation.
+type HealthCheck struct {
+	Type CheckType `yaml:"type"`
+	// Interval between two checks of one real; Timeout bounds one check.
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
+	// Rise consecutive successes mark a real up, Fall failures down.
+	Rise int `yaml:"rise"`
+	Fall int `yaml:"fall"`
+	// Initial is the state before the first verdict: down or up.
+	Initial string `yaml:"initial"`
+	// Address and Port override the real's address and the service port.
+	Address netip.Addr `yaml:"address"`
+	Port    uint16     `yaml:"port"`
+	// Source is the local address checks are sent from.
+	Source netip.Addr `yaml:"source"`
+
+	// tcp: optional bytes to send and a substring to expect.
+	Send   string `yaml:"send"`
+	Expect string `yaml:"expect"`
+
+	// http, https, agent
+	Method       string   `yaml:"method"`
+	Path         string   `yaml:"path"`
+	Host         string   `yaml:"host"`
+	ExpectStatus []string `yaml:"expect_status"`
+	BodyRegexp   string   `yaml:"body_regexp"`
+	TLSServer    string   `yaml:"tls_server_name"`
+	TLSVerify    *bool    `yaml:"tls_verify"`
+
+	// udp: Payload sent (Send) and, with NoReplyIsUp, silence without an
+	// ICMP port unreachable within the timeout counts as up.
+	NoReplyIsUp bool `yaml:"no_reply_is_up"`
+
+	// dns
+	QueryName  string `yaml:"query_name"`
+	QueryType  string `yaml:"query_type"`
+	ExpectCode string `yaml:"expect_rcode"`
+	// ExpectAnswer, when set, must appear in the answer section.
+	ExpectAnswer string `yaml:"expect_answer"`
+
+	// exec: the program and its arguments, run without a shell.
+	Command []string `yaml:"command"`
+}
+
+// Realserver is the configuration of the backend agent.
+type Realserver struct {
+	// VIPs are put on lo (IPv4 /32, IPv6 /128 nodad).
+	VIPs []netip.Addr `yaml:"vips"`
+	// Interfaces face the directors; arp_ignore/arp_announce are set on them.
+	Interfaces []string `yaml:"interfaces"`
+	// DataDir keeps the original sysctl values for cleanup.
+	DataDir string `yaml:"data_dir"`
+	// CleanupOnExit removes the VIPs and restores sysctls on shutdown.
+	CleanupOnExit bool `yaml:"cleanup_on_exit"`
+	// StatusAddress is host:port of the status endpoint; empty is off.
+	StatusAddress string `yaml:"status_address"`
+	// ResyncInterval re-applies the whole state periodically.
+	ResyncInterval Duration `yaml:"resync_interval"`
+	LogLevel       string   `yaml:"log_level"`
+	LogFormat      string   `yaml:"log_format"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("1.5s").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats the duration like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
