@@ -1,0 +1,121 @@
+package vrrp
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recorder is an AnnounceFunc that records when (relative to its start,
+// in the synctest bubble's fake time) and what it was asked to send.
+type recorder struct {
+	mu    sync.Mutex
+	start time.Time
+	sends []send
+	fail  error
+}
+
+type send struct {
+	at   time.Duration
+	what string
+}
+
+func newRecorder() *recorder { return &recorder{start: time.Now()} }
+
+func (r *recorder) announce(ctx context.Context, ifname string, addr netip.Addr) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sends = append(r.sends, send{at: time.Since(r.start), what: ifname + " " + addr.String()})
+	return r.fail
+}
+
+// take returns the sends recorded since the last take, as "1.5s eth0
+// 203.0.113.10", in time order; sends at the same instant (from different
+// VIPs' goroutines) are sorted by interface and address.
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.sends
+	r.sends = nil
+	slices.SortStableFunc(s, func(a, b send) int {
+		if a.at != b.at {
+			return cmp.Compare(a.at, b.at)
+		}
+		return strings.Compare(a.what, b.what)
+	})
+	out := make([]string, len(s))
+	for i, x := range s {
+		out[i] = fmt.Sprintf("%v %s", x.at, x.what)
+	}
+	return out
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testLogger(t *testing.T) (*slog.Logger, *syncBuffer) {
+	t.Helper()
+	buf := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", buf.String())
+		}
+	})
+	return log, buf
+}
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func vip(addr, ifname string, a Announce) VIP {
+	return VIP{Address: netip.MustParseAddr(addr), Interface: ifname, Announce: a}
+}
+
+// once is an Announce with a single announcement and no refresh.
+func once() Announce { return Announce{Count: 1, Refresh: RefreshOff} }
+
+func wantOps(t *testing.T, k *FakeKernel, want ...string) {
+	t.Helper()
+	got := k.Ops()
+	k.ResetOps()
+	if !slices.Equal(got, want) {
+		t.Fatalf("kernel operations:\n got:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+func wantLines(t *testing.T, what string, got []string, want ...string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s:\n got:\n  %s\nwant:\n  %s", what, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+func wantState(t *testing.T, k *FakeKernel, want string) {
+	t.Helper()
+	if got := k.String(); got != want {
+		t.Fatalf("kernel state:\n got:\n%s\nwant:\n%s", got, want)
+	}
+}
