@@ -1,0 +1,409 @@
+package raft
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+)
+
+// ClusterConfig is the replicated cluster configuration: the spec last
+// submitted, with its generation. The zero value (generation 0) means no
+// configuration was ever submitted.
+type ClusterConfig struct {
+	Spec `json:"spec"`
+	// Generation counts the changes of the configuration; a submission
+	// with the current hash leaves it unchanged.
+	Generation uint64 `json:"generation"`
+	// Hash is the content hash of Spec (Spec.Hash).
+	Hash string `json:"hash"`
+	// Keys are the service keys, Keys[i] being Services[i].Key() as the
+	// submitter computed it; admin states refer to them.
+	Keys []string `json:"keys"`
+	// SubmittedBy names the node that submitted it.
+	SubmittedBy string `json:"submitted_by"`
+	// SubmittedAt is the submitting leader's clock at submission.
+	SubmittedAt time.Time `json:"submitted_at"`
+	// Index is the Raft log index of the submission.
+	Index uint64 `json:"index"`
+}
+
+// State is a consistent view of the whole FSM state.
+type State struct {
+	Config ClusterConfig
+	// Admin holds the reals whose admin state is not AdminEnabled.
+	Admin map[RealRef]Admin
+}
+
+// FSM is the replicated state machine of the director cluster: the cluster
+// configuration and the admin state of reals. It implements hraft.FSM.
+//
+// Concurrency follows hashicorp/raft's contract: Apply, Snapshot and Restore
+// are called from raft's FSM goroutine; FSMSnapshot.Persist runs
+// concurrently with later Applies; readers (Config, Admin, State, Watch) may
+// be called from any goroutine. Apply and Restore change the state under the
+// write lock readers take. The installed configuration is never modified in
+// place, and readers get decoded copies, so nothing a reader holds aliases
+// the FSM's state.
+type FSM struct {
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	cfg     ClusterConfig // never modified in place once installed
+	cfgJSON []byte        // encoding of cfg, nil before the first config
+	admin   map[RealRef]Admin
+	changed chan struct{} // closed and replaced on every change
+	failed  chan struct{} // closed when err is set
+	err     error         // set once: the FSM refuses to go on
+}
+
+// NewFSM returns an empty FSM.
+func NewFSM(logger *slog.Logger) *FSM {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &FSM{
+		log:     logger,
+		admin:   map[RealRef]Admin{},
+		changed: make(chan struct{}),
+		failed:  make(chan struct{}),
+	}
+}
+
+// Apply applies one committed log entry. It returns a SetConfigResult, a
+// SetAdminResult, nil (an ignorable unknown command) or an error.
+//
+// An error that every node computes alike from the same state (a command
+// that fails validation) is returned and changes nothing. A command that
+// cannot be understood (an unknown type without IgnoreUnknownFlag, a body
+// that does not decode) is different: skipping it would let this node's
+// state silently diverge from nodes that understand it. Consul panics in
+// that case; dsrd fails stop instead: the FSM records the error, refuses
+// every later Apply and Snapshot (so no snapshot can ever claim the entry was
+// applied), and closes Failed(), on which the Node shuts Raft down and
+// reports the error through Done()/Err(). Unlike a panic, that lets the
+// director release its VIPs and exit cleanly; like a panic, the node stays
+// stopped at that entry on every restart until it runs a binary that knows
+// the command.
+func (f *FSM) Apply(l *hraft.Log) any {
+	if l.Type != hraft.LogCommand {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return fmt.Errorf("fsm stopped: %w", f.err)
+	}
+	t, body, err := decodeCommand(l.Data)
+	if err != nil {
+		return f.failLocked(fmt.Errorf("log index %d: %w", l.Index, err))
+	}
+	switch t {
+	case CommandSetConfig:
+		return f.applySetConfig(l.Index, body)
+	case CommandSetAdmin:
+		return f.applySetAdmin(l.Index, body)
+	}
+	if t&IgnoreUnknownFlag != 0 {
+		f.log.Warn("ignoring unknown raft command flagged ignorable",
+			"type", uint8(t), "index", l.Index)
+		return nil
+	}
+	return f.failLocked(fmt.Errorf("%w %d at log index %d: this binary is older than the cluster's",
+		ErrUnknownCommand, uint8(t), l.Index))
+}
+
+func (f *FSM) applySetConfig(index uint64, body []byte) any {
+	var cmd SetConfigCommand
+	if err := json.Unmarshal(body, &cmd); err != nil {
+		return f.failLocked(fmt.Errorf("decode %s command at log index %d: %w", CommandSetConfig, index, err))
+	}
+	if cmd.Hash == "" {
+		return fmt.Errorf("%s command at log index %d has no hash", CommandSetConfig, index)
+	}
+	if len(cmd.Keys) != len(cmd.Spec.Services) {
+		return fmt.Errorf("%s command at log index %d has %d service keys for %d services",
+			CommandSetConfig, index, len(cmd.Keys), len(cmd.Spec.Services))
+	}
+	if cmd.Hash == f.cfg.Hash {
+		return SetConfigResult{Generation: f.cfg.Generation, Changed: false}
+	}
+	next := ClusterConfig{
+		Spec:        cmd.Spec,
+		Generation:  f.cfg.Generation + 1,
+		Hash:        cmd.Hash,
+		Keys:        cmd.Keys,
+		SubmittedBy: cmd.SubmittedBy,
+		SubmittedAt: cmd.SubmittedAt,
+		Index:       index,
+	}
+	enc, err := json.Marshal(next)
+	if err != nil {
+		return f.failLocked(fmt.Errorf("encode configuration at log index %d: %w", index, err))
+	}
+	f.cfg, f.cfgJSON = next, enc
+	// Admin state belongs to reals of the configuration: forget the reals
+	// it no longer has, so that a real re-added later starts enabled.
+	for ref := range f.admin {
+		if !hasReal(&next, ref) {
+			delete(f.admin, ref)
+		}
+	}
+	f.notifyLocked()
+	f.log.Info("cluster configuration changed", "generation", next.Generation,
+		"hash", next.Hash, "submitted_by", next.SubmittedBy, "index", index)
+	return SetConfigResult{Generation: next.Generation, Changed: true}
+}
+
+func (f *FSM) applySetAdmin(index uint64, body []byte) any {
+	var cmd SetAdminCommand
+	if err := json.Unmarshal(body, &cmd); err != nil {
+		return f.failLocked(fmt.Errorf("decode %s command at log index %d: %w", CommandSetAdmin, index, err))
+	}
+	if _, err := ParseAdmin(string(cmd.State)); err != nil {
+		return err
+	}
+	if !hasReal(&f.cfg, cmd.Ref) {
+		return fmt.Errorf("%w: %s", ErrUnknownReal, cmd.Ref)
+	}
+	prev, ok := f.admin[cmd.Ref]
+	if !ok {
+		prev = AdminEnabled
+	}
+	if prev == cmd.State {
+		return SetAdminResult{Previous: prev, Changed: false}
+	}
+	if cmd.State == AdminEnabled {
+		delete(f.admin, cmd.Ref)
+	} else {
+		f.admin[cmd.Ref] = cmd.State
+	}
+	f.notifyLocked()
+	f.log.Info("admin state changed", "real", cmd.Ref.String(), "from", prev, "to", cmd.State, "index", index)
+	return SetAdminResult{Previous: prev, Changed: true}
+}
+
+// hasReal reports whether cfg has a service with key ref.Service and a
+// real at ref.Address.
+func hasReal(cfg *ClusterConfig, ref RealRef) bool {
+	for i, key := range cfg.Keys {
+		if key != ref.Service || i >= len(cfg.Services) {
+			continue
+		}
+		for _, r := range cfg.Services[i].Reals {
+			if r.Address == ref.Address {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// failLocked stops the FSM for good; f.mu is held.
+func (f *FSM) failLocked(err error) error {
+	if f.err == nil {
+		f.err = err
+		close(f.failed)
+		f.log.Error("raft state machine stopped: refusing to apply entries it cannot understand", "error", err)
+	}
+	return err
+}
+
+// notifyLocked wakes the watchers; f.mu is held for writing.
+func (f *FSM) notifyLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// Failed is closed when the FSM stops on a command it cannot understand;
+// Err then says why.
+func (f *FSM) Failed() <-chan struct{} { return f.failed }
+
+// Err returns why the FSM stopped, or nil.
+func (f *FSM) Err() error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.err
+}
+
+// Watch returns a channel that is closed at the next change of the state
+// (a new configuration generation, an admin state change, a restore).
+// Changes coalesce: a watcher that was slow sees one wake-up and reads the
+// latest state. Take the channel before reading the state so that no change
+// is missed:
+//
+//	for {
+//		ch := fsm.Watch()
+//		reconcile(fsm.State())
+//		select { case <-ch: case <-ctx.Done(): return }
+//	}
+func (f *FSM) Watch() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed
+}
+
+// Config returns a copy of the current cluster configuration.
+func (f *FSM) Config() ClusterConfig {
+	f.mu.RLock()
+	b := f.cfgJSON
+	f.mu.RUnlock()
+	return f.decodeConfig(b)
+}
+
+// Generation returns the current configuration's generation and hash
+// without copying the configuration.
+func (f *FSM) Generation() (uint64, string) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.cfg.Generation, f.cfg.Hash
+}
+
+// Admin returns a copy of the admin states that are not AdminEnabled.
+func (f *FSM) Admin() map[RealRef]Admin {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return cloneAdmin(f.admin)
+}
+
+// State returns a copy of the configuration and admin states, taken
+// together.
+func (f *FSM) State() State {
+	f.mu.RLock()
+	b := f.cfgJSON
+	admin := cloneAdmin(f.admin)
+	f.mu.RUnlock()
+	return State{Config: f.decodeConfig(b), Admin: admin}
+}
+
+func (f *FSM) decodeConfig(b []byte) ClusterConfig {
+	var c ClusterConfig
+	if b == nil {
+		return c
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		// b was produced by json.Marshal of the same type.
+		f.log.Error("decode cluster configuration copy", "error", err)
+	}
+	return c
+}
+
+func cloneAdmin(m map[RealRef]Admin) map[RealRef]Admin {
+	out := make(map[RealRef]Admin, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// snapshotFormat is the version of the snapshot encoding.
+const snapshotFormat = 1
+
+// snapshotFile is the JSON document a snapshot holds.
+type snapshotFile struct {
+	Format int             `json:"format"`
+	Config json.RawMessage `json:"config,omitempty"`
+	Admin  []adminEntry    `json:"admin"`
+}
+
+type adminEntry struct {
+	Ref   RealRef `json:"ref"`
+	State Admin   `json:"state"`
+}
+
+// Snapshot captures the state for hashicorp/raft; Persist then writes it
+// while Apply goes on.
+func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.err != nil {
+		// A snapshot now would claim that the entry the FSM could not
+		// understand was applied.
+		return nil, fmt.Errorf("fsm stopped: %w", f.err)
+	}
+	entries := make([]adminEntry, 0, len(f.admin))
+	for ref, st := range f.admin {
+		entries = append(entries, adminEntry{Ref: ref, State: st})
+	}
+	slices.SortFunc(entries, func(a, b adminEntry) int {
+		if c := strings.Compare(a.Ref.Service, b.Ref.Service); c != 0 {
+			return c
+		}
+		return a.Ref.Address.Compare(b.Ref.Address)
+	})
+	// cfgJSON is never modified once installed: sharing it is safe.
+	return &fsmSnapshot{file: snapshotFile{Format: snapshotFormat, Config: f.cfgJSON, Admin: entries}}, nil
+}
+
+// Restore replaces the state with a snapshot's, under the lock readers
+// take, and wakes the watchers.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var file snapshotFile
+	if err := json.NewDecoder(rc).Decode(&file); err != nil {
+		return fmt.Errorf("decode snapshot: %w", err)
+	}
+	if file.Format != snapshotFormat {
+		return fmt.Errorf("snapshot format %d not supported (want %d)", file.Format, snapshotFormat)
+	}
+	var cfg ClusterConfig
+	var cfgJSON []byte
+	if raw := bytes.TrimSpace(file.Config); len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return fmt.Errorf("decode snapshot configuration: %w", err)
+		}
+		enc, err := json.Marshal(cfg)
+		if err != nil {
+			return fmt.Errorf("encode snapshot configuration: %w", err)
+		}
+		cfgJSON = enc
+	}
+	admin := make(map[RealRef]Admin, len(file.Admin))
+	for _, e := range file.Admin {
+		if _, err := ParseAdmin(string(e.State)); err != nil {
+			return fmt.Errorf("snapshot admin state of %s: %w", e.Ref, err)
+		}
+		if e.State != AdminEnabled {
+			admin[e.Ref] = e.State
+		}
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return fmt.Errorf("fsm stopped: %w", f.err)
+	}
+	f.cfg, f.cfgJSON, f.admin = cfg, cfgJSON, admin
+	f.notifyLocked()
+	f.log.Info("state restored from snapshot", "generation", cfg.Generation, "admin_entries", len(admin))
+	return nil
+}
+
+// fsmSnapshot is a point-in-time copy of the FSM state.
+type fsmSnapshot struct {
+	file snapshotFile
+}
+
+// Persist writes the snapshot as JSON to sink.
+func (s *fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode(s.file); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("close snapshot: %w", err)
+	}
+	return nil
+}
+
+// Release implements hraft.FSMSnapshot; the copy holds no resources.
+func (s *fsmSnapshot) Release() {}
+
+var _ hraft.FSM = (*FSM)(nil)

@@ -1,0 +1,517 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/dsrd/dsrd/internal/config"
+)
+
+// applier applies commands to an FSM directly, numbering the log entries.
+type applier struct {
+	t     *testing.T
+	fsm   *FSM
+	index uint64
+}
+
+func (a *applier) raw(data []byte) any {
+	a.index++
+	return a.fsm.Apply(&hraft.Log{Index: a.index, Term: 1, Type: hraft.LogCommand, Data: data})
+}
+
+func (a *applier) cmd(typ CommandType, body any) any {
+	a.t.Helper()
+	data, err := encodeCommand(typ, body)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return a.raw(data)
+}
+
+func (a *applier) setConfig(spec Spec, by string) any {
+	a.t.Helper()
+	hash, err := spec.Hash()
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return a.cmd(CommandSetConfig, SetConfigCommand{Spec: spec, Hash: hash, Keys: spec.Keys(),
+		SubmittedBy: by, SubmittedAt: time.Date(2026, 11, 2, 3, 4, 5, 6, time.UTC)})
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func TestFSMSetConfigGenerations(t *testing.T) {
+	a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+	if got := a.fsm.Config(); got.Generation != 0 || got.Services != nil {
+		t.Fatalf("empty fsm config = %+v", got)
+	}
+
+	w := a.fsm.Watch()
+	res := a.setConfig(testSpec(1), "d1")
+	if want := (SetConfigResult{Generation: 1, Changed: true}); res != want {
+		t.Fatalf("first submission = %#v, want %#v", res, want)
+	}
+	if !closed(w) {
+		t.Fatal("watch not woken by a new configuration")
+	}
+	cfg := a.fsm.Config()
+	if cfg.Generation != 1 || cfg.SubmittedBy != "d1" || cfg.Index != 1 || len(cfg.Services) != 1 {
+		t.Fatalf("config after first submission = %+v", cfg)
+	}
+	if !cfg.SubmittedAt.Equal(time.Date(2026, 11, 2, 3, 4, 5, 6, time.UTC)) {
+		t.Errorf("SubmittedAt = %v", cfg.SubmittedAt)
+	}
+	if !reflect.DeepEqual(cfg.Spec, testSpec(1)) {
+		t.Errorf("spec changed through the fsm:\n got %+v\nwant %+v", cfg.Spec, testSpec(1))
+	}
+
+	// The same file from another director: no-op, no wake-up.
+	w = a.fsm.Watch()
+	res = a.setConfig(testSpec(1), "d2")
+	if want := (SetConfigResult{Generation: 1, Changed: false}); res != want {
+		t.Fatalf("same submission = %#v, want %#v", res, want)
+	}
+	if closed(w) {
+		t.Error("watch woken by a no-op submission")
+	}
+	if got := a.fsm.Config(); got.SubmittedBy != "d1" || got.Index != 1 {
+		t.Errorf("no-op submission changed the config: %+v", got)
+	}
+
+	res = a.setConfig(testSpec(2), "d2")
+	if want := (SetConfigResult{Generation: 2, Changed: true}); res != want {
+		t.Fatalf("changed submission = %#v, want %#v", res, want)
+	}
+	if !closed(w) {
+		t.Error("watch not woken by a changed configuration")
+	}
+	if g, h := a.fsm.Generation(); g != 2 || !strings.HasPrefix(h, "sha256:") {
+		t.Errorf("Generation() = %d, %q", g, h)
+	}
+
+	// Readers get copies: changing one does not change the FSM.
+	cfg = a.fsm.Config()
+	*cfg.Services[0].Reals[0].Weight = 99
+	cfg.Services[0].Name = "changed"
+	if again := a.fsm.Config(); *again.Services[0].Reals[0].Weight != 2 || again.Services[0].Name != "web" {
+		t.Error("Config() returned state shared with the fsm")
+	}
+
+	// A command without hash or with keys that do not match is refused,
+	// deterministically, without stopping the FSM.
+	if err, ok := a.cmd(CommandSetConfig, SetConfigCommand{Spec: testSpec(3)}).(error); !ok {
+		t.Error("set-config without hash accepted")
+	} else if errors.Is(err, ErrUnknownCommand) {
+		t.Errorf("unexpected error kind %v", err)
+	}
+	if err, ok := a.cmd(CommandSetConfig, SetConfigCommand{Spec: testSpec(3), Hash: "x"}).(error); !ok {
+		t.Errorf("set-config without keys accepted: %v", err)
+	}
+	if a.fsm.Err() != nil || closed(a.fsm.Failed()) {
+		t.Fatalf("fsm failed on a refused command: %v", a.fsm.Err())
+	}
+}
+
+func TestFSMSetAdmin(t *testing.T) {
+	a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+	a.setConfig(testSpec(1), "d1")
+	r10, r11 := webRef("198.51.100.10"), webRef("198.51.100.11")
+
+	tests := []struct {
+		name    string
+		ref     RealRef
+		state   Admin
+		want    SetAdminResult
+		wantErr error
+		admin   map[RealRef]Admin
+	}{
+		{"drain", r10, AdminDrained, SetAdminResult{AdminEnabled, true}, nil, map[RealRef]Admin{r10: AdminDrained}},
+		{"drain again", r10, AdminDrained, SetAdminResult{AdminDrained, false}, nil, map[RealRef]Admin{r10: AdminDrained}},
+		{"disable other", r11, AdminDisabled, SetAdminResult{AdminEnabled, true}, nil,
+			map[RealRef]Admin{r10: AdminDrained, r11: AdminDisabled}},
+		{"enable removes the entry", r10, AdminEnabled, SetAdminResult{AdminDrained, true}, nil,
+			map[RealRef]Admin{r11: AdminDisabled}},
+		{"unknown real", webRef("198.51.100.99"), AdminDrained, SetAdminResult{}, ErrUnknownReal,
+			map[RealRef]Admin{r11: AdminDisabled}},
+		{"unknown service", RealRef{Service: "udp/192.0.2.100:53", Address: r10.Address}, AdminDrained,
+			SetAdminResult{}, ErrUnknownReal, map[RealRef]Admin{r11: AdminDisabled}},
+		{"bad state", r10, Admin("sleepy"), SetAdminResult{}, errors.New("any"),
+			map[RealRef]Admin{r11: AdminDisabled}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := a.fsm.Watch()
+			resp := a.cmd(CommandSetAdmin, SetAdminCommand{Ref: tt.ref, State: tt.state})
+			if tt.wantErr != nil {
+				err, ok := resp.(error)
+				if !ok {
+					t.Fatalf("response %#v, want error", resp)
+				}
+				if tt.wantErr == ErrUnknownReal && !errors.Is(err, ErrUnknownReal) {
+					t.Fatalf("error %v, want ErrUnknownReal", err)
+				}
+			} else if resp != tt.want {
+				t.Fatalf("response %#v, want %#v", resp, tt.want)
+			}
+			if got := a.fsm.Admin(); !reflect.DeepEqual(got, tt.admin) {
+				t.Errorf("admin = %v, want %v", got, tt.admin)
+			}
+			if changed := tt.wantErr == nil && tt.want.Changed; closed(w) != changed {
+				t.Errorf("watch woken = %v, want %v", closed(w), changed)
+			}
+		})
+	}
+	if a.fsm.Err() != nil {
+		t.Fatalf("fsm failed: %v", a.fsm.Err())
+	}
+
+	// A configuration without a real forgets its admin state.
+	spec := testSpec(1)
+	spec.Services[0].Reals = spec.Services[0].Reals[:1] // keeps .10, drops .11
+	a.cmd(CommandSetAdmin, SetAdminCommand{Ref: r10, State: AdminDrained})
+	a.setConfig(spec, "d1")
+	if got, want := a.fsm.Admin(), map[RealRef]Admin{r10: AdminDrained}; !reflect.DeepEqual(got, want) {
+		t.Errorf("admin after removing a real = %v, want %v", got, want)
+	}
+	st := a.fsm.State()
+	if st.Config.Generation != 2 || len(st.Admin) != 1 {
+		t.Errorf("State() = %+v", st)
+	}
+}
+
+func TestFSMUnknownCommands(t *testing.T) {
+	tests := []struct {
+		name  string
+		data  []byte
+		fatal bool
+	}{
+		{"unknown without flag", append([]byte{0x7f}, `{}`...), true},
+		{"unknown with flag", append([]byte{byte(IgnoreUnknownFlag | 0x05)}, `{"x":1}`...), false},
+		{"known type, corrupt body", append([]byte{byte(CommandSetConfig)}, `{"spec":`...), true},
+		{"known type, wrong body type", append([]byte{byte(CommandSetAdmin)}, `[1,2]`...), true},
+		{"empty entry", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+			a.setConfig(testSpec(1), "d1")
+			before := a.fsm.State()
+
+			resp := a.raw(tt.data)
+			if !tt.fatal {
+				if resp != nil {
+					t.Fatalf("ignorable command: response %#v, want nil", resp)
+				}
+				if a.fsm.Err() != nil || closed(a.fsm.Failed()) {
+					t.Fatal("ignorable command stopped the fsm")
+				}
+				if res := a.setConfig(testSpec(2), "d1"); res != (SetConfigResult{2, true}) {
+					t.Fatalf("apply after ignorable command = %#v", res)
+				}
+				return
+			}
+			err, ok := resp.(error)
+			if !ok {
+				t.Fatalf("response %#v, want error", resp)
+			}
+			if tt.data != nil && tt.data[0] == 0x7f && !errors.Is(err, ErrUnknownCommand) {
+				t.Errorf("error %v, want ErrUnknownCommand", err)
+			}
+			if !closed(a.fsm.Failed()) || a.fsm.Err() == nil {
+				t.Fatal("fsm did not stop")
+			}
+			// Nothing later is applied, and no snapshot can skip the entry.
+			if _, ok := a.setConfig(testSpec(2), "d1").(error); !ok {
+				t.Error("stopped fsm applied a later command")
+			}
+			if !reflect.DeepEqual(a.fsm.State(), before) {
+				t.Error("state changed after the fsm stopped")
+			}
+			if _, err := a.fsm.Snapshot(); err == nil {
+				t.Error("stopped fsm took a snapshot")
+			}
+		})
+	}
+}
+
+func TestCommandTypeString(t *testing.T) {
+	for typ, want := range map[CommandType]string{
+		CommandSetConfig:      "set-config",
+		CommandSetAdmin:       "set-admin",
+		9:                     "unknown(9)",
+		IgnoreUnknownFlag | 9: "unknown-ignorable(9)",
+	} {
+		if got := typ.String(); got != want {
+			t.Errorf("%d.String() = %q, want %q", uint8(typ), got, want)
+		}
+	}
+}
+
+func TestFSMSnapshotRestore(t *testing.T) {
+	a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+	a.setConfig(testSpec(1), "d1")
+	a.setConfig(testSpec(5), "d2")
+	a.cmd(CommandSetAdmin, SetAdminCommand{Ref: webRef("198.51.100.11"), State: AdminDisabled})
+	a.cmd(CommandSetAdmin, SetAdminCommand{Ref: webRef("198.51.100.10"), State: AdminDrained})
+	want := a.fsm.State()
+
+	snap, err := a.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Persist runs concurrently with Apply: a later change must not leak
+	// into the snapshot.
+	a.setConfig(testSpec(6), "d3")
+	sink := &bufSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	if !sink.closed || sink.cancelled {
+		t.Fatalf("sink closed=%v cancelled=%v", sink.closed, sink.cancelled)
+	}
+
+	restored := NewFSM(testLogger(t))
+	w := restored.Watch()
+	if err := restored.Restore(io.NopCloser(&sink.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(w) {
+		t.Error("restore did not wake the watchers")
+	}
+	got := restored.State()
+	if !got.Config.SubmittedAt.Equal(want.Config.SubmittedAt) {
+		t.Errorf("SubmittedAt %v, want %v", got.Config.SubmittedAt, want.Config.SubmittedAt)
+	}
+	got.Config.SubmittedAt, want.Config.SubmittedAt = time.Time{}, time.Time{}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("restored state:\n got %+v\nwant %+v", got, want)
+	}
+	// The restored FSM goes on from the restored generation.
+	ra := &applier{t: t, fsm: restored, index: 10}
+	if res := ra.setConfig(testSpec(5), "d1"); res != (SetConfigResult{2, false}) {
+		t.Errorf("same config after restore = %#v", res)
+	}
+	if res := ra.setConfig(testSpec(7), "d1"); res != (SetConfigResult{3, true}) {
+		t.Errorf("new config after restore = %#v", res)
+	}
+
+	// An empty FSM's snapshot restores to an empty state.
+	empty, err := NewFSM(nil).Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink = &bufSink{}
+	if err := empty.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	if err := restored.Restore(io.NopCloser(&sink.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if st := restored.State(); st.Config.Generation != 0 || len(st.Admin) != 0 || st.Config.Services != nil {
+		t.Errorf("state after restoring an empty snapshot: %+v", st)
+	}
+
+	// Unknown formats and garbage are refused.
+	for _, bad := range []string{`{"format":2}`, `not json`} {
+		if err := restored.Restore(io.NopCloser(strings.NewReader(bad))); err == nil {
+			t.Errorf("Restore(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestFSMConcurrentReaders runs readers against Apply and Restore; the race
+// detector checks that Restore takes the readers' lock and that nothing a
+// reader gets aliases the FSM's state.
+func TestFSMConcurrentReaders(t *testing.T) {
+	a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+	a.setConfig(testSpec(1), "d1")
+	snap, err := a.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &bufSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	image := sink.Bytes()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				w := a.fsm.Watch()
+				st := a.fsm.State()
+				cfg := a.fsm.Config()
+				adm := a.fsm.Admin()
+				a.fsm.Generation()
+				// Mutating the copies must not race with the FSM.
+				if len(cfg.Services) > 0 {
+					cfg.Services[0].Reals[0].Address = netip.MustParseAddr("203.0.113.1")
+					*cfg.Services[0].Reals[0].Weight = -1
+				}
+				adm[webRef("203.0.113.1")] = AdminDisabled
+				st.Admin[webRef("203.0.113.2")] = AdminDisabled
+				_ = w
+			}
+		}()
+	}
+	for i := range 200 {
+		if i%10 == 0 {
+			if err := a.fsm.Restore(io.NopCloser(strings.NewReader(string(image)))); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		a.setConfig(testSpec(i), "d1")
+		a.cmd(CommandSetAdmin, SetAdminCommand{Ref: webRef("198.51.100.10"), State: AdminDrained})
+		if s, err := a.fsm.Snapshot(); err == nil {
+			_ = s.Persist(&bufSink{})
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// TestSpecRoundTrip fills every exported field of the spec types with
+// non-zero values and checks that the replication encoding keeps them all:
+// a field the config package adds later that does not survive JSON fails
+// here rather than vanish from followers.
+func TestSpecRoundTrip(t *testing.T) {
+	var spec Spec
+	f := &filler{}
+	f.fill(reflect.ValueOf(&spec).Elem(), "spec")
+	if len(spec.Services) == 0 || spec.Services[0].HealthCheck == nil || !spec.VIPs[0].Address.IsValid() {
+		t.Fatalf("filler did not fill the spec: %+v", spec)
+	}
+
+	a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+	if res := a.setConfig(spec, "d1"); res != (SetConfigResult{1, true}) {
+		t.Fatalf("apply = %#v", res)
+	}
+	got := a.fsm.Config().Spec
+	if !reflect.DeepEqual(got, spec) {
+		t.Errorf("spec did not round-trip:\n got %+v\nwant %+v", got, spec)
+	}
+	// Through a snapshot too.
+	snap, _ := a.fsm.Snapshot()
+	sink := &bufSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	restored := NewFSM(nil)
+	if err := restored.Restore(io.NopCloser(&sink.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if got := restored.Config().Spec; !reflect.DeepEqual(got, spec) {
+		t.Errorf("spec did not round-trip through a snapshot:\n got %+v\nwant %+v", got, spec)
+	}
+	// The hash is stable for equal specs and changes with the content.
+	h1, _ := spec.Hash()
+	h2, _ := got.Hash()
+	if h1 != h2 {
+		t.Errorf("hash of the round-tripped spec %s != %s", h2, h1)
+	}
+	got.Services[0].Port++
+	if h3, _ := got.Hash(); h3 == h1 {
+		t.Error("hash did not change with the content")
+	}
+}
+
+// filler sets every exported field to a distinct non-zero value.
+type filler struct{ n int }
+
+var (
+	addrType     = reflect.TypeFor[netip.Addr]()
+	addrPortType = reflect.TypeFor[netip.AddrPort]()
+	durationType = reflect.TypeFor[config.Duration]()
+	timeType     = reflect.TypeFor[time.Time]()
+)
+
+func (f *filler) fill(v reflect.Value, path string) {
+	f.n++
+	switch v.Type() {
+	case addrType:
+		if f.n%2 == 0 {
+			v.Set(reflect.ValueOf(netip.AddrFrom4([4]byte{192, 0, 2, byte(f.n)})))
+		} else {
+			v.Set(reflect.ValueOf(netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", f.n))))
+		}
+		return
+	case addrPortType:
+		v.Set(reflect.ValueOf(netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(f.n)}), uint16(f.n))))
+		return
+	case durationType:
+		v.SetInt(int64(time.Duration(f.n)*time.Second + 1500*time.Microsecond))
+		return
+	case timeType:
+		v.Set(reflect.ValueOf(time.Date(2026, 1, 2, 3, 4, f.n, 0, time.UTC)))
+		return
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(fmt.Sprintf("%s-%d", path, f.n))
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(int64(f.n % 100))
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(uint64(f.n % 200))
+	case reflect.Float32, reflect.Float64:
+		v.SetFloat(float64(f.n) + 0.5)
+	case reflect.Pointer:
+		p := reflect.New(v.Type().Elem())
+		f.fill(p.Elem(), path)
+		v.Set(p)
+	case reflect.Slice:
+		s := reflect.MakeSlice(v.Type(), 2, 2)
+		for i := range 2 {
+			f.fill(s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		k := reflect.New(v.Type().Key()).Elem()
+		e := reflect.New(v.Type().Elem()).Elem()
+		f.fill(k, path+".key")
+		f.fill(e, path+".value")
+		m.SetMapIndex(k, e)
+		v.Set(m)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if sf := v.Type().Field(i); sf.IsExported() {
+				f.fill(v.Field(i), path+"."+sf.Name)
+			}
+		}
+	case reflect.Array:
+		for i := range v.Len() {
+			f.fill(v.Index(i), path)
+		}
+	default:
+		panic(fmt.Sprintf("filler: %s has unsupported kind %s", path, v.Kind()))
+	}
+}

@@ -1,0 +1,526 @@
+package raft
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/dsrd/dsrd/internal/config"
+)
+
+// testCA is a throwaway certificate authority.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+	pool *x509.CertPool
+}
+
+// newSerial returns a random certificate serial number.
+func newSerial(t *testing.T) *big.Int {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          newSerial(t),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool,
+		pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// issue returns a node certificate (serverAuth + clientAuth) and its PEMs.
+func (ca *testCA) issue(t *testing.T, name string) (tls.Certificate, []byte, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: newSerial(t),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair, certPEM, keyPEM
+}
+
+// files writes a node's PEM files and returns the config naming them.
+func (ca *testCA) files(t *testing.T, name string) config.TLS {
+	t.Helper()
+	_, certPEM, keyPEM := ca.issue(t, name)
+	dir := t.TempDir()
+	c := config.TLS{
+		Cert: filepath.Join(dir, "node.crt"),
+		Key:  filepath.Join(dir, "node.key"),
+		CA:   filepath.Join(dir, "ca.crt"),
+	}
+	for path, data := range map[string][]byte{c.Cert: certPEM, c.Key: keyPEM, c.CA: ca.pem} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// tlsLayer listens on 127.0.0.1 with the given TLS.
+func tlsLayer(t *testing.T, pt *PeerTLS) *StreamLayer {
+	t.Helper()
+	s, err := Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.AddrPort{}, pt, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// acceptOne runs Accept in the background.
+func acceptOne(s *StreamLayer) <-chan net.Conn {
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, err := s.Accept()
+		if err != nil {
+			close(ch)
+			return
+		}
+		ch <- c
+	}()
+	return ch
+}
+
+// expectAcceptedFrom checks that the next accepted connection is client's.
+func expectAcceptedFrom(t *testing.T, accepted <-chan net.Conn, client net.Conn) {
+	t.Helper()
+	c, ok := recv(t, accepted, "accepted connection")
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer c.Close()
+	if c.RemoteAddr().String() != client.LocalAddr().String() {
+		t.Fatalf("accepted %s, want the valid peer %s", c.RemoteAddr(), client.LocalAddr())
+	}
+	// The connection works both ways.
+	if _, err := client.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+}
+
+// expectRefused checks that the server ends conn without speaking raft.
+func expectRefused(t *testing.T, conn net.Conn) {
+	t.Helper()
+	_ = conn.SetDeadline(time.Now().Add(testTimeout))
+	_, _ = conn.Write([]byte("hello"))
+	buf := make([]byte, 64)
+	for {
+		_, err := conn.Read(buf)
+		if err == nil {
+			continue // a TLS alert or record: keep reading until the end
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("connection not closed by the server")
+		}
+		return
+	}
+}
+
+func TestLoadPeerTLS(t *testing.T) {
+	ca := newTestCA(t, "cluster-ca")
+	other := newTestCA(t, "other-ca")
+	good := ca.files(t, "d1")
+	if pt, err := LoadPeerTLS(good); err != nil || pt == nil {
+		t.Fatalf("LoadPeerTLS = %v, %v", pt, err)
+	}
+	if pt, err := LoadPeerTLS(config.TLS{}); err != nil || pt != nil {
+		t.Errorf("LoadPeerTLS of no TLS = %v, %v", pt, err)
+	}
+	foreign := other.files(t, "d9")
+	for name, c := range map[string]config.TLS{
+		"partial":              {Cert: good.Cert, Key: good.Key},
+		"missing file":         {Cert: good.Cert, Key: good.Key, CA: good.CA + ".nope"},
+		"cert of another ca":   {Cert: foreign.Cert, Key: foreign.Key, CA: good.CA},
+		"key of another cert":  {Cert: good.Cert, Key: foreign.Key, CA: good.CA},
+		"ca file without cert": {Cert: good.Cert, Key: good.Key, CA: good.Key},
+	} {
+		if _, err := LoadPeerTLS(c); err == nil {
+			t.Errorf("%s: LoadPeerTLS succeeded", name)
+		}
+	}
+}
+
+func TestStreamLayerTLS(t *testing.T) {
+	ca := newTestCA(t, "cluster-ca")
+	other := newTestCA(t, "other-ca")
+	serverTLS, err := LoadPeerTLS(ca.files(t, "d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientTLS, err := LoadPeerTLS(ca.files(t, "d2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := tlsLayer(t, serverTLS)
+	client := tlsLayer(t, clientTLS)
+	addr := hraft.ServerAddress(server.Addr().String())
+
+	t.Run("valid peer", func(t *testing.T) {
+		accepted := acceptOne(server)
+		conn, err := client.Dial(addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if cs := conn.(*tls.Conn).ConnectionState(); cs.Version != tls.VersionTLS13 {
+			t.Errorf("tls version %x", cs.Version)
+		}
+		expectAcceptedFrom(t, accepted, conn)
+	})
+
+	foreignCert, _, _ := other.issue(t, "intruder")
+	refusals := map[string]func() (net.Conn, error){
+		"certificate of another ca": func() (net.Conn, error) {
+			return tls.Dial("tcp", string(addr), &tls.Config{
+				Certificates: []tls.Certificate{foreignCert}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13,
+			})
+		},
+		"no certificate": func() (net.Conn, error) {
+			return tls.Dial("tcp", string(addr), &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+		},
+		"tls 1.2": func() (net.Conn, error) {
+			cert, _, _ := ca.issue(t, "old")
+			c, err := net.Dial("tcp", string(addr))
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(c, &tls.Config{Certificates: []tls.Certificate{cert},
+				InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
+			return tc, nil // the handshake runs on the first write
+		},
+		"plaintext": func() (net.Conn, error) {
+			return net.Dial("tcp", string(addr))
+		},
+	}
+	for name, dial := range refusals {
+		t.Run(name, func(t *testing.T) {
+			accepted := acceptOne(server)
+			bad, err := dial()
+			if err == nil {
+				expectRefused(t, bad)
+				bad.Close()
+			}
+			// The refused peer never reaches Accept: the next
+			// connection accepted is the valid one.
+			good, err := client.Dial(addr, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer good.Close()
+			expectAcceptedFrom(t, accepted, good)
+		})
+	}
+
+	t.Run("server of another ca", func(t *testing.T) {
+		otherTLS, err := NewPeerTLS(foreignCert, other.pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		impostor := tlsLayer(t, otherTLS)
+		go func() {
+			if c, err := impostor.Accept(); err == nil {
+				c.Close()
+			}
+		}()
+		if c, err := client.Dial(hraft.ServerAddress(impostor.Addr().String()), time.Second); err == nil {
+			c.Close()
+			t.Fatal("dialed a server whose certificate is of another ca")
+		}
+	})
+
+	t.Run("plain layer dialing tls", func(t *testing.T) {
+		plain := tlsLayer(t, nil)
+		accepted := acceptOne(server)
+		c, err := plain.Dial(addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expectRefused(t, c)
+		c.Close()
+		good, err := client.Dial(addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer good.Close()
+		expectAcceptedFrom(t, accepted, good)
+	})
+}
+
+// TestStreamLayerSilentPeers checks that peers that connect and say nothing
+// neither block the accept loop nor hold a connection past the handshake
+// timeout.
+func TestStreamLayerSilentPeers(t *testing.T) {
+	ca := newTestCA(t, "cluster-ca")
+	serverTLS, err := NewPeerTLS(must(ca.issue(t, "d1")), ca.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientTLS, err := NewPeerTLS(must(ca.issue(t, "d2")), ca.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A handshake timeout far longer than the test's wait: if the silent
+	// peers blocked accepting, the valid peer would not get through.
+	server := tlsLayer(t, serverTLS)
+	server.SetHandshakeTimeout(time.Hour)
+	client := tlsLayer(t, clientTLS)
+	addr := server.Addr().String()
+	var silent []net.Conn
+	for range 5 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	accepted := acceptOne(server)
+	good, err := client.Dial(hraft.ServerAddress(addr), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	expectAcceptedFrom(t, accepted, good)
+
+	// Close ends the pending handshakes at once.
+	if err := server.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range silent {
+		expectClosedByServer(t, c)
+	}
+	if _, err := server.Accept(); err == nil {
+		t.Error("Accept after Close succeeded")
+	}
+
+	// A short handshake timeout closes a silent peer by itself.
+	quick := tlsLayer(t, serverTLS)
+	quick.SetHandshakeTimeout(200 * time.Millisecond)
+	c, err := net.Dial("tcp", quick.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	expectClosedByServer(t, c)
+}
+
+func expectClosedByServer(t *testing.T, c net.Conn) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(testTimeout))
+	_, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+		t.Fatalf("silent connection not closed by the server: %v", err)
+	}
+}
+
+func must(c tls.Certificate, _, _ []byte) tls.Certificate { return c }
+
+func TestStreamLayerAdvertise(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStreamLayer(ln, netip.MustParseAddrPort("192.0.2.7:7000"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Addr().String(); got != "192.0.2.7:7000" {
+		t.Errorf("Addr() = %s", got)
+	}
+	s.Close()
+
+	ln, err = net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if _, err := NewStreamLayer(ln, netip.AddrPort{}, nil, nil); err == nil {
+		t.Error("unspecified bind address accepted without advertise")
+	}
+}
+
+// TestTLSCluster runs two nodes over mutual TLS on 127.0.0.1.
+func TestTLSCluster(t *testing.T) {
+	ca := newTestCA(t, "cluster-ca")
+	var (
+		layers []*StreamLayer
+		peers  []config.Peer
+		tlss   []config.TLS
+	)
+	for i, id := range []string{"d1", "d2"} {
+		c := ca.files(t, id)
+		pt, err := LoadPeerTLS(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := NewStreamLayer(ln, netip.AddrPort{}, pt, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, l)
+		tlss = append(tlss, c)
+		peers = append(peers, config.Peer{ID: id, Address: netip.MustParseAddrPort(l.Addr().String())})
+		_ = i
+	}
+	var nodes []*Node
+	var subs []<-chan bool
+	for i, l := range layers {
+		tr := NewTransport(l, testLogger(t))
+		t.Cleanup(func() { tr.Close() })
+		cl := config.Cluster{Bind: peers[i].Address, Peers: peers, TLS: tlss[i]}
+		fastTimings(&cl)
+		n, err := New(Config{NodeID: peers[i].ID, DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, n.Leadership(t.Context()))
+		if err := n.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes = append(nodes, n)
+	}
+	// Wait for one of them to lead.
+	leader := -1
+	deadline := time.After(testTimeout)
+	for leader < 0 {
+		select {
+		case v := <-subs[0]:
+			if v {
+				leader = 0
+			}
+		case v := <-subs[1]:
+			if v {
+				leader = 1
+			}
+		case <-deadline:
+			t.Fatal("no leader over tls")
+		}
+	}
+	ctx := ctxTimeout(t)
+	if _, err := nodes[leader].SubmitConfig(ctx, testSpec(1), ""); err != nil {
+		t.Fatal(err)
+	}
+	cfg := waitGeneration(t, nodes[1-leader], 1)
+	if len(cfg.Services) != 1 {
+		t.Errorf("replicated over tls: %+v", cfg)
+	}
+}
+
+// TestNodeOwnTransport starts a node that builds its own TCP transport from
+// the cluster configuration (single node, TLS).
+func TestNodeOwnTransport(t *testing.T) {
+	ca := newTestCA(t, "cluster-ca")
+	// Find a free port; the small race with other processes is
+	// acceptable in a test.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddrPort(ln.Addr().String())
+	ln.Close()
+	cl := config.Cluster{Bind: addr, Peers: []config.Peer{{ID: "d1", Address: addr}}, TLS: ca.files(t, "d1")}
+	fastTimings(&cl)
+	dir := t.TempDir()
+	n, err := New(Config{NodeID: "d1", DataDir: dir, Cluster: cl, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lead := n.Leadership(t.Context())
+	if err := n.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	expectValue(t, lead, false)
+	expectValue(t, lead, true)
+	if _, err := os.Stat(filepath.Join(dir, "raft", "raft.db")); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "raft", "snapshots")); err != nil {
+		t.Error(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The port is free again: the node closed its transport.
+	ln, err = net.Listen("tcp", addr.String())
+	if err != nil {
+		t.Fatalf("port still in use after Close: %v", err)
+	}
+	ln.Close()
+}
