@@ -114,7 +114,7 @@ func TestExplicitZeros(t *testing.T) {
 	if all.Port != 0 || all.Persistence.Netmask != 64 || all.HealthCheck.Port != 0 || all.Key() != "udp/[2001:db8::10]:0" {
 		t.Errorf("all-ports service = %+v (%s)", all, all.Key())
 	}
-	if c := d.Services[2].HealthCheck; c.Port != DefaultAgentPort || c.Path != "/" || c.Method != "GET" {
+	if c := d.Services[2].HealthCheck; c.Port != DefaultAgentPort || c.Path != DefaultAgentPath || c.Method != "GET" || !reflect.DeepEqual(c.ExpectStatus, []string{"200"}) {
 		t.Errorf("agent check = %+v", c)
 	}
 	if c := d.Services[3].HealthCheck; c.Initial != "up" || !reflect.DeepEqual(c.Command, []string{"/usr/lib/dsrd/check-smtp", "--quick"}) || c.Port != 0 {

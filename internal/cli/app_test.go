@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// run runs the CLI with args and returns its exit code, stdout and stderr.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), append([]string{"dsrd"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpNamesEveryCommand(t *testing.T) {
+	code, out, _ := run(t, "--help")
+	if code != 0 {
+		t.Fatalf("dsrd --help: exit %d", code)
+	}
+	for _, cmd := range []string{"director", "witness", "realserver", "config", "status", "version"} {
+		if !strings.Contains(out, "\n   "+cmd) {
+			t.Errorf("dsrd --help does not list %q:\n%s", cmd, out)
+		}
+	}
+}
+
+func TestEveryCommandHasHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"director", "--help"}, {"witness", "--help"}, {"realserver", "--help"},
+		{"realserver", "check", "--help"}, {"config", "check", "--help"},
+		{"status", "--help"}, {"version", "--help"},
+	} {
+		code, out, errOut := run(t, args...)
+		if code != 0 || !strings.Contains(out, "USAGE:") {
+			t.Errorf("dsrd %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "dsrd ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("dsrd version: exit %d, %q", code, out)
+	}
+}
+
+func TestUnknownFlagIsUsageError(t *testing.T) {
+	code, _, errOut := run(t, "config", "check", "--no-such-flag", "x")
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d; stderr %q", code, exitUsage, errOut)
+	}
+}
+
+func TestConfigCheckValid(t *testing.T) {
+	files, err := filepath.Glob("../../packaging/examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example configurations found: %v", err)
+	}
+	code, out, errOut := run(t, append([]string{"config", "check"}, files...)...)
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, errOut)
+	}
+	for _, f := range files {
+		if !strings.Contains(out, f+": ok\n") {
+			t.Errorf("no %q in output:\n%s", f+": ok", out)
+		}
+	}
+}
+
+func TestConfigCheckReportsEveryError(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "broken.yaml")
+	broken := `node:
+  id: dir1
+  data_dri: /var/lib/dsrd
+cluster:
+  bind: 192.0.2.11:7946
+  peers: [dir1@192.0.2.11:7946]
+vips:
+  - address: 203.0.113.10
+services:
+  - name: web
+    vip: 203.0.113.10
+    port: 80
+    protocol: tcp
+    scheduler: fastest
+    reals:
+      - address: 192.0.2.21
+        port: 8080
+`
+	if err := os.WriteFile(name, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := run(t, "config", "check", "--kind", "director", name)
+	if code != exitFailure {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitFailure, errOut)
+	}
+	for _, want := range []string{name + ":3:3:", name + ":14:16:", name + ":17:15:"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks an error at %s:\n%s", want, errOut)
+		}
+	}
+}
+
+func TestConfigCheckMissingFile(t *testing.T) {
+	code, _, errOut := run(t, "config", "check", filepath.Join(t.TempDir(), "nope.yaml"))
+	if code != exitFailure || !strings.Contains(errOut, "no such file") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestConfigCheckBadKind(t *testing.T) {
+	code, _, _ := run(t, "config", "check", "--kind", "router", "x.yaml")
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d", code, exitUsage)
+	}
+}
+
+func TestUnimplementedCommandsSaySo(t *testing.T) {
+	for _, args := range [][]string{{"director"}, {"witness"}, {"status"}} {
+		code, _, errOut := run(t, args...)
+		if code != exitUsage || !strings.Contains(errOut, "not implemented yet") {
+			t.Errorf("dsrd %s: exit %d, stderr %q", args[0], code, errOut)
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package realserver
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"slices"
+	"strconv"
+)
+
+// arpSetting is one per-interface ARP sysctl a real server needs and the
+// minimum value that makes DR work.
+type arpSetting struct {
+	// Name is the entry under net.ipv4.conf.<iface>.
+	Name string
+	// Min is the value the agent sets; a higher value is stricter and is
+	// left alone.
+	Min int
+	// Why says what breaks without it.
+	Why string
+}
+
+// arpSettings is the table of ARP sysctls the agent keeps on net.ipv4.conf.all
+// and on every director-facing interface. The kernel uses the maximum of
+// conf/all and conf/<iface> for both (Documentation/networking/ip-sysctl.rst),
+// so all alone would do; setting the interfaces too keeps them right if
+// someone lowers all. IPv6 needs nothing: Linux answers a neighbour
+// solicitation only for addresses on the interface it arrived on, and a VIP
+// on lo is not.
+func arpSettings() []arpSetting {
+	return []arpSetting{
+		{
+			Name: "arp_ignore", Min: 1,
+			Why: "answer ARP only for addresses configured on the interface the request came in on: " +
+				"never for the VIP on lo, which the director alone must answer for",
+		},
+		{
+			Name: "arp_announce", Min: 2,
+			Why: "use the best local address of the target's subnet as ARP source, never the VIP: " +
+				"otherwise the host's ARP requests teach neighbours that the VIP is at its MAC",
+		},
+	}
+}
+
+// sysctlRule is one sysctl the agent keeps at Min or above.
+type sysctlRule struct {
+	// Path is under /proc/sys.
+	Path string
+	// Iface is the interface of a per-interface entry, "all" for the global one.
+	Iface string
+	Min   int
+	Why   string
+}
+
+// sysctlRules expands arpSettings for all and each director-facing interface.
+func sysctlRules(ifaces []string) []sysctlRule {
+	var rules []sysctlRule
+	for _, iface := range append([]string{"all"}, ifaces...) {
+		for _, s := range arpSettings() {
+			rules = append(rules, sysctlRule{Path: confPath(iface, s.Name), Iface: iface, Min: s.Min, Why: s.Why})
+		}
+	}
+	return rules
+}
+
+// confPath is the /proc/sys path of net.ipv4.conf.<iface>.<name>.
+func confPath(iface, name string) string { return "net/ipv4/conf/" + iface + "/" + name }
+
+// SysctlChange is one sysctl the agent wrote or restored.
+type SysctlChange struct {
+	// Name is the sysctl(8) name (net.ipv4.conf.all.arp_ignore).
+	Name string `json:"name"`
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// String formats the change for logs ("net.ipv4.conf.all.arp_ignore 0->1").
+func (c SysctlChange) String() string { return c.Name + " " + c.From + "->" + c.To }
+
+// readInt reads a sysctl holding an integer.
+func readInt(k Kernel, path string) (int, error) {
+	s, err := k.Sysctl(path)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("sysctl %s: not an integer: %q", sysctlName(path), s)
+	}
+	return v, nil
+}
+
+// applySysctls raises every rule's sysctl to its minimum. Before the first
+// change of a sysctl, its current value is recorded in st and st is saved
+// through save: the original is on disk before the kernel changes. Rules of
+// interfaces that do not exist are returned in missing, not as errors: the
+// interface may appear later (a link event triggers a new apply).
+func applySysctls(k Kernel, rules []sysctlRule, st *state, save func() error) (changed []SysctlChange, missing []string, err error) {
+	for _, r := range rules {
+		cur, err := k.Sysctl(r.Path)
+		if errors.Is(err, fs.ErrNotExist) && r.Iface != "all" {
+			if len(missing) == 0 || missing[len(missing)-1] != r.Iface {
+				missing = append(missing, r.Iface)
+			}
+			continue
+		}
+		if err != nil {
+			return changed, missing, err
+		}
+		v, err := strconv.Atoi(cur)
+		if err != nil {
+			return changed, missing, fmt.Errorf("sysctl %s: not an integer: %q", sysctlName(r.Path), cur)
+		}
+		if v >= r.Min {
+			continue
+		}
+		want := strconv.Itoa(r.Min)
+		if _, ok := st.Sysctls[r.Path]; !ok {
+			st.Sysctls[r.Path] = savedSysctl{Original: cur, Set: want}
+			if err := save(); err != nil {
+				delete(st.Sysctls, r.Path)
+				return changed, missing, fmt.Errorf("record original %s=%s: %w", sysctlName(r.Path), cur, err)
+			}
+		}
+		if err := k.SetSysctl(r.Path, want); err != nil {
+			return changed, missing, err
+		}
+		changed = append(changed, SysctlChange{Name: sysctlName(r.Path), From: cur, To: want})
+	}
+	return changed, missing, nil
+}
+
+// restoreSysctls puts back the original value of every sysctl recorded in
+// st whose current value is still the one the agent set, and forgets it.
+// A value someone changed since is left as it is (the agent undoes only its
+// own changes); an entry of an interface that is gone is forgotten. Entries
+// that fail to restore stay in st.
+func restoreSysctls(k Kernel, st *state) (restored []SysctlChange, kept []string, err error) {
+	var errs []error
+	for _, path := range slices.Sorted(maps.Keys(st.Sysctls)) {
+		saved := st.Sysctls[path]
+		cur, rerr := k.Sysctl(path)
+		switch {
+		case errors.Is(rerr, fs.ErrNotExist):
+			delete(st.Sysctls, path)
+			continue
+		case rerr != nil:
+			errs = append(errs, rerr)
+			continue
+		}
+		if cur != saved.Set {
+			kept = append(kept, fmt.Sprintf("%s=%s", sysctlName(path), cur))
+			delete(st.Sysctls, path)
+			continue
+		}
+		if cur != saved.Original {
+			if werr := k.SetSysctl(path, saved.Original); werr != nil {
+				errs = append(errs, werr)
+				continue
+			}
+		}
+		restored = append(restored, SysctlChange{Name: sysctlName(path), From: cur, To: saved.Original})
+		delete(st.Sysctls, path)
+	}
+	return restored, kept, errors.Join(errs...)
+}

@@ -1,0 +1,129 @@
+package realserver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// The re-subscription backoff after a lost netlink subscription: it starts
+// at watchRetryMin so that a lost subscription (typically ENOBUFS after a
+// burst) costs about nothing, doubles up to watchRetryMax so that a
+// subscription that keeps failing does not spin, and resets once a
+// subscription has lasted watchStable.
+const (
+	watchRetryMin = 50 * time.Millisecond
+	watchRetryMax = 5 * time.Second
+	watchStable   = time.Minute
+)
+
+// subscribeWait bounds how long Run waits for the first subscription
+// before its first apply. Subscribing first means no change made after the
+// first apply read the kernel can be missed; if netlink cannot subscribe
+// within this (it normally takes microseconds) the agent starts anyway and
+// relies on the periodic resync until the subscription comes up.
+const subscribeWait = 5 * time.Second
+
+// watch keeps a Kernel.Watch subscription open until ctx ends,
+// re-subscribing after each failure. It closes subscribed when the first
+// subscription is open and sends a reason on trigger for every event that
+// may need a repair and after every re-subscription, since changes made
+// while unsubscribed were not seen. It returns when ctx ends.
+func (a *Agent) watch(ctx context.Context, trigger chan<- string, subscribed chan<- struct{}) {
+	var once sync.Once
+	onSubscribed := func() {
+		first := false
+		once.Do(func() { first = true; close(subscribed) })
+		if !first {
+			fire(trigger, "resubscribed")
+		}
+	}
+	backoff := watchRetryMin
+	for {
+		started := time.Now()
+		err := a.watchOnce(ctx, trigger, onSubscribed)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > watchStable {
+			backoff = watchRetryMin
+		}
+		a.statsMu.Lock()
+		a.stats.Resubscribes++
+		a.statsMu.Unlock()
+		a.log.Warn("netlink subscription lost; re-subscribing",
+			slog.Any("error", err), slog.Duration("after", backoff))
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, watchRetryMax)
+	}
+}
+
+// watchOnce runs one subscription until it fails or ctx ends, and returns
+// why it ended.
+func (a *Agent) watchOnce(ctx context.Context, trigger chan<- string, onSubscribed func()) error {
+	subCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := make(chan Event, 64)
+	errc := make(chan error, 1)
+	// Ends when the subscription fails or subCtx is cancelled; watchOnce
+	// waits for it, so no subscription outlives Run.
+	go func() { errc <- a.k.Watch(subCtx, events) }()
+	for {
+		select {
+		case <-ctx.Done():
+			cancel()
+			<-errc
+			return ctx.Err()
+		case err := <-errc:
+			return err
+		case ev := <-events:
+			if ev.Kind == EventSubscribed {
+				onSubscribed()
+				continue
+			}
+			if why, ok := a.relevant(ev); ok {
+				a.log.Debug("change seen", slog.String("event", why))
+				fire(trigger, why)
+			}
+		}
+	}
+}
+
+// fire sends a trigger without blocking: one pending trigger is enough,
+// since an apply re-reads everything.
+func fire(trigger chan<- string, why string) {
+	select {
+	case trigger <- why:
+	default:
+	}
+}
+
+// relevant says whether ev may need a repair and describes it: an address
+// removed from lo, lo going down, or a director-facing interface changing
+// or appearing. Other changes cannot undo what the agent does.
+func (a *Agent) relevant(ev Event) (string, bool) {
+	isLo := ev.Link == "lo"
+	switch ev.Kind {
+	case EventAddrRemoved:
+		if isLo {
+			return fmt.Sprintf("%s removed from %s", ev.Prefix, ev.Link), true
+		}
+	case EventLinkChanged:
+		if isLo && !ev.Up {
+			return "lo down", true
+		}
+		if slices.Contains(a.cfg.Interfaces, ev.Link) {
+			return fmt.Sprintf("link %s changed", ev.Link), true
+		}
+	}
+	return "", false
+}
