@@ -1,0 +1,48 @@
+# dsrd build, test and lab targets. `make test` is the test command the README
+# and CI use: lint, unit tests with the race detector (privileged ones run in
+# network namespaces, so run it as root), then the end-to-end tests inside the
+# VM lab against real kernel IPVS.
+
+GO       ?= go
+PKG      := github.com/dsrd/dsrd
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
+export PATH := $(PATH):/usr/local/go/bin
+
+.PHONY: all build test lint unit e2e demo fuzz bench clean
+
+all: build
+
+## build: bin/dsrd, static (CGO_ENABLED=0), version stamped
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dsrd ./cmd/dsrd
+
+## test: everything CI runs
+test: lint unit e2e
+
+## lint: gofmt and go vet (also with the vmtest tag, so VM-only files are checked)
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags vmtest ./...
+
+## unit: unit tests with the race detector
+unit:
+	$(GO) test -race -count=1 ./...
+
+## e2e: end-to-end tests in the VM lab (real IPVS, network namespaces as hosts)
+e2e: build
+	tests/vm/e2e
+
+## demo: the lab with a real cluster of directors, a witness and backends
+demo: build
+	tests/vm/demo
+
+## fuzz: run every fuzz target for FUZZTIME each (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./internal/config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin dist
