@@ -1,0 +1,113 @@
+package ipvs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dsrd/dsrd/internal/config"
+)
+
+// mapSysctl is a SysctlWriter over a map that counts writes.
+type mapSysctl struct {
+	vals   map[string]string
+	writes []string
+	fail   string
+}
+
+func (m *mapSysctl) Get(name string) (string, error) {
+	v, ok := m.vals[name]
+	if !ok {
+		return "", os.ErrNotExist
+	}
+	return v, nil
+}
+
+func (m *mapSysctl) Set(name, value string) error {
+	if name == m.fail {
+		return errors.New("read-only")
+	}
+	m.writes = append(m.writes, name+"="+value)
+	m.vals[name] = value
+	return nil
+}
+
+func TestDirectorSysctlsDefaults(t *testing.T) {
+	got := map[string]string{}
+	for _, s := range DirectorSysctls(config.IPVS{}) {
+		if s.Why == "" {
+			t.Errorf("%s has no reason", s.Key())
+		}
+		got[s.Key()] = s.Value
+	}
+	want := map[string]string{
+		"net.ipv4.vs.sloppy_tcp": "1", "net.ipv4.vs.sloppy_sctp": "1",
+		"net.ipv4.vs.expire_nodest_conn": "1", "net.ipv4.vs.expire_quiescent_template": "1",
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s=%q, want %q", k, got[k], v)
+		}
+	}
+}
+
+func TestDirectorSysctlsOverrides(t *testing.T) {
+	f, mode := false, 2
+	got := map[string]string{}
+	for _, s := range DirectorSysctls(config.IPVS{SloppyTCP: &f, ExpireQuiescentTemplate: &f, ConnReuseMode: &mode}) {
+		got[s.Key()] = s.Value
+	}
+	want := map[string]string{
+		"net.ipv4.vs.sloppy_tcp": "0", "net.ipv4.vs.sloppy_sctp": "0",
+		"net.ipv4.vs.expire_nodest_conn": "1", "net.ipv4.vs.expire_quiescent_template": "0",
+		"net.ipv4.vs.conn_reuse_mode": "2",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s=%q, want %q", k, got[k], v)
+		}
+	}
+}
+
+func TestApplySysctlsWritesOnlyChanges(t *testing.T) {
+	m := &mapSysctl{vals: map[string]string{
+		"net.ipv4.vs.sloppy_tcp": "1", "net.ipv4.vs.sloppy_sctp": "0",
+		"net.ipv4.vs.expire_nodest_conn": "0", "net.ipv4.vs.expire_quiescent_template": "1",
+	}, fail: "net.ipv4.vs.expire_nodest_conn"}
+	err := ApplySysctls(context.Background(), m, DirectorSysctls(config.IPVS{}))
+	if err == nil {
+		t.Error("a failed write was not reported")
+	}
+	if len(m.writes) != 1 || m.writes[0] != "net.ipv4.vs.sloppy_sctp=1" {
+		t.Errorf("writes %v", m.writes)
+	}
+}
+
+func TestProcSys(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "net", "ipv4", "vs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sloppy_tcp"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := ProcSys{Root: root}
+	if v, err := p.Get("net.ipv4.vs.sloppy_tcp"); err != nil || v != "0" {
+		t.Fatalf("get: %q, %v", v, err)
+	}
+	if err := p.Set("net.ipv4.vs.sloppy_tcp", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := p.Get("net.ipv4.vs.sloppy_tcp"); v != "1" {
+		t.Errorf("after set: %q", v)
+	}
+	if err := p.Set("net.ipv4.vs.nosuch", "1"); err == nil {
+		t.Error("set of a missing sysctl succeeded")
+	}
+}
