@@ -16,9 +16,10 @@ import (
 
 // Transport timings and limits.
 const (
-	// DefaultHandshakeTimeout bounds a TLS handshake, inbound or outbound:
-	// a peer that connects and stays silent holds a handshake slot no
-	// longer than this.
+	// DefaultHandshakeTimeout bounds a TLS handshake, inbound or outbound,
+	// and the wait for an inbound connection's first byte: a peer that
+	// connects and stays silent holds a handshake slot, or a connection,
+	// no longer than this.
 	DefaultHandshakeTimeout = 10 * time.Second
 	// maxPendingHandshakes bounds the inbound connections being
 	// handshaken at once; more are closed at once rather than queued, so
@@ -32,7 +33,8 @@ const (
 )
 
 // StreamLayer is the hraft.StreamLayer of the TCP transport: plain TCP, or
-// mutual TLS when built with a PeerTLS.
+// mutual TLS when built with a PeerTLS. It also carries dsrd's peer protocol
+// (see PeerListener): one port, one TLS setup for both.
 //
 // With TLS, hashicorp/raft's accept loop must never wait on a peer (it
 // serves one Accept at a time and backs off up to 1 s after every Accept
@@ -42,10 +44,20 @@ const (
 // a certificate from the cluster CA, a plaintext peer and a silent peer
 // are closed (the last when its deadline passes) and never reach raft.
 //
+// Nor does Accept read: a connection's first byte, which says whether it is
+// raft's or the peer protocol's, is read by the connection's own goroutine
+// (hashicorp/raft's, on its first Read) within the handshake timeout. A
+// connection that starts with PeerProtocolByte leaves raft (which sees an
+// end of stream) for PeerListener; any other goes on to raft with its first
+// byte intact; a silent one is closed when the deadline passes.
+//
 // Goroutines (TLS only): the accept loop ends when the StreamLayer is
 // closed; a handshake goroutine ends when its handshake completes or fails
 // (at the latest after the handshake timeout, or at once on Close) and its
-// connection is handed to Accept or closed.
+// connection is handed to Accept or closed. Sorting connections out starts
+// none: it runs in raft's connection goroutines, each of which waits at most
+// the handshake timeout for its first byte (less on Close) and, for a peer
+// connection, as long again for a peer server to accept it.
 type StreamLayer struct {
 	ln               net.Listener
 	advertise        net.Addr
@@ -60,6 +72,12 @@ type StreamLayer struct {
 	sem     chan struct{}
 	mu      sync.Mutex
 	pending map[net.Conn]struct{}
+
+	// peerConns hands peer protocol connections to PeerListener's
+	// Accept; peerClosed is closed when that listener is closed.
+	peerConns  chan net.Conn
+	peerClosed chan struct{}
+	peerOnce   sync.Once
 }
 
 // Listen listens on bind and returns a StreamLayer over it. advertise is the
@@ -105,6 +123,9 @@ func NewStreamLayer(ln net.Listener, advertise netip.AddrPort, peerTLS *PeerTLS,
 		closed:    make(chan struct{}),
 		sem:       make(chan struct{}, maxPendingHandshakes),
 		pending:   map[net.Conn]struct{}{},
+
+		peerConns:  make(chan net.Conn),
+		peerClosed: make(chan struct{}),
 	}
 	s.handshakeTimeout.Store(int64(DefaultHandshakeTimeout))
 	if peerTLS != nil {
@@ -115,25 +136,39 @@ func NewStreamLayer(ln net.Listener, advertise netip.AddrPort, peerTLS *PeerTLS,
 }
 
 // SetHandshakeTimeout changes the TLS handshake deadline of the
-// handshakes that start afterwards (DefaultHandshakeTimeout by default).
+// handshakes that start afterwards, and the deadline for the first byte of
+// the connections accepted afterwards (DefaultHandshakeTimeout by default).
 func (s *StreamLayer) SetHandshakeTimeout(d time.Duration) { s.handshakeTimeout.Store(int64(d)) }
 
 // Accept returns the next inbound connection; with TLS, one whose handshake
-// succeeded and whose peer presented a certificate of the cluster CA.
+// succeeded and whose peer presented a certificate of the cluster CA. The
+// connection's first Read sorts it out: see StreamLayer.
 func (s *StreamLayer) Accept() (net.Conn, error) {
+	var c net.Conn
 	if s.tls == nil {
-		return s.ln.Accept()
+		raw, err := s.ln.Accept()
+		if err != nil {
+			return nil, err
+		}
+		c = raw
+	} else {
+		select {
+		case c = <-s.conns:
+		case <-s.closed:
+			return nil, net.ErrClosed
+		}
 	}
-	select {
-	case c := <-s.conns:
-		return c, nil
-	case <-s.closed:
+	if !s.track(c) {
+		c.Close()
 		return nil, net.ErrClosed
 	}
+	return &muxConn{Conn: c, s: s}, nil
 }
 
-// Close stops accepting, closes the connections still handshaking and waits
-// for the layer's goroutines. Established connections are the transport's.
+// Close stops accepting, closes the peer listener and the connections still
+// handshaking or waiting for their first byte, and waits for the layer's
+// goroutines. Established connections are the transport's and the peer
+// server's.
 func (s *StreamLayer) Close() error {
 	var err error
 	s.once.Do(func() {
@@ -276,18 +311,34 @@ func (s *StreamLayer) serverHandshake(raw net.Conn) {
 	}
 }
 
+// Transport is hashicorp/raft's network transport over a StreamLayer; it
+// keeps the layer so that the node can reach its peer protocol.
+type Transport struct {
+	*hraft.NetworkTransport
+	layer *StreamLayer
+}
+
+// Layer returns the transport's stream layer.
+func (t *Transport) Layer() *StreamLayer { return t.layer }
+
 // NewTransport returns hashicorp/raft's network transport over layer. The
 // transport owns layer: closing it closes the layer.
-func NewTransport(layer *StreamLayer, logger *slog.Logger) *hraft.NetworkTransport {
+func NewTransport(layer *StreamLayer, logger *slog.Logger) *Transport {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
+	nt := hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
 		Stream:  layer,
 		MaxPool: transportMaxPool,
 		Timeout: transportTimeout,
 		Logger:  newHCLogger(logger, "raft-net"),
 	})
+	return &Transport{NetworkTransport: nt, layer: layer}
 }
 
-var _ hraft.StreamLayer = (*StreamLayer)(nil)
+var (
+	_ hraft.StreamLayer = (*StreamLayer)(nil)
+	_ hraft.Transport   = (*Transport)(nil)
+	_ hraft.WithClose   = (*Transport)(nil)
+	_ hraft.WithPreVote = (*Transport)(nil)
+)

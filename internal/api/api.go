@@ -1,0 +1,178 @@
+// Package api is the director's and witness's local control interface: an
+// HTTP+JSON API on a root-only unix socket used by dsrd status, drain,
+// enable, failover, reload and cluster, and the peer protocol by which a
+// follower forwards a cluster write to the leader. The types here are the
+// wire format; Backend is what a daemon implements to serve them.
+package api
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// Backend is what the API serves: a director or a witness. Methods that
+// change the cluster are valid on any node; the backend forwards them to
+// the leader when it is not the leader.
+type Backend interface {
+	// Status is this node's view: cluster, VIPs, services and reals.
+	Status(ctx context.Context) (Status, error)
+	// SetAdmin sets the admin state of a real: service is a service name
+	// or key (tcp/203.0.113.10:80), state enabled, drained or disabled.
+	SetAdmin(ctx context.Context, req AdminRequest) (AdminResult, error)
+	// Failover transfers leadership, to the node named by to when set.
+	Failover(ctx context.Context, to string) (FailoverResult, error)
+	// Reload re-reads the configuration file; an invalid file changes
+	// nothing and its errors come back in the result.
+	Reload(ctx context.Context) (ReloadResult, error)
+	// Members lists the Raft configuration.
+	Members(ctx context.Context) ([]Member, error)
+	// Join adds a node to the cluster; Remove removes one.
+	Join(ctx context.Context, req JoinRequest) error
+	Remove(ctx context.Context, id string) error
+}
+
+// Status is one node's view of the cluster and of its own IPVS.
+type Status struct {
+	Node string `json:"node"`
+	// Role is director or witness.
+	Role    string `json:"role"`
+	Version string `json:"version"`
+	Raft    Raft   `json:"raft"`
+	// Members is the Raft configuration as this node knows it.
+	Members []Member `json:"members"`
+	// VRRPState is MASTER, BACKUP or FAULT (directors only).
+	VRRPState string `json:"vrrp_state,omitempty"`
+	// VIPs are the configured VIPs and whether this node holds them.
+	VIPs []VIP `json:"vips,omitempty"`
+	// Generation is the cluster configuration's generation;
+	// RunningGeneration the one this director's IPVS runs.
+	Generation        uint64 `json:"generation"`
+	RunningGeneration uint64 `json:"running_generation"`
+	ConfigHash        string `json:"config_hash,omitempty"`
+	// Reload is the outcome of the last reload of the local file.
+	Reload ReloadResult `json:"reload"`
+	// Reconcile is the outcome of the last IPVS reconcile.
+	Reconcile Reconcile `json:"reconcile"`
+	Services  []Service `json:"services,omitempty"`
+	// Peers are the other members' running generations, filled in by
+	// dsrd status from each member (best effort).
+	Peers []Peer `json:"peers,omitempty"`
+}
+
+// Raft is the node's Raft state.
+type Raft struct {
+	State         string    `json:"state"`
+	Leader        bool      `json:"leader"`
+	LeaderID      string    `json:"leader_id"`
+	LeaderAddress string    `json:"leader_address"`
+	Term          uint64    `json:"term"`
+	LastContact   time.Time `json:"last_contact,omitzero"`
+	CommitIndex   uint64    `json:"commit_index"`
+	AppliedIndex  uint64    `json:"applied_index"`
+}
+
+// Member is one server of the Raft configuration.
+type Member struct {
+	ID       string `json:"id"`
+	Address  string `json:"address"`
+	Suffrage string `json:"suffrage"`
+	Leader   bool   `json:"leader"`
+}
+
+// Peer is another member's running state as it reported it.
+type Peer struct {
+	ID                string `json:"id"`
+	Role              string `json:"role,omitempty"`
+	RunningGeneration uint64 `json:"running_generation"`
+	VRRPState         string `json:"vrrp_state,omitempty"`
+	// Error says why the member could not be asked.
+	Error string `json:"error,omitempty"`
+}
+
+// VIP is a configured VIP on this director.
+type VIP struct {
+	Address   netip.Addr `json:"address"`
+	Interface string     `json:"interface"`
+	Held      bool       `json:"held"`
+}
+
+// Reconcile is the outcome of the last IPVS reconcile.
+type Reconcile struct {
+	At    time.Time `json:"at,omitzero"`
+	OK    bool      `json:"ok"`
+	Error string    `json:"error,omitempty"`
+}
+
+// Service is a virtual service with its reals.
+type Service struct {
+	Name      string `json:"name"`
+	Key       string `json:"key"`
+	Scheduler string `json:"scheduler"`
+	// Up is false when fewer reals than the quorum are healthy.
+	Up      bool   `json:"up"`
+	Reason  string `json:"reason,omitempty"`
+	Healthy int    `json:"healthy"`
+	Quorum  int    `json:"quorum"`
+	Reals   []Real `json:"reals"`
+}
+
+// Real is a real server of a service.
+type Real struct {
+	Address netip.Addr `json:"address"`
+	Port    uint16     `json:"port"`
+	// Admin is enabled, drained or disabled.
+	Admin string `json:"admin"`
+	// Health is up, down or unknown (not checked yet).
+	Health       string    `json:"health"`
+	HealthReason string    `json:"health_reason,omitempty"`
+	HealthSince  time.Time `json:"health_since,omitzero"`
+	// Weight is the configured weight; IPVSWeight what IPVS holds now
+	// (-1 when the real is not in IPVS).
+	Weight     int  `json:"weight"`
+	IPVSWeight int  `json:"ipvs_weight"`
+	Sorry      bool `json:"sorry,omitempty"`
+	// ActiveConns and InactiveConns are IPVS's connection counters.
+	ActiveConns   uint32 `json:"active_conns"`
+	InactiveConns uint32 `json:"inactive_conns"`
+}
+
+// AdminRequest asks for a real's admin state.
+type AdminRequest struct {
+	Service string     `json:"service"`
+	Real    netip.Addr `json:"real"`
+	State   string     `json:"state"`
+}
+
+// AdminResult says what an admin request changed.
+type AdminResult struct {
+	Service  string `json:"service"`
+	Previous string `json:"previous"`
+	Changed  bool   `json:"changed"`
+}
+
+// FailoverResult names the leader after a transfer.
+type FailoverResult struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// ReloadResult is the outcome of a reload.
+type ReloadResult struct {
+	At time.Time `json:"at,omitzero"`
+	OK bool      `json:"ok"`
+	// Errors are the file's errors, file:line:col: message each.
+	Errors []string `json:"errors,omitempty"`
+	// Generation is the cluster generation after the reload; Changed
+	// whether the reload changed the cluster configuration.
+	Generation uint64 `json:"generation"`
+	Changed    bool   `json:"changed"`
+}
+
+// JoinRequest adds a server to the Raft configuration.
+type JoinRequest struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	// Voter is false for a non-voting member.
+	Voter bool `json:"voter"`
+}

@@ -1,0 +1,438 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/api/apitest"
+	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/raft"
+)
+
+// peerNode is a raft node on the TCP transport (127.0.0.1) with its peer
+// server on the Raft port.
+type peerNode struct {
+	id      string
+	addr    string
+	node    *raft.Node
+	backend *apitest.Backend
+	fw      api.Forwarder
+}
+
+// peerCluster is a cluster of peerNodes, plain or over mutual TLS.
+type peerCluster struct {
+	t     *testing.T
+	ca    *testCA
+	nodes []*peerNode
+	peers []config.Peer
+}
+
+// fastTimings as in package raft's tests: prompt elections that leave room
+// for the race detector on a loaded 2-core machine.
+func fastTimings(c *config.Cluster) {
+	c.HeartbeatTimeout = config.Duration(200 * time.Millisecond)
+	c.ElectionTimeout = config.Duration(200 * time.Millisecond)
+	c.LeaderLeaseTimeout = config.Duration(200 * time.Millisecond)
+	c.CommitTimeout = config.Duration(5 * time.Millisecond)
+}
+
+func newPeerCluster(t *testing.T, n int, withTLS bool) *peerCluster {
+	c := &peerCluster{t: t}
+	if withTLS {
+		c.ca = newTestCA(t, "cluster-ca")
+	}
+	layers := make([]*raft.StreamLayer, n)
+	for i := range n {
+		layers[i] = c.listen()
+		c.peers = append(c.peers, config.Peer{ID: fmt.Sprintf("d%d", i+1), Address: netip.MustParseAddrPort(layers[i].Addr().String())})
+	}
+	for i := range n {
+		c.nodes = append(c.nodes, c.start(c.peers[i].ID, layers[i], false))
+	}
+	return c
+}
+
+// listen returns a stream layer on 127.0.0.1 with the cluster's TLS.
+func (c *peerCluster) listen() *raft.StreamLayer {
+	t := c.t
+	var pt *raft.PeerTLS
+	if c.ca != nil {
+		var err error
+		if pt, err = raft.NewPeerTLS(c.ca.issue(t, "node"), c.ca.pool); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := raft.Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.AddrPort{}, pt, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// start starts a node on layer with its peer server; the node and the
+// server stop when the test ends.
+func (c *peerCluster) start(id string, layer *raft.StreamLayer, join bool) *peerNode {
+	t := c.t
+	t.Helper()
+	tr := raft.NewTransport(layer, testLogger(t))
+	t.Cleanup(func() { tr.Close() })
+	addr := layer.Addr().String()
+	cl := config.Cluster{Bind: netip.MustParseAddrPort(addr), Peers: c.peers}
+	fastTimings(&cl)
+	node, err := raft.New(raft.Config{NodeID: id, DataDir: t.TempDir(), Cluster: cl, Transport: tr, Join: join, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	b := apitest.NewBackend(api.Status{Node: id, Role: "director", RunningGeneration: 40 + uint64(len(id))})
+	ln := node.PeerListener()
+	if ln == nil {
+		t.Fatal("no peer listener")
+	}
+	serve(t, ln, api.NewPeerServer(node, b, testLogger(t)).Serve)
+	return &peerNode{
+		id: id, addr: addr, node: node, backend: b,
+		fw: api.Forwarder{Local: node, Peers: api.PeerClient{Dial: node.DialPeer}},
+	}
+}
+
+// waitLeader waits for an established leader among the nodes not in
+// except and returns it.
+func (c *peerCluster) waitLeader(except ...*peerNode) *peerNode {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(c.t.Context(), testTimeout)
+	defer cancel()
+	type event struct {
+		n      *peerNode
+		leader bool
+	}
+	events := make(chan event)
+	for _, n := range c.nodes {
+		// Ends when ctx ends (on return).
+		go func() {
+			for v := range n.node.Leadership(ctx) {
+				select {
+				case events <- event{n, v}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	for {
+		select {
+		case ev := <-events:
+			skip := false
+			for _, e := range except {
+				skip = skip || e == ev.n
+			}
+			if ev.leader && !skip {
+				return ev.n
+			}
+		case <-ctx.Done():
+			c.t.Fatal("timed out waiting for a leader")
+		}
+	}
+}
+
+// follower returns a node other than leader.
+func (c *peerCluster) follower(leader *peerNode) *peerNode {
+	for _, n := range c.nodes {
+		if n != leader {
+			return n
+		}
+	}
+	c.t.Fatal("no follower")
+	return nil
+}
+
+// leadershipMoved reports whether err only means that leadership changed
+// hands during the operation (a loaded machine can make a leader miss its
+// lease): the test tries again.
+func leadershipMoved(err error) bool {
+	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, hraft.ErrLeadershipLost) ||
+		errors.Is(err, hraft.ErrLeadershipTransferInProgress)
+}
+
+// retry runs op until it succeeds or fails for another reason than a
+// leadership change, within testTimeout; between tries it waits for a
+// leader, and for a heartbeat to tell the followers.
+func (c *peerCluster) retry(what string, op func() error) {
+	c.t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		err := op()
+		if err == nil {
+			return
+		}
+		if !leadershipMoved(err) || time.Now().After(deadline) {
+			c.t.Fatalf("%s: %v", what, err)
+		}
+		c.t.Logf("%s: leadership moved, trying again: %v", what, err)
+		c.waitLeader()
+		// The followers learn of the leader at its next heartbeat.
+		<-time.After(20 * time.Millisecond)
+	}
+}
+
+// waitGeneration waits until n has applied generation gen.
+func waitGeneration(t *testing.T, n *raft.Node, gen uint64) raft.ClusterConfig {
+	t.Helper()
+	deadline := time.After(testTimeout)
+	for {
+		w := n.Watch()
+		if cfg := n.Config(); cfg.Generation >= gen {
+			return cfg
+		}
+		select {
+		case <-w:
+		case <-deadline:
+			t.Fatalf("%s: timed out waiting for generation %d (at %d)", n.ID(), gen, n.Config().Generation)
+		}
+	}
+}
+
+// waitAdmin waits until n has applied admin state a for ref.
+func waitAdmin(t *testing.T, n *raft.Node, ref raft.RealRef, a raft.Admin) {
+	t.Helper()
+	deadline := time.After(testTimeout)
+	for {
+		w := n.Watch()
+		if n.Admin()[ref] == a {
+			return
+		}
+		select {
+		case <-w:
+		case <-deadline:
+			t.Fatalf("%s: timed out waiting for %s to be %s", n.ID(), ref, a)
+		}
+	}
+}
+
+func testSpec(weight int) raft.Spec {
+	vip := netip.MustParseAddr("203.0.113.10")
+	return raft.Spec{
+		VIPs: []config.VIP{{Address: vip, Interface: "eth0"}},
+		Services: []config.Service{{
+			Name: "web", VIP: vip, Port: 80, Protocol: config.TCP, Scheduler: "mh",
+			Reals: []config.Real{
+				{Address: netip.MustParseAddr("198.51.100.10"), Weight: &weight},
+				{Address: netip.MustParseAddr("198.51.100.11"), Weight: &weight},
+			},
+		}},
+	}
+}
+
+var webRef = raft.RealRef{Service: "tcp/203.0.113.10:80", Address: netip.MustParseAddr("198.51.100.10")}
+
+// notLeader is a Cluster that is never the leader and names a fixed one.
+type notLeader struct{ leaderAddr string }
+
+func (n notLeader) err() error {
+	return fmt.Errorf("stub: %w", &raft.NotLeaderError{LeaderID: "x", LeaderAddress: n.leaderAddr})
+}
+func (n notLeader) SubmitConfig(context.Context, raft.Spec, string) (raft.SetConfigResult, error) {
+	return raft.SetConfigResult{}, n.err()
+}
+func (n notLeader) SetAdmin(context.Context, raft.RealRef, raft.Admin) (raft.SetAdminResult, error) {
+	return raft.SetAdminResult{}, n.err()
+}
+func (n notLeader) AddVoter(context.Context, string, string) error    { return n.err() }
+func (n notLeader) AddNonvoter(context.Context, string, string) error { return n.err() }
+func (n notLeader) RemoveServer(context.Context, string) error        { return n.err() }
+func (n notLeader) TransferLeadership(context.Context, ...string) error {
+	return n.err()
+}
+
+// TestPeerProtocolCluster runs three nodes on the TCP transport, plain and
+// over mutual TLS, and writes to the cluster from a follower through the
+// peer protocol on the Raft port.
+func TestPeerProtocolCluster(t *testing.T) {
+	for _, withTLS := range []bool{false, true} {
+		name := "plain"
+		if withTLS {
+			name = "tls"
+		}
+		t.Run(name, func(t *testing.T) { testPeerProtocolCluster(t, withTLS) })
+	}
+}
+
+func testPeerProtocolCluster(t *testing.T, withTLS bool) {
+	c := newPeerCluster(t, 3, withTLS)
+	ctx := ctxTimeout(t)
+
+	// A follower's writes reach the leader and replicate.
+	var gen uint64
+	c.retry("forwarded submit", func() error {
+		f := c.follower(c.waitLeader())
+		res, err := f.fw.SubmitConfig(ctx, testSpec(1), f.id)
+		gen = res.Generation
+		return err
+	})
+	if gen != 1 {
+		t.Fatalf("forwarded submit: generation %d", gen)
+	}
+	for _, n := range c.nodes {
+		cfg := waitGeneration(t, n.node, 1)
+		if !reflect.DeepEqual(cfg.Spec, testSpec(1)) {
+			t.Errorf("%s: replicated spec %+v", n.id, cfg.Spec)
+		}
+		if cfg.SubmittedBy == "" || cfg.SubmittedBy == c.waitLeader().id {
+			t.Errorf("%s: submitted by %q, want the follower", n.id, cfg.SubmittedBy)
+		}
+	}
+	c.retry("forwarded set admin", func() error {
+		f := c.follower(c.waitLeader())
+		res, err := f.fw.SetAdmin(ctx, webRef, raft.AdminDrained)
+		if err == nil && (res.Previous != raft.AdminEnabled && res.Changed) {
+			t.Errorf("forwarded set admin = %+v", res)
+		}
+		return err
+	})
+	for _, n := range c.nodes {
+		waitAdmin(t, n.node, webRef, raft.AdminDrained)
+	}
+	unknown := raft.RealRef{Service: webRef.Service, Address: netip.MustParseAddr("198.51.100.99")}
+	c.retry("forwarded set admin of an unknown real", func() error {
+		f := c.follower(c.waitLeader())
+		_, err := f.fw.SetAdmin(ctx, unknown, raft.AdminDrained)
+		if leadershipMoved(err) {
+			return err
+		}
+		if !errors.Is(err, raft.ErrUnknownReal) || !errors.Is(err, api.ErrNotFound) {
+			t.Errorf("set admin of an unknown real: %v", err)
+		}
+		return nil
+	})
+
+	// A write sent to a follower's peer server answers 421 and names the
+	// leader.
+	c.retry("write at a follower", func() error {
+		leader := c.waitLeader()
+		f := c.follower(leader)
+		_, err := f.fw.Peers.SubmitConfig(ctx, f.addr, testSpec(2), "test")
+		if err == nil {
+			return fmt.Errorf("%s led when asked: %w", f.id, raft.ErrNotLeader)
+		}
+		var ae *api.Error
+		var nle *raft.NotLeaderError
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusMisdirectedRequest {
+			t.Fatalf("write at a follower: %v, want a 421", err)
+		}
+		if !errors.Is(err, raft.ErrNotLeader) || !errors.As(err, &nle) {
+			t.Fatalf("write at a follower: %#v is not a raft.NotLeaderError", err)
+		}
+		if nle.LeaderAddress != leader.addr {
+			return fmt.Errorf("names %s, the leader is %s: %w", nle.LeaderAddress, leader.addr, raft.ErrNotLeader)
+		}
+		return nil
+	})
+
+	// The forwarder sent to a follower by a stale view retries once at
+	// the leader the follower names.
+	c.retry("forwarded to a follower", func() error {
+		f := c.follower(c.waitLeader())
+		stale := api.Forwarder{Local: notLeader{f.addr}, Peers: f.fw.Peers}
+		res, err := stale.SubmitConfig(ctx, testSpec(2), "stale")
+		gen = res.Generation
+		return err
+	})
+	if gen != 2 {
+		t.Fatalf("generation %d after the retried submit", gen)
+	}
+	for _, n := range c.nodes {
+		waitGeneration(t, n.node, 2)
+	}
+
+	// Every member answers for its own status.
+	for _, n := range c.nodes {
+		st, err := c.nodes[0].fw.Peers.Status(ctx, n.addr)
+		if err != nil {
+			t.Fatalf("status of %s: %v", n.id, err)
+		}
+		if st.Node != n.id || st.RunningGeneration != 42 {
+			t.Errorf("status of %s: %+v", n.id, st)
+		}
+	}
+
+	// Membership changes and leadership transfers go through the leader.
+	d4 := c.start("d4", c.listen(), true)
+	c.retry("forwarded join", func() error {
+		return c.follower(c.waitLeader()).fw.AddNonvoter(ctx, d4.id, d4.addr)
+	})
+	expectMembers(t, c.nodes[0].node, 4)
+	c.retry("forwarded remove", func() error {
+		return c.follower(c.waitLeader()).fw.RemoveServer(ctx, d4.id)
+	})
+	expectMembers(t, c.nodes[0].node, 3)
+	var old *peerNode
+	c.retry("forwarded failover", func() error {
+		old = c.waitLeader()
+		return c.follower(old).fw.TransferLeadership(ctx)
+	})
+	if next := c.waitLeader(old); next == old {
+		t.Error("leadership did not move")
+	}
+}
+
+// expectMembers waits until n's Raft configuration has want members.
+func expectMembers(t *testing.T, n *raft.Node, want int) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		ms, err := n.Members(ctxTimeout(t))
+		if err == nil && len(ms) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: members %+v (%v), want %d", n.ID(), ms, err, want)
+		}
+		select {
+		case <-n.Watch():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestPeerClientUnreachable checks that a call to a member that does not
+// answer ends with ctx.
+func TestPeerClientUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// Accepts and says nothing: the goroutine ends when ln is closed.
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := tcpPeers().Status(ctx, ln.Addr().String())
+		done <- err
+	}()
+	if err := recv(t, done, "the call to end"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("status of a silent member: %v", err)
+	}
+}

@@ -1,0 +1,427 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/dsrd/dsrd/raft"
+)
+
+// Peer protocol limits.
+const (
+	// maxPeerBody bounds a peer request: a spec of a thousand services
+	// with their reals is about 1 MiB of JSON.
+	maxPeerBody = 16 << 20
+	// peerOpTimeout bounds the raft operation a peer request asks for
+	// (enqueue and commit; a membership change may wait for a catch-up).
+	peerOpTimeout = 20 * time.Second
+	// peerWriteTimeout bounds writing an answer, the operation included.
+	peerWriteTimeout = peerOpTimeout + 5*time.Second
+	// DefaultPeerTimeout bounds a PeerClient call whose ctx has no
+	// deadline: a little more than the server's own bound.
+	DefaultPeerTimeout = peerOpTimeout + 10*time.Second
+)
+
+// Cluster is the Raft node whose writes the peer protocol serves; every
+// write succeeds only on the leader, others return a *raft.NotLeaderError.
+// *raft.Node satisfies it, and so does Forwarder.
+type Cluster interface {
+	SubmitConfig(ctx context.Context, spec raft.Spec, submittedBy string) (raft.SetConfigResult, error)
+	SetAdmin(ctx context.Context, ref raft.RealRef, state raft.Admin) (raft.SetAdminResult, error)
+	AddVoter(ctx context.Context, id, address string) error
+	AddNonvoter(ctx context.Context, id, address string) error
+	RemoveServer(ctx context.Context, id string) error
+	TransferLeadership(ctx context.Context, to ...string) error
+}
+
+var _ Cluster = (*raft.Node)(nil)
+
+// PeerConfigRequest is the body of POST /peer/v1/config.
+type PeerConfigRequest struct {
+	Spec        raft.Spec `json:"spec"`
+	SubmittedBy string    `json:"submitted_by"`
+}
+
+// PeerConfigResult is the answer of POST /peer/v1/config.
+type PeerConfigResult struct {
+	Generation uint64 `json:"generation"`
+	Changed    bool   `json:"changed"`
+}
+
+// PeerAdminRequest is the body of POST /peer/v1/admin.
+type PeerAdminRequest struct {
+	Ref   raft.RealRef `json:"ref"`
+	State raft.Admin   `json:"state"`
+}
+
+// PeerAdminResult is the answer of POST /peer/v1/admin.
+type PeerAdminResult struct {
+	Previous raft.Admin `json:"previous"`
+	Changed  bool       `json:"changed"`
+}
+
+// FailoverRequest is the body of POST /v1/failover and POST
+// /peer/v1/failover: the member to hand leadership to, any when empty.
+type FailoverRequest struct {
+	To string `json:"to,omitempty"`
+}
+
+// PeerServer serves the peer protocol: the cluster writes a follower
+// forwards to the leader, and the node's status for dsrd status. It runs on
+// the Raft port's peer listener (raft.Node.PeerListener), behind the
+// cluster's mutual TLS when configured. Writes on a node that is not the
+// leader answer 421 Misdirected Request naming the leader.
+type PeerServer struct {
+	c   Cluster
+	b   Backend
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// NewPeerServer returns the peer server of cluster c, the local Raft node
+// (never a Forwarder: the peer server must not forward again), and of
+// backend b, whose Status it serves. A nil log discards.
+func NewPeerServer(c Cluster, b Backend, log *slog.Logger) *PeerServer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &PeerServer{c: c, b: b, log: log.With("component", "peer-api"), mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /peer/v1/config", s.config)
+	s.mux.HandleFunc("POST /peer/v1/admin", s.admin)
+	s.mux.HandleFunc("POST /peer/v1/members", s.join)
+	s.mux.HandleFunc("DELETE /peer/v1/members/{id}", s.remove)
+	s.mux.HandleFunc("POST /peer/v1/failover", s.failover)
+	s.mux.HandleFunc("GET /peer/v1/status", s.status)
+	return s
+}
+
+// Handler returns the server's HTTP handler (tests serve it directly).
+func (s *PeerServer) Handler() http.Handler { return s.mux }
+
+// Serve serves the peer protocol on ln until ctx ends or ln is closed (both
+// return nil), then stops the server, letting requests in flight finish
+// for a few seconds. ln is closed when Serve returns.
+func (s *PeerServer) Serve(ctx context.Context, ln net.Listener) error {
+	return serveHTTP(ctx, ln, s.mux, peerWriteTimeout, s.log)
+}
+
+func (s *PeerServer) fail(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, s.log, r, err, http.StatusMisdirectedRequest)
+}
+
+func (s *PeerServer) config(w http.ResponseWriter, r *http.Request) {
+	var req PeerConfigRequest
+	if err := decodeJSON(w, r, maxPeerBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx, cancel := opContext(r, peerOpTimeout)
+	defer cancel()
+	res, err := s.c.SubmitConfig(ctx, req.Spec, req.SubmittedBy)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, PeerConfigResult(res))
+}
+
+func (s *PeerServer) admin(w http.ResponseWriter, r *http.Request) {
+	var req PeerAdminRequest
+	if err := decodeJSON(w, r, maxPeerBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := validRef(req.Ref, req.State); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx, cancel := opContext(r, peerOpTimeout)
+	defer cancel()
+	res, err := s.c.SetAdmin(ctx, req.Ref, req.State)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, PeerAdminResult(res))
+}
+
+func (s *PeerServer) join(w http.ResponseWriter, r *http.Request) {
+	var req JoinRequest
+	if err := decodeJSON(w, r, maxPeerBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := ValidJoin(req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx, cancel := opContext(r, peerOpTimeout)
+	defer cancel()
+	var err error
+	if req.Voter {
+		err = s.c.AddVoter(ctx, req.ID, req.Address)
+	} else {
+		err = s.c.AddNonvoter(ctx, req.ID, req.Address)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *PeerServer) remove(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := opContext(r, peerOpTimeout)
+	defer cancel()
+	if err := s.c.RemoveServer(ctx, r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *PeerServer) failover(w http.ResponseWriter, r *http.Request) {
+	var req FailoverRequest
+	if err := decodeJSON(w, r, maxPeerBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx, cancel := opContext(r, peerOpTimeout)
+	defer cancel()
+	var to []string
+	if req.To != "" {
+		to = []string{req.To}
+	}
+	if err := s.c.TransferLeadership(ctx, to...); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *PeerServer) status(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := opContext(r, statusTimeout)
+	defer cancel()
+	st, err := s.b.Status(ctx)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// validRef checks an admin request's reference and state (ErrInvalid).
+func validRef(ref raft.RealRef, state raft.Admin) error {
+	if ref.Service == "" {
+		return fmt.Errorf("%w: no service", ErrInvalid)
+	}
+	if !ref.Address.IsValid() {
+		return fmt.Errorf("%w: no real address", ErrInvalid)
+	}
+	if _, err := raft.ParseAdmin(string(state)); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// ValidJoin checks a join request: an ID and a host:port address with an IP
+// (ErrInvalid otherwise).
+func ValidJoin(req JoinRequest) error {
+	if req.ID == "" {
+		return fmt.Errorf("%w: no member id", ErrInvalid)
+	}
+	if _, err := netip.ParseAddrPort(req.Address); err != nil {
+		return fmt.Errorf("%w: member address %q: want IP:port", ErrInvalid, req.Address)
+	}
+	return nil
+}
+
+// PeerClient calls other members' peer servers. Dial connects to a
+// member's peer protocol: raft.Node.DialPeer, which brings the cluster's
+// mutual TLS. Each call dials anew and is bounded by ctx (by
+// DefaultPeerTimeout when ctx has no deadline). Errors of the remote side
+// come back as *Error: a 421 matches raft.ErrNotLeader and is a
+// *raft.NotLeaderError naming the leader (errors.As).
+type PeerClient struct {
+	Dial func(ctx context.Context, address string) (net.Conn, error)
+}
+
+// do runs one request against the peer server at address.
+func (c PeerClient) do(ctx context.Context, address, method, path string, in, out any) error {
+	if c.Dial == nil {
+		return errors.New("peer client without a dial function")
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultPeerTimeout)
+		defer cancel()
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return c.Dial(ctx, address)
+		},
+		// One call, one connection: nothing idles after the call.
+		DisableKeepAlives:  true,
+		DisableCompression: true,
+	}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	base := (&url.URL{Scheme: "http", Host: address}).String()
+	if err := roundTrip(ctx, hc, base, method, path, in, out); err != nil {
+		return fmt.Errorf("peer %s: %w", address, err)
+	}
+	return nil
+}
+
+// SubmitConfig asks the leader at address to replicate spec.
+func (c PeerClient) SubmitConfig(ctx context.Context, address string, spec raft.Spec, submittedBy string) (raft.SetConfigResult, error) {
+	var res PeerConfigResult
+	err := c.do(ctx, address, http.MethodPost, "/peer/v1/config", PeerConfigRequest{Spec: spec, SubmittedBy: submittedBy}, &res)
+	return raft.SetConfigResult(res), err
+}
+
+// SetAdmin asks the leader at address to replicate a real's admin state.
+func (c PeerClient) SetAdmin(ctx context.Context, address string, ref raft.RealRef, state raft.Admin) (raft.SetAdminResult, error) {
+	var res PeerAdminResult
+	err := c.do(ctx, address, http.MethodPost, "/peer/v1/admin", PeerAdminRequest{Ref: ref, State: state}, &res)
+	return raft.SetAdminResult(res), err
+}
+
+// Join asks the leader at address to add a member.
+func (c PeerClient) Join(ctx context.Context, address string, req JoinRequest) error {
+	return c.do(ctx, address, http.MethodPost, "/peer/v1/members", req, nil)
+}
+
+// Remove asks the leader at address to remove member id.
+func (c PeerClient) Remove(ctx context.Context, address, id string) error {
+	return c.do(ctx, address, http.MethodDelete, "/peer/v1/members/"+url.PathEscape(id), nil, nil)
+}
+
+// Failover asks the leader at address to hand leadership over, to member
+// to when set.
+func (c PeerClient) Failover(ctx context.Context, address, to string) error {
+	return c.do(ctx, address, http.MethodPost, "/peer/v1/failover", FailoverRequest{To: to}, nil)
+}
+
+// Status asks the member at address for its own status.
+func (c PeerClient) Status(ctx context.Context, address string) (Status, error) {
+	var st Status
+	err := c.do(ctx, address, http.MethodGet, "/peer/v1/status", nil, &st)
+	return st, err
+}
+
+// Forwarder performs cluster writes at the leader: on Local when it leads,
+// otherwise over the peer protocol at the leader Local names, once more at
+// the leader a 421 names when leadership moved in between. It satisfies
+// Cluster, so a backend can use it wherever it would write to its node:
+//
+//	fw := api.Forwarder{Local: node, Peers: api.PeerClient{Dial: node.DialPeer}}
+//	res, err := fw.SubmitConfig(ctx, spec, node.ID())
+//
+// When no leader is known (an election is running) the *raft.NotLeaderError
+// of Local comes back; errors of the leader come back as for PeerClient.
+type Forwarder struct {
+	Local Cluster
+	Peers PeerClient
+}
+
+var _ Cluster = Forwarder{}
+
+// SubmitConfig replicates spec through the leader.
+func (f Forwarder) SubmitConfig(ctx context.Context, spec raft.Spec, submittedBy string) (raft.SetConfigResult, error) {
+	return forward(ctx,
+		func(ctx context.Context) (raft.SetConfigResult, error) {
+			return f.Local.SubmitConfig(ctx, spec, submittedBy)
+		},
+		func(ctx context.Context, addr string) (raft.SetConfigResult, error) {
+			return f.Peers.SubmitConfig(ctx, addr, spec, submittedBy)
+		})
+}
+
+// SetAdmin replicates a real's admin state through the leader.
+func (f Forwarder) SetAdmin(ctx context.Context, ref raft.RealRef, state raft.Admin) (raft.SetAdminResult, error) {
+	return forward(ctx,
+		func(ctx context.Context) (raft.SetAdminResult, error) { return f.Local.SetAdmin(ctx, ref, state) },
+		func(ctx context.Context, addr string) (raft.SetAdminResult, error) {
+			return f.Peers.SetAdmin(ctx, addr, ref, state)
+		})
+}
+
+// AddVoter adds a voter through the leader.
+func (f Forwarder) AddVoter(ctx context.Context, id, address string) error {
+	return f.join(ctx, JoinRequest{ID: id, Address: address, Voter: true})
+}
+
+// AddNonvoter adds a non-voting member through the leader.
+func (f Forwarder) AddNonvoter(ctx context.Context, id, address string) error {
+	return f.join(ctx, JoinRequest{ID: id, Address: address, Voter: false})
+}
+
+func (f Forwarder) join(ctx context.Context, req JoinRequest) error {
+	_, err := forward(ctx,
+		func(ctx context.Context) (struct{}, error) {
+			if req.Voter {
+				return struct{}{}, f.Local.AddVoter(ctx, req.ID, req.Address)
+			}
+			return struct{}{}, f.Local.AddNonvoter(ctx, req.ID, req.Address)
+		},
+		func(ctx context.Context, addr string) (struct{}, error) {
+			return struct{}{}, f.Peers.Join(ctx, addr, req)
+		})
+	return err
+}
+
+// RemoveServer removes a member through the leader.
+func (f Forwarder) RemoveServer(ctx context.Context, id string) error {
+	_, err := forward(ctx,
+		func(ctx context.Context) (struct{}, error) { return struct{}{}, f.Local.RemoveServer(ctx, id) },
+		func(ctx context.Context, addr string) (struct{}, error) {
+			return struct{}{}, f.Peers.Remove(ctx, addr, id)
+		})
+	return err
+}
+
+// TransferLeadership asks the leader to hand leadership over.
+func (f Forwarder) TransferLeadership(ctx context.Context, to ...string) error {
+	target := ""
+	if len(to) > 0 {
+		target = to[0]
+	}
+	_, err := forward(ctx,
+		func(ctx context.Context) (struct{}, error) { return struct{}{}, f.Local.TransferLeadership(ctx, to...) },
+		func(ctx context.Context, addr string) (struct{}, error) {
+			return struct{}{}, f.Peers.Failover(ctx, addr, target)
+		})
+	return err
+}
+
+// forward runs local; when it names another leader, remote at that leader,
+// and once more at the next leader when that one answers 421.
+func forward[T any](ctx context.Context, local func(context.Context) (T, error), remote func(context.Context, string) (T, error)) (T, error) {
+	v, err := local(ctx)
+	addr, ok := leaderOf(err)
+	if !ok {
+		return v, err
+	}
+	v, err = remote(ctx, addr)
+	if next, ok := leaderOf(err); ok && next != addr {
+		v, err = remote(ctx, next)
+	}
+	return v, err
+}
+
+// leaderOf returns the leader address a not-leader error names.
+func leaderOf(err error) (string, bool) {
+	var nle *raft.NotLeaderError
+	if errors.As(err, &nle) && nle.LeaderAddress != "" {
+		return nle.LeaderAddress, true
+	}
+	return "", false
+}

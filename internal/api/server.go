@@ -1,0 +1,315 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DefaultSocket is where a director or witness serves its local API.
+const DefaultSocket = "/run/dsrd/dsrd.sock"
+
+// Local API limits.
+const (
+	// maxRequestBody bounds a local API request: they are all small.
+	maxRequestBody = 1 << 20
+	// statusTimeout bounds collecting a node's status.
+	statusTimeout = 10 * time.Second
+	// DefaultPeerStatusTimeout bounds each member's answer to
+	// GET /v1/status?peers=1: a member that does not answer within it is
+	// reported as unreachable rather than holding dsrd status up.
+	DefaultPeerStatusTimeout = 2 * time.Second
+	// opTimeout bounds a write of the local API: a reload that submits a
+	// configuration, a leadership transfer (hashicorp/raft tries for an
+	// election timeout per target), a membership change.
+	opTimeout = 45 * time.Second
+	// writeTimeout bounds writing an answer, the operation included.
+	writeTimeout = opTimeout + 5*time.Second
+	// probeTimeout bounds the connect by which ListenUnix tells a live
+	// socket from a stale one.
+	probeTimeout = time.Second
+)
+
+// ServerOptions tunes a Server.
+type ServerOptions struct {
+	// Peers asks the other members for their running state on
+	// GET /v1/status?peers=1; without it Status.Peers stays empty.
+	Peers *PeerClient
+	// PeerTimeout bounds each member's answer (DefaultPeerStatusTimeout
+	// when zero).
+	PeerTimeout time.Duration
+}
+
+// Server serves the local API of a director or witness, HTTP and JSON on a
+// root-only unix socket (ListenUnix):
+//
+//	GET    /v1/status          Status; ?peers=1 adds each member's running generation
+//	POST   /v1/admin           AdminRequest -> AdminResult
+//	POST   /v1/failover        FailoverRequest -> FailoverResult
+//	POST   /v1/reload          ReloadResult (200 also when the file is invalid)
+//	GET    /v1/members         []Member
+//	POST   /v1/members         JoinRequest -> 204
+//	DELETE /v1/members/{id}    204
+//
+// Errors are an ErrorResponse: 400 for a bad request, 404 for an unknown
+// service, real or member, 409 when no leader could be reached, 504 when
+// the outcome is unknown, 500 otherwise.
+type Server struct {
+	b    Backend
+	log  *slog.Logger
+	opts ServerOptions
+	mux  *http.ServeMux
+}
+
+// NewServer returns the local API server of b. A nil log discards.
+func NewServer(b Backend, log *slog.Logger, opts ServerOptions) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.PeerTimeout <= 0 {
+		opts.PeerTimeout = DefaultPeerStatusTimeout
+	}
+	s := &Server{b: b, log: log.With("component", "api"), opts: opts, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /v1/status", s.status)
+	s.mux.HandleFunc("POST /v1/admin", s.admin)
+	s.mux.HandleFunc("POST /v1/failover", s.failover)
+	s.mux.HandleFunc("POST /v1/reload", s.reload)
+	s.mux.HandleFunc("GET /v1/members", s.members)
+	s.mux.HandleFunc("POST /v1/members", s.join)
+	s.mux.HandleFunc("DELETE /v1/members/{id}", s.remove)
+	return s
+}
+
+// Handler returns the server's HTTP handler (tests serve it directly).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve serves the API on ln until ctx ends or ln is closed (both return
+// nil), letting requests in flight finish for a few seconds. ln is closed
+// when Serve returns, which removes a unix socket's file.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return serveHTTP(ctx, ln, s.mux, writeTimeout, s.log)
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, s.log, r, err, http.StatusConflict)
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := opContext(r, statusTimeout)
+	defer cancel()
+	st, err := s.b.Status(ctx)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if r.URL.Query().Get("peers") == "1" && s.opts.Peers != nil {
+		st.Peers = s.peers(ctx, st)
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// peers asks every other member for its status at once, each within the
+// peer timeout; the goroutines end with their call, before peers returns.
+func (s *Server) peers(ctx context.Context, st Status) []Peer {
+	var others []Member
+	for _, m := range st.Members {
+		if m.ID != st.Node {
+			others = append(others, m)
+		}
+	}
+	out := make([]Peer, len(others))
+	var wg sync.WaitGroup
+	for i, m := range others {
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, s.opts.PeerTimeout)
+			defer cancel()
+			ps, err := s.opts.Peers.Status(pctx, m.Address)
+			if err != nil {
+				out[i] = Peer{ID: m.ID, Error: err.Error()}
+				return
+			}
+			out[i] = Peer{ID: m.ID, Role: ps.Role, RunningGeneration: ps.RunningGeneration, VRRPState: ps.VRRPState}
+			if ps.Node != m.ID {
+				out[i].Error = fmt.Sprintf("%s answers as %q", m.Address, ps.Node)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func (s *Server) admin(w http.ResponseWriter, r *http.Request) {
+	var req AdminRequest
+	if err := decodeJSON(w, r, maxRequestBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := ValidAdmin(req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx, cancel := opContext(r, opTimeout)
+	defer cancel()
+	res, err := s.b.SetAdmin(ctx, req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) failover(w http.ResponseWriter, r *http.Request) {
+	var req FailoverRequest
+	if err := decodeJSON(w, r, maxRequestBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx, cancel := opContext(r, opTimeout)
+	defer cancel()
+	res, err := s.b.Failover(ctx, req.To)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := opContext(r, opTimeout)
+	defer cancel()
+	res, err := s.b.Reload(ctx)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) members(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := opContext(r, statusTimeout)
+	defer cancel()
+	ms, err := s.b.Members(ctx)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if ms == nil {
+		ms = []Member{}
+	}
+	writeJSON(w, http.StatusOK, ms)
+}
+
+func (s *Server) join(w http.ResponseWriter, r *http.Request) {
+	var req JoinRequest
+	if err := decodeJSON(w, r, maxRequestBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := ValidJoin(req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx, cancel := opContext(r, opTimeout)
+	defer cancel()
+	if err := s.b.Join(ctx, req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := opContext(r, opTimeout)
+	defer cancel()
+	if err := s.b.Remove(ctx, r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ValidAdmin checks an admin request: a service, a real address and a known
+// state (ErrInvalid otherwise).
+func ValidAdmin(req AdminRequest) error {
+	if req.Service == "" {
+		return fmt.Errorf("%w: no service", ErrInvalid)
+	}
+	if !req.Real.IsValid() {
+		return fmt.Errorf("%w: no real address", ErrInvalid)
+	}
+	switch req.State {
+	case "enabled", "drained", "disabled":
+		return nil
+	}
+	return fmt.Errorf("%w: unknown admin state %q (want enabled, drained or disabled)", ErrInvalid, req.State)
+}
+
+// ListenUnix listens on the unix socket path for the local API, root-only:
+// the directory is created 0750 when missing, the socket is made 0600
+// before anything is served on it. A socket file left by a process that
+// died is replaced; when something answers on it, ListenUnix fails: another
+// dsrd is running there. Closing the listener removes the socket file.
+func ListenUnix(path string) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create api socket directory: %w", err)
+		}
+		// MkdirAll's mode is subject to the umask: set it exactly.
+		if err := os.Chmod(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create api socket directory: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("api socket directory: %w", err)
+	}
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	// The socket file is created with the umask's mode; nothing is served
+	// before it is 0600, and the 0750 directory keeps others out of the
+	// moment in between.
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("restrict api socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// removeStale removes a socket file at path that nothing answers on.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("api socket %s: %w", path, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("api socket %s: a file that is not a socket is in the way", path)
+	}
+	c, err := net.DialTimeout("unix", path, probeTimeout)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("another dsrd is running on %s", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("api socket %s: cannot tell whether another dsrd uses it: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove stale api socket %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,292 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/dsrd/dsrd/internal/api"
+)
+
+func statusCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "status",
+		Usage: "show the cluster, the VIP owner, services and reals with health, weight and connections",
+		Description: "Asks the director or witness on this host (through its API socket) for its view: Raft state\n" +
+			"and leader, VRRP state and VIPs held, the cluster configuration's generation and the one this\n" +
+			"director's IPVS runs, the last reload and reconcile, the members with the generation each\n" +
+			"runs, and per service its reals with admin state, health, weight (configured/IPVS) and\n" +
+			"connections. Exit status: 0, or 1 when no daemon answers on the socket.",
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "json", Usage: "print the status as JSON for machines"},
+			socketFlag(),
+		},
+		Action: statusRun,
+	}
+}
+
+func statusRun(c *ucli.Context) error {
+	if err := noArgs(c, "status"); err != nil {
+		return err
+	}
+	client, ctx, cancel := apiClient(c, statusTimeout)
+	defer cancel()
+	st, err := client.StatusWithPeers(ctx)
+	if err != nil {
+		return apiFailure("status", err)
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return fmt.Errorf("write status: %w", err)
+		}
+		return nil
+	}
+	if err := renderStatus(c.App.Writer, st); err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	return nil
+}
+
+// renderStatus writes st for people: the node and cluster first, then one
+// table of reals per service.
+func renderStatus(w io.Writer, st api.Status) error {
+	var buf bytes.Buffer
+	if err := writeStatus(&buf, st); err != nil {
+		return err
+	}
+	// Empty last columns leave the padding of the one before them.
+	for line := range strings.Lines(buf.String()) {
+		if _, err := io.WriteString(w, strings.TrimRight(line, " \n")+"\n"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeStatus is renderStatus with the tables' trailing blanks.
+func writeStatus(w io.Writer, st api.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	director := st.Role != "witness"
+	line := func(key, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t%s\n", key, fmt.Sprintf(format, args...))
+	}
+
+	node := st.Node
+	if st.Role != "" || st.Version != "" {
+		node += " (" + joinNonEmpty(", ", st.Role, prefixed("dsrd ", st.Version)) + ")"
+	}
+	line("node", "%s", node)
+	line("raft", "%s", raftLine(st.Raft))
+	if director {
+		line("vrrp", "%s", orDash(st.VRRPState))
+		if len(st.VIPs) == 0 {
+			line("vips", "-")
+		}
+		for i, v := range st.VIPs {
+			key := ""
+			if i == 0 {
+				key = "vips"
+			}
+			held := "not held"
+			if v.Held {
+				held = "held"
+			}
+			line(key, "%s on %s: %s", v.Address, orDash(v.Interface), held)
+		}
+	}
+	gen := fmt.Sprint(st.Generation)
+	if director {
+		gen += fmt.Sprintf(" (running %d)", st.RunningGeneration)
+	}
+	line("generation", "%s", gen)
+	if director && st.RunningGeneration != st.Generation {
+		line("", "WARNING: this director's IPVS runs generation %d, the cluster's configuration is generation %d",
+			st.RunningGeneration, st.Generation)
+	}
+	if st.ConfigHash != "" {
+		line("config hash", "%s", st.ConfigHash)
+	}
+	if director {
+		reloadLines(line, st.Reload)
+		line("reconcile", "%s", outcome(st.Reconcile.At, st.Reconcile.OK, st.Reconcile.Error))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	if len(st.Members) > 0 {
+		fmt.Fprintln(w)
+		if err := renderMembers(w, st); err != nil {
+			return err
+		}
+	}
+	for _, s := range st.Services {
+		fmt.Fprintln(w)
+		if err := renderService(w, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// raftLine summarises the node's Raft state.
+func raftLine(r api.Raft) string {
+	parts := []string{orDash(r.State), fmt.Sprintf("term %d", r.Term)}
+	switch {
+	case r.LeaderID != "":
+		parts = append(parts, fmt.Sprintf("leader %s (%s)", r.LeaderID, r.LeaderAddress))
+	default:
+		parts = append(parts, "NO LEADER")
+	}
+	parts = append(parts, fmt.Sprintf("commit %d, applied %d", r.CommitIndex, r.AppliedIndex))
+	if !r.LastContact.IsZero() && !r.Leader {
+		parts = append(parts, "last contact "+stamp(r.LastContact))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// reloadLines writes the last reload: its outcome and a failed one's errors.
+func reloadLines(line func(key, format string, args ...any), r api.ReloadResult) {
+	switch {
+	case r.At.IsZero() && r.OK && len(r.Errors) == 0:
+		line("last reload", "none")
+	case r.OK:
+		change := "unchanged"
+		if r.Changed {
+			change = "changed"
+		}
+		line("last reload", "ok at %s: generation %d, %s", stamp(r.At), r.Generation, change)
+	default:
+		line("last reload", "FAILED at %s: the file is invalid, the running configuration stays", stamp(r.At))
+		for _, e := range r.Errors {
+			line("", "  %s", e)
+		}
+	}
+}
+
+// outcome formats the outcome of a step that ran at at.
+func outcome(at time.Time, ok bool, err string) string {
+	switch {
+	case at.IsZero():
+		return "not yet"
+	case ok:
+		return "ok at " + stamp(at)
+	case err == "":
+		return "FAILED at " + stamp(at)
+	}
+	return "FAILED at " + stamp(at) + ": " + err
+}
+
+// renderMembers writes the members with suffrage, the leader, and the
+// generation each one's IPVS runs as it reported it.
+func renderMembers(w io.Writer, st api.Status) error {
+	peers := map[string]api.Peer{}
+	for _, p := range st.Peers {
+		peers[p.ID] = p
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSUFFRAGE\tLEADER\tRUNNING")
+	for _, m := range st.Members {
+		leader := ""
+		if m.Leader {
+			leader = "*"
+		}
+		var running string
+		if m.ID == st.Node {
+			running = runningOf(st.Role, st.RunningGeneration, st.VRRPState, "this node", st.Generation)
+		} else if p, ok := peers[m.ID]; ok {
+			if p.Error != "" {
+				running = "unreachable: " + p.Error
+			} else {
+				running = runningOf(p.Role, p.RunningGeneration, p.VRRPState, "", st.Generation)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.Address, m.Suffrage, leader, running)
+	}
+	return tw.Flush()
+}
+
+// runningOf formats a member's running generation with its role, VRRP
+// state and note; a director behind the cluster generation gen is flagged.
+func runningOf(role string, running uint64, vrrp, note string, gen uint64) string {
+	if role == "witness" {
+		return "- (" + joinNonEmpty(", ", role, note) + ")"
+	}
+	s := fmt.Sprint(running)
+	if details := joinNonEmpty(", ", role, vrrp, note); details != "" {
+		s += " (" + details + ")"
+	}
+	if running != gen {
+		s += fmt.Sprintf(" BEHIND generation %d", gen)
+	}
+	return s
+}
+
+// renderService writes a service's line and the table of its reals.
+func renderService(w io.Writer, s api.Service) error {
+	state := "UP"
+	if !s.Up {
+		state = "DOWN"
+	}
+	if s.Reason != "" {
+		state += " (" + s.Reason + ")"
+	}
+	fmt.Fprintf(w, "service %s  %s  %s  %s  healthy %d, quorum %d\n", s.Name, s.Key, orDash(s.Scheduler), state, s.Healthy, s.Quorum)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "  REAL\tADMIN\tHEALTH\tWEIGHT\tACTIVE\tINACTIVE")
+	for _, r := range s.Reals {
+		addr := netip.AddrPortFrom(r.Address, r.Port).String()
+		if r.Port == 0 {
+			addr = r.Address.String()
+		}
+		if r.Sorry {
+			addr += " (sorry)"
+		}
+		health := orDash(r.Health)
+		if r.HealthReason != "" {
+			health += " (" + r.HealthReason + ")"
+		}
+		ipvsWeight := "-"
+		if r.IPVSWeight >= 0 {
+			ipvsWeight = fmt.Sprint(r.IPVSWeight)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d/%s\t%d\t%d\n", addr, orDash(r.Admin), health, r.Weight, ipvsWeight, r.ActiveConns, r.InactiveConns)
+	}
+	return tw.Flush()
+}
+
+// stamp formats a time for people and goldens alike: UTC, to the second.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func prefixed(prefix, s string) string {
+	if s == "" {
+		return ""
+	}
+	return prefix + s
+}
+
+func joinNonEmpty(sep string, parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, sep)
+}

@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/api/apitest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of testdata/")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// healthyStatus is a director in good order: caught up, last reload and
+// reconcile fine, every member running the cluster's generation.
+func healthyStatus() api.Status {
+	st := apitest.SampleStatus()
+	at := time.Date(2026, 11, 2, 9, 30, 0, 0, time.UTC)
+	st.RunningGeneration = st.Generation
+	st.Reload = api.ReloadResult{At: at, OK: true, Generation: 12, Changed: true}
+	st.Reconcile = api.Reconcile{At: at.Add(time.Second), OK: true}
+	st.Services = st.Services[:1]
+	st.Peers = []api.Peer{
+		{ID: "d2", Role: "director", RunningGeneration: 12, VRRPState: "BACKUP"},
+		{ID: "w1", Role: "witness"},
+	}
+	return st
+}
+
+// witnessStatus is a witness following d1, during an election's aftermath.
+func witnessStatus() api.Status {
+	st := apitest.SampleStatus()
+	return api.Status{
+		Node: "w1", Role: "witness", Version: "1.0.0",
+		Raft: api.Raft{State: "Follower", LeaderID: "d1", LeaderAddress: "192.0.2.11:7946", Term: 7,
+			LastContact: time.Date(2026, 11, 2, 9, 31, 0, 0, time.UTC), CommitIndex: 120, AppliedIndex: 119},
+		Members:    st.Members,
+		Generation: 12,
+		ConfigHash: st.ConfigHash,
+		Peers: []api.Peer{
+			{ID: "d1", Role: "director", RunningGeneration: 11, VRRPState: "MASTER"},
+			{ID: "d2", Role: "director", RunningGeneration: 12, VRRPState: "BACKUP"},
+		},
+	}
+}
+
+func TestRenderStatusGolden(t *testing.T) {
+	noLeader := witnessStatus()
+	noLeader.Raft = api.Raft{State: "Candidate", Term: 8}
+	noLeader.Members = slices.Clone(noLeader.Members)
+	for i := range noLeader.Members {
+		noLeader.Members[i].Leader = false
+	}
+	noLeader.Peers = nil
+	for name, st := range map[string]api.Status{
+		"status_director.golden":  apitest.SampleStatus(),
+		"status_healthy.golden":   healthyStatus(),
+		"status_witness.golden":   witnessStatus(),
+		"status_no_leader.golden": noLeader,
+	} {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := renderStatus(&buf, st); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name, buf.Bytes())
+		})
+	}
+}
