@@ -65,8 +65,21 @@ func (s Spec) Keys() []string {
 
 // SpecFromDirector extracts the shared load-balancing configuration of a
 // director configuration file.
+//
+// A VIP whose interface is the director's node.interface (the default the
+// config package fills in) carries no interface in the spec: interface names
+// are node-local, so every director puts such a VIP on its own
+// node.interface, and two directors loading the same file with different
+// NIC names submit the same spec.
 func SpecFromDirector(d *config.Director) Spec {
-	return Spec{IPVS: d.IPVS, VIPs: d.VIPs, Services: d.Services}
+	vips := make([]config.VIP, len(d.VIPs))
+	for i, v := range d.VIPs {
+		if v.Interface == d.Node.Interface {
+			v.Interface = ""
+		}
+		vips[i] = v
+	}
+	return Spec{IPVS: d.IPVS, VIPs: vips, Services: d.Services}
 }
 
 // Hash returns the content hash of the spec, "sha256:" and the hex digest of

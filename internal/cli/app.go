@@ -42,11 +42,17 @@ func NewApp(stdout, stderr io.Writer) *ucli.App {
 		HideVersion:          true,
 		ExitErrHandler:       func(*ucli.Context, error) {}, // Run reports errors and picks the code
 		Commands: []*ucli.Command{
-			directorCommand(),
-			witnessCommand(),
+			directorCmd(),
+			witnessCmd(),
 			realserverCommand(),
 			configCommand(),
 			statusCommand(),
+			drainCommand(),
+			enableCommand(),
+			disableCommand(),
+			failoverCommand(),
+			reloadCommand(),
+			clusterCommand(),
 			versionCommand(),
 		},
 	}

@@ -121,11 +121,30 @@ func TestConfigCheckBadKind(t *testing.T) {
 	}
 }
 
-func TestUnimplementedCommandsSaySo(t *testing.T) {
-	for _, args := range [][]string{{"director"}, {"witness"}, {"status"}} {
-		code, _, errOut := run(t, args...)
-		if code != exitUsage || !strings.Contains(errOut, "not implemented yet") {
-			t.Errorf("dsrd %s: exit %d, stderr %q", args[0], code, errOut)
+func TestDaemonsWithoutConfigSayWhatToGive(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	for _, cmd := range []string{"director", "witness", "realserver"} {
+		code, _, errOut := run(t, cmd, "--config", missing)
+		if code != exitUsage || !strings.Contains(errOut, "give --config FILE") {
+			t.Errorf("dsrd %s --config %s: exit %d, stderr %q", cmd, missing, code, errOut)
 		}
+	}
+}
+
+func TestDaemonsRejectInvalidFilesWithPositions(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "director.yaml")
+	if err := os.WriteFile(name, []byte("node:\n  id: dir1\n  colour: blue\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := run(t, "director", "--config", name)
+	if code != exitFailure || !strings.Contains(errOut, name+":3:3:") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestDirectorFlagErrorsAreUsageErrors(t *testing.T) {
+	code, _, errOut := run(t, "director", "--config", "../../packaging/examples/director.yaml", "--bind", "not-an-address")
+	if code != exitUsage || !strings.Contains(errOut, "--bind") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }

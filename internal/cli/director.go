@@ -1,0 +1,229 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/director"
+	"github.com/dsrd/dsrd/internal/logging"
+	"github.com/dsrd/dsrd/internal/systemd"
+)
+
+// nodeFlags override the node and cluster sections of a director's or
+// witness's file.
+func nodeFlags(defaultConfig string) []ucli.Flag {
+	return []ucli.Flag{
+		configFlag(defaultConfig),
+		&ucli.StringFlag{Name: "node-id", Usage: "this node's id in the cluster", EnvVars: []string{"DSRD_NODE_ID"}},
+		&ucli.StringFlag{Name: "data-dir", Usage: "where Raft state and snapshots are kept", EnvVars: []string{"DSRD_DATA_DIR"}},
+		&ucli.StringFlag{Name: "api-socket", Usage: "the local API's unix socket", EnvVars: []string{"DSRD_API_SOCKET"}},
+		&ucli.StringFlag{Name: "bind", Usage: "ip:port Raft listens on", EnvVars: []string{"DSRD_BIND"}},
+		&ucli.StringFlag{Name: "advertise", Usage: "ip:port peers reach this node on (default: --bind)", EnvVars: []string{"DSRD_ADVERTISE"}},
+		&ucli.StringSliceFlag{Name: "peer", Usage: "a voter as id@ip:port (repeatable; replaces the file's peers)", EnvVars: []string{"DSRD_PEERS"}},
+		&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"DSRD_LOG_LEVEL"}},
+		&ucli.StringFlag{Name: "log-format", Usage: "text or json", EnvVars: []string{"DSRD_LOG_FORMAT"}},
+	}
+}
+
+func directorCmd() *ucli.Command {
+	return &ucli.Command{
+		Name:  "director",
+		Usage: "run a director: Raft member, IPVS programmer, health checker, VIP owner while leader",
+		Description: "Joins the cluster of directors, programs this host's IPVS from the cluster configuration and\n" +
+			"its own health checks, and holds and announces the VIPs while it is the Raft leader.\n" +
+			"SIGHUP (or dsrd reload) re-reads the file; an invalid file is rejected and nothing changes.",
+		Flags: append(nodeFlags("/etc/dsrd/director.yaml"),
+			&ucli.StringFlag{Name: "interface", Usage: "the interface VIPs live on", EnvVars: []string{"DSRD_INTERFACE"}},
+		),
+		Action: directorRun,
+	}
+}
+
+func witnessCmd() *ucli.Command {
+	return &ucli.Command{
+		Name:  "witness",
+		Usage: "run a witness: a Raft voter that never owns VIPs nor touches IPVS (the third vote of an HA pair)",
+		Description: "A witness votes in elections so that two directors survive the loss of either; elected\n" +
+			"leader itself, it hands leadership to a director at once.",
+		Flags:  nodeFlags("/etc/dsrd/witness.yaml"),
+		Action: witnessRun,
+	}
+}
+
+// overrideNode applies the node flags over a loaded file. Errors in flag
+// values are reported at parse time by parsePeers and parseAddrPort.
+func overrideNode(c *ucli.Context, n *config.Node, cl *config.Cluster) error {
+	set := func(name string, dst *string) {
+		if c.IsSet(name) {
+			*dst = c.String(name)
+		}
+	}
+	set("node-id", &n.ID)
+	set("data-dir", &n.DataDir)
+	set("api-socket", &n.APISocket)
+	set("log-level", &n.LogLevel)
+	set("log-format", &n.LogFormat)
+	if c.Command.Name == "director" {
+		set("interface", &n.Interface)
+	}
+	for _, f := range []struct {
+		name string
+		dst  *netip.AddrPort
+	}{{"bind", &cl.Bind}, {"advertise", &cl.Advertise}} {
+		if !c.IsSet(f.name) {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(c.String(f.name))
+		if err != nil {
+			return fmt.Errorf("--%s %q: want ip:port", f.name, c.String(f.name))
+		}
+		*f.dst = ap
+		if f.name == "bind" && !c.IsSet("advertise") {
+			cl.Advertise = ap
+		}
+	}
+	if c.IsSet("peer") {
+		cl.Peers = nil
+		for _, s := range c.StringSlice("peer") {
+			p, err := config.ParsePeer(s)
+			if err != nil {
+				return fmt.Errorf("--peer: %w", err)
+			}
+			cl.Peers = append(cl.Peers, p)
+		}
+	}
+	return nil
+}
+
+// daemonLogger builds the logger from the node's settings.
+func daemonLogger(c *ucli.Context, n config.Node) (*slog.Logger, error) {
+	log, err := logging.New(c.App.ErrWriter, n.LogLevel, n.LogFormat, systemd.UnderJournal())
+	if err != nil {
+		return nil, ucli.Exit("dsrd: "+err.Error(), exitUsage)
+	}
+	return log, nil
+}
+
+// loadError turns a configuration load error into the CLI's exit.
+func loadError(cmd string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return ucli.Exit(fmt.Sprintf("dsrd %s: %v: give --config FILE", cmd, err), exitUsage)
+	}
+	return ucli.Exit(err.Error(), exitFailure)
+}
+
+func directorRun(c *ucli.Context) error {
+	var flagErr error
+	override := func(cfg *config.Director) {
+		if err := overrideNode(c, &cfg.Node, &cfg.Cluster); err != nil {
+			flagErr = err
+		}
+		for i := range cfg.VIPs {
+			if c.IsSet("interface") && cfg.VIPs[i].Interface == "" {
+				cfg.VIPs[i].Interface = cfg.Node.Interface
+			}
+		}
+	}
+	cfg, err := director.Load(c.String("config"), override)
+	if flagErr != nil {
+		return ucli.Exit("dsrd director: "+flagErr.Error(), exitUsage)
+	}
+	if err != nil {
+		return loadError("director", err)
+	}
+	log, err := daemonLogger(c, cfg.Node)
+	if err != nil {
+		return err
+	}
+	d, err := director.New(director.Options{ConfigPath: c.String("config"), Override: override, Logger: log})
+	if err != nil {
+		return loadError("director", err)
+	}
+	ctx := c.Context
+	go reloadOnHUP(ctx, log, d.Reload)
+	return runDaemon(ctx, log, "director", d.Run, d.Ready())
+}
+
+func witnessRun(c *ucli.Context) error {
+	cfg, err := config.LoadWitness(c.String("config"))
+	if err != nil {
+		return loadError("witness", err)
+	}
+	if err := overrideNode(c, &cfg.Node, &cfg.Cluster); err != nil {
+		return ucli.Exit("dsrd witness: "+err.Error(), exitUsage)
+	}
+	if err := cfg.Validate(); err != nil {
+		return ucli.Exit(fmt.Sprintf("dsrd witness: %s with command-line overrides: %v", c.String("config"), err), exitFailure)
+	}
+	log, err := daemonLogger(c, cfg.Node)
+	if err != nil {
+		return err
+	}
+	w := director.NewWitness(cfg, log)
+	return runDaemon(c.Context, log, "witness", w.Run, w.Ready())
+}
+
+// runDaemon runs a daemon, tells systemd when it is ready and when it
+// stops, and turns its error into the exit.
+func runDaemon(ctx context.Context, log *slog.Logger, name string, run func(context.Context) error, ready <-chan struct{}) error {
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	select {
+	case <-ready:
+		if err := systemd.Notify("READY=1"); err != nil {
+			log.Warn("telling systemd we are ready", "error", err)
+		}
+		log.Info(name + " ready")
+	case err := <-done:
+		if err == nil {
+			return nil
+		}
+		return ucli.Exit(fmt.Sprintf("dsrd %s: %v", name, err), exitFailure)
+	}
+	err := <-done
+	_ = systemd.Notify("STOPPING=1")
+	if err != nil {
+		return ucli.Exit(fmt.Sprintf("dsrd %s: %v", name, err), exitFailure)
+	}
+	return nil
+}
+
+// reloadOnHUP reloads on SIGHUP until ctx ends.
+func reloadOnHUP(ctx context.Context, log *slog.Logger, reload func(context.Context) (api.ReloadResult, error)) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		_ = systemd.Notify("RELOADING=1")
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		res, err := reload(rctx)
+		cancel()
+		switch {
+		case err != nil:
+			log.Error("reload failed; the running configuration stays", "error", err)
+		case !res.OK:
+			log.Error("reload rejected an invalid file; the running configuration stays", "errors", strings.Join(res.Errors, "; "))
+		default:
+			log.Info("reloaded", "generation", res.Generation, "changed", res.Changed)
+		}
+		_ = systemd.Notify("READY=1")
+	}
+}

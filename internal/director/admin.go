@@ -1,0 +1,168 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/raft"
+)
+
+// SetAdmin sets a real's admin state through the leader. The service is
+// found by name or key in the cluster configuration, the real by address.
+func (d *Director) SetAdmin(ctx context.Context, req api.AdminRequest) (api.AdminResult, error) {
+	state := raft.Admin(req.State)
+	switch state {
+	case raft.AdminEnabled, raft.AdminDrained, raft.AdminDisabled:
+	default:
+		return api.AdminResult{}, fmt.Errorf("%w: state %q: want enabled, drained or disabled", api.ErrInvalid, req.State)
+	}
+	cc := d.node.Config()
+	for i := range cc.Services {
+		svc := &cc.Services[i]
+		if svc.Name != req.Service && svc.Key() != req.Service {
+			continue
+		}
+		for j := range svc.Reals {
+			if svc.Reals[j].Address != req.Real {
+				continue
+			}
+			res, err := d.fw.SetAdmin(ctx, raft.RefOf(svc, &svc.Reals[j]), state)
+			if err != nil {
+				return api.AdminResult{}, err
+			}
+			return api.AdminResult{Service: svc.Key(), Previous: string(res.Previous), Changed: res.Changed}, nil
+		}
+		return api.AdminResult{}, fmt.Errorf("%w: service %s has no real %s", api.ErrNotFound, svc.Name, req.Real)
+	}
+	return api.AdminResult{}, fmt.Errorf("%w: no service %q in cluster generation %d", api.ErrNotFound, req.Service, cc.Generation)
+}
+
+// Failover transfers leadership (planned): the new leader takes the VIPs
+// once it has caught up, this one releases them as soon as it steps down.
+func (d *Director) Failover(ctx context.Context, to string) (api.FailoverResult, error) {
+	return failover(ctx, d.node, d.fw, to)
+}
+
+// Reload re-reads the configuration file. An invalid file is rejected with
+// all its errors and the running configuration stays; a valid one is
+// submitted to the cluster when its services differ.
+func (d *Director) Reload(ctx context.Context) (api.ReloadResult, error) {
+	now := time.Now()
+	cfg, err := Load(d.opts.ConfigPath, d.opts.Override)
+	if err != nil {
+		res := api.ReloadResult{At: now, OK: false, Errors: errorLines(err), Generation: d.node.Config().Generation}
+		d.mu.Lock()
+		d.reload = res
+		d.mu.Unlock()
+		d.log.Error("reload rejected: the running configuration stays", "errors", len(res.Errors))
+		return res, nil
+	}
+	sub, err := d.submit(ctx, raft.SpecFromDirector(cfg))
+	if err != nil {
+		res := api.ReloadResult{At: now, OK: false, Errors: []string{fmt.Sprintf("submit to the cluster: %v", err)}, Generation: d.node.Config().Generation}
+		d.mu.Lock()
+		d.reload = res
+		d.mu.Unlock()
+		return res, nil
+	}
+	res := api.ReloadResult{At: now, OK: true, Generation: sub.Generation, Changed: sub.Changed}
+	d.mu.Lock()
+	d.file = cfg
+	d.reload = res
+	d.mu.Unlock()
+	return res, nil
+}
+
+// errorLines splits a configuration error into its file:line:col lines.
+func errorLines(err error) []string {
+	var ce *config.Errors
+	if errors.As(err, &ce) {
+		out := make([]string, 0, len(ce.List))
+		for _, e := range ce.List {
+			out = append(out, e.Error())
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+// Members lists the Raft configuration.
+func (d *Director) Members(ctx context.Context) ([]api.Member, error) {
+	ms, err := d.node.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return membersOf(ms), nil
+}
+
+// Join adds a member through the leader.
+func (d *Director) Join(ctx context.Context, req api.JoinRequest) error {
+	return join(ctx, d.fw, req)
+}
+
+// Remove removes a member through the leader.
+func (d *Director) Remove(ctx context.Context, id string) error {
+	return remove(ctx, d.node, d.fw, id)
+}
+
+// failover transfers leadership through the leader, to a named node when
+// to is set, and reports who leads afterwards.
+func failover(ctx context.Context, n *raft.Node, fw api.Forwarder, to string) (api.FailoverResult, error) {
+	from := n.LeaderID()
+	var targets []string
+	if to != "" {
+		targets = []string{to}
+	}
+	if err := fw.TransferLeadership(ctx, targets...); err != nil {
+		return api.FailoverResult{From: from}, err
+	}
+	return api.FailoverResult{From: from, To: waitLeaderOtherThan(ctx, n, from)}, nil
+}
+
+// waitLeaderOtherThan waits (bounded by ctx and two seconds) until this
+// node knows a leader other than old, and returns its id ("" if none yet).
+func waitLeaderOtherThan(ctx context.Context, n *raft.Node, old string) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if id := n.LeaderID(); id != "" && id != old {
+			return id
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-t.C:
+		}
+	}
+}
+
+// join adds a voter or non-voter through the leader.
+func join(ctx context.Context, fw api.Forwarder, req api.JoinRequest) error {
+	if req.ID == "" || req.Address == "" {
+		return fmt.Errorf("%w: join needs an id and an address", api.ErrInvalid)
+	}
+	if req.Voter {
+		return fw.AddVoter(ctx, req.ID, req.Address)
+	}
+	return fw.AddNonvoter(ctx, req.ID, req.Address)
+}
+
+// remove removes a member through the leader after checking it exists.
+func remove(ctx context.Context, n *raft.Node, fw api.Forwarder, id string) error {
+	ms, err := n.Members(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.ID == id {
+			return fw.RemoveServer(ctx, id)
+		}
+	}
+	return fmt.Errorf("%w: no member %q", api.ErrNotFound, id)
+}

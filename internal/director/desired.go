@@ -1,0 +1,132 @@
+package director
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/dsrd/dsrd/healthcheck"
+	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/ipvs"
+	"github.com/dsrd/dsrd/raft"
+)
+
+// healthView is what the desired-state computation needs of the health
+// checks: the status of one real's check, if it has one.
+type healthView func(healthcheck.Key) (healthcheck.Status, bool)
+
+// serviceView is one service's desired destinations and status, kept for
+// dsrd status.
+type serviceView struct {
+	Config  config.Service
+	Key     ipvs.ServiceKey
+	Desired healthcheck.Desired
+}
+
+// desiredState maps the cluster's services, the local health view and the
+// admin state to the IPVS state this director should hold. actual is the
+// kernel's state as last read: a real that is in the kernel and whose
+// check has not reached its first verdict keeps its kernel weight, so a
+// restarted director adopts its entries without setting them to weight 0
+// for the rise period (no blip on restart).
+func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft.Admin, actual ipvs.State) (ipvs.State, []serviceView, error) {
+	st := make(ipvs.State, len(spec.Services))
+	views := make([]serviceView, 0, len(spec.Services))
+	for i := range spec.Services {
+		svc := spec.Services[i]
+		key, err := serviceKey(svc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("service %s: %w", svc.Name, err)
+		}
+		reals := make(map[healthcheck.Key]healthcheck.RealState, len(svc.Reals))
+		pending := map[healthcheck.Key]bool{}
+		for j := range svc.Reals {
+			r := &svc.Reals[j]
+			hk := healthcheck.RealKey(svc, *r)
+			rs := healthcheck.RealState{Admin: adminOf(admin[raft.RefOf(&svc, r)])}
+			if s, ok := health(hk); ok {
+				rs = s.RealState(rs.Admin)
+				pending[hk] = !settled(s, svc.CheckFor(r))
+			}
+			reals[hk] = rs
+		}
+		want := healthcheck.Desire(svc, reals)
+
+		s := ipvs.NewService(key, svc.Scheduler)
+		flags, err := ipvs.ParseSchedFlags(svc.Scheduler, svc.SchedulerFlags)
+		if err != nil {
+			return nil, nil, fmt.Errorf("service %s: %w", svc.Name, err)
+		}
+		s.Flags |= flags
+		if svc.OnePacket {
+			s.Flags |= ipvs.FlagOnePacket
+		}
+		if svc.Persistence.Timeout > 0 {
+			s.SetPersistence(svc.Persistence.Timeout.D(), svc.Persistence.Netmask)
+		}
+		s.DrainTimeout = svc.DrainTimeout.D()
+		old, hadOld := actual[key]
+		for _, dr := range want.Reals {
+			port := dr.Port
+			if key.IsFWMark() {
+				port = 0
+			}
+			d := ipvs.NewDestination(dr.Address, port, dr.Weight)
+			d.UpperThreshold, d.LowerThreshold = dr.UpperThreshold, dr.LowerThreshold
+			if hadOld && !dr.Sorry && pending[healthcheck.Key{Service: svc.Name, Real: netip.AddrPortFrom(dr.Address, dr.Port)}] {
+				if cur, ok := old.Dests[d.Key]; ok {
+					d.Weight = cur.Weight
+				}
+			}
+			s.Put(d)
+		}
+		st.Put(s)
+		views = append(views, serviceView{Config: svc, Key: key, Desired: want})
+	}
+	return st, views, nil
+}
+
+// settled reports whether a check has reached its first verdict: it left
+// its initial state, or ran often enough that staying there is a verdict.
+func settled(s healthcheck.Status, hc *config.HealthCheck) bool {
+	if s.State == healthcheck.StateUnknown {
+		return false
+	}
+	p := healthcheck.ParamsFrom(hc)
+	if s.State != p.Initial {
+		return true
+	}
+	return s.Runs >= uint64(max(p.Rise, p.Fall, 1))
+}
+
+// serviceKey is the IPVS identity of a configured service.
+func serviceKey(svc config.Service) (ipvs.ServiceKey, error) {
+	if svc.FWMark != 0 {
+		fam := ipvs.IPv4
+		if svc.Family() == 6 {
+			fam = ipvs.IPv6
+		}
+		return ipvs.FWMarkKey(fam, svc.FWMark), nil
+	}
+	p, err := ipvs.ParseProtocol(string(svc.Protocol))
+	if err != nil {
+		return ipvs.ServiceKey{}, err
+	}
+	return ipvs.NewServiceKey(p, netip.AddrPortFrom(svc.VIP, svc.Port)), nil
+}
+
+// adminOf converts the replicated admin state to the policy's.
+func adminOf(a raft.Admin) healthcheck.Admin {
+	switch a {
+	case raft.AdminDrained:
+		return healthcheck.AdminDrained
+	case raft.AdminDisabled:
+		return healthcheck.AdminDisabled
+	}
+	return healthcheck.AdminEnabled
+}
+
+// resyncInterval bounds how long a change made behind dsrd's back (an
+// operator's ipvsadm -d on a managed entry) survives: the next full read
+// of the kernel puts it back.
+const resyncInterval = 30 * time.Second

@@ -1,0 +1,263 @@
+// Package director composes a dsrd director: the Raft member, the health
+// checks, the IPVS reconciler and the VIP owner. It is a reconcile loop:
+// the cluster configuration and admin state (from Raft) plus this
+// director's own health view give the desired IPVS state, which every
+// director programs into its own kernel, leader or not, so a standby is
+// warm before it takes over; leadership alone decides who holds the VIPs.
+package director
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dsrd/dsrd/healthcheck"
+	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/ipvs"
+	"github.com/dsrd/dsrd/raft"
+	"github.com/dsrd/dsrd/vrrp"
+)
+
+// Options are what a director needs beyond its configuration file. The
+// kernel-facing fields are for tests; nil means the real kernel.
+type Options struct {
+	// ConfigPath is the director's file, re-read on Reload.
+	ConfigPath string
+	// Override applies command-line flags over a freshly loaded file.
+	Override func(*config.Director)
+	Logger   *slog.Logger
+
+	// IPVS programs the services; the kernel's IPVS when nil.
+	IPVS ipvs.Kernel
+	// Sysctls writes the director's IPVS sysctls; /proc/sys when nil.
+	Sysctls ipvs.SysctlWriter
+	// VIPKernel and Announce own and announce VIPs; netlink and real
+	// gratuitous ARP / NA when nil.
+	VIPKernel vrrp.Kernel
+	Announce  vrrp.AnnounceFunc
+	// Notify are the scripts run on VRRP state changes.
+	Notify vrrp.NotifyScripts
+}
+
+// Director is a running director. Its methods implement api.Backend.
+type Director struct {
+	opts Options
+	log  *slog.Logger
+
+	node    *raft.Node
+	fw      api.Forwarder // cluster writes, forwarded to the leader
+	peers   *api.PeerClient
+	ready   chan struct{}
+	rec     *ipvs.Reconciler
+	kernel  ipvs.Kernel
+	sysctls ipvs.SysctlWriter
+	checks  *healthcheck.Scheduler
+	machine *vrrp.Machine
+	owner   *vrrp.Owner
+
+	healthChanged chan struct{} // capacity 1: a pending "recompute"
+
+	mu         sync.Mutex
+	file       *config.Director // the file as last loaded successfully
+	reload     api.ReloadResult
+	applied    appliedSpec // what the health checks, VIPs and sysctls follow
+	running    uint64      // generation IPVS last converged on
+	views      []serviceView
+	lastSync   api.Reconcile
+	actual     ipvs.State // the kernel as last reached
+	actualRead bool
+}
+
+// appliedSpec identifies the cluster configuration the local parts follow.
+type appliedSpec struct {
+	generation uint64
+	hash       string
+}
+
+// Load reads, overrides and validates the director's file.
+func Load(path string, override func(*config.Director)) (*config.Director, error) {
+	cfg, err := config.LoadDirector(path)
+	if err != nil {
+		return nil, err
+	}
+	if override != nil {
+		override(cfg)
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("%s with command-line overrides: %w", path, err)
+		}
+	}
+	return cfg, nil
+}
+
+// New loads the configuration and prepares a director; Run starts it.
+func New(opts Options) (*Director, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := Load(opts.ConfigPath, opts.Override)
+	if err != nil {
+		return nil, err
+	}
+	d := &Director{
+		opts:          opts,
+		log:           opts.Logger,
+		file:          cfg,
+		healthChanged: make(chan struct{}, 1),
+		reload:        api.ReloadResult{At: time.Now(), OK: true},
+		ready:         make(chan struct{}),
+	}
+	return d, nil
+}
+
+// Run runs the director until ctx ends: it opens IPVS, starts Raft, the
+// health checks and the VIP state machine, and reconciles. On return the
+// VIPs are released and Raft is shut down (leadership handed over first);
+// IPVS entries stay, so a restart adopts them without a blip.
+func (d *Director) Run(ctx context.Context) error {
+	cfg := d.file
+	log := d.log.With("node", cfg.Node.ID)
+
+	// The API socket first: another dsrd answering there is fatal before
+	// anything is touched.
+	apiLn, err := api.ListenUnix(cfg.Node.APISocket)
+	if err != nil {
+		return err
+	}
+	defer apiLn.Close()
+
+	// IPVS next: a director without IPVS must not join the cluster and
+	// win an election it cannot serve.
+	if d.opts.IPVS == nil {
+		if err := ipvs.Probe(); err != nil {
+			return err
+		}
+		k, err := ipvs.OpenNetlink(ctx, "", ipvs.WithNetlinkLogger(log))
+		if err != nil {
+			return fmt.Errorf("open ipvs: %w", err)
+		}
+		defer k.Close()
+		d.kernel = k
+	} else {
+		d.kernel = d.opts.IPVS
+	}
+	d.sysctls = d.opts.Sysctls
+	if d.sysctls == nil {
+		d.sysctls = ipvs.ProcSys{}
+	}
+	d.rec = ipvs.NewReconciler(d.kernel, log)
+
+	// VIP ownership: the machine starts in BACKUP and removes configured
+	// VIPs this node still holds (a crash while leader leaves them).
+	vk, announce := d.opts.VIPKernel, d.opts.Announce
+	if vk == nil {
+		lx, err := vrrp.NewLinux()
+		if err != nil {
+			return fmt.Errorf("open netlink for vips: %w", err)
+		}
+		defer lx.Close()
+		vk = lx
+		if announce == nil {
+			announce = lx.Announce
+		}
+	}
+	owner, err := vrrp.NewOwner(vipsOf(cfg.VIPs, cfg.Node.Interface), vk, announce, log)
+	if err != nil {
+		return fmt.Errorf("vips: %w", err)
+	}
+	d.owner = owner
+	d.machine = vrrp.NewMachine(owner, vrrp.MachineOptions{Notify: d.opts.Notify})
+
+	d.checks = healthcheck.NewScheduler(healthcheck.SchedulerOptions{
+		Logger:   log,
+		OnChange: func(healthcheck.Event) { d.poke() },
+	})
+
+	node, err := raft.New(raft.Config{NodeID: cfg.Node.ID, DataDir: cfg.Node.DataDir, Cluster: cfg.Cluster, Logger: log})
+	if err != nil {
+		return err
+	}
+	d.node = node
+	d.peers = &api.PeerClient{Dial: node.DialPeer}
+	d.fw = api.Forwarder{Local: node, Peers: *d.peers}
+
+	var wg sync.WaitGroup
+	runCtx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	spawn := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(runCtx); err != nil && runCtx.Err() == nil {
+				log.Error("component stopped", "component", name, "error", err)
+			}
+		}()
+	}
+	// The machine runs until runCtx ends, then releases the VIPs.
+	spawn("vrrp", func(ctx context.Context) error { d.machine.Run(ctx); return nil })
+	spawn("healthcheck", d.checks.Run)
+
+	if err := node.Start(ctx); err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		if err := node.Shutdown(sctx); err != nil {
+			log.Warn("raft shutdown", "error", err)
+		}
+	}()
+
+	spawn("leadership", d.followLeadership)
+	spawn("faults", d.handleFaults)
+	spawn("submit", func(ctx context.Context) error { d.submitUntilAccepted(ctx, raft.SpecFromDirector(cfg)); return nil })
+	spawn("api", func(ctx context.Context) error {
+		return api.NewServer(d, log, api.ServerOptions{Peers: d.peers}).Serve(ctx, apiLn)
+	})
+	spawn("peer", func(ctx context.Context) error { return api.NewPeerServer(node, d, log).Serve(ctx, node.PeerListener()) })
+	close(d.ready)
+
+	// The reconcile loop runs here, so its end is Run's end; the deferred
+	// calls then stop the components and hand leadership over before the
+	// machine releases the VIPs.
+	return d.reconcileLoop(runCtx)
+}
+
+// Ready is closed once the director has joined Raft and serves its API.
+func (d *Director) Ready() <-chan struct{} { return d.ready }
+
+// poke asks the reconcile loop to recompute, without blocking.
+func (d *Director) poke() {
+	select {
+	case d.healthChanged <- struct{}{}:
+	default:
+	}
+}
+
+// vipsOf converts configured VIPs to the owner's, putting those without an
+// interface (see raft.SpecFromDirector) on this node's interface.
+func vipsOf(vips []config.VIP, nodeInterface string) []vrrp.VIP {
+	out := make([]vrrp.VIP, 0, len(vips))
+	for _, v := range vips {
+		iface := v.Interface
+		if iface == "" {
+			iface = nodeInterface
+		}
+		a := vrrp.Announce{Count: v.Announce.Count, Interval: v.Announce.Interval.D()}
+		if v.Announce.Refresh != nil {
+			if r := v.Announce.Refresh.D(); r == 0 {
+				a.Refresh = vrrp.RefreshOff
+			} else {
+				a.Refresh = r
+			}
+		}
+		out = append(out, vrrp.VIP{Address: v.Address, Interface: iface, Announce: a})
+	}
+	return out
+}
+

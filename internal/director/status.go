@@ -1,0 +1,144 @@
+package director
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dsrd/dsrd/healthcheck"
+	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/version"
+	"github.com/dsrd/dsrd/ipvs"
+	"github.com/dsrd/dsrd/raft"
+)
+
+// statusReadTimeout bounds the kernel read behind one status request.
+const statusReadTimeout = 5 * time.Second
+
+// Status reports this director's view: Raft, VIPs, and every service with
+// its reals' admin state, health, configured and programmed weight and
+// IPVS connection counters (read from the kernel now).
+func (d *Director) Status(ctx context.Context) (api.Status, error) {
+	st := raftStatus(ctx, d.node, "director")
+	st.VRRPState = d.machine.State().String()
+	held := map[string]bool{}
+	for _, v := range d.owner.Held() {
+		held[v.Address.String()+"%"+v.Interface] = true
+	}
+	for _, v := range d.owner.VIPs() {
+		st.VIPs = append(st.VIPs, api.VIP{Address: v.Address, Interface: v.Interface, Held: held[v.Address.String()+"%"+v.Interface]})
+	}
+
+	d.mu.Lock()
+	st.RunningGeneration = d.running
+	st.Reload = d.reload
+	st.Reconcile = d.lastSync
+	views := d.views
+	d.mu.Unlock()
+
+	rctx, cancel := context.WithTimeout(ctx, statusReadTimeout)
+	defer cancel()
+	kernel, err := ipvs.ReadState(rctx, d.kernel, func(k ipvs.ServiceKey) bool {
+		for _, v := range views {
+			if v.Key == k {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return st, fmt.Errorf("read ipvs: %w", err)
+	}
+	admin := d.node.Admin()
+	for _, v := range views {
+		st.Services = append(st.Services, serviceStatus(v, kernel[v.Key], admin, d.checks))
+	}
+	return st, nil
+}
+
+// raftStatus fills the parts of a status every node kind shares.
+func raftStatus(ctx context.Context, n *raft.Node, role string) api.Status {
+	s := n.Stats()
+	st := api.Status{
+		Node:    n.ID(),
+		Role:    role,
+		Version: version.String(),
+		Raft: api.Raft{
+			State: s.State, Leader: s.Leader, LeaderID: s.LeaderID, LeaderAddress: s.LeaderAddress,
+			Term: s.Term, LastContact: s.LastContact, CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex,
+		},
+		Generation: s.Generation,
+		ConfigHash: s.ConfigHash,
+	}
+	if members, err := n.Members(ctx); err == nil {
+		st.Members = membersOf(members)
+	}
+	return st
+}
+
+// membersOf converts Raft members to the API's.
+func membersOf(ms []raft.Member) []api.Member {
+	out := make([]api.Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, api.Member{ID: m.ID, Address: m.Address, Suffrage: string(m.Suffrage), Leader: m.Leader})
+	}
+	return out
+}
+
+// serviceStatus describes one service from the last desired computation
+// and the kernel's current entries.
+func serviceStatus(v serviceView, k ipvs.Service, admin map[raft.RealRef]raft.Admin, checks *healthcheck.Scheduler) api.Service {
+	svc := v.Config
+	out := api.Service{
+		Name:      svc.Name,
+		Key:       svc.Key(),
+		Scheduler: svc.Scheduler,
+		Up:        v.Desired.Status.Up,
+		Healthy:   v.Desired.Status.Healthy,
+		Quorum:    v.Desired.Status.Quorum,
+	}
+	if !out.Up {
+		out.Reason = v.Desired.Status.Reason.String()
+	}
+	for i := range svc.Reals {
+		r := &svc.Reals[i]
+		hk := healthcheck.RealKey(svc, *r)
+		a := raft.AdminEnabled
+		if x, ok := admin[raft.RefOf(&svc, r)]; ok {
+			a = x
+		}
+		rs := api.Real{Address: r.Address, Port: hk.Real.Port(), Admin: string(a), Health: "up", IPVSWeight: -1}
+		if r.Weight != nil {
+			rs.Weight = *r.Weight
+		}
+		if s, ok := checks.Status(hk); ok {
+			rs.Health = s.State.String()
+			rs.HealthSince = s.Since
+			if !s.Last.Up && s.Runs > 0 {
+				rs.HealthReason = s.Last.String()
+			}
+		}
+		fillKernel(&rs, v.Key, k)
+		out.Reals = append(out.Reals, rs)
+	}
+	for _, dr := range v.Desired.Reals {
+		if dr.Sorry {
+			rs := api.Real{Address: dr.Address, Port: dr.Port, Admin: string(raft.AdminEnabled), Health: "sorry", Weight: dr.Weight, Sorry: true, IPVSWeight: -1}
+			fillKernel(&rs, v.Key, k)
+			out.Reals = append(out.Reals, rs)
+		}
+	}
+	return out
+}
+
+// fillKernel copies a destination's programmed weight and counters.
+func fillKernel(rs *api.Real, key ipvs.ServiceKey, k ipvs.Service) {
+	port := rs.Port
+	if key.IsFWMark() {
+		port = 0
+	}
+	if d, ok := k.Dests[ipvs.DestKey{Addr: rs.Address, Port: port}]; ok {
+		rs.IPVSWeight = d.Weight
+		rs.ActiveConns, rs.InactiveConns = d.ActiveConns, d.InactiveConns
+	}
+}

@@ -1,0 +1,169 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/raft"
+)
+
+// witnessTransferRetry paces a witness's attempts to hand over a
+// leadership it won, while no director can take it (both down).
+const witnessTransferRetry = time.Second
+
+// errWitness answers requests only a director can serve.
+var errWitness = errors.New("a witness holds no services: run this on a director")
+
+// Witness is a running witness: a Raft voter that never owns VIPs nor
+// touches IPVS, the third vote of an HA pair. Elected leader, it transfers
+// leadership to a director at once. Its methods implement api.Backend.
+type Witness struct {
+	cfg   *config.Witness
+	log   *slog.Logger
+	node  *raft.Node
+	peers *api.PeerClient
+	fw    api.Forwarder
+	ln    net.Listener
+	ready chan struct{}
+	once  sync.Once
+}
+
+// NewWitness prepares a witness from its configuration.
+func NewWitness(cfg *config.Witness, log *slog.Logger) *Witness {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Witness{cfg: cfg, log: log.With("node", cfg.Node.ID), ready: make(chan struct{})}
+}
+
+// Ready is closed once Raft has started and the API serves.
+func (w *Witness) Ready() <-chan struct{} { return w.ready }
+
+// Run runs the witness until ctx ends.
+func (w *Witness) Run(ctx context.Context) error {
+	ln, err := api.ListenUnix(w.cfg.Node.APISocket)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	w.ln = ln
+	node, err := raft.New(raft.Config{NodeID: w.cfg.Node.ID, DataDir: w.cfg.Node.DataDir, Cluster: w.cfg.Cluster, Logger: w.log})
+	if err != nil {
+		return err
+	}
+	w.node = node
+	w.peers = &api.PeerClient{Dial: node.DialPeer}
+	w.fw = api.Forwarder{Local: node, Peers: *w.peers}
+	if err := node.Start(ctx); err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	defer node.Close()
+
+	var wg sync.WaitGroup
+	runCtx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	errs := make(chan error, 2)
+	serveAPI := func(ctx context.Context) error {
+		return api.NewServer(w, w.log, api.ServerOptions{Peers: w.peers}).Serve(ctx, w.ln)
+	}
+	servePeers := func(ctx context.Context) error { return api.NewPeerServer(node, w, w.log).Serve(ctx, node.PeerListener()) }
+	for _, f := range []func(context.Context) error{serveAPI, servePeers} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(runCtx); err != nil && runCtx.Err() == nil {
+				errs <- err
+			}
+		}()
+	}
+	w.once.Do(func() { close(w.ready) })
+
+	lead := node.Leadership(runCtx)
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errs:
+			return err
+		case <-node.Done():
+			return fmt.Errorf("raft stopped: %w", node.Err())
+		case leader, ok := <-lead:
+			if !ok {
+				return nil
+			}
+			retry = nil
+			if leader {
+				retry = w.handOver(runCtx)
+			}
+		case <-retry:
+			retry = nil
+			if node.IsLeader() {
+				retry = w.handOver(runCtx)
+			}
+		}
+	}
+}
+
+// handOver transfers leadership away; it returns a timer channel to try
+// again when that failed (no director reachable), nil on success.
+func (w *Witness) handOver(ctx context.Context) <-chan time.Time {
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := w.node.TransferLeadership(tctx); err != nil {
+		w.log.Warn("witness is leader and could not hand over yet", "error", err)
+		return time.After(witnessTransferRetry)
+	}
+	w.log.Info("witness handed leadership over")
+	return nil
+}
+
+// Status reports the witness's Raft view.
+func (w *Witness) Status(ctx context.Context) (api.Status, error) {
+	st := raftStatus(ctx, w.node, "witness")
+	return st, nil
+}
+
+// SetAdmin is for directors.
+func (w *Witness) SetAdmin(context.Context, api.AdminRequest) (api.AdminResult, error) {
+	return api.AdminResult{}, errWitness
+}
+
+// Reload is for directors: a witness's file holds no shared configuration.
+func (w *Witness) Reload(context.Context) (api.ReloadResult, error) {
+	return api.ReloadResult{}, errWitness
+}
+
+// Failover transfers leadership when the witness leads.
+func (w *Witness) Failover(ctx context.Context, to string) (api.FailoverResult, error) {
+	return failover(ctx, w.node, w.fw, to)
+}
+
+// Members lists the Raft configuration.
+func (w *Witness) Members(ctx context.Context) ([]api.Member, error) {
+	ms, err := w.node.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return membersOf(ms), nil
+}
+
+// Join adds a member through the leader.
+func (w *Witness) Join(ctx context.Context, req api.JoinRequest) error {
+	return join(ctx, w.fw, req)
+}
+
+// Remove removes a member through the leader.
+func (w *Witness) Remove(ctx context.Context, id string) error {
+	return remove(ctx, w.node, w.fw, id)
+}
