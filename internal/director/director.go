@@ -219,7 +219,9 @@ func (d *Director) Run(ctx context.Context) error {
 	spawn("api", func(ctx context.Context) error {
 		return api.NewServer(d, log, api.ServerOptions{Peers: d.peers}).Serve(ctx, apiLn)
 	})
-	spawn("peer", func(ctx context.Context) error { return api.NewPeerServer(node, d, log).Serve(ctx, node.PeerListener()) })
+	spawn("peer", func(ctx context.Context) error {
+		return api.NewPeerServer(node, d, log).Serve(ctx, node.PeerListener())
+	})
 	close(d.ready)
 
 	// The reconcile loop runs here, so its end is Run's end; the deferred
@@ -260,4 +262,3 @@ func vipsOf(vips []config.VIP, nodeInterface string) []vrrp.VIP {
 	}
 	return out
 }
-
