@@ -49,7 +49,42 @@ func directorCmd() *ucli.Command {
 			&ucli.StringFlag{Name: "interface", Usage: "the interface VIPs live on", EnvVars: []string{"DSRD_INTERFACE"}},
 		),
 		Action: directorRun,
+		Subcommands: []*ucli.Command{{
+			Name:  "release-vips",
+			Usage: "remove this director's VIPs from its interfaces (systemd ExecStopPost: a crashed director must not keep answering ARP for them)",
+			Flags: append(nodeFlags("/etc/dsrd/director.yaml"),
+				&ucli.StringFlag{Name: "interface", Usage: "the interface VIPs live on", EnvVars: []string{"DSRD_INTERFACE"}},
+			),
+			Action: directorReleaseVIPs,
+		}},
 	}
+}
+
+func directorReleaseVIPs(c *ucli.Context) error {
+	var flagErr error
+	cfg, err := director.Load(c.String("config"), func(cfg *config.Director) {
+		flagErr = overrideNode(c, &cfg.Node, &cfg.Cluster)
+	})
+	if flagErr != nil {
+		return ucli.Exit("dsrd director release-vips: "+flagErr.Error(), exitUsage)
+	}
+	if err != nil {
+		return loadError("director release-vips", err)
+	}
+	log, err := daemonLogger(c, cfg.Node)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
+	defer cancel()
+	released, err := director.ReleaseVIPs(ctx, cfg, log)
+	for _, v := range released {
+		fmt.Fprintf(c.App.Writer, "released %s from %s\n", v.Address, v.Interface)
+	}
+	if err != nil {
+		return ucli.Exit(fmt.Sprintf("dsrd director release-vips: %v", err), exitFailure)
+	}
+	return nil
 }
 
 func witnessCmd() *ucli.Command {

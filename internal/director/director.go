@@ -262,3 +262,23 @@ func vipsOf(vips []config.VIP, nodeInterface string) []vrrp.VIP {
 	}
 	return out
 }
+
+// ReleaseVIPs removes the file's VIPs from this host's interfaces, for
+// systemd's ExecStopPost: a director that crashed (SIGKILL, a panic) leaves
+// its VIPs on the interface, where the kernel keeps answering ARP for them
+// while another director owns them. Only exact /32 and /128 addresses of
+// configured VIPs are removed. VIPs added to the cluster by another
+// director's file since this one was written are not known here; the next
+// start of this director removes those (it starts as BACKUP).
+func ReleaseVIPs(ctx context.Context, cfg *config.Director, log *slog.Logger) ([]vrrp.VIP, error) {
+	lx, err := vrrp.NewLinux()
+	if err != nil {
+		return nil, fmt.Errorf("open netlink for vips: %w", err)
+	}
+	defer lx.Close()
+	owner, err := vrrp.NewOwner(vipsOf(cfg.VIPs, cfg.Node.Interface), lx, lx.Announce, log)
+	if err != nil {
+		return nil, fmt.Errorf("vips: %w", err)
+	}
+	return owner.ReleaseStale(ctx)
+}
