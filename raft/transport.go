@@ -331,7 +331,18 @@ func NewTransport(layer *StreamLayer, logger *slog.Logger) *Transport {
 		Stream:  layer,
 		MaxPool: transportMaxPool,
 		Timeout: transportTimeout,
-		Logger:  newHCLogger(logger, "raft-net"),
+		// 1 turns pipelined replication off. hashicorp/raft v1.7.3's
+		// pipeline can deadlock after a follower answers Success=false
+		// (routine after a leader change): the sender parks on the
+		// pipeline's in-progress channel while its decoder parks on the
+		// done channel nobody reads, so the follower gets heartbeats but
+		// never another entry, and Raft's Shutdown waits for the stuck
+		// replication goroutine forever (seen in internal/director's
+		// cluster test: a director whose Run never returned; also
+		// grafana/pyroscope#5518, hashicorp/raft#612). dsrd replicates a
+		// few small entries: synchronous AppendEntries cost nothing here.
+		MaxRPCsInFlight: 1,
+		Logger:          newHCLogger(logger, "raft-net"),
 	})
 	return &Transport{NetworkTransport: nt, layer: layer}
 }
