@@ -80,11 +80,26 @@ func WithBackoff(first, max time.Duration) Option {
 
 // WithOwned makes the reconciler own these services from the start, as a
 // previous run recorded them (see Owned): one that is no longer desired is
-// then drained and deleted rather than left behind as foreign.
+// then deleted rather than left behind as foreign. Their drain timeout is
+// unknown, so they are deleted at once, connections or not: see
+// WithOwnedServices.
 func WithOwned(keys []ServiceKey) Option {
 	return func(r *Reconciler) {
 		for _, k := range keys {
 			r.owned[k] = Service{Key: k}
+		}
+	}
+}
+
+// WithOwnedServices is WithOwned with each service's drain timeout (their
+// Key and DrainTimeout are used, nothing else): one that is no longer
+// desired drains, all its destinations at weight 0, until it has no
+// connection or its drain timeout has passed, then it is deleted, as when
+// it leaves the desired state of a running reconciler.
+func WithOwnedServices(svcs []Service) Option {
+	return func(r *Reconciler) {
+		for _, s := range svcs {
+			r.owned[s.Key] = Service{Key: s.Key, DrainTimeout: s.DrainTimeout}
 		}
 	}
 }

@@ -125,6 +125,37 @@ func TestRestartLeavesUnknownServices(t *testing.T) {
 	}
 }
 
+// A service owned by a previous run and no longer desired drains, as it
+// would have in the run that owned it, when its drain timeout is known.
+func TestRestartDrainsPreviouslyOwnedServices(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	a := svc(tcp("192.0.2.1:80"), "rr", "198.51.100.1:80")
+	b := svc(tcp("192.0.2.2:80"), "rr", "198.51.100.1:80=7")
+	f.Seed(a)
+	f.Seed(b)
+	if err := f.SetConns(b.Key, DestKey{Addr: addr("198.51.100.1"), Port: 80}, 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	gone := b
+	gone.DrainTimeout = time.Minute
+	r := NewReconciler(f, nil, WithClock(func() time.Time { return now }), WithOwnedServices([]Service{a, gone}))
+	if _, err := r.Apply(ctx, state(a)); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.State()[b.Key].Dests[DestKey{Addr: addr("198.51.100.1"), Port: 80}]; got.Weight != 0 || r.Draining() != 1 {
+		t.Fatalf("previously owned service with connections: weight %d, draining %d; want 0 and draining", got.Weight, r.Draining())
+	}
+	now = now.Add(time.Minute)
+	if _, err := r.Apply(ctx, state(a)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.State()[b.Key]; ok {
+		t.Error("the service was not deleted after its drain timeout")
+	}
+}
+
 // oneByOne hides the fake's WriteBatch: the reconciler then writes with
 // the single calls.
 type oneByOne struct{ Kernel }

@@ -40,6 +40,12 @@ type State struct {
 	Config ClusterConfig
 	// Admin holds the reals whose admin state is not AdminEnabled.
 	Admin map[RealRef]Admin
+	// Index is the Raft log index of the last change of the state (a new
+	// generation or an admin state change); it only grows, so a reader can
+	// tell a state replayed from the log at start from a later one. 0 for
+	// an empty state, and the configuration's Index after restoring a
+	// snapshot of a dsrd that did not record it.
+	Index uint64
 }
 
 // FSM is the replicated state machine of the director cluster: the cluster
@@ -59,6 +65,7 @@ type FSM struct {
 	cfg     ClusterConfig // never modified in place once installed
 	cfgJSON []byte        // encoding of cfg, nil before the first config
 	admin   map[RealRef]Admin
+	index   uint64        // log index of the last change (State.Index)
 	changed chan struct{} // closed and replaced on every change
 	failed  chan struct{} // closed when err is set
 	err     error         // set once: the FSM refuses to go on
@@ -148,7 +155,7 @@ func (f *FSM) applySetConfig(index uint64, body []byte) any {
 	if err != nil {
 		return f.failLocked(fmt.Errorf("encode configuration at log index %d: %w", index, err))
 	}
-	f.cfg, f.cfgJSON = next, enc
+	f.cfg, f.cfgJSON, f.index = next, enc, index
 	// Admin state belongs to reals of the configuration: forget the reals
 	// it no longer has, so that a real re-added later starts enabled.
 	for ref := range f.admin {
@@ -185,6 +192,7 @@ func (f *FSM) applySetAdmin(index uint64, body []byte) any {
 	} else {
 		f.admin[cmd.Ref] = cmd.State
 	}
+	f.index = index
 	f.notifyLocked()
 	f.log.Info("admin state changed", "real", cmd.Ref.String(), "from", prev, "to", cmd.State, "index", index)
 	return SetAdminResult{Previous: prev, Changed: true}
@@ -279,8 +287,9 @@ func (f *FSM) State() State {
 	f.mu.RLock()
 	b := f.cfgJSON
 	admin := cloneAdmin(f.admin)
+	index := f.index
 	f.mu.RUnlock()
-	return State{Config: f.decodeConfig(b), Admin: admin}
+	return State{Config: f.decodeConfig(b), Admin: admin, Index: index}
 }
 
 func (f *FSM) decodeConfig(b []byte) ClusterConfig {
@@ -311,6 +320,9 @@ type snapshotFile struct {
 	Format int             `json:"format"`
 	Config json.RawMessage `json:"config,omitempty"`
 	Admin  []adminEntry    `json:"admin"`
+	// Index is State.Index; absent from the snapshots of earlier versions
+	// (readers of the same format ignore it).
+	Index uint64 `json:"index,omitempty"`
 }
 
 type adminEntry struct {
@@ -339,7 +351,7 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 		return a.Ref.Address.Compare(b.Ref.Address)
 	})
 	// cfgJSON is never modified once installed: sharing it is safe.
-	return &fsmSnapshot{file: snapshotFile{Format: snapshotFormat, Config: f.cfgJSON, Admin: entries}}, nil
+	return &fsmSnapshot{file: snapshotFile{Format: snapshotFormat, Config: f.cfgJSON, Admin: entries, Index: f.index}}, nil
 }
 
 // Restore replaces the state with a snapshot's, under the lock readers
@@ -381,6 +393,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("fsm stopped: %w", f.err)
 	}
 	f.cfg, f.cfgJSON, f.admin = cfg, cfgJSON, admin
+	f.index = max(file.Index, cfg.Index)
 	f.notifyLocked()
 	f.log.Info("state restored from snapshot", "generation", cfg.Generation, "admin_entries", len(admin))
 	return nil

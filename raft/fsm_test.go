@@ -515,3 +515,49 @@ func (f *filler) fill(v reflect.Value, path string) {
 		panic(fmt.Sprintf("filler: %s has unsupported kind %s", path, v.Kind()))
 	}
 }
+
+// State.Index is the log index of the last change, so that a reader can
+// tell a state replayed at start from a later one; no-op commands leave
+// it, snapshots keep it.
+func TestFSMStateIndex(t *testing.T) {
+	a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+	if i := a.fsm.State().Index; i != 0 {
+		t.Fatalf("empty state has index %d", i)
+	}
+	a.setConfig(testSpec(1), "d1")                                                             // 1
+	a.cmd(CommandSetAdmin, SetAdminCommand{Ref: webRef("198.51.100.10"), State: AdminDrained}) // 2
+	a.setConfig(testSpec(1), "d2")                                                             // 3: same hash
+	a.cmd(CommandSetAdmin, SetAdminCommand{Ref: webRef("198.51.100.10"), State: AdminDrained}) // 4: unchanged
+	a.cmd(CommandSetAdmin, SetAdminCommand{Ref: webRef("198.51.100.99"), State: AdminDrained}) // 5: refused
+	if i := a.fsm.State().Index; i != 2 {
+		t.Errorf("index = %d, want 2 (the admin change; no-ops and refusals leave it)", i)
+	}
+	snap, err := a.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &bufSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	image := sink.String()
+	restored := NewFSM(testLogger(t))
+	if err := restored.Restore(io.NopCloser(strings.NewReader(image))); err != nil {
+		t.Fatal(err)
+	}
+	if i := restored.State().Index; i != 2 {
+		t.Errorf("restored index = %d, want 2", i)
+	}
+	// A snapshot of a version that did not record the index restores the
+	// configuration's index, a lower bound.
+	old := strings.Replace(image, `,"index":2`, "", 1)
+	if old == image {
+		t.Fatalf("no index in the snapshot %s", old)
+	}
+	if err := restored.Restore(io.NopCloser(strings.NewReader(old))); err != nil {
+		t.Fatal(err)
+	}
+	if i := restored.State().Index; i != 1 {
+		t.Errorf("index restored from an older snapshot = %d, want the configuration's 1", i)
+	}
+}
