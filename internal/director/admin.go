@@ -52,6 +52,9 @@ func (d *Director) Failover(ctx context.Context, to string) (api.FailoverResult,
 // submitted to the cluster when its services differ.
 func (d *Director) Reload(ctx context.Context) (api.ReloadResult, error) {
 	now := time.Now()
+	d.mu.Lock()
+	d.reloaded = true // the start-up submission records nothing over this
+	d.mu.Unlock()
 	cfg, err := Load(d.opts.ConfigPath, d.opts.Override)
 	if err != nil {
 		res := api.ReloadResult{At: now, OK: false, Errors: errorLines(err), Generation: d.node.Config().Generation}
@@ -71,7 +74,7 @@ func (d *Director) Reload(ctx context.Context) (api.ReloadResult, error) {
 	}
 	res := api.ReloadResult{At: now, OK: true, Generation: sub.Generation, Changed: sub.Changed}
 	d.mu.Lock()
-	d.file = cfg
+	d.file, d.loadedAt = cfg, now
 	d.reload = res
 	d.mu.Unlock()
 	return res, nil

@@ -12,8 +12,27 @@ import (
 )
 
 // healthView is what the desired-state computation needs of the health
-// checks: the status of one real's check, if it has one.
-type healthView func(healthcheck.Key) (healthcheck.Status, bool)
+// checks: the input of one real's check, whose parameters are p, if it has
+// one.
+type healthView func(k healthcheck.Key, p healthcheck.Params) (healthInput, bool)
+
+// healthInput is all the desired state takes from one real's check status:
+// its state, the reason of its last result (a realserver agent asking for
+// a drain) and whether it has reached its first verdict (until then an
+// adopted real keeps its kernel weight). Any of them can change on any run,
+// without a change of state: the reconcile loop recomputes whenever the
+// input of a check differs from the one the last computation used (see
+// Director.checkRan), not only on state changes.
+type healthInput struct {
+	State   healthcheck.State
+	Reason  healthcheck.Reason
+	Settled bool
+}
+
+// inputOf is the input of a check with parameters p in status s.
+func inputOf(s healthcheck.Status, p healthcheck.Params) healthInput {
+	return healthInput{State: s.State, Reason: s.Last.Reason, Settled: settled(s, p)}
+}
 
 // serviceView is one service's desired destinations and status, kept for
 // dsrd status.
@@ -44,9 +63,9 @@ func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft
 			r := &svc.Reals[j]
 			hk := healthcheck.RealKey(svc, *r)
 			rs := healthcheck.RealState{Admin: adminOf(admin[raft.RefOf(&svc, r)])}
-			if s, ok := health(hk); ok {
-				rs = s.RealState(rs.Admin)
-				pending[hk] = !settled(s, svc.CheckFor(r))
+			if in, ok := health(hk, healthcheck.ParamsFrom(svc.CheckFor(r))); ok {
+				rs.Health, rs.Reason = in.State, in.Reason
+				pending[hk] = !in.Settled
 			}
 			reals[hk] = rs
 		}
@@ -86,13 +105,13 @@ func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft
 	return st, views, nil
 }
 
-// settled reports whether a check has reached its first verdict: it left
-// its initial state, or ran often enough that staying there is a verdict.
-func settled(s healthcheck.Status, hc *config.HealthCheck) bool {
+// settled reports whether a check with parameters p has reached its first
+// verdict: it left its initial state, or ran often enough that staying
+// there is a verdict.
+func settled(s healthcheck.Status, p healthcheck.Params) bool {
 	if s.State == healthcheck.StateUnknown {
 		return false
 	}
-	p := healthcheck.ParamsFrom(hc)
 	if s.State != p.Initial {
 		return true
 	}

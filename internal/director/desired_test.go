@@ -58,7 +58,10 @@ func key(svc string, addr string, port uint16) healthcheck.Key {
 // health is a fixed health view.
 type health map[healthcheck.Key]healthcheck.Status
 
-func (h health) view(k healthcheck.Key) (healthcheck.Status, bool) { s, ok := h[k]; return s, ok }
+func (h health) view(k healthcheck.Key, p healthcheck.Params) (healthInput, bool) {
+	s, ok := h[k]
+	return inputOf(s, p), ok
+}
 
 func up(runs uint64) healthcheck.Status {
 	return healthcheck.Status{State: healthcheck.StateUp, Runs: runs, Last: healthcheck.Result{Up: true}}

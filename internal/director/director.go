@@ -60,15 +60,39 @@ type Director struct {
 
 	healthChanged chan struct{} // capacity 1: a pending "recompute"
 
+	// inputs are the health inputs the last desired computation used, by
+	// check, with the parameters and the computation (epoch) they are
+	// from; checkRan compares each run's outcome with them. Guarded by
+	// inmu, which is held across reading a check's status and recording
+	// it (see healthOf).
+	inmu   sync.Mutex
+	inputs map[healthcheck.Key]usedInput
+	epoch  uint64
+
+	// Touched by the reconcile loop only (and Run before it starts).
+	dataDir   string    // the data dir Run started with
+	started   time.Time // when Run started
+	holdBelow uint64    // hold IPVS while the Raft state index is below (catchUp)
+	saved     owned     // the owned file as last written or read
+
 	mu         sync.Mutex
 	file       *config.Director // the file as last loaded successfully
+	loadedAt   time.Time        // when file was loaded
 	reload     api.ReloadResult
+	reloaded   bool        // Reload was called: the start-up submission records nothing
 	applied    appliedSpec // what the health checks, VIPs and sysctls follow
 	running    uint64      // generation IPVS last converged on
 	views      []serviceView
 	lastSync   api.Reconcile
 	actual     ipvs.State // the kernel as last reached
 	actualRead bool
+}
+
+// usedInput is a health input as the last desired computation used it.
+type usedInput struct {
+	in     healthInput
+	params healthcheck.Params
+	epoch  uint64
 }
 
 // appliedSpec identifies the cluster configuration the local parts follow.
@@ -105,9 +129,13 @@ func New(opts Options) (*Director, error) {
 		opts:          opts,
 		log:           opts.Logger,
 		file:          cfg,
+		loadedAt:      time.Now(),
 		healthChanged: make(chan struct{}, 1),
-		reload:        api.ReloadResult{At: time.Now(), OK: true},
-		ready:         make(chan struct{}),
+		inputs:        map[healthcheck.Key]usedInput{},
+		// No reload yet ("none"): the start-up submission records its
+		// outcome once the cluster has accepted the file.
+		reload: api.ReloadResult{OK: true},
+		ready:  make(chan struct{}),
 	}
 	return d, nil
 }
@@ -147,7 +175,16 @@ func (d *Director) Run(ctx context.Context) error {
 	if d.sysctls == nil {
 		d.sysctls = ipvs.ProcSys{}
 	}
-	d.rec = ipvs.NewReconciler(d.kernel, log)
+	// The services owned before the restart: one removed from the
+	// configuration meanwhile is drained and deleted, not left behind as
+	// foreign. A file that cannot be read costs only that.
+	d.started, d.dataDir = time.Now(), cfg.Node.DataDir
+	saved, err := loadOwned(d.dataDir)
+	if err != nil {
+		log.Error("owned ipvs services unknown: services removed from the configuration while this director was down stay in ipvs", "error", err)
+	}
+	d.saved, d.holdBelow = saved, saved.index
+	d.rec = ipvs.NewReconciler(d.kernel, log, ipvs.WithOwnedServices(saved.services))
 
 	// VIP ownership: the machine starts in BACKUP and removes configured
 	// VIPs this node still holds (a crash while leader leaves them).
@@ -171,8 +208,8 @@ func (d *Director) Run(ctx context.Context) error {
 	d.machine = vrrp.NewMachine(owner, vrrp.MachineOptions{Notify: d.opts.Notify})
 
 	d.checks = healthcheck.NewScheduler(healthcheck.SchedulerOptions{
-		Logger:   log,
-		OnChange: func(healthcheck.Event) { d.poke() },
+		Logger: log,
+		OnRun:  d.checkRan,
 	})
 
 	node, err := raft.New(raft.Config{NodeID: cfg.Node.ID, DataDir: cfg.Node.DataDir, Cluster: cfg.Cluster, Logger: log})
@@ -215,7 +252,7 @@ func (d *Director) Run(ctx context.Context) error {
 
 	spawn("leadership", d.followLeadership)
 	spawn("faults", d.handleFaults)
-	spawn("submit", func(ctx context.Context) error { d.submitUntilAccepted(ctx, raft.SpecFromDirector(cfg)); return nil })
+	spawn("submit", func(ctx context.Context) error { d.submitUntilAccepted(ctx, cfg); return nil })
 	spawn("api", func(ctx context.Context) error {
 		return api.NewServer(d, log, api.ServerOptions{Peers: d.peers}).Serve(ctx, apiLn)
 	})

@@ -113,6 +113,11 @@ func serviceStatus(v serviceView, k ipvs.Service, admin map[raft.RealRef]raft.Ad
 		}
 		if s, ok := checks.Status(hk); ok {
 			rs.Health = s.State.String()
+			if !settled(s, healthcheck.ParamsFrom(svc.CheckFor(r))) {
+				// No verdict yet: the initial state is no finding, and an
+				// adopted real keeps its kernel weight meanwhile.
+				rs.Health = healthcheck.StateUnknown.String()
+			}
 			rs.HealthSince = s.Since
 			if !s.Last.Up && s.Runs > 0 {
 				rs.HealthReason = s.Last.String()

@@ -64,7 +64,15 @@ func (w *Witness) Run(ctx context.Context) error {
 	if err := node.Start(ctx); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
-	defer node.Close()
+	// Last: hand leadership over if the witness holds it (it does not
+	// keep it, but may have it at this moment), then stop Raft.
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		if err := node.Shutdown(sctx); err != nil {
+			w.log.Warn("raft shutdown", "error", err)
+		}
+	}()
 
 	var wg sync.WaitGroup
 	runCtx, cancel := context.WithCancel(ctx)
