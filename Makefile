@@ -10,7 +10,7 @@ COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test lint unit e2e demo fuzz bench clean
+.PHONY: all build test lint unit e2e demo fuzz bench clean packages packaging-test
 
 all: build
 
@@ -19,7 +19,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dsrd ./cmd/dsrd
 
 ## test: everything CI runs
-test: lint unit e2e
+test: lint unit e2e packaging-test
 
 ## lint: gofmt and go vet (also with the vmtest tag, so VM-only files are checked)
 lint:
@@ -38,6 +38,15 @@ e2e: build
 ## demo: the lab with a real cluster of directors, a witness and backends
 demo: build
 	tests/vm/demo
+
+## packages: dist/ deb and rpm packages for amd64 and arm64 (packaging/build)
+packages:
+	VERSION=$(VERSION) COMMIT=$(COMMIT) packaging/build
+
+## packaging-test: build the packages and test them (deb in a debootstrap
+## root, rpm in an empty root, units under systemd-nspawn)
+packaging-test:
+	packaging/test
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s)
 FUZZTIME ?= 30s
