@@ -220,6 +220,19 @@ func defaultVIP(v *VIP, nodeInterface, path string, set setFunc) {
 
 func defaultService(s *Service, path string, set setFunc) {
 	setString(&s.Scheduler, DefaultScheduler, joinPath(path, "scheduler"), set)
+	// mh and sh hash a new flow to one real; without their fallback flag,
+	// a flow hashed to a real at weight 0 (down or drained: dsrd's default
+	// on_down) finds no destination and is refused by the director itself.
+	// With it, the kernel picks another real. Written flags are kept as
+	// written (an empty list included).
+	if !set(joinPath(path, "scheduler_flags")) {
+		switch s.Scheduler {
+		case "mh":
+			s.SchedulerFlags = []string{"mh-fallback"}
+		case "sh":
+			s.SchedulerFlags = []string{"sh-fallback"}
+		}
+	}
 	if !set(joinPath(path, "on_down")) {
 		s.OnDown = DefaultOnDown
 	}

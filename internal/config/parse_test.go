@@ -60,7 +60,7 @@ func TestParseDirectorDefaults(t *testing.T) {
 		}},
 		Services: []Service{{
 			Name: "web", VIP: netip.MustParseAddr("203.0.113.10"), Port: 80, Protocol: TCP,
-			Scheduler: "mh", DrainTimeout: dur(5 * time.Minute), Quorum: 1, OnDown: DownWeightZero,
+			Scheduler: "mh", SchedulerFlags: []string{"mh-fallback"}, DrainTimeout: dur(5 * time.Minute), Quorum: 1, OnDown: DownWeightZero,
 			HealthCheck: defaultTCPCheck(80),
 			Reals: []Real{
 				{Address: netip.MustParseAddr("198.51.100.21"), Port: 80, Weight: ptr(100)},
