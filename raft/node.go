@@ -297,16 +297,34 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.log.Info("raft cluster bootstrapped", "voters", len(servers))
 	}
 
+	// Only the leader this node follows may make it start an election
+	// (see guardedTransport).
+	trans = guardTimeoutNow(trans, n.leaderID, n.log.With("component", "transport"))
+
 	// Drain NotifyCh before raft can send on it.
 	n.lead.start()
 	r, err := hraft.NewRaft(conf, n.fsm, logs, store, snaps, trans)
 	if err != nil {
+		if g, ok := trans.(*guardedTransport); ok {
+			g.stop()
+		}
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft.Store(r)
 	go n.monitor()
 	n.log.Info("raft started", "address", string(trans.LocalAddr()))
 	return nil
+}
+
+// leaderID returns the ID of the leader this node knows, "" when none or
+// before raft has started.
+func (n *Node) leaderID() hraft.ServerID {
+	r := n.raft.Load()
+	if r == nil {
+		return ""
+	}
+	_, id := r.LeaderWithID()
+	return id
 }
 
 // bootstrapServers returns the voters of the first configuration.
