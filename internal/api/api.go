@@ -36,7 +36,9 @@ type Backend interface {
 type Status struct {
 	Node string `json:"node"`
 	// Role is director or witness.
-	Role    string `json:"role"`
+	Role string `json:"role"`
+	// Version is the dsrd release the node runs (as "dsrd version" prints
+	// it first, without the "dsrd" prefix).
 	Version string `json:"version"`
 	Raft    Raft   `json:"raft"`
 	// Members is the Raft configuration as this node knows it.

@@ -62,7 +62,7 @@ func raftStatus(ctx context.Context, n *raft.Node, role string) api.Status {
 	st := api.Status{
 		Node:    n.ID(),
 		Role:    role,
-		Version: version.String(),
+		Version: version.Version,
 		Raft: api.Raft{
 			State: s.State, Leader: s.Leader, LeaderID: s.LeaderID, LeaderAddress: s.LeaderAddress,
 			Term: s.Term, LastContact: s.LastContact, CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex,

@@ -1,11 +1,8 @@
 //go:build vmtest && vmcluster
 
-// The cluster end-to-end tests run with make e2e-cluster, not yet with make
-// test: TestClusterPartition/cable-pull fails on an open bug (after a cable
-// pull the old leader's abandoned leadership transfer, a TimeoutNow queued
-// on the Raft connection, is delivered when the link returns and bounces
-// the new leader: a VIP gap and a term bump), and the suite adds about ten
-// minutes to CI. TestClusterChanges needed mh-fallback (now the default).
+// The cluster end-to-end tests run with make test (make e2e) and alone with
+// make e2e-cluster. Their build tag keeps them out of a plain
+// tests/vm/e2e run: about 2.5 minutes under TCG.
 
 package e2e
 
