@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/dsrd/dsrd/internal/netnsutil"
 )
 
 // DefaultBatchSize is how many write operations Netlink.WriteBatch sends in
@@ -98,42 +99,24 @@ func openBatchWriter(ns netns.NsHandle) (*batchWriter, error) {
 	return &batchWriter{fd: fd, family: fam.ID, buf: make([]byte, 64<<10)}, nil
 }
 
-// socketIn creates a generic netlink socket in ns, from a locked thread that
-// enters ns and comes back; if it cannot come back the thread is left
-// locked, so that it dies with its goroutine.
+// socketIn creates a generic netlink socket in ns: a socket belongs to the
+// namespace of the thread that creates it.
 func socketIn(ns netns.NsHandle) (int, error) {
-	type result struct {
-		fd  int
-		err error
+	fd := -1
+	err := netnsutil.Run(ns, func() error {
+		var err error
+		if fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC); err != nil {
+			return fmt.Errorf("open netlink socket: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return -1, err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			ch <- result{-1, fmt.Errorf("get the current network namespace: %w", err)}
-			runtime.UnlockOSThread()
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			ch <- result{-1, fmt.Errorf("enter the network namespace: %w", err)}
-			runtime.UnlockOSThread()
-			return
-		}
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC)
-		if err != nil {
-			err = fmt.Errorf("open netlink socket: %w", err)
-		}
-		if rerr := netns.Set(orig); rerr != nil {
-			ch <- result{fd, err} // the thread stays locked and exits
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{fd, err}
-	}()
-	r := <-ch
-	return r.fd, r.err
+	return fd, nil
 }
 
 // close releases the socket.

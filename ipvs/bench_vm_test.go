@@ -119,21 +119,25 @@ func TestVMBenchmark(t *testing.T) {
 			// read them back, in a fresh namespace.
 			a := newVMNetns(t)
 			var saved string
-			a.in(func() {
+			a.in(func() error {
 				cmd := exec.Command("ipvsadm", "-R")
 				cmd.Stdin = strings.NewReader(rules)
+				var err error
 				add(phRestore, timeIt(func() {
-					if out, err := cmd.CombinedOutput(); err != nil {
-						t.Fatalf("ipvsadm -R: %v\n%s", err, out)
+					var out []byte
+					if out, err = cmd.CombinedOutput(); err != nil {
+						err = fmt.Errorf("ipvsadm -R: %w\n%s", err, out)
 					}
 				}))
+				if err != nil {
+					return err
+				}
 				add(phSave, timeIt(func() {
-					out, err := exec.Command("ipvsadm", "-Sn").Output()
-					if err != nil {
-						t.Fatal(err)
-					}
+					var out []byte
+					out, err = exec.Command("ipvsadm", "-Sn").Output()
 					saved = string(out)
 				}))
+				return err
 			})
 			if saved != rules {
 				t.Fatalf("%s: ipvsadm -R did not restore the rules", sh.name)

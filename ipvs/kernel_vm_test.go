@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/netnsutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -69,14 +70,15 @@ func newVMNetns(t *testing.T) *vmNetns {
 			t.Errorf("delete netns %s: %v", name, err)
 		}
 	})
-	n.in(func() {
+	n.in(func() error {
 		lo, err := netlink.LinkByName("lo")
 		if err == nil {
 			err = netlink.LinkSetUp(lo)
 		}
 		if err != nil {
-			t.Fatalf("bring lo up: %v", err)
+			return fmt.Errorf("bring lo up: %w", err)
 		}
+		return nil
 	})
 	return n
 }
@@ -91,7 +93,10 @@ func (n *vmNetns) run(args ...string) string {
 	n.t.Helper()
 	var out []byte
 	var err error
-	n.in(func() { out, err = exec.Command(args[0], args[1:]...).CombinedOutput() })
+	n.in(func() error {
+		out, err = exec.Command(args[0], args[1:]...).CombinedOutput()
+		return nil // reported below, with the output
+	})
 	if err != nil {
 		n.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -101,28 +106,20 @@ func (n *vmNetns) run(args ...string) string {
 // ipvsadm returns `ipvsadm -Sn` in the namespace.
 func (n *vmNetns) ipvsadm() string { return n.run("ipvsadm", "-Sn") }
 
-// in runs f on a thread switched into the namespace.
-func (n *vmNetns) in(f func()) {
+// in runs f on a thread switched into the namespace (sockets f opens and
+// processes it starts belong to it); it fails the test with f's error.
+// f runs on a goroutine of its own: it returns its error rather than
+// calling t.Fatal.
+func (n *vmNetns) in(f func() error) {
 	n.t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	defer orig.Close()
 	ns, err := netns.GetFromPath(n.path())
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
+	if err := netnsutil.Run(ns, f); err != nil {
 		n.t.Fatal(err)
 	}
-	f()
-	if err := netns.Set(orig); err != nil {
-		n.t.Fatalf("restore the network namespace: %v", err) // the thread dies locked
-	}
-	runtime.UnlockOSThread()
 }
 
 // open returns a Netlink handle on the namespace, closed at the end.
@@ -311,33 +308,32 @@ func TestVMRestartKeepsConnections(t *testing.T) {
 	n := newVMNetns(t)
 	// VIPs are local (DR directors hold them); the reals' subnet routes to
 	// a dummy device that drops what IPVS sends: the entries exist anyway.
-	n.in(func() {
+	n.in(func() error {
 		dummy := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "dummy0"}}
 		if err := netlink.LinkAdd(dummy); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		for _, a := range []string{"192.0.2.1/32", "192.0.2.2/32", "198.51.100.254/24"} {
 			ad, _ := netlink.ParseAddr(a)
 			if err := netlink.AddrAdd(dummy, ad); err != nil {
-				t.Fatal(err)
+				return err
 			}
 		}
-		if err := netlink.LinkSetUp(dummy); err != nil {
-			t.Fatal(err)
-		}
+		return netlink.LinkSetUp(dummy)
 	})
 	desired := goldenSteps()[0].st
 	k1 := n.open()
 	if _, err := NewReconciler(k1, nil).Apply(ctx, desired); err != nil {
 		t.Fatal(err)
 	}
-	n.in(func() {
+	n.in(func() error {
 		for _, a := range []string{"192.0.2.1:80", "192.0.2.1:80", "192.0.2.2:443"} {
 			c, err := net.DialTimeout("tcp", a, 100*time.Millisecond)
 			if err == nil {
 				c.Close()
 			}
 		}
+		return nil
 	})
 	before := connLines(n)
 	if len(before) < 3 || !strings.Contains(strings.Join(before, "\n"), "NONE") {
@@ -408,17 +404,16 @@ func TestVMCallDeadline(t *testing.T) {
 
 func TestVMSysctls(t *testing.T) {
 	n := newVMNetns(t)
-	n.in(func() {
-		if err := ApplySysctls(context.Background(), ProcSys{}, DirectorSysctls(config.IPVS{})); err != nil {
-			t.Fatal(err)
-		}
+	n.in(func() error {
+		return ApplySysctls(context.Background(), ProcSys{}, DirectorSysctls(config.IPVS{}))
 	})
-	n.in(func() {
+	n.in(func() error {
 		for _, s := range DirectorSysctls(config.IPVS{}) {
 			if got, err := (ProcSys{}).Get(s.Key()); err != nil || got != s.Value {
 				t.Errorf("%s=%s (%v), want %s", s.Key(), got, err, s.Value)
 			}
 		}
+		return nil
 	})
 	// Another namespace keeps its own values.
 	if got, err := (ProcSys{}).Get("net.ipv4.vs.sloppy_tcp"); err != nil || got != "0" {
@@ -429,12 +424,10 @@ func TestVMSysctls(t *testing.T) {
 func TestVMOpenCurrentNamespaceAndMissing(t *testing.T) {
 	n := newVMNetns(t)
 	var k *Netlink
-	n.in(func() {
+	n.in(func() error {
 		var err error
 		k, err = OpenNetlink(context.Background(), "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		return err
 	})
 	defer k.Close()
 	// Created from another thread, the service lands in the namespace the

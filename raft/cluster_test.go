@@ -14,6 +14,7 @@ import (
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // Fast raft timings for tests. The heartbeat timeout is the floor of the
@@ -90,7 +91,7 @@ func (c *testCluster) start(i int, extra Config) *Node {
 	cl := config.Cluster{Bind: c.peers[i].Address, Peers: c.peers}
 	fastTimings(&cl)
 	n, err := New(Config{
-		NodeID: c.peers[i].ID, DataDir: c.dirs[i], Cluster: cl, Logger: testLogger(t),
+		NodeID: c.peers[i].ID, DataDir: c.dirs[i], Cluster: cl, Logger: testutil.Logger(t),
 		Transport: tr, Join: extra.Join,
 	})
 	if err != nil {
@@ -176,26 +177,13 @@ func (c *testCluster) waitLeader(except ...int) int {
 }
 
 // waitGeneration waits until node n has applied generation gen.
-func waitGeneration(t *testing.T, n *Node, gen uint64) ClusterConfig {
+func waitGeneration(t *testing.T, n *Node, gen uint64) (cfg ClusterConfig) {
 	t.Helper()
-	deadline := time.After(testTimeout)
-	for {
-		w := n.Watch()
-		if cfg := n.Config(); cfg.Generation >= gen {
-			return cfg
-		}
-		select {
-		case <-w:
-		case <-deadline:
-			t.Fatalf("%s: timed out waiting for generation %d (at %d)", n.ID(), gen, n.Config().Generation)
-		}
-	}
-}
-
-func ctxTimeout(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
+	testutil.WaitChange(t, testTimeout, fmt.Sprintf("%s to apply generation %d", n.ID(), gen), n.Watch, func() (bool, string) {
+		cfg = n.Config()
+		return cfg.Generation >= gen, fmt.Sprintf("generation %d", cfg.Generation)
+	})
+	return cfg
 }
 
 // leadershipMoved reports whether err only means that leadership changed
@@ -253,7 +241,7 @@ func submit(t *testing.T, nodes []*Node, spec Spec) uint64 {
 	t.Helper()
 	var res SetConfigResult
 	onLeader(t, nodes, func(n *Node) (err error) {
-		res, err = n.SubmitConfig(ctxTimeout(t), spec, "")
+		res, err = n.SubmitConfig(testutil.Context(t, testTimeout), spec, "")
 		return err
 	})
 	return res.Generation
@@ -285,7 +273,7 @@ func TestClusterReplicatesConfig(t *testing.T) {
 			t.Errorf("node %d did not bootstrap on first start", i)
 		}
 	}
-	ctx := ctxTimeout(t)
+	ctx := testutil.Context(t, testTimeout)
 
 	var res SetConfigResult
 	leader := onLeader(t, c.nodes, func(n *Node) (err error) {
@@ -477,7 +465,7 @@ func TestClusterFailover(t *testing.T) {
 
 func TestClusterTransferLeadership(t *testing.T) {
 	c := newTestCluster(t, 3)
-	ctx := ctxTimeout(t)
+	ctx := testutil.Context(t, testTimeout)
 	li := c.waitLeader()
 	target := c.nodes[(li+2)%3]
 
@@ -516,7 +504,7 @@ func TestClusterTransferLeadership(t *testing.T) {
 
 func TestClusterRestartKeepsState(t *testing.T) {
 	c := newTestCluster(t, 3)
-	ctx := ctxTimeout(t)
+	ctx := testutil.Context(t, testTimeout)
 	submit(t, c.nodes, testSpec(1))
 	onLeader(t, c.nodes, func(n *Node) error {
 		_, err := n.SetAdmin(ctx, webRef("198.51.100.11"), AdminDisabled)
@@ -594,7 +582,7 @@ func TestJoinAndRemove(t *testing.T) {
 	// A single node bootstraps alone when no peers are configured.
 	cl := config.Cluster{Bind: a1}
 	fastTimings(&cl)
-	n1, err := New(Config{NodeID: "d1", DataDir: dir1, Cluster: cl, Logger: testLogger(t), Transport: t1})
+	n1, err := New(Config{NodeID: "d1", DataDir: dir1, Cluster: cl, Logger: testutil.Logger(t), Transport: t1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -605,7 +593,7 @@ func TestJoinAndRemove(t *testing.T) {
 	lead := n1.Leadership(t.Context())
 	expectValue(t, lead, false)
 	expectValue(t, lead, true)
-	ctx := ctxTimeout(t)
+	ctx := testutil.Context(t, testTimeout)
 	if _, err := n1.SubmitConfig(ctx, testSpec(1), ""); err != nil {
 		t.Fatal(err)
 	}
@@ -613,7 +601,7 @@ func TestJoinAndRemove(t *testing.T) {
 	// A joining node does not bootstrap and gets the state once added.
 	cl2 := config.Cluster{Bind: a2, Peers: []config.Peer{{ID: "d1", Address: a1}}}
 	fastTimings(&cl2)
-	n2, err := New(Config{NodeID: "d2", DataDir: dir2, Cluster: cl2, Logger: testLogger(t), Transport: t2, Join: true})
+	n2, err := New(Config{NodeID: "d2", DataDir: dir2, Cluster: cl2, Logger: testutil.Logger(t), Transport: t2, Join: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -686,7 +674,7 @@ func TestBootstrapConfigErrors(t *testing.T) {
 			_, tr := hraft.NewInmemTransport(hraft.ServerAddress(addr.String()))
 			cl := config.Cluster{Bind: addr, Peers: tt.peers}
 			fastTimings(&cl)
-			n, err := New(Config{NodeID: "d1", DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testLogger(t)})
+			n, err := New(Config{NodeID: "d1", DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -766,7 +754,7 @@ func TestDataDirLocked(t *testing.T) {
 	c := newTestCluster(t, 1)
 	c.waitLeader()
 	_, tr := hraft.NewInmemTransport("")
-	n, err := New(Config{NodeID: "d1", DataDir: c.dirs[0], Transport: tr, Logger: testLogger(t)})
+	n, err := New(Config{NodeID: "d1", DataDir: c.dirs[0], Transport: tr, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // applier applies commands to an FSM directly, numbering the log entries.
@@ -57,7 +58,7 @@ func closed(ch <-chan struct{}) bool {
 }
 
 func TestFSMSetConfigGenerations(t *testing.T) {
-	a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
 	if got := a.fsm.Config(); got.Generation != 0 || got.Services != nil {
 		t.Fatalf("empty fsm config = %+v", got)
 	}
@@ -129,7 +130,7 @@ func TestFSMSetConfigGenerations(t *testing.T) {
 }
 
 func TestFSMSetAdmin(t *testing.T) {
-	a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
 	a.setConfig(testSpec(1), "d1")
 	r10, r11 := webRef("198.51.100.10"), webRef("198.51.100.11")
 
@@ -209,7 +210,7 @@ func TestFSMUnknownCommands(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+			a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
 			a.setConfig(testSpec(1), "d1")
 			before := a.fsm.State()
 
@@ -264,7 +265,7 @@ func TestCommandTypeString(t *testing.T) {
 }
 
 func TestFSMSnapshotRestore(t *testing.T) {
-	a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
 	a.setConfig(testSpec(1), "d1")
 	a.setConfig(testSpec(5), "d2")
 	a.cmd(CommandSetAdmin, SetAdminCommand{Ref: webRef("198.51.100.11"), State: AdminDisabled})
@@ -287,7 +288,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 		t.Fatalf("sink closed=%v cancelled=%v", sink.closed, sink.cancelled)
 	}
 
-	restored := NewFSM(testLogger(t))
+	restored := NewFSM(testutil.Logger(t))
 	w := restored.Watch()
 	if err := restored.Restore(io.NopCloser(&sink.Buffer)); err != nil {
 		t.Fatal(err)
@@ -340,7 +341,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 // detector checks that Restore takes the readers' lock and that nothing a
 // reader gets aliases the FSM's state.
 func TestFSMConcurrentReaders(t *testing.T) {
-	a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
 	a.setConfig(testSpec(1), "d1")
 	snap, err := a.fsm.Snapshot()
 	if err != nil {
@@ -409,7 +410,7 @@ func TestSpecRoundTrip(t *testing.T) {
 		t.Fatalf("filler did not fill the spec: %+v", spec)
 	}
 
-	a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
 	if res := a.setConfig(spec, "d1"); res != (SetConfigResult{1, true}) {
 		t.Fatalf("apply = %#v", res)
 	}
@@ -520,7 +521,7 @@ func (f *filler) fill(v reflect.Value, path string) {
 // tell a state replayed at start from a later one; no-op commands leave
 // it, snapshots keep it.
 func TestFSMStateIndex(t *testing.T) {
-	a := &applier{t: t, fsm: NewFSM(testLogger(t))}
+	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
 	if i := a.fsm.State().Index; i != 0 {
 		t.Fatalf("empty state has index %d", i)
 	}
@@ -541,7 +542,7 @@ func TestFSMStateIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	image := sink.String()
-	restored := NewFSM(testLogger(t))
+	restored := NewFSM(testutil.Logger(t))
 	if err := restored.Restore(io.NopCloser(strings.NewReader(image))); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // TestGuardTimeoutNow: a TimeoutNow reaches the consumer only from the
@@ -19,7 +21,7 @@ func TestGuardTimeoutNow(t *testing.T) {
 	bInner.Connect(aAddr, a)
 	var leader atomic.Value
 	leader.Store(hraft.ServerID(""))
-	b := guardTimeoutNow(bInner, func() hraft.ServerID { return leader.Load().(hraft.ServerID) }, testLogger(t))
+	b := guardTimeoutNow(bInner, func() hraft.ServerID { return leader.Load().(hraft.ServerID) }, testutil.Logger(t))
 	t.Cleanup(func() { b.(*guardedTransport).Close() })
 	if _, ok := b.(hraft.WithPreVote); !ok {
 		t.Fatal("the guarded transport lost pre-vote support")

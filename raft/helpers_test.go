@@ -2,11 +2,7 @@ package raft
 
 import (
 	"bytes"
-	"io"
-	"log/slog"
 	"net/netip"
-	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,44 +11,6 @@ import (
 
 // testTimeout bounds every wait of these tests.
 const testTimeout = 15 * time.Second
-
-// testWriter forwards to the test's output until the test is cleaned up,
-// so that a goroutine logging late does not write to a finished test.
-type testWriter struct {
-	mu  sync.Mutex
-	out io.Writer
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.out == nil {
-		return len(p), nil
-	}
-	return w.out.Write(p)
-}
-
-// testLogger logs to the test output (shown with -v or on failure) at the
-// level of DSRD_TEST_LOG (debug, info, warn; default warn).
-func testLogger(t *testing.T) *slog.Logger {
-	t.Helper()
-	w := &testWriter{out: t.Output()}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.out = nil
-		w.mu.Unlock()
-	})
-	level := slog.LevelWarn
-	switch os.Getenv("DSRD_TEST_LOG") {
-	case "trace":
-		level = LevelTrace
-	case "debug":
-		level = slog.LevelDebug
-	case "info":
-		level = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
 
 func ptr[T any](v T) *T { return &v }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // fakeBarrier lets a test decide when and how each Barrier call returns.
@@ -50,7 +52,7 @@ func expectValue(t *testing.T, ch <-chan bool, want bool) {
 func TestLeadershipOnlyAfterBarrier(t *testing.T) {
 	notify := make(chan bool)
 	fb := newFakeBarrier()
-	l := newLeadership(testLogger(t), notify, fb.barrier)
+	l := newLeadership(testutil.Logger(t), notify, fb.barrier)
 	l.start()
 	sub := l.subscribe(t.Context())
 	expectValue(t, sub, false) // the current state comes first
@@ -125,7 +127,7 @@ func TestLeadershipOnlyAfterBarrier(t *testing.T) {
 func TestLeadershipSubscriptionCancel(t *testing.T) {
 	notify := make(chan bool)
 	fb := newFakeBarrier()
-	l := newLeadership(testLogger(t), notify, fb.barrier)
+	l := newLeadership(testutil.Logger(t), notify, fb.barrier)
 	l.start()
 	defer l.stop()
 	ctx, cancel := context.WithCancel(t.Context())
@@ -154,7 +156,7 @@ func TestLeadershipSubscriptionCancel(t *testing.T) {
 }
 
 func TestLeadershipStopBeforeStart(t *testing.T) {
-	l := newLeadership(testLogger(t), make(chan bool), newFakeBarrier().barrier)
+	l := newLeadership(testutil.Logger(t), make(chan bool), newFakeBarrier().barrier)
 	sub := l.subscribe(t.Context())
 	l.stop()
 	expectValue(t, sub, false)

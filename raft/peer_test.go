@@ -13,6 +13,7 @@ import (
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // muxPair is two stream layers, each serving a hashicorp/raft transport,
@@ -28,19 +29,19 @@ func newMuxPair(t *testing.T, withTLS bool) *muxPair {
 	t.Helper()
 	p := &muxPair{}
 	if withTLS {
-		ca := newTestCA(t, "cluster-ca")
+		ca := testutil.NewCA(t, "cluster-ca")
 		var err error
-		if p.serverTLS, err = NewPeerTLS(must(ca.issue(t, "d1")), ca.pool); err != nil {
+		if p.serverTLS, err = NewPeerTLS(must(ca.Issue(t, "d1")), ca.Pool()); err != nil {
 			t.Fatal(err)
 		}
-		if p.clientTLS, err = NewPeerTLS(must(ca.issue(t, "d2")), ca.pool); err != nil {
+		if p.clientTLS, err = NewPeerTLS(must(ca.Issue(t, "d2")), ca.Pool()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	p.server = tlsLayer(t, p.serverTLS)
 	p.client = tlsLayer(t, p.clientTLS)
-	p.serverTr = NewTransport(p.server, testLogger(t))
-	p.clientTr = NewTransport(p.client, testLogger(t))
+	p.serverTr = NewTransport(p.server, testutil.Logger(t))
+	p.clientTr = NewTransport(p.client, testutil.Logger(t))
 	t.Cleanup(func() {
 		p.serverTr.Close()
 		p.clientTr.Close()
@@ -69,7 +70,7 @@ func acceptPeer(ln net.Listener) <-chan net.Conn {
 func (p *muxPair) expectPeerExchange(t *testing.T) {
 	t.Helper()
 	accepted := acceptPeer(p.server.PeerListener())
-	c, err := p.client.DialPeer(ctxTimeout(t), p.serverAddr)
+	c, err := p.client.DialPeer(testutil.Context(t, testTimeout), p.serverAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,17 +209,17 @@ func TestPeerMuxSilentDeadline(t *testing.T) {
 // nor the peer protocol, in either direction.
 func TestPeerMuxOtherCA(t *testing.T) {
 	p := newMuxPair(t, true)
-	other := newTestCA(t, "other-ca")
-	otherTLS, err := NewPeerTLS(must(other.issue(t, "intruder")), other.pool)
+	other := testutil.NewCA(t, "other-ca")
+	otherTLS, err := NewPeerTLS(must(other.Issue(t, "intruder")), other.Pool())
 	if err != nil {
 		t.Fatal(err)
 	}
 	impostor := tlsLayer(t, otherTLS)
-	impostorTr := NewTransport(impostor, testLogger(t))
+	impostorTr := NewTransport(impostor, testutil.Logger(t))
 	t.Cleanup(func() { impostorTr.Close() })
 
 	accepted := acceptPeer(p.server.PeerListener())
-	if c, err := impostor.DialPeer(ctxTimeout(t), p.serverAddr); err == nil {
+	if c, err := impostor.DialPeer(testutil.Context(t, testTimeout), p.serverAddr); err == nil {
 		// TLS 1.3: the server's refusal of the client certificate
 		// arrives after the client's handshake.
 		expectRefused(t, c)
@@ -228,7 +229,7 @@ func TestPeerMuxOtherCA(t *testing.T) {
 		expectRefused(t, c)
 		c.Close()
 	}
-	if c, err := p.client.DialPeer(ctxTimeout(t), impostor.Addr().String()); err == nil {
+	if c, err := p.client.DialPeer(testutil.Context(t, testTimeout), impostor.Addr().String()); err == nil {
 		c.Close()
 		t.Error("dialed the peer protocol of a server of another ca")
 	}
@@ -238,7 +239,7 @@ func TestPeerMuxOtherCA(t *testing.T) {
 	}
 	// The refused peer never reached the peer listener: the next
 	// connection it accepts is the valid one.
-	c, err := p.client.DialPeer(ctxTimeout(t), p.serverAddr)
+	c, err := p.client.DialPeer(testutil.Context(t, testTimeout), p.serverAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +264,7 @@ func TestPeerListenerClosed(t *testing.T) {
 	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept after Close: %v", err)
 	}
-	c, err := p.client.DialPeer(ctxTimeout(t), p.serverAddr)
+	c, err := p.client.DialPeer(testutil.Context(t, testTimeout), p.serverAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,14 +283,14 @@ func TestNodePeerListener(t *testing.T) {
 	ln.Close()
 	cl := config.Cluster{Bind: addr}
 	fastTimings(&cl)
-	n, err := New(Config{NodeID: "d1", DataDir: t.TempDir(), Cluster: cl, Logger: testLogger(t)})
+	n, err := New(Config{NodeID: "d1", DataDir: t.TempDir(), Cluster: cl, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n.PeerListener() != nil {
 		t.Error("peer listener before Start")
 	}
-	if _, err := n.DialPeer(ctxTimeout(t), addr.String()); !errors.Is(err, ErrNoPeerTransport) {
+	if _, err := n.DialPeer(testutil.Context(t, testTimeout), addr.String()); !errors.Is(err, ErrNoPeerTransport) {
 		t.Errorf("DialPeer before Start: %v", err)
 	}
 	if err := n.Start(t.Context()); err != nil {
@@ -301,7 +302,7 @@ func TestNodePeerListener(t *testing.T) {
 		t.Fatal("no peer listener after Start")
 	}
 	accepted := acceptPeer(pl)
-	c, err := n.DialPeer(ctxTimeout(t), addr.String())
+	c, err := n.DialPeer(testutil.Context(t, testTimeout), addr.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +319,7 @@ func TestNodePeerListener(t *testing.T) {
 
 	// A node on the in-memory transport has no peer protocol.
 	_, tr := hraft.NewInmemTransport("192.0.2.1:7000")
-	m, err := New(Config{NodeID: "d2", DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testLogger(t)})
+	m, err := New(Config{NodeID: "d2", DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,9 @@
 package raft
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -21,109 +14,13 @@ import (
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/testutil"
 )
-
-// testCA is a throwaway certificate authority.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-	pool *x509.CertPool
-}
-
-// newSerial returns a random certificate serial number.
-func newSerial(t *testing.T) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          newSerial(t),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool,
-		pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a node certificate (serverAuth + clientAuth) and its PEMs.
-func (ca *testCA) issue(t *testing.T, name string) (tls.Certificate, []byte, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: newSerial(t),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair, certPEM, keyPEM
-}
-
-// files writes a node's PEM files and returns the config naming them.
-func (ca *testCA) files(t *testing.T, name string) config.TLS {
-	t.Helper()
-	_, certPEM, keyPEM := ca.issue(t, name)
-	dir := t.TempDir()
-	c := config.TLS{
-		Cert: filepath.Join(dir, "node.crt"),
-		Key:  filepath.Join(dir, "node.key"),
-		CA:   filepath.Join(dir, "ca.crt"),
-	}
-	for path, data := range map[string][]byte{c.Cert: certPEM, c.Key: keyPEM, c.CA: ca.pem} {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return c
-}
 
 // tlsLayer listens on 127.0.0.1 with the given TLS.
 func tlsLayer(t *testing.T, pt *PeerTLS) *StreamLayer {
 	t.Helper()
-	s, err := Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.AddrPort{}, pt, testLogger(t))
+	s, err := Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.AddrPort{}, pt, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,16 +83,16 @@ func expectRefused(t *testing.T, conn net.Conn) {
 }
 
 func TestLoadPeerTLS(t *testing.T) {
-	ca := newTestCA(t, "cluster-ca")
-	other := newTestCA(t, "other-ca")
-	good := ca.files(t, "d1")
+	ca := testutil.NewCA(t, "cluster-ca")
+	other := testutil.NewCA(t, "other-ca")
+	good := ca.Files(t, "d1")
 	if pt, err := LoadPeerTLS(good); err != nil || pt == nil {
 		t.Fatalf("LoadPeerTLS = %v, %v", pt, err)
 	}
 	if pt, err := LoadPeerTLS(config.TLS{}); err != nil || pt != nil {
 		t.Errorf("LoadPeerTLS of no TLS = %v, %v", pt, err)
 	}
-	foreign := other.files(t, "d9")
+	foreign := other.Files(t, "d9")
 	for name, c := range map[string]config.TLS{
 		"partial":              {Cert: good.Cert, Key: good.Key},
 		"missing file":         {Cert: good.Cert, Key: good.Key, CA: good.CA + ".nope"},
@@ -210,13 +107,13 @@ func TestLoadPeerTLS(t *testing.T) {
 }
 
 func TestStreamLayerTLS(t *testing.T) {
-	ca := newTestCA(t, "cluster-ca")
-	other := newTestCA(t, "other-ca")
-	serverTLS, err := LoadPeerTLS(ca.files(t, "d1"))
+	ca := testutil.NewCA(t, "cluster-ca")
+	other := testutil.NewCA(t, "other-ca")
+	serverTLS, err := LoadPeerTLS(ca.Files(t, "d1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientTLS, err := LoadPeerTLS(ca.files(t, "d2"))
+	clientTLS, err := LoadPeerTLS(ca.Files(t, "d2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +134,7 @@ func TestStreamLayerTLS(t *testing.T) {
 		expectAcceptedFrom(t, accepted, conn)
 	})
 
-	foreignCert, _, _ := other.issue(t, "intruder")
+	foreignCert, _, _ := other.Issue(t, "intruder")
 	refusals := map[string]func() (net.Conn, error){
 		"certificate of another ca": func() (net.Conn, error) {
 			return tls.Dial("tcp", string(addr), &tls.Config{
@@ -248,7 +145,7 @@ func TestStreamLayerTLS(t *testing.T) {
 			return tls.Dial("tcp", string(addr), &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
 		},
 		"tls 1.2": func() (net.Conn, error) {
-			cert, _, _ := ca.issue(t, "old")
+			cert, _, _ := ca.Issue(t, "old")
 			c, err := net.Dial("tcp", string(addr))
 			if err != nil {
 				return nil, err
@@ -281,7 +178,7 @@ func TestStreamLayerTLS(t *testing.T) {
 	}
 
 	t.Run("server of another ca", func(t *testing.T) {
-		otherTLS, err := NewPeerTLS(foreignCert, other.pool)
+		otherTLS, err := NewPeerTLS(foreignCert, other.Pool())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,12 +216,12 @@ func TestStreamLayerTLS(t *testing.T) {
 // neither block the accept loop nor hold a connection past the handshake
 // timeout.
 func TestStreamLayerSilentPeers(t *testing.T) {
-	ca := newTestCA(t, "cluster-ca")
-	serverTLS, err := NewPeerTLS(must(ca.issue(t, "d1")), ca.pool)
+	ca := testutil.NewCA(t, "cluster-ca")
+	serverTLS, err := NewPeerTLS(must(ca.Issue(t, "d1")), ca.Pool())
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientTLS, err := NewPeerTLS(must(ca.issue(t, "d2")), ca.pool)
+	clientTLS, err := NewPeerTLS(must(ca.Issue(t, "d2")), ca.Pool())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,14 +309,14 @@ func TestStreamLayerAdvertise(t *testing.T) {
 
 // TestTLSCluster runs two nodes over mutual TLS on 127.0.0.1.
 func TestTLSCluster(t *testing.T) {
-	ca := newTestCA(t, "cluster-ca")
+	ca := testutil.NewCA(t, "cluster-ca")
 	var (
 		layers []*StreamLayer
 		peers  []config.Peer
 		tlss   []config.TLS
 	)
 	for i, id := range []string{"d1", "d2"} {
-		c := ca.files(t, id)
+		c := ca.Files(t, id)
 		pt, err := LoadPeerTLS(c)
 		if err != nil {
 			t.Fatal(err)
@@ -428,7 +325,7 @@ func TestTLSCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := NewStreamLayer(ln, netip.AddrPort{}, pt, testLogger(t))
+		l, err := NewStreamLayer(ln, netip.AddrPort{}, pt, testutil.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -440,11 +337,11 @@ func TestTLSCluster(t *testing.T) {
 	var nodes []*Node
 	var subs []<-chan bool
 	for i, l := range layers {
-		tr := NewTransport(l, testLogger(t))
+		tr := NewTransport(l, testutil.Logger(t))
 		t.Cleanup(func() { tr.Close() })
 		cl := config.Cluster{Bind: peers[i].Address, Peers: peers, TLS: tlss[i]}
 		fastTimings(&cl)
-		n, err := New(Config{NodeID: peers[i].ID, DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testLogger(t)})
+		n, err := New(Config{NodeID: peers[i].ID, DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -472,7 +369,7 @@ func TestTLSCluster(t *testing.T) {
 			t.Fatal("no leader over tls")
 		}
 	}
-	ctx := ctxTimeout(t)
+	ctx := testutil.Context(t, testTimeout)
 	if _, err := nodes[leader].SubmitConfig(ctx, testSpec(1), ""); err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +382,7 @@ func TestTLSCluster(t *testing.T) {
 // TestNodeOwnTransport starts a node that builds its own TCP transport from
 // the cluster configuration (single node, TLS).
 func TestNodeOwnTransport(t *testing.T) {
-	ca := newTestCA(t, "cluster-ca")
+	ca := testutil.NewCA(t, "cluster-ca")
 	// Find a free port; the small race with other processes is
 	// acceptable in a test.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -494,10 +391,10 @@ func TestNodeOwnTransport(t *testing.T) {
 	}
 	addr := netip.MustParseAddrPort(ln.Addr().String())
 	ln.Close()
-	cl := config.Cluster{Bind: addr, Peers: []config.Peer{{ID: "d1", Address: addr}}, TLS: ca.files(t, "d1")}
+	cl := config.Cluster{Bind: addr, Peers: []config.Peer{{ID: "d1", Address: addr}}, TLS: ca.Files(t, "d1")}
 	fastTimings(&cl)
 	dir := t.TempDir()
-	n, err := New(Config{NodeID: "d1", DataDir: dir, Cluster: cl, Logger: testLogger(t)})
+	n, err := New(Config{NodeID: "d1", DataDir: dir, Cluster: cl, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	hraft "github.com/hashicorp/raft"
+
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // The transport replicates without pipelining: hashicorp/raft v1.7.3's
@@ -13,11 +15,11 @@ import (
 // and NewRaft falls back to synchronous AppendEntries when the transport
 // answers ErrPipelineReplicationNotSupported.
 func TestTransportDoesNotPipeline(t *testing.T) {
-	layer, err := Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.AddrPort{}, nil, testLogger(t))
+	layer, err := Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.AddrPort{}, nil, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := NewTransport(layer, testLogger(t))
+	tr := NewTransport(layer, testutil.Logger(t))
 	defer tr.Close()
 	p, err := tr.AppendEntriesPipeline("peer", hraft.ServerAddress(layer.Addr().String()))
 	if !errors.Is(err, hraft.ErrPipelineReplicationNotSupported) {

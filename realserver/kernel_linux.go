@@ -10,13 +10,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/dsrd/dsrd/internal/netnsutil"
 )
 
 // procSys is where sysctls live.
@@ -316,39 +317,9 @@ func checkSysctlPath(path string) error {
 // /proc/sys/net entries a process sees belong to the namespace of the
 // thread that opens them (checked on this project's hosts: a file opened
 // by a thread inside a namespace keeps reading that namespace's values).
-// Without InNetns fn runs directly.
+// Without InNetns (k.ns is then not open) fn runs directly.
 func (k *LinuxKernel) inNetns(fn func() error) error {
-	if !k.hasNS {
-		return fn()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		// The goroutine owns its thread until it ends. If the thread cannot
-		// be put back into its namespace it stays locked: the runtime then
-		// ends the thread with the goroutine instead of reusing it for other
-		// goroutines in the wrong namespace.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(k.ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("restore netns (thread discarded): %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return netnsutil.Run(k.ns, fn)
 }
 
 // RouteInterface names the interface the kernel would send a packet to dst

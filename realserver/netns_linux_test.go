@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -17,18 +16,10 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-)
 
-// requireNetAdmin gates the tests that build network namespaces. They need
-// root with CAP_NET_ADMIN; they skip only when not root. CI runs them as
-// root, so there they always run; a root without CAP_NET_ADMIN fails them
-// loudly instead of skipping.
-func requireNetAdmin(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: needs root with CAP_NET_ADMIN to create network namespaces (run as root; CI does)")
-	}
-}
+	"github.com/dsrd/dsrd/internal/netnsutil"
+	"github.com/dsrd/dsrd/internal/testutil"
+)
 
 // host is a fresh network namespace standing for one machine.
 type host struct {
@@ -42,8 +33,8 @@ type host struct {
 // lives as long as its handle: it goes with the test.
 func newHost(t *testing.T) *host {
 	t.Helper()
-	requireNetAdmin(t)
-	ns, err := newNetns()
+	testutil.RequireRoot(t, "CAP_NET_ADMIN, to create network namespaces")
+	ns, err := netnsutil.New()
 	if err != nil {
 		t.Fatalf("create netns: %v", err)
 	}
@@ -63,64 +54,11 @@ func newHost(t *testing.T) *host {
 	return hs
 }
 
-// newNetns creates a network namespace from a locked thread and puts the
-// thread back; if that fails the thread stays locked and dies with its
-// goroutine instead of serving others in the wrong namespace.
-func newNetns() (netns.NsHandle, error) {
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, nerr := netns.New() // creates the namespace and enters it
-		if err := netns.Set(orig); err != nil {
-			ch <- result{err: fmt.Errorf("restore netns: %w", err)}
-			return // the thread dies locked
-		}
-		runtime.UnlockOSThread()
-		ch <- result{ns: ns, err: nerr}
-	}()
-	r := <-ch
-	return r.ns, r.err
-}
-
 // in runs fn on a thread inside h's namespace (sockets fn creates belong
 // to it for good).
 func (hs *host) in(t *testing.T, fn func()) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(hs.ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	if err := netnsutil.Run(hs.ns, func() error { fn(); return nil }); err != nil {
 		t.Fatal(err)
 	}
 }

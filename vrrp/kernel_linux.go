@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/dsrd/dsrd/internal/netnsutil"
 )
 
 // Linux is the Kernel over netlink, and the sender of announcements
@@ -216,46 +217,11 @@ func (l *Linux) Announce(ctx context.Context, ifname string, addr netip.Addr) er
 	}
 	a := link.Attrs()
 	ifi := &net.Interface{Index: a.Index, MTU: a.MTU, Name: a.Name, HardwareAddr: a.HardwareAddr, Flags: a.Flags}
-	return runInNetNS(l.ns, func() error {
+	// The sockets are opened in l's namespace, where ifi's index is valid.
+	return netnsutil.Run(l.ns, func() error {
 		if addr.Is4() {
 			return sendGARP(ctx, ifi, addr)
 		}
 		return sendUnsolicitedNA(ctx, ifi, addr)
 	})
-}
-
-// runInNetNS runs f with its goroutine's OS thread in the namespace ns
-// (or directly when ns is not open). Sockets f opens stay in ns. The
-// thread runs f on its own goroutine, which ends when f returns; if the
-// thread cannot be put back in its namespace it stays locked, so the Go
-// runtime destroys it rather than reuse it in the wrong namespace.
-func runInNetNS(ns netns.NsHandle, f func() error) error {
-	if !ns.IsOpen() {
-		return f()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace: %w", err)
-			return
-		}
-		err = f()
-		if rerr := netns.Set(orig); rerr != nil {
-			// Leave the thread locked: it dies with this goroutine.
-			errc <- errors.Join(err, fmt.Errorf("restore network namespace: %w", rerr))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
 }

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +20,9 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"github.com/dsrd/dsrd/internal/netnsutil"
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // These tests build a small L2 segment in two fresh network namespaces:
@@ -32,55 +34,16 @@ import (
 // and prove on the wire (a packet socket on the client) and in the client
 // kernel's neighbour table what Acquire, Release and Announce do.
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: needs root (CAP_NET_ADMIN and CAP_NET_RAW) to create network namespaces, veth pairs and raw sockets; CI and the VM lab run these as root")
-	}
-}
-
-// newNetNS creates a fresh network namespace and returns a handle to it,
-// without moving the test's goroutine: the creating OS thread is put back
-// in its namespace, or, if that fails, left locked so the runtime kills it.
+// newNetNS creates a fresh network namespace, closed at the end of the
+// test, without moving the test's goroutine.
 func newNetNS(t *testing.T) netns.NsHandle {
 	t.Helper()
-	type result struct {
-		ns  netns.NsHandle
-		err error
+	ns, err := netnsutil.New()
+	if err != nil {
+		t.Fatalf("network namespace: %v", err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("get namespace: %w", err)}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New() // also moves this thread into it
-		if err != nil {
-			if rerr := netns.Set(orig); rerr != nil {
-				ch <- result{err: errors.Join(err, rerr)}
-				return // thread stays locked: it dies
-			}
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("new namespace: %w", err)}
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			ch <- result{ns: ns, err: fmt.Errorf("restore namespace: %w", err)}
-			return // thread stays locked: it dies
-		}
-		runtime.UnlockOSThread()
-		ch <- result{ns: ns}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("network namespace: %v", r.err)
-	}
-	t.Cleanup(func() { r.ns.Close() })
-	return r.ns
+	t.Cleanup(func() { ns.Close() })
+	return ns
 }
 
 type lab struct {
@@ -100,7 +63,7 @@ func mustMAC(s string) net.HardwareAddr {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	requireRoot(t)
+	testutil.RequireRoot(t, "CAP_NET_ADMIN and CAP_NET_RAW, to create network namespaces, veth pairs and raw sockets")
 	l := &lab{
 		dir:    newNetNS(t),
 		cli:    newNetNS(t),
@@ -165,7 +128,7 @@ func (l *lab) waitUp(t *testing.T, h *netlink.Handle, name string) {
 
 func (l *lab) sysctl(t *testing.T, ns netns.NsHandle, path, value string) {
 	t.Helper()
-	err := runInNetNS(ns, func() error {
+	err := netnsutil.Run(ns, func() error {
 		return os.WriteFile(filepath.Join("/proc/sys/net", path), []byte(value), 0o644)
 	})
 	if err != nil {
@@ -239,7 +202,7 @@ func (l *lab) capture(t *testing.T) *capture {
 		ac *arp.Client
 		nc *ndp.Conn
 	)
-	err := runInNetNS(l.cli, func() error {
+	err := netnsutil.Run(l.cli, func() error {
 		ifi, err := net.InterfaceByName("client0")
 		if err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/api/apitest"
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/raft"
 )
 
@@ -32,7 +33,7 @@ type peerNode struct {
 // peerCluster is a cluster of peerNodes, plain or over mutual TLS.
 type peerCluster struct {
 	t     *testing.T
-	ca    *testCA
+	ca    *testutil.CA
 	nodes []*peerNode
 	peers []config.Peer
 }
@@ -49,7 +50,7 @@ func fastTimings(c *config.Cluster) {
 func newPeerCluster(t *testing.T, n int, withTLS bool) *peerCluster {
 	c := &peerCluster{t: t}
 	if withTLS {
-		c.ca = newTestCA(t, "cluster-ca")
+		c.ca = testutil.NewCA(t, "cluster-ca")
 	}
 	layers := make([]*raft.StreamLayer, n)
 	for i := range n {
@@ -67,12 +68,13 @@ func (c *peerCluster) listen() *raft.StreamLayer {
 	t := c.t
 	var pt *raft.PeerTLS
 	if c.ca != nil {
+		cert, _, _ := c.ca.Issue(t, "node")
 		var err error
-		if pt, err = raft.NewPeerTLS(c.ca.issue(t, "node"), c.ca.pool); err != nil {
+		if pt, err = raft.NewPeerTLS(cert, c.ca.Pool()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	l, err := raft.Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.AddrPort{}, pt, testLogger(t))
+	l, err := raft.Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.AddrPort{}, pt, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,12 +86,12 @@ func (c *peerCluster) listen() *raft.StreamLayer {
 func (c *peerCluster) start(id string, layer *raft.StreamLayer, join bool) *peerNode {
 	t := c.t
 	t.Helper()
-	tr := raft.NewTransport(layer, testLogger(t))
+	tr := raft.NewTransport(layer, testutil.Logger(t))
 	t.Cleanup(func() { tr.Close() })
 	addr := layer.Addr().String()
 	cl := config.Cluster{Bind: netip.MustParseAddrPort(addr), Peers: c.peers}
 	fastTimings(&cl)
-	node, err := raft.New(raft.Config{NodeID: id, DataDir: t.TempDir(), Cluster: cl, Transport: tr, Join: join, Logger: testLogger(t)})
+	node, err := raft.New(raft.Config{NodeID: id, DataDir: t.TempDir(), Cluster: cl, Transport: tr, Join: join, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func (c *peerCluster) start(id string, layer *raft.StreamLayer, join bool) *peer
 	if ln == nil {
 		t.Fatal("no peer listener")
 	}
-	serve(t, ln, api.NewPeerServer(node, b, testLogger(t)).Serve)
+	serve(t, ln, api.NewPeerServer(node, b, testutil.Logger(t)).Serve)
 	return &peerNode{
 		id: id, addr: addr, node: node, backend: b,
 		fw: api.Forwarder{Local: node, Peers: api.PeerClient{Dial: node.DialPeer}},
@@ -189,37 +191,22 @@ func (c *peerCluster) retry(what string, op func() error) {
 }
 
 // waitGeneration waits until n has applied generation gen.
-func waitGeneration(t *testing.T, n *raft.Node, gen uint64) raft.ClusterConfig {
+func waitGeneration(t *testing.T, n *raft.Node, gen uint64) (cfg raft.ClusterConfig) {
 	t.Helper()
-	deadline := time.After(testTimeout)
-	for {
-		w := n.Watch()
-		if cfg := n.Config(); cfg.Generation >= gen {
-			return cfg
-		}
-		select {
-		case <-w:
-		case <-deadline:
-			t.Fatalf("%s: timed out waiting for generation %d (at %d)", n.ID(), gen, n.Config().Generation)
-		}
-	}
+	testutil.WaitChange(t, testTimeout, fmt.Sprintf("%s to apply generation %d", n.ID(), gen), n.Watch, func() (bool, string) {
+		cfg = n.Config()
+		return cfg.Generation >= gen, fmt.Sprintf("generation %d", cfg.Generation)
+	})
+	return cfg
 }
 
 // waitAdmin waits until n has applied admin state a for ref.
 func waitAdmin(t *testing.T, n *raft.Node, ref raft.RealRef, a raft.Admin) {
 	t.Helper()
-	deadline := time.After(testTimeout)
-	for {
-		w := n.Watch()
-		if n.Admin()[ref] == a {
-			return
-		}
-		select {
-		case <-w:
-		case <-deadline:
-			t.Fatalf("%s: timed out waiting for %s to be %s", n.ID(), ref, a)
-		}
-	}
+	testutil.WaitChange(t, testTimeout, fmt.Sprintf("%s to set %s %s", n.ID(), ref, a), n.Watch, func() (bool, string) {
+		got := n.Admin()[ref]
+		return got == a, fmt.Sprintf("%q", got)
+	})
 }
 
 func testSpec(weight int) raft.Spec {
@@ -272,7 +259,7 @@ func TestPeerProtocolCluster(t *testing.T) {
 
 func testPeerProtocolCluster(t *testing.T, withTLS bool) {
 	c := newPeerCluster(t, 3, withTLS)
-	ctx := ctxTimeout(t)
+	ctx := testutil.Context(t, testTimeout)
 
 	// A follower's writes reach the leader and replicate.
 	var gen uint64
@@ -393,7 +380,7 @@ func expectMembers(t *testing.T, n *raft.Node, want int) {
 	t.Helper()
 	deadline := time.Now().Add(testTimeout)
 	for {
-		ms, err := n.Members(ctxTimeout(t))
+		ms, err := n.Members(testutil.Context(t, testTimeout))
 		if err == nil && len(ms) == want {
 			return
 		}

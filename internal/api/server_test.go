@@ -18,6 +18,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/api/apitest"
+	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/raft"
 )
 
@@ -42,7 +43,7 @@ func startServer(t *testing.T, b api.Backend, opts api.ServerOptions) *api.Clien
 	if err != nil {
 		t.Fatal(err)
 	}
-	serve(t, ln, api.NewServer(b, testLogger(t), opts).Serve)
+	serve(t, ln, api.NewServer(b, testutil.Logger(t), opts).Serve)
 	c := api.NewClient(path)
 	t.Cleanup(c.Close)
 	return c
@@ -134,7 +135,7 @@ func TestClientSocketErrors(t *testing.T) {
 func TestServerClient(t *testing.T) {
 	b := apitest.NewBackend(apitest.SampleStatus())
 	c := startServer(t, b, api.ServerOptions{})
-	ctx := ctxTimeout(t)
+	ctx := testutil.Context(t, testTimeout)
 
 	st, err := c.Status(ctx)
 	if err != nil {
@@ -220,7 +221,7 @@ func TestServerClient(t *testing.T) {
 // TestServerLimits checks the body limit and the answers to requests no
 // route takes.
 func TestServerLimits(t *testing.T) {
-	srv := api.NewServer(apitest.NewBackend(apitest.SampleStatus()), testLogger(t), api.ServerOptions{})
+	srv := api.NewServer(apitest.NewBackend(apitest.SampleStatus()), testutil.Logger(t), api.ServerOptions{})
 	h := srv.Handler()
 	big := `{"service":"` + strings.Repeat("x", 2<<20) + `"}`
 	for _, tc := range []struct {
@@ -249,8 +250,8 @@ func TestStatusPeers(t *testing.T) {
 	st.Peers = nil
 	d2 := apitest.NewBackend(api.Status{Node: "d2", Role: "director", RunningGeneration: 12, VRRPState: "BACKUP"})
 	w1 := apitest.NewBackend(api.Status{Node: "w1", Role: "witness"})
-	st.Members[1].Address = servePeer(t, api.NewPeerServer(notLeader{}, d2, testLogger(t)))
-	st.Members[2].Address = servePeer(t, api.NewPeerServer(notLeader{}, w1, testLogger(t)))
+	st.Members[1].Address = servePeer(t, api.NewPeerServer(notLeader{}, d2, testutil.Logger(t)))
+	st.Members[2].Address = servePeer(t, api.NewPeerServer(notLeader{}, w1, testutil.Logger(t)))
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +261,7 @@ func TestStatusPeers(t *testing.T) {
 
 	peers := tcpPeers()
 	c := startServer(t, apitest.NewBackend(st), api.ServerOptions{Peers: &peers, PeerTimeout: 300 * time.Millisecond})
-	got, err := c.StatusWithPeers(ctxTimeout(t))
+	got, err := c.StatusWithPeers(testutil.Context(t, testTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,16 +278,16 @@ func TestStatusPeers(t *testing.T) {
 		t.Errorf("silent d3 = %+v", p)
 	}
 	// Without ?peers=1, nobody is asked.
-	if got, err := c.Status(ctxTimeout(t)); err != nil || got.Peers != nil {
+	if got, err := c.Status(testutil.Context(t, testTimeout)); err != nil || got.Peers != nil {
 		t.Errorf("status without peers: %+v, %v", got.Peers, err)
 	}
 }
 
 // TestPeerServerErrors checks the peer server's answers to bad requests.
 func TestPeerServerErrors(t *testing.T) {
-	addr := servePeer(t, api.NewPeerServer(notLeader{"192.0.2.12:7946"}, apitest.NewBackend(api.Status{Node: "d1"}), testLogger(t)))
+	addr := servePeer(t, api.NewPeerServer(notLeader{"192.0.2.12:7946"}, apitest.NewBackend(api.Status{Node: "d1"}), testutil.Logger(t)))
 	peers := tcpPeers()
-	ctx := ctxTimeout(t)
+	ctx := testutil.Context(t, testTimeout)
 	var ae *api.Error
 	_, err := peers.SetAdmin(ctx, addr, webRef, "off")
 	if !errors.Is(err, api.ErrInvalid) || !errors.As(err, &ae) || ae.StatusCode != 400 {
