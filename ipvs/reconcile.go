@@ -53,6 +53,8 @@ type Reconciler struct {
 	drain    drainer
 	draining int
 
+	onWrite func(OpKind, error) // WithOnWrite's; nil when not set
+
 	dmu         sync.Mutex // guards desired
 	desired     State
 	haveDesired bool
@@ -76,6 +78,14 @@ func WithDrainPoll(d time.Duration) Option { return func(r *Reconciler) { r.drai
 // WithBackoff sets the first and the longest retry delay after a failure.
 func WithBackoff(first, max time.Duration) Option {
 	return func(r *Reconciler) { r.backoffMin, r.backoffMax = first, max }
+}
+
+// WithOnWrite calls f after every kernel operation Apply attempts, with
+// the operation's kind and its error (nil when it succeeded), for metrics.
+// f is called with the reconciler's lock held: it must be fast and must not
+// call the reconciler.
+func WithOnWrite(f func(kind OpKind, err error)) Option {
+	return func(r *Reconciler) { r.onWrite = f }
 }
 
 // WithOwned makes the reconciler own these services from the start, as a
@@ -190,6 +200,9 @@ func (r *Reconciler) Apply(ctx context.Context, desired State) (State, error) {
 		ops = ops[n:]
 		for i, err := range r.write(ctx, group) {
 			op := group[i]
+			if r.onWrite != nil {
+				r.onWrite(op.Kind, err)
+			}
 			if err != nil {
 				if len(errs) < maxErrors { // the rest are counted in the returned error
 					r.log.Warn("ipvs change failed", append(opAttrs(op), "err", err)...)

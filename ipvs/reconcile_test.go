@@ -577,3 +577,41 @@ func TestApplyReadErrorAndContext(t *testing.T) {
 		t.Errorf("Apply with a cancelled context: %v", err)
 	}
 }
+
+func TestOnWriteReportsEveryOperation(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	var mu sync.Mutex
+	got := map[string]int{}
+	r := NewReconciler(f, nil, WithOnWrite(func(k OpKind, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		res := "ok"
+		if err != nil {
+			res = "error"
+		}
+		got[k.String()+" "+res]++
+	}))
+	// One service with two reals: three writes, the second of which fails.
+	f.FailWrite(2, errors.New("injected"))
+	desired := state(svc(tcp("192.0.2.1:80"), "wlc", "198.51.100.1:80=5", "198.51.100.2:80=1"))
+	if _, err := r.Apply(ctx, desired); err == nil {
+		t.Fatal("apply with a failing write: no error")
+	}
+	want := map[string]int{"add-service ok": 1, "add-dest error": 1, "add-dest ok": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("writes reported %v, want %v", got, want)
+	}
+	// The failed destination is added on the next apply; nothing else is
+	// written, nothing reported for an unchanged state.
+	clear(got)
+	if _, err := r.Apply(ctx, desired); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Apply(ctx, desired); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"add-dest ok": 1}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("writes reported %v, want %v", got, want)
+	}
+}

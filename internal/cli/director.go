@@ -19,6 +19,7 @@ import (
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/director"
 	"github.com/dsrd/dsrd/internal/logging"
+	"github.com/dsrd/dsrd/internal/metrics"
 	"github.com/dsrd/dsrd/internal/systemd"
 )
 
@@ -35,6 +36,7 @@ func nodeFlags(defaultConfig string) []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "peer", Usage: "a voter as id@ip:port (repeatable; replaces the file's peers)", EnvVars: []string{"DSRD_PEERS"}},
 		&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"DSRD_LOG_LEVEL"}},
 		&ucli.StringFlag{Name: "log-format", Usage: "text or json", EnvVars: []string{"DSRD_LOG_FORMAT"}},
+		&ucli.StringFlag{Name: "metrics-address", Usage: "host:port of the Prometheus endpoint (default: off)", EnvVars: []string{"DSRD_METRICS_ADDRESS"}},
 	}
 }
 
@@ -111,6 +113,7 @@ func overrideNode(c *ucli.Context, n *config.Node, cl *config.Cluster) error {
 	set("api-socket", &n.APISocket)
 	set("log-level", &n.LogLevel)
 	set("log-format", &n.LogFormat)
+	set("metrics-address", &n.MetricsAddress)
 	if c.Command.Name == "director" {
 		set("interface", &n.Interface)
 	}
@@ -183,11 +186,17 @@ func directorRun(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := director.New(director.Options{ConfigPath: c.String("config"), Override: override, Logger: log})
+	m := newMetrics(cfg.Node.MetricsAddress, metrics.RoleDirector)
+	d, err := director.New(director.Options{ConfigPath: c.String("config"), Override: override, Logger: log, Metrics: m})
 	if err != nil {
 		return loadError("director", err)
 	}
 	ctx := c.Context
+	stopMetrics, err := startMetrics(ctx, cfg.Node.MetricsAddress, m, log)
+	if err != nil {
+		return ucli.Exit("dsrd director: "+err.Error(), exitFailure)
+	}
+	defer stopMetrics()
 	go reloadOnHUP(ctx, log, d.Reload)
 	return runDaemon(ctx, log, "director", d.Run, d.Ready())
 }
@@ -207,8 +216,49 @@ func witnessRun(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	w := director.NewWitness(cfg, log)
+	m := newMetrics(cfg.Node.MetricsAddress, metrics.RoleWitness)
+	w := director.NewWitness(cfg, log, m)
+	stopMetrics, err := startMetrics(c.Context, cfg.Node.MetricsAddress, m, log)
+	if err != nil {
+		return ucli.Exit("dsrd witness: "+err.Error(), exitFailure)
+	}
+	defer stopMetrics()
 	return runDaemon(c.Context, log, "witness", w.Run, w.Ready())
+}
+
+// newMetrics returns the metrics of a daemon whose endpoint is at addr;
+// nil (metrics off) when addr is empty.
+func newMetrics(addr string, role metrics.Role) *metrics.Set {
+	if addr == "" {
+		return nil
+	}
+	return metrics.New(role)
+}
+
+// startMetrics opens the metrics endpoint on addr and serves m there
+// until ctx ends or stop is called; stop then waits for the endpoint to
+// shut down (bounded). With addr empty it opens nothing. It fails when
+// addr cannot be bound.
+func startMetrics(ctx context.Context, addr string, m *metrics.Set, log *slog.Logger) (stop func(), err error) {
+	if addr == "" || m == nil {
+		return func() {}, nil
+	}
+	ln, err := metrics.Listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { // ends when ctx ends: Serve shuts the server down
+		defer close(done)
+		if err := m.Serve(ctx, ln, log); err != nil {
+			log.Error("metrics endpoint stopped", "error", err)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}, nil
 }
 
 // runDaemon runs a daemon, tells systemd when it is ready and when it

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/metrics"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/vrrp"
 )
@@ -47,6 +48,8 @@ type labDirector struct {
 	vips *vrrp.FakeKernel
 	ann  *announcements
 	sys  *memSysctls
+	// metrics, when set, are given to the director on every start.
+	metrics *metrics.Set
 
 	d      *Director
 	cancel context.CancelFunc
@@ -56,6 +59,7 @@ type labDirector struct {
 // labWitness is the witness of the lab.
 type labWitness struct {
 	id, conf, sock string
+	metrics        *metrics.Set // given to the witness when set
 	w              *Witness
 	cancel         context.CancelFunc
 	done           chan error
@@ -185,6 +189,7 @@ func (l *lab) start(n *labDirector) {
 		Sysctls:    n.sys,
 		VIPKernel:  n.vips,
 		Announce:   n.ann.send,
+		Metrics:    n.metrics,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +230,7 @@ func (l *lab) stop(n *labDirector) {
 func (l *lab) startWitness() {
 	t := l.t
 	t.Helper()
-	w := NewWitness(loadWitness(t, l.wit.conf), l.log)
+	w := NewWitness(loadWitness(t, l.wit.conf), l.log, l.wit.metrics)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }() // ends when ctx is cancelled

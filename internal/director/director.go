@@ -16,6 +16,7 @@ import (
 	"github.com/dsrd/dsrd/healthcheck"
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/metrics"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
 	"github.com/dsrd/dsrd/vrrp"
@@ -40,6 +41,9 @@ type Options struct {
 	Announce  vrrp.AnnounceFunc
 	// Notify are the scripts run on VRRP state changes.
 	Notify vrrp.NotifyScripts
+	// Metrics receives the director's events and reads its state when
+	// scraped; nil when metrics are off.
+	Metrics *metrics.Set
 }
 
 // Director is a running director. Its methods implement api.Backend.
@@ -137,6 +141,7 @@ func New(opts Options) (*Director, error) {
 		reload: api.ReloadResult{OK: true},
 		ready:  make(chan struct{}),
 	}
+	opts.Metrics.Watch(d.metricsSnapshot)
 	return d, nil
 }
 
@@ -184,7 +189,11 @@ func (d *Director) Run(ctx context.Context) error {
 		log.Error("owned ipvs services unknown: services removed from the configuration while this director was down stay in ipvs", "error", err)
 	}
 	d.saved, d.holdBelow = saved, saved.index
-	d.rec = ipvs.NewReconciler(d.kernel, log, ipvs.WithOwnedServices(saved.services))
+	recOpts := []ipvs.Option{ipvs.WithOwnedServices(saved.services)}
+	if m := d.opts.Metrics; m != nil {
+		recOpts = append(recOpts, ipvs.WithOnWrite(m.IPVSWrite))
+	}
+	d.rec = ipvs.NewReconciler(d.kernel, log, recOpts...)
 
 	// VIP ownership: the machine starts in BACKUP and removes configured
 	// VIPs this node still holds (a crash while leader leaves them).

@@ -84,7 +84,7 @@ func (d *Director) reconcileLoop(ctx context.Context) error {
 // follows configuration, admin state and health. A failure to follow the
 // configuration (VIPs, sysctls) is reported but does not hold IPVS back:
 // health and admin changes still reach the kernel.
-func (d *Director) sync(ctx context.Context) error {
+func (d *Director) sync(ctx context.Context) (err error) {
 	st := d.node.State()
 	if st.Config.Generation == 0 {
 		return nil // no configuration yet: touch nothing, adopt later
@@ -92,6 +92,13 @@ func (d *Director) sync(ctx context.Context) error {
 	if err := d.catchUp(st, d.node.LeaderID() != "", time.Now()); err != nil {
 		return err
 	}
+	start := time.Now()
+	defer func() {
+		if ctx.Err() == nil { // a pass cut short by the stop is no failure
+			end := time.Now()
+			d.opts.Metrics.Reconciled(end, end.Sub(start), err)
+		}
+	}()
 	specErr := d.followSpec(ctx, st.Config)
 	d.mu.Lock()
 	actual, haveActual := d.actual, d.actualRead
@@ -238,6 +245,7 @@ func (d *Director) checkRan(r healthcheck.Run) {
 	if stale {
 		d.poke()
 	}
+	d.opts.Metrics.CheckRan(string(s.Type), r)
 }
 
 // followSpec points the health checks, the VIP owner and the IPVS sysctls
@@ -259,6 +267,13 @@ func (d *Director) followSpec(ctx context.Context, cc raft.ClusterConfig) error 
 		d.log.Error("health checks", "error", err)
 	}
 	d.checks.Update(checks)
+	if m := d.opts.Metrics; m != nil {
+		names := make([]string, 0, len(cc.Services))
+		for _, svc := range cc.Services {
+			names = append(names, svc.Name)
+		}
+		m.RetainServices(names)
+	}
 	var errs []error
 	if err := d.machine.Update(ctx, vipsOf(cc.VIPs, iface)); err != nil {
 		errs = append(errs, fmt.Errorf("update vips: %w", err))
@@ -289,6 +304,7 @@ func (d *Director) followLeadership(ctx context.Context) error {
 		d.log.Info("leadership", "leader", leader)
 		d.machine.SetLeader(leader)
 		if leader {
+			d.opts.Metrics.LeadershipAcquired()
 			d.poke()
 		}
 	}

@@ -2,11 +2,14 @@ package director
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
 	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/metrics"
 	"github.com/dsrd/dsrd/internal/version"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
@@ -19,6 +22,26 @@ const statusReadTimeout = 5 * time.Second
 // its reals' admin state, health, configured and programmed weight and
 // IPVS connection counters (read from the kernel now).
 func (d *Director) Status(ctx context.Context) (api.Status, error) {
+	return d.status(ctx, nil)
+}
+
+// metricsSnapshot is the status with each real's IPVS traffic counters:
+// the metrics' source.
+func (d *Director) metricsSnapshot(ctx context.Context) (metrics.Snapshot, error) {
+	select {
+	case <-d.ready: // Run has set up what status reads
+	default:
+		return metrics.Snapshot{}, errors.New("director not started")
+	}
+	snap := metrics.Snapshot{Traffic: map[metrics.RealID]ipvs.Stats{}}
+	st, err := d.status(ctx, snap.Traffic)
+	snap.Status = st
+	return snap, err
+}
+
+// status is Status; it also puts the traffic counters of every real in
+// IPVS in traffic, when traffic is not nil.
+func (d *Director) status(ctx context.Context, traffic map[metrics.RealID]ipvs.Stats) (api.Status, error) {
 	st := raftStatus(ctx, d.node, "director")
 	st.VRRPState = d.machine.State().String()
 	held := map[string]bool{}
@@ -51,7 +74,16 @@ func (d *Director) Status(ctx context.Context) (api.Status, error) {
 	}
 	admin := d.node.Admin()
 	for _, v := range views {
-		st.Services = append(st.Services, serviceStatus(v, kernel[v.Key], admin, d.checks))
+		svc := serviceStatus(v, kernel[v.Key], admin, d.checks)
+		st.Services = append(st.Services, svc)
+		if traffic == nil {
+			continue
+		}
+		for _, rs := range svc.Reals {
+			if dst, ok := destOf(v.Key, kernel[v.Key], rs.Address, rs.Port); ok {
+				traffic[metrics.RealID{Service: svc.Key, Real: netip.AddrPortFrom(rs.Address, rs.Port)}] = dst.Stats
+			}
+		}
 	}
 	return st, nil
 }
@@ -138,12 +170,18 @@ func serviceStatus(v serviceView, k ipvs.Service, admin map[raft.RealRef]raft.Ad
 
 // fillKernel copies a destination's programmed weight and counters.
 func fillKernel(rs *api.Real, key ipvs.ServiceKey, k ipvs.Service) {
-	port := rs.Port
-	if key.IsFWMark() {
-		port = 0
-	}
-	if d, ok := k.Dests[ipvs.DestKey{Addr: rs.Address, Port: port}]; ok {
+	if d, ok := destOf(key, k, rs.Address, rs.Port); ok {
 		rs.IPVSWeight = d.Weight
 		rs.ActiveConns, rs.InactiveConns = d.ActiveConns, d.InactiveConns
 	}
+}
+
+// destOf finds the kernel's destination of a real of the service key
+// (k as read from the kernel; fwmark services' destinations have port 0).
+func destOf(key ipvs.ServiceKey, k ipvs.Service, addr netip.Addr, port uint16) (ipvs.Destination, bool) {
+	if key.IsFWMark() {
+		port = 0
+	}
+	d, ok := k.Dests[ipvs.DestKey{Addr: addr, Port: port}]
+	return d, ok
 }

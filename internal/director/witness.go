@@ -11,6 +11,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/metrics"
 	"github.com/dsrd/dsrd/raft"
 )
 
@@ -25,22 +26,26 @@ var errWitness = errors.New("a witness holds no services: run this on a director
 // touches IPVS, the third vote of an HA pair. Elected leader, it transfers
 // leadership to a director at once. Its methods implement api.Backend.
 type Witness struct {
-	cfg   *config.Witness
-	log   *slog.Logger
-	node  *raft.Node
-	peers *api.PeerClient
-	fw    api.Forwarder
-	ln    net.Listener
-	ready chan struct{}
-	once  sync.Once
+	cfg     *config.Witness
+	log     *slog.Logger
+	metrics *metrics.Set
+	node    *raft.Node
+	peers   *api.PeerClient
+	fw      api.Forwarder
+	ln      net.Listener
+	ready   chan struct{}
+	once    sync.Once
 }
 
-// NewWitness prepares a witness from its configuration.
-func NewWitness(cfg *config.Witness, log *slog.Logger) *Witness {
+// NewWitness prepares a witness from its configuration; m receives its
+// metrics (nil when metrics are off).
+func NewWitness(cfg *config.Witness, log *slog.Logger, m *metrics.Set) *Witness {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Witness{cfg: cfg, log: log.With("node", cfg.Node.ID), ready: make(chan struct{})}
+	w := &Witness{cfg: cfg, log: log.With("node", cfg.Node.ID), metrics: m, ready: make(chan struct{})}
+	m.Watch(w.metricsSnapshot)
+	return w
 }
 
 // Ready is closed once Raft has started and the API serves.
@@ -114,6 +119,7 @@ func (w *Witness) Run(ctx context.Context) error {
 			}
 			retry = nil
 			if leader {
+				w.metrics.LeadershipAcquired()
 				retry = w.handOver(runCtx)
 			}
 		case <-retry:
@@ -142,6 +148,18 @@ func (w *Witness) handOver(ctx context.Context) <-chan time.Time {
 func (w *Witness) Status(ctx context.Context) (api.Status, error) {
 	st := raftStatus(ctx, w.node, "witness")
 	return st, nil
+}
+
+// metricsSnapshot is the witness's status, the metrics' source. It reads
+// nothing before Run has started Raft.
+func (w *Witness) metricsSnapshot(ctx context.Context) (metrics.Snapshot, error) {
+	select {
+	case <-w.ready:
+	default:
+		return metrics.Snapshot{}, errors.New("witness not started")
+	}
+	st, err := w.Status(ctx)
+	return metrics.Snapshot{Status: st}, err
 }
 
 // SetAdmin is for directors.
