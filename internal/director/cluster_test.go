@@ -15,6 +15,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/metrics"
+	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/vrrp"
 )
@@ -86,7 +87,7 @@ func newLab(t *testing.T, services string) *lab {
 // newLabOf is newLab with the given members: directors dir1 and dir2,
 // the witness wit.
 func newLabOf(t *testing.T, services string, members ...string) *lab {
-	l := &lab{t: t, dir: shortTempDir(t), log: testLogger(t), ports: map[string]uint16{}, dirs: map[string]*labDirector{}}
+	l := &lab{t: t, dir: shortTempDir(t), log: testutil.Logger(t), ports: map[string]uint16{}, dirs: map[string]*labDirector{}}
 	l.health = joinPath(l.dir, "health")
 	if err := os.Mkdir(l.health, 0o700); err != nil {
 		t.Fatal(err)
@@ -292,7 +293,7 @@ func (l *lab) other(n *labDirector) *labDirector {
 func (l *lab) waitVIPOwner(not *labDirector) *labDirector {
 	l.t.Helper()
 	var owner *labDirector
-	waitFor(l.t, testTimeout, "one director, the leader, holding the VIP", func() (bool, string) {
+	testutil.WaitFor(l.t, testTimeout, "one director, the leader, holding the VIP", func() (bool, string) {
 		owner = nil
 		var holders []string
 		for _, id := range []string{"dir1", "dir2"} {
@@ -321,7 +322,7 @@ func (l *lab) waitWeights(key ipvs.ServiceKey, want ...string) {
 // waitWeightsWithin is waitWeights with a bound of its own.
 func (l *lab) waitWeightsWithin(timeout time.Duration, key ipvs.ServiceKey, want ...string) {
 	l.t.Helper()
-	waitFor(l.t, timeout, fmt.Sprintf("%s = %v on every director", key, want), func() (bool, string) {
+	testutil.WaitFor(l.t, timeout, fmt.Sprintf("%s = %v on every director", key, want), func() (bool, string) {
 		var saw []string
 		ok := true
 		for _, n := range l.running() {
@@ -478,7 +479,7 @@ func TestClusterOfDirectors(t *testing.T) {
 	// program the service with every real up.
 	leader := l.waitVIPOwner(nil)
 	follower := l.other(leader)
-	waitFor(t, testTimeout, "an announcement of the VIP by its owner", func() (bool, string) {
+	testutil.WaitFor(t, testTimeout, "an announcement of the VIP by its owner", func() (bool, string) {
 		return leader.ann.count(labVIP.String()) > 0, fmt.Sprint(leader.ann.calls)
 	})
 	if n := follower.ann.count(labVIP.String()); n != 0 {
@@ -487,7 +488,7 @@ func TestClusterOfDirectors(t *testing.T) {
 	l.waitWeights(labWeb, all100...)
 	l.waitWeights(labExtra, "192.0.2.21:8080=100")
 	fc := apiClient(t, follower.sock)
-	waitFor(t, testTimeout, "the follower's status: web up with 3 healthy reals, generation running", func() (bool, string) {
+	testutil.WaitFor(t, testTimeout, "the follower's status: web up with 3 healthy reals, generation running", func() (bool, string) {
 		st := status(t, fc)
 		s, ok := serviceOf(st, "web")
 		return ok && s.Up && s.Healthy == 3 && st.RunningGeneration == st.Generation && st.Generation > 0,
@@ -501,7 +502,7 @@ func TestClusterOfDirectors(t *testing.T) {
 		for _, n := range l.running() {
 			c := apiClient(t, n.sock)
 			var st api.Status
-			waitFor(t, testTimeout, n.id+"'s start-up submission recorded", func() (bool, string) {
+			testutil.WaitFor(t, testTimeout, n.id+"'s start-up submission recorded", func() (bool, string) {
 				st = status(t, c)
 				return !st.Reload.At.IsZero(), fmt.Sprintf("%+v", st.Reload)
 			})
@@ -545,13 +546,13 @@ func TestClusterOfDirectors(t *testing.T) {
 		const within = 5 * time.Second
 		l.setHealth("192.0.2.23", false)
 		l.waitWeightsWithin(within, labWeb, "192.0.2.21:80=100", "192.0.2.22:80=100", "192.0.2.23:80=0")
-		waitFor(t, testTimeout, "the follower's status: 2 healthy reals", func() (bool, string) {
+		testutil.WaitFor(t, testTimeout, "the follower's status: 2 healthy reals", func() (bool, string) {
 			s, _ := serviceOf(status(t, fc), "web")
 			return s.Healthy == 2, fmt.Sprintf("%+v", s)
 		})
 		l.setHealth("192.0.2.23", true)
 		l.waitWeightsWithin(within, labWeb, all100...)
-		waitFor(t, testTimeout, "the follower's status: 3 healthy reals", func() (bool, string) {
+		testutil.WaitFor(t, testTimeout, "the follower's status: 3 healthy reals", func() (bool, string) {
 			s, _ := serviceOf(status(t, fc), "web")
 			return s.Healthy == 3, fmt.Sprintf("%+v", s)
 		})
@@ -640,7 +641,7 @@ func TestClusterOfDirectors(t *testing.T) {
 		stopped.ipvs.ResetCalls()
 		l.start(stopped)
 		c := apiClient(t, stopped.sock)
-		waitFor(t, testTimeout, "the restarted director to run the cluster's generation with every real checked", func() (bool, string) {
+		testutil.WaitFor(t, testTimeout, "the restarted director to run the cluster's generation with every real checked", func() (bool, string) {
 			st := status(t, c)
 			s, _ := serviceOf(st, "web")
 			return st.Generation > 0 && st.RunningGeneration == st.Generation && s.Healthy == len(all100),
@@ -671,7 +672,7 @@ func TestClusterOfDirectors(t *testing.T) {
 		l.waitWeights(labExtra) // gone from the running director
 		down.ipvs.ResetCalls()
 		l.start(down)
-		waitFor(t, testTimeout, "extra drained on the restarted director", func() (bool, string) {
+		testutil.WaitFor(t, testTimeout, "extra drained on the restarted director", func() (bool, string) {
 			got := weightsOf(down.ipvs, labExtra)
 			return slices.Equal(got, []string{"192.0.2.21:8080=0"}), fmt.Sprint(got)
 		})
@@ -691,7 +692,7 @@ func TestClusterOfDirectors(t *testing.T) {
 		if w := down.ipvs.WritesTo(labWeb); w != 0 {
 			t.Errorf("the restart made %d writes to web, want none: %v", w, down.ipvs.Calls())
 		}
-		waitFor(t, testTimeout, "the owned file to hold web only, with a state index", func() (bool, string) {
+		testutil.WaitFor(t, testTimeout, "the owned file to hold web only, with a state index", func() (bool, string) {
 			saved, err := loadOwned(down.data)
 			if err != nil {
 				t.Fatal(err)
@@ -716,7 +717,7 @@ func TestClusterOfDirectors(t *testing.T) {
 		l.waitWeights(labWeb, want...)
 		l.start(down)
 		c := apiClient(t, down.sock)
-		waitFor(t, testTimeout, "the restarted director to run the cluster's generation", func() (bool, string) {
+		testutil.WaitFor(t, testTimeout, "the restarted director to run the cluster's generation", func() (bool, string) {
 			st := status(t, c)
 			return st.RunningGeneration >= res.Generation, fmt.Sprintf("running %d", st.RunningGeneration)
 		})

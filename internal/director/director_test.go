@@ -13,6 +13,7 @@ import (
 
 	"github.com/dsrd/dsrd/healthcheck"
 	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
 )
@@ -45,7 +46,7 @@ func TestAdoptedRealFoundDownLosesItsWeightAtItsVerdict(t *testing.T) {
 	c := apiClient(t, n.sock)
 	// Well under the resync interval: the verdict comes within rise/fall
 	// and one interval of spread after the configuration.
-	waitFor(t, resyncInterval/3, ".23 at weight 0 on its down verdict", func() (bool, string) {
+	testutil.WaitFor(t, resyncInterval/3, ".23 at weight 0 on its down verdict", func() (bool, string) {
 		got := weightsOf(n.ipvs, labWeb)
 		return slices.Equal(got, []string{"192.0.2.21:80=100", "192.0.2.22:80=100", "192.0.2.23:80=0"}), fmt.Sprint(got)
 	})
@@ -81,7 +82,7 @@ func TestIPVSFollowsHealthWhenSysctlsFail(t *testing.T) {
 	l.setHealth("192.0.2.22", false)
 	l.waitWeights(labWeb, "192.0.2.21:80=100", "192.0.2.22:80=0")
 	c := apiClient(t, n.sock)
-	waitFor(t, testTimeout, "the status to follow health too", func() (bool, string) {
+	testutil.WaitFor(t, testTimeout, "the status to follow health too", func() (bool, string) {
 		s, _ := serviceOf(status(t, c), "web")
 		return s.Healthy == 1, fmt.Sprintf("%+v", s)
 	})
@@ -90,7 +91,7 @@ func TestIPVSFollowsHealthWhenSysctlsFail(t *testing.T) {
 		t.Errorf("reconcile = %+v, want the sysctl failure", st.Reconcile)
 	}
 	n.sys.fail.Store(false)
-	waitFor(t, testTimeout, "the sysctls retried and the reconcile ok", func() (bool, string) {
+	testutil.WaitFor(t, testTimeout, "the sysctls retried and the reconcile ok", func() (bool, string) {
 		st := status(t, c)
 		v, _ := n.sys.Get("net.ipv4.vs.sloppy_tcp")
 		return st.Reconcile.OK && v == "1", fmt.Sprintf("%+v sloppy_tcp=%q", st.Reconcile, v)
@@ -153,7 +154,7 @@ func TestCheckRanPokesOnEveryInputChange(t *testing.T) {
 
 	// Same result again and again: nothing to recompute.
 	from := runs()
-	waitFor(t, testTimeout, "five more runs", func() (bool, string) { return runs() >= from+5, fmt.Sprint(runs()) })
+	testutil.WaitFor(t, testTimeout, "five more runs", func() (bool, string) { return runs() >= from+5, fmt.Sprint(runs()) })
 	select {
 	case <-d.healthChanged:
 		t.Error("a recomputation was asked for though no input changed")
@@ -192,14 +193,14 @@ func TestRestartHoldsIPVSWhileRaftReplays(t *testing.T) {
 		}
 	}
 	l.waitWeights(labWeb, "192.0.2.21:80=100", "192.0.2.22:80=100")
-	waitFor(t, testTimeout, "the last state recorded", func() (bool, string) {
+	testutil.WaitFor(t, testTimeout, "the last state recorded", func() (bool, string) {
 		saved, err := loadOwned(n.data)
 		return err == nil && saved.index == n.d.node.State().Index, fmt.Sprint(saved.index, err)
 	})
 	l.stop(n)
 	n.ipvs.ResetCalls()
 	l.start(n)
-	waitFor(t, testTimeout, "the restarted director to run the cluster's state", func() (bool, string) {
+	testutil.WaitFor(t, testTimeout, "the restarted director to run the cluster's state", func() (bool, string) {
 		st := status(t, c)
 		return st.Generation > 0 && st.RunningGeneration == st.Generation && st.Reconcile.OK && !st.Reconcile.At.IsZero(),
 			fmt.Sprintf("%+v", st.Reconcile)
@@ -211,7 +212,7 @@ func TestRestartHoldsIPVSWhileRaftReplays(t *testing.T) {
 
 func TestCatchUp(t *testing.T) {
 	start := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
-	d := &Director{log: testLogger(t), started: start, holdBelow: 10}
+	d := &Director{log: testutil.Logger(t), started: start, holdBelow: 10}
 	at := func(index uint64) raft.State { return raft.State{Index: index} }
 	steps := []struct {
 		name   string
@@ -234,7 +235,7 @@ func TestCatchUp(t *testing.T) {
 	}
 	// A state that stays older while a leader is known: the cluster went
 	// back (rebuilt); followed after catchUpMax.
-	d = &Director{log: testLogger(t), started: start, holdBelow: 10}
+	d = &Director{log: testutil.Logger(t), started: start, holdBelow: 10}
 	if err := d.catchUp(at(2), true, start.Add(catchUpMax-time.Millisecond)); !errors.Is(err, errCatchingUp) {
 		t.Errorf("before catchUpMax: %v, want a hold", err)
 	}

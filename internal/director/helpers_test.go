@@ -3,8 +3,6 @@ package director
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/vrrp"
 )
@@ -28,61 +27,6 @@ import (
 // testTimeout bounds every wait of these tests: generous, because the race
 // detector on a loaded 2-core machine slows Raft and the checks down a lot.
 const testTimeout = 20 * time.Second
-
-// pollEvery is how often a wait re-checks its condition.
-const pollEvery = 20 * time.Millisecond
-
-// testWriter forwards to the test's output until the test is cleaned up.
-type testWriter struct {
-	mu  sync.Mutex
-	out io.Writer
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.out == nil {
-		return len(p), nil
-	}
-	return w.out.Write(p)
-}
-
-// testLogger logs to the test output at DSRD_TEST_LOG's level (warn by
-// default).
-func testLogger(t *testing.T) *slog.Logger {
-	t.Helper()
-	w := &testWriter{out: t.Output()}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.out = nil
-		w.mu.Unlock()
-	})
-	level := slog.LevelWarn
-	switch os.Getenv("DSRD_TEST_LOG") {
-	case "debug":
-		level = slog.LevelDebug
-	case "info":
-		level = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-// waitFor polls cond until it holds or timeout passes; cond returns
-// whether it holds and, when not, what it saw (for the failure message).
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, saw := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last saw: %s", timeout, what, saw)
-		}
-		time.Sleep(pollEvery)
-	}
-}
 
 // shortTempDir returns a temporary directory with a short path: unix
 // socket paths are limited to 107 bytes, and t.TempDir's paths are long.
@@ -244,11 +188,7 @@ func loadWitness(t *testing.T, path string) *config.Witness {
 }
 
 // ctxTimeout is a context bounded by testTimeout and the test.
-func ctxTimeout(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxTimeout(t *testing.T) context.Context { return testutil.Context(t, testTimeout) }
 
 // joinPath is filepath.Join, for brevity in configurations.
 var joinPath = filepath.Join

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dsrd/dsrd/internal/metrics"
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // seriesOf returns the series of a gauge or counter gathered from m, by
@@ -72,7 +73,7 @@ func TestClusterMetrics(t *testing.T) {
 	follower := l.other(leader)
 	l.waitWeights(labWeb, "192.0.2.21:80=100", "192.0.2.22:80=100", "192.0.2.23:80=0")
 
-	waitFor(t, testTimeout, "the metrics to show one leader, its VIP, the kernel's weights and the checks' verdicts", func() (bool, string) {
+	testutil.WaitFor(t, testTimeout, "the metrics to show one leader, its VIP, the kernel's weights and the checks' verdicts", func() (bool, string) {
 		var saw []string
 		ok := true
 		for _, n := range []*labDirector{leader, follower} {
