@@ -248,8 +248,8 @@ func monitorCmd(args []string) error {
 	signal.Stop(pause)
 	probes.close()
 	vips.close()
-	summary := fmt.Sprintf("probes=%d failed=%d vip_changes=%d split_brain=%d split_brain_ms=%d vip_resyncs=%d\n",
-		nProbes.Load(), nFailed.Load(), vs.changes, vs.both, vs.bothFor.Milliseconds(), vs.resyncs)
+	summary := fmt.Sprintf("probes=%d failed=%d vip_changes=%d split_brain=%d split_brain_ms=%d vip_resyncs=%d vip_unconfirmed_overlaps=%d\n",
+		nProbes.Load(), nFailed.Load(), vs.changes, vs.both, vs.bothFor.Milliseconds(), vs.resyncs, vs.transient)
 	if err := os.WriteFile(filepath.Join(*out, "summary"), []byte(summary), 0o644); err != nil {
 		return err
 	}

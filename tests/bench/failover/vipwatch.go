@@ -103,6 +103,7 @@ type vipState struct {
 	bothSince time.Time
 	bothFor   time.Duration
 	resyncs   int64
+	transient int64
 	log       *lineLog
 }
 
@@ -121,7 +122,14 @@ func (s *vipState) holders() string {
 
 // set records watcher i's state at time now, logging a change of holders
 // with its source (e: a notification, p: the first poll, r: a poll that
-// found the notifications had missed something).
+// found the notifications had missed something, t: two holders by the
+// notifications that a poll at once did not confirm).
+//
+// Notifications from two namespaces come through two sockets, read by two
+// goroutines: when one is scheduled late, a VIP's removal on one director
+// can be seen after its addition on the other, which happened later. So
+// two holders by the notifications are confirmed by asking the kernel at
+// once; only a confirmed overlap counts as a split brain.
 func (s *vipState) set(i int, held bool, now time.Time, src string) {
 	s.held[i] = held
 	cur := s.holders()
@@ -135,6 +143,11 @@ func (s *vipState) set(i int, held bool, now time.Time, src string) {
 	if cur == "-" {
 		n = 0
 	}
+	if n > 1 && s.bothSince.IsZero() && !s.confirmBoth() {
+		s.transient++
+		src = "t"
+		n = 1 // not a split brain: do not start one
+	}
 	switch {
 	case n > 1 && s.bothSince.IsZero():
 		s.both++
@@ -145,6 +158,20 @@ func (s *vipState) set(i int, held bool, now time.Time, src string) {
 	}
 	s.last = cur
 	s.log.write(record(fmt.Sprintf("V %d %s %s", now.UnixNano(), cur, src)))
+}
+
+// confirmBoth asks every namespace now whether it holds the VIP; it says
+// yes when more than one does, or when one cannot be asked (no verdict is
+// not an all-clear).
+func (s *vipState) confirmBoth() bool {
+	n := 0
+	for _, w := range s.watchers {
+		h, err := w.held()
+		if err != nil || h {
+			n++
+		}
+	}
+	return n > 1
 }
 
 // run follows the watchers until stop: notifications as they come, and a
@@ -189,6 +216,12 @@ func (s *vipState) run(stop <-chan struct{}, pollEvery time.Duration) error {
 		case e := <-merged:
 			s.set(e.i, e.held, time.Now(), "e")
 		case <-t.C:
+			// Two holders by the notifications, not confirmed then: ask again.
+			if strings.Contains(s.last, ",") && s.bothSince.IsZero() && s.confirmBoth() {
+				s.both++
+				s.bothSince = time.Now()
+				s.log.write(record(fmt.Sprintf("V %d %s r", s.bothSince.UnixNano(), s.last)))
+			}
 			for i, w := range s.watchers {
 				select {
 				case err := <-w.errs:
