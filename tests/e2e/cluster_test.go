@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -497,6 +499,91 @@ func TestClusterDirectRouting(t *testing.T) {
 	if st := all[key].IPVSStats; st.Conns != 0 {
 		t.Errorf("the standby %s balanced connections: %+v", follower, st)
 	}
+
+	// The metrics say the same, from the kernel's own counters: the owner
+	// leads, holds the VIP and forwarded packets to every real of web; the
+	// standby holds nothing and forwarded nothing; no packet went out
+	// through either (DR).
+	vip := fmt.Sprintf(`vip="%s"`, clusterVIP)
+	for _, h := range []lab.Host{owner, follower} {
+		m := clusterMetrics(t, h)
+		lead, owned := 0.0, 1.0
+		if h == owner {
+			lead = 1
+		} else {
+			owned = 0
+		}
+		if v, ok := m.value("dsrd_raft_leader"); !ok || v != lead {
+			t.Errorf("%s: dsrd_raft_leader %v (present %v), want %v", h, v, ok, lead)
+		}
+		if v, ok := m.value("dsrd_vip_owned", vip); !ok || v != owned {
+			t.Errorf("%s: dsrd_vip_owned{%s} %v (present %v), want %v", h, vip, v, ok, owned)
+		}
+		for _, r := range clusterReals {
+			real := fmt.Sprintf(`real="%s:80"`, r.IPv4())
+			if w, ok := m.value("dsrd_real_weight", `service="web"`, real); !ok || w <= 0 {
+				t.Errorf("%s: dsrd_real_weight{web,%s} %v (present %v), want > 0", h, r, w, ok)
+			}
+			in, _ := m.value("dsrd_real_packets_in_total", `service="web"`, real)
+			out, _ := m.value("dsrd_real_packets_out_total", `service="web"`, real)
+			if (h == owner) != (in > 0) || out != 0 {
+				t.Errorf("%s: real %s forwarded %v packets in, %v out; want in > 0 only on the owner %s, out 0", h, r, in, out, owner)
+			}
+		}
+	}
+}
+
+// clusterMetricLines is a scrape of dsrd's /metrics, as text lines.
+type clusterMetricLines []string
+
+// value returns the value of the first sample of metric name whose labels
+// contain every one of labels (`key="value"`).
+func (m clusterMetricLines) value(name string, labels ...string) (float64, bool) {
+	for _, l := range m {
+		head, val, ok := strings.Cut(l, " ")
+		if !ok || (head != name && !strings.HasPrefix(head, name+"{")) {
+			continue
+		}
+		match := true
+		for _, want := range labels {
+			if !strings.Contains(head, want) {
+				match = false
+				break
+			}
+		}
+		if !match {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		return f, err == nil
+	}
+	return 0, false
+}
+
+// clusterMetrics scrapes h's metrics endpoint (127.0.0.1:9796 in h's
+// namespace, as tests/vm/cluster configures it).
+func clusterMetrics(t *testing.T, h lab.Host) clusterMetricLines {
+	t.Helper()
+	req, err := http.NewRequestWithContext(clusterCtx(t), http.MethodGet, "http://127.0.0.1:9796/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := lab.HTTPClient(h, 10*time.Second).Do(req)
+	if err != nil {
+		t.Fatalf("scrape %s's metrics: %v", h, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape %s's metrics: status %d, %v", h, resp.StatusCode, err)
+	}
+	var lines clusterMetricLines
+	for l := range strings.Lines(string(body)) {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			lines = append(lines, l)
+		}
+	}
+	return lines
 }
 
 // clusterARPFrom reports whether p is an ARP packet announcing the VIP
