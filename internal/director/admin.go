@@ -113,12 +113,19 @@ func (d *Director) Remove(ctx context.Context, id string) error {
 }
 
 // failover transfers leadership through the leader, to a named node when
-// to is set, and reports who leads afterwards.
+// to is set, otherwise to another director ready to take the VIPs (see
+// transferTargets; errNoDirector when there is none), and reports who
+// leads afterwards.
 func failover(ctx context.Context, n *raft.Node, fw api.Forwarder, to string) (api.FailoverResult, error) {
 	from := n.LeaderID()
 	var targets []string
 	if to != "" {
 		targets = []string{to}
+	} else {
+		targets = transferTargets(ctx, n, from, peerStatus(&fw.Peers))
+		if len(targets) == 0 {
+			return api.FailoverResult{From: from}, errNoDirector
+		}
 	}
 	if err := fw.TransferLeadership(ctx, targets...); err != nil {
 		return api.FailoverResult{From: from}, err

@@ -81,7 +81,9 @@ type lab struct {
 // newLab writes the configurations of dir1, dir2 and wit (services given
 // as YAML list items) and starts nothing.
 func newLab(t *testing.T, services string) *lab {
-	return newLabOf(t, services, "dir1", "dir2", "wit")
+	// The witness first among the peers: hashicorp/raft, left to choose a
+	// transfer's target, takes the first of the most up-to-date voters.
+	return newLabOf(t, services, "wit", "dir1", "dir2")
 }
 
 // newLabOf is newLab with the given members: directors dir1 and dir2,
@@ -615,6 +617,65 @@ func TestClusterOfDirectors(t *testing.T) {
 		}
 		if holdsVIP(old.vips, labVIP) {
 			t.Errorf("%s still holds the VIP after the failover to %s", old.id, to.id)
+		}
+	})
+
+	t.Run("failover without a target goes to the other director", func(t *testing.T) {
+		// raft alone picks the most up-to-date follower, often the
+		// witness; dsrd asks the members and picks the director whose
+		// interface is up. Three times, asked of either director.
+		_, witTerms := wl.longestTerm()
+		for i := range 3 {
+			old := l.waitVIPOwner(nil)
+			other := l.other(old)
+			ask := []*labDirector{old, other}[i%2]
+			var res api.FailoverResult
+			err := retryTransient(t, func() (err error) {
+				res, err = apiClient(t, ask.sock).Failover(ctxTimeout(t), "")
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.From != old.id || res.To != other.id {
+				t.Fatalf("failover %d asked of %s = %+v, want from %s to %s (not the witness)", i+1, ask.id, res, old.id, other.id)
+			}
+			if owner := l.waitVIPOwner(old); owner != other {
+				t.Fatalf("failover %d: the VIP went to %s, want %s", i+1, owner.id, other.id)
+			}
+			if _, n := wl.longestTerm(); n != witTerms {
+				t.Fatalf("failover %d: leadership went through the witness", i+1)
+			}
+		}
+	})
+
+	t.Run("the leader's VIP interface fails", func(t *testing.T) {
+		// FAULT: the leader hands leadership to the director whose
+		// interface is up, directly (not through the witness); when its
+		// link returns it stays BACKUP and holds nothing.
+		old := l.waitVIPOwner(nil)
+		other := l.other(old)
+		_, witTerms := wl.longestTerm()
+		old.vips.SetLink("eth0", vrrp.LinkDown)
+		if owner := l.waitVIPOwner(old); owner != other {
+			t.Fatalf("after %s's link went down the VIP is on %s, want %s", old.id, owner.id, other.id)
+		}
+		if _, n := wl.longestTerm(); n != witTerms {
+			t.Errorf("leadership went through the witness (%d terms of it)", n-witTerms)
+		}
+		if holdsVIP(old.vips, labVIP) {
+			t.Errorf("%s holds the VIP on a link that is down", old.id)
+		}
+		if st := status(t, apiClient(t, old.sock)); st.VRRPState != "FAULT" {
+			t.Errorf("%s's VRRP state %q, want FAULT", old.id, st.VRRPState)
+		}
+		old.vips.SetLink("eth0", vrrp.LinkUp)
+		testutil.WaitFor(t, testTimeout, old.id+" back in BACKUP", func() (bool, string) {
+			st := status(t, apiClient(t, old.sock))
+			return st.VRRPState == "BACKUP", st.VRRPState
+		})
+		if owner := l.waitVIPOwner(nil); owner != other || holdsVIP(old.vips, labVIP) {
+			t.Errorf("after %s's link returned the VIP is on %s (and on %s: %v), want only %s", old.id, owner.id, old.id, holdsVIP(old.vips, labVIP), other.id)
 		}
 	})
 

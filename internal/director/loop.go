@@ -312,9 +312,11 @@ func (d *Director) followLeadership(ctx context.Context) error {
 }
 
 // handleFaults gives up leadership when the VIP interface fails: a leader
-// that cannot hold the VIPs must let another director take them. If no
-// other director can take over, this node stays leader and takes the VIPs
-// again once the interface is back.
+// that cannot hold the VIPs must let another director take them, one whose
+// own interface is up (transferTargets: never the witness, which would
+// only hand leadership on, maybe back here). If no other director can take
+// over, this node stays leader and takes the VIPs again once the interface
+// is back.
 func (d *Director) handleFaults(ctx context.Context) error {
 	for {
 		select {
@@ -326,7 +328,10 @@ func (d *Director) handleFaults(ctx context.Context) error {
 				continue
 			}
 			tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := d.node.TransferLeadership(tctx)
+			err := errNoDirector
+			if targets := transferTargets(tctx, d.node, d.node.ID(), peerStatus(d.peers)); len(targets) > 0 {
+				err = d.node.TransferLeadership(tctx, targets...)
+			}
 			cancel()
 			if err == nil {
 				continue

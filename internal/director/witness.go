@@ -136,12 +136,26 @@ func (w *Witness) Run(ctx context.Context) error {
 func (w *Witness) handOver(ctx context.Context) <-chan time.Time {
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := w.node.TransferLeadership(tctx); err != nil {
+	// Directors whose VIP interface is up first, then those that did not
+	// answer, then those in FAULT; none answering, raft's own choice.
+	p := planTransfer(tctx, w.members(tctx), w.node.ID(), peerStatus(w.peers))
+	targets := append(append(p.Healthy, p.Unknown...), p.Fault...)
+	if err := w.node.TransferLeadership(tctx, targets...); err != nil {
 		w.log.Warn("witness is leader and could not hand over yet", "error", err)
 		return time.After(witnessTransferRetry)
 	}
 	w.log.Info("witness handed leadership over")
 	return nil
+}
+
+// members is the Raft configuration as the witness knows it (nil when it
+// cannot be read: the transfer then goes to raft's own choice).
+func (w *Witness) members(ctx context.Context) []raft.Member {
+	m, err := w.node.Members(ctx)
+	if err != nil {
+		return nil
+	}
+	return m
 }
 
 // Status reports the witness's Raft view.
