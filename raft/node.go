@@ -412,12 +412,13 @@ func (n *Node) Close() error {
 }
 
 // Shutdown hands leadership over to another voter when this node is the
-// leader (bounded by ctx; a failure is logged, not returned), then closes
-// the node. A planned restart of the leader thus fails over in one round
-// trip instead of an election timeout.
-func (n *Node) Shutdown(ctx context.Context) error {
+// leader (to the first of to that takes it, as TransferLeadership; raft's
+// choice when to is empty; bounded by ctx; a failure is logged, not
+// returned), then closes the node. A planned restart of the leader thus
+// fails over in one round trip instead of an election timeout.
+func (n *Node) Shutdown(ctx context.Context, to ...string) error {
 	if r := n.raft.Load(); r != nil && r.State() == hraft.Leader {
-		if err := n.TransferLeadership(ctx); err != nil {
+		if err := n.TransferLeadership(ctx, to...); err != nil {
 			n.log.Warn("leadership transfer before shutdown failed", "error", err)
 		}
 	}

@@ -680,12 +680,18 @@ func TestClusterOfDirectors(t *testing.T) {
 	})
 
 	t.Run("the leader stops", func(t *testing.T) {
+		// A graceful stop hands leadership to the other director
+		// directly, not through the witness.
 		old := l.waitVIPOwner(nil)
+		_, witTerms := wl.longestTerm()
 		l.stop(old)
 		if holdsVIP(old.vips, labVIP) {
 			t.Fatalf("%s stopped and still holds the VIP", old.id)
 		}
 		l.waitVIPOwner(old)
+		if _, n := wl.longestTerm(); n != witTerms {
+			t.Errorf("leadership went through the witness (%d terms of it)", n-witTerms)
+		}
 		l.waitWeights(labWeb, all100...)
 	})
 

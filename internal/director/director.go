@@ -254,7 +254,13 @@ func (d *Director) Run(ctx context.Context) error {
 	defer func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
-		if err := node.Shutdown(sctx); err != nil {
+		// A leader that stops hands over to the other director when one
+		// can take the VIPs (not to the witness, which would hand on).
+		var targets []string
+		if node.IsLeader() {
+			targets = transferTargets(sctx, node, node.ID(), peerStatus(d.peers))
+		}
+		if err := node.Shutdown(sctx, targets...); err != nil {
 			log.Warn("raft shutdown", "error", err)
 		}
 	}()
