@@ -11,9 +11,10 @@ package e2e
 // and Raft over the lab's bridge. Each test brings the lab and the cluster
 // up and takes them down; a test's phases (subtests) share its cluster, each
 // starting from a ready one (clusterReady): bringing the lab and a cluster up
-// costs 15 to 30 s under TCG. The directors' VIP is 203.0.113.10; the services
-// are web (tcp/80, http check) and echo (tcp/9000, tcp check), both mh with
-// mh-port over rs1-rs3.
+// costs 15 to 30 s under TCG. The directors' VIPs are 203.0.113.10 and
+// 2001:db8:113::10; the services are web (tcp/80, http check) and echo
+// (tcp/9000, tcp check) on the first, web6 (tcp/80, http check) on the
+// second, all mh with mh-port over rs1-rs3.
 //
 // Readings that the tests poll are in-process (netlink in the namespace,
 // the API socket, AF_PACKET): under TCG one exec costs 50 ms to seconds,
@@ -65,6 +66,9 @@ const (
 
 var clusterVIP = lab.ClusterVIP
 
+// clusterVIP6 is the IPv6 VIP, of the web6 service.
+var clusterVIP6 = lab.ClusterVIP6
+
 // clusterOptions are the cluster's timings in these tests. dsrd's Raft
 // defaults (heartbeat and election 500 ms, lease 250 ms) are for real
 // machines: under TCG on a shared host, heartbeats measured 250 to 700 ms
@@ -109,15 +113,26 @@ func clusterHTTP() *http.Client { return lab.HTTPClient(lab.Client, clusterReque
 // backend; any failure fails the test.
 func clusterRequests(t *testing.T, n int) map[string]int {
 	t.Helper()
+	return clusterRequestsTo(t, clusterVIP, n)
+}
+
+// clusterRequestsTo sends n requests to port 80 of vip (web's or web6's)
+// and counts answers by backend; any failure fails the test.
+func clusterRequestsTo(t *testing.T, vip netip.Addr, n int) map[string]int {
+	t.Helper()
 	client := clusterHTTP()
+	src := lab.Client.IPv4()
+	if vip.Is6() {
+		src = lab.Client.IPv6()
+	}
 	seen := map[string]int{}
 	for i := range n {
-		name, from, err := drGet(client, clusterVIP)
+		name, from, err := drGet(client, vip)
 		if err != nil {
-			t.Fatalf("request %d/%d to %s: %v%s", i+1, n, drURL(clusterVIP), err, clusterRefusedHint(err))
+			t.Fatalf("request %d/%d to %s: %v%s", i+1, n, drURL(vip), err, clusterRefusedHint(err))
 		}
-		if ap, err := netip.ParseAddrPort(from); err != nil || ap.Addr() != lab.Client.IPv4() {
-			t.Errorf("request %d: the backend saw the client as %q, want %s:PORT", i+1, from, lab.Client.IPv4())
+		if ap, err := netip.ParseAddrPort(from); err != nil || ap.Addr() != src {
+			t.Errorf("request %d: the backend saw the client as %q, want %s:PORT", i+1, from, src)
 		}
 		seen[name]++
 	}
@@ -278,19 +293,19 @@ func clusterSteady(t *testing.T, c *lab.Cluster, owner lab.Host, until time.Time
 	}
 }
 
-// clusterWaitNeighbour waits until the client's neighbour entry for the VIP
+// clusterWaitNeighbour waits until the client's neighbour entry for vip
 // holds mac, reading it over netlink (the client sends nothing), and
 // returns how long that took.
-func clusterWaitNeighbour(t *testing.T, c *lab.Cluster, mac string, timeout time.Duration) time.Duration {
+func clusterWaitNeighbour(t *testing.T, c *lab.Cluster, vip netip.Addr, mac string, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	lab.Eventually(t, timeout, 10*time.Millisecond, func() error {
-		got, state, ok, err := c.Neighbour(lab.Client, clusterVIP)
+		got, state, ok, err := c.Neighbour(lab.Client, vip)
 		if err != nil {
 			return err
 		}
 		if !ok || got != mac {
-			return fmt.Errorf("client's neighbour entry for %s: %q (%s, present %v), want %s", clusterVIP, got, state, ok, mac)
+			return fmt.Errorf("client's neighbour entry for %s: %q (%s, present %v), want %s", vip, got, state, ok, mac)
 		}
 		return nil
 	})
@@ -312,19 +327,27 @@ func clusterWeights(t *testing.T) map[lab.Host]map[string]map[string]int {
 }
 
 // clusterWeightsOf is what both directors' IPVS should hold: every real of
-// both services at weight 100 except those in except.
+// the three services (web, echo, web6) at weight 100 except those in except
+// (keyed "192.0.2.22:80", "[2001:db8::22]:80").
 func clusterWeightsOf(except map[string]int) map[string]map[string]int {
 	want := map[string]map[string]int{}
-	for _, port := range []int{80, 9000} {
-		svc := fmt.Sprintf("TCP %s:%d", clusterVIP, port)
-		want[svc] = map[string]int{}
+	for _, svc := range []struct {
+		vip  netip.Addr
+		port uint16
+	}{{clusterVIP, 80}, {clusterVIP, 9000}, {clusterVIP6, 80}} {
+		key := fmt.Sprintf("TCP %s", netip.AddrPortFrom(svc.vip, svc.port))
+		want[key] = map[string]int{}
 		for _, r := range clusterReals {
-			d := fmt.Sprintf("%s:%d", r.IPv4(), port)
+			addr := r.IPv4()
+			if svc.vip.Is6() {
+				addr = r.IPv6()
+			}
+			d := netip.AddrPortFrom(addr, svc.port).String()
 			w, ok := except[d]
 			if !ok {
 				w = 100
 			}
-			want[svc][d] = w
+			want[key][d] = w
 		}
 	}
 	return want
@@ -382,6 +405,13 @@ func TestClusterDirectRouting(t *testing.T) {
 	for _, r := range clusterReals {
 		if seen[string(r)] == 0 {
 			t.Errorf("no answer from %s: answers by backend %v", r, seen)
+		}
+	}
+	// The same over the IPv6 VIP (web6).
+	seen6 := clusterRequestsTo(t, clusterVIP6, requests)
+	for _, r := range clusterReals {
+		if seen6[string(r)] == 0 {
+			t.Errorf("no answer from %s over IPv6: answers by backend %v", r, seen6)
 		}
 	}
 
@@ -611,10 +641,13 @@ func clusterKillOwner(t *testing.T, c *lab.Cluster) {
 	old := clusterReady(t, c)
 	next := lab.ClusterOtherDirector(old)
 
-	// The client knows the VIP as old's MAC.
+	// The client knows both VIPs as old's MAC.
 	clusterRequests(t, 3)
-	if mac, state, _, err := c.Neighbour(lab.Client, clusterVIP); err != nil || mac != old.MAC() {
-		t.Fatalf("client's neighbour entry for the VIP before the kill: %q (%s), %v; want %s", mac, state, err, old.MAC())
+	clusterRequestsTo(t, clusterVIP6, 3)
+	for _, vip := range []netip.Addr{clusterVIP, clusterVIP6} {
+		if mac, state, _, err := c.Neighbour(lab.Client, vip); err != nil || mac != old.MAC() {
+			t.Fatalf("client's neighbour entry for %s before the kill: %q (%s), %v; want %s", vip, mac, state, err, old.MAC())
+		}
 	}
 
 	capt, err := lab.StartClusterCapture(lab.Client)
@@ -627,13 +660,14 @@ func clusterKillOwner(t *testing.T, c *lab.Cluster) {
 	if hs, err := c.Holders(); err != nil || slices.Contains(hs, old) {
 		t.Errorf("after kill (with release-vips) the VIP is held by %v (%v); want not by %s", hs, err, old)
 	}
-	// Nothing from the client until its entry has moved.
-	took := clusterWaitNeighbour(t, c, next.MAC(), clusterTakeover)
+	// Nothing from the client until its entries have moved.
+	took := clusterWaitNeighbour(t, c, clusterVIP, next.MAC(), clusterTakeover)
+	took6 := clusterWaitNeighbour(t, c, clusterVIP6, next.MAC(), clusterTakeover)
 	packets, err := capt.Stop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	garps := 0
+	garps, nas := 0, 0
 	for _, p := range packets {
 		switch {
 		case p.Outgoing && p.EtherType == syscall.ETH_P_ARP && p.ARPTarget == clusterVIP && (p.Dst == "ff:ff:ff:ff:ff:ff" || p.Dst == next.MAC()):
@@ -646,20 +680,30 @@ func clusterKillOwner(t *testing.T, c *lab.Cluster) {
 			t.Errorf("the client opened a connection to the VIP, or reached next, before its entry moved: %+v", p)
 		case !p.Outgoing && clusterARPFrom(p, next.MAC()):
 			garps++
+		case p.Outgoing && p.EtherType == syscall.ETH_P_IPV6 && p.ICMPv6Type == 135 && p.NDTarget == clusterVIP6:
+			t.Errorf("the client solicited %s before its entry moved (the move must come from the new owner's advertisement): %+v", clusterVIP6, p)
+		case p.Outgoing && p.EtherType == syscall.ETH_P_IPV6 && p.IPDst == clusterVIP6 && (p.TCPFlags&0x02 != 0 || p.Dst == next.MAC()):
+			t.Errorf("the client opened a connection to %s, or reached next, before its entry moved: %+v", clusterVIP6, p)
+		case !p.Outgoing && p.Src == next.MAC() && p.ICMPv6Type == 136 && p.NDTarget == clusterVIP6:
+			nas++
 		}
 	}
 	if garps == 0 {
 		t.Errorf("no ARP announcement of the VIP from %s reached the client", next)
 	}
-	t.Logf("kill of %s (with release-vips) took %v; the client's entry moved to %s %v later, by %d announcement(s) from it",
-		old, killed.Round(time.Millisecond), next, took.Round(time.Millisecond), garps)
+	if nas == 0 {
+		t.Errorf("no unsolicited neighbour advertisement of %s from %s reached the client", clusterVIP6, next)
+	}
+	t.Logf("kill of %s (with release-vips) took %v; the client's entries moved to %s %v (IPv4, %d ARP announcements) and %v (IPv6, %d advertisements) later",
+		old, killed.Round(time.Millisecond), next, took.Round(time.Millisecond), garps, took6.Round(time.Millisecond), nas)
 
 	if got := c.WaitOwner(t, old, clusterTakeover); got != next {
 		t.Fatalf("new owner %s, want %s", got, next)
 	}
 	clusterWantHolders(t, c, next)
 	seen := clusterRequests(t, 12)
-	t.Logf("after the kill, 12 new connections answered by %v", seen)
+	seen6 := clusterRequestsTo(t, clusterVIP6, 12)
+	t.Logf("after the kill, 12 new connections answered by %v, 12 over IPv6 by %v", seen, seen6)
 	if st := clusterStatus(t, c, next); st.Raft.State != "Leader" || st.VRRPState != "MASTER" {
 		t.Errorf("%s: raft %s, vrrp %s; want Leader, MASTER", next, st.Raft.State, st.VRRPState)
 	}
@@ -1136,7 +1180,8 @@ func clusterBackendFailure(t *testing.T, c *lab.Cluster) {
 	leader := clusterReady(t, c)
 
 	rs2 := lab.RS2.IPv4()
-	down := clusterWeightsOf(map[string]int{rs2.String() + ":80": 0, rs2.String() + ":9000": 0})
+	rs2v6 := netip.AddrPortFrom(lab.RS2.IPv6(), 80).String()
+	down := clusterWeightsOf(map[string]int{rs2.String() + ":80": 0, rs2.String() + ":9000": 0, rs2v6: 0})
 	lab.ClusterBackendStop(t, lab.RS2)
 	took := clusterWaitWeights(t, down)
 	t.Logf("rs2's backend stopped: weight 0 on both directors after %v (interval 1s, fall 2)", took.Round(time.Millisecond))
@@ -1554,6 +1599,23 @@ FWM  7 rr
 		p, ok = lab.ParseClusterPacket(append(eth([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, dir, 0x0806), garp...))
 		if !ok || !clusterARPFrom(p, lab.Dir1.MAC()) || p.ARPOp != 1 || p.ARPTarget != clusterVIP {
 			t.Errorf("gratuitous ARP parsed as %+v, %v", p, ok)
+		}
+		// An unsolicited neighbour advertisement from dir1 for the IPv6
+		// VIP, to all nodes, and a TCP SYN from the client to it.
+		ip6 := func(next byte, src, dst netip.Addr, payload []byte) []byte {
+			h := []byte{0x60, 0, 0, 0, byte(len(payload) >> 8), byte(len(payload)), next, 255}
+			h = append(h, src.AsSlice()...)
+			return append(append(h, dst.AsSlice()...), payload...)
+		}
+		na := append([]byte{136, 0, 0, 0, 0x20, 0, 0, 0}, clusterVIP6.AsSlice()...)
+		p, ok = lab.ParseClusterPacket(append(eth([]byte{0x33, 0x33, 0, 0, 0, 1}, dir, 0x86dd),
+			ip6(58, clusterVIP6, netip.MustParseAddr("ff02::1"), na)...))
+		if !ok || p.Src != lab.Dir1.MAC() || p.Proto != 58 || p.ICMPv6Type != 136 || p.NDTarget != clusterVIP6 || p.IPSrc != clusterVIP6 {
+			t.Errorf("unsolicited NA parsed as %+v, %v", p, ok)
+		}
+		p, ok = lab.ParseClusterPacket(append(eth(dir, client, 0x86dd), ip6(6, lab.Client.IPv6(), clusterVIP6, tcp)...))
+		if !ok || p.IPSrc != lab.Client.IPv6() || p.IPDst != clusterVIP6 || p.Proto != 6 || p.DstPort != 80 || p.TCPFlags != 0x02 || p.ICMPv6Type != 0 {
+			t.Errorf("IPv6 TCP SYN parsed as %+v, %v", p, ok)
 		}
 		if _, ok := lab.ParseClusterPacket([]byte{1, 2, 3}); ok {
 			t.Error("a runt frame was parsed")

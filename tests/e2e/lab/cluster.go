@@ -35,6 +35,9 @@ import (
 // ClusterVIP is the VIP of the lab cluster (tests/vm/cluster).
 var ClusterVIP = netip.MustParseAddr("203.0.113.10")
 
+// ClusterVIP6 is the lab cluster's IPv6 VIP, the web6 service's.
+var ClusterVIP6 = netip.MustParseAddr("2001:db8:113::10")
+
 // ClusterDirectors are the directors of the lab cluster; dir3 is the witness.
 func ClusterDirectors() []Host { return []Host{Dir1, Dir2} }
 
@@ -860,6 +863,12 @@ type ClusterPacket struct {
 	ARPOp                uint16
 	ARPSender, ARPTarget netip.Addr
 	ARPSenderMAC         string
+	// IPv6 (EtherType 0x86dd) fills IPSrc, IPDst, Proto (the first next
+	// header), the ports and TCPFlags as IPv4 does; for ICMPv6, the type,
+	// and for neighbour solicitations (135) and advertisements (136) the
+	// target address.
+	ICMPv6Type uint8
+	NDTarget   netip.Addr
 }
 
 // ClusterCapture captures every frame on a host's eth0, both directions,
@@ -1009,6 +1018,27 @@ func ParseClusterPacket(b []byte) (ClusterPacket, bool) {
 		p.DstPort = binary.BigEndian.Uint16(l4[2:4])
 		if p.Proto == unix.IPPROTO_TCP && len(l4) >= 14 {
 			p.TCPFlags = l4[13]
+		}
+	case unix.ETH_P_IPV6:
+		if len(l3) < 40 || l3[0]>>4 != 6 {
+			return p, true
+		}
+		p.Proto = l3[6]
+		p.IPSrc = netip.AddrFrom16([16]byte(l3[8:24]))
+		p.IPDst = netip.AddrFrom16([16]byte(l3[24:40]))
+		l4 := l3[40:]
+		switch {
+		case (p.Proto == unix.IPPROTO_TCP || p.Proto == unix.IPPROTO_UDP) && len(l4) >= 4:
+			p.SrcPort = binary.BigEndian.Uint16(l4[0:2])
+			p.DstPort = binary.BigEndian.Uint16(l4[2:4])
+			if p.Proto == unix.IPPROTO_TCP && len(l4) >= 14 {
+				p.TCPFlags = l4[13]
+			}
+		case p.Proto == unix.IPPROTO_ICMPV6 && len(l4) >= 1:
+			p.ICMPv6Type = l4[0]
+			if (p.ICMPv6Type == 135 || p.ICMPv6Type == 136) && len(l4) >= 24 {
+				p.NDTarget = netip.AddrFrom16([16]byte(l4[8:24]))
+			}
 		}
 	case unix.ETH_P_ARP:
 		if len(l3) < arpPacketLen {
