@@ -20,14 +20,8 @@ import (
 const (
 	exitOK      = 0
 	exitFailure = 1 // the command ran and found a problem (bad config, broken setup)
-	exitUsage   = 2 // wrong invocation, or a command not implemented yet
+	exitUsage   = 2 // wrong invocation
 )
-
-// notImplemented is what a command whose issue has not landed returns: it
-// never pretends to work.
-func notImplemented(what string) error {
-	return ucli.Exit(fmt.Sprintf("dsrd %s: not implemented yet", what), exitUsage)
-}
 
 // NewApp returns the dsrd command line application writing to stdout and
 // stderr.

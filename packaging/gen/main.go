@@ -44,7 +44,7 @@ const trailer = `
 # EXIT STATUS
 
 **0** success; **1** the command ran and found a problem (an invalid configuration,
-a broken backend setup); **2** wrong invocation, or a command that is not implemented yet.
+a broken backend setup); **2** wrong invocation.
 
 # FILES
 
