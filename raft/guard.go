@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
@@ -108,6 +109,19 @@ func (g *guardedTransport) pump(in <-chan hraft.RPC) {
 			rpc.Respond(emptyResponse(rpc.Command), hraft.ErrTransportShutdown)
 			return
 		}
+	}
+}
+
+// inject hands rpc to raft as if it had arrived from the network, without
+// the guard's check: for requests this node makes of itself (ElectNow).
+func (g *guardedTransport) inject(ctx context.Context, rpc hraft.RPC) error {
+	select {
+	case g.rpcs <- rpc:
+		return nil
+	case <-g.done:
+		return hraft.ErrTransportShutdown
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -128,7 +128,8 @@ type Node struct {
 	closed       bool
 	store        *raftboltdb.BoltStore
 	ownTrans     io.Closer
-	bootstrapped bool // this start bootstrapped the cluster
+	guard        *guardedTransport // raft's transport; ElectNow injects through it
+	bootstrapped bool              // this start bootstrapped the cluster
 	err          error
 
 	closeOnce sync.Once
@@ -300,6 +301,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	// Only the leader this node follows may make it start an election
 	// (see guardedTransport).
 	trans = guardTimeoutNow(trans, n.leaderID, n.log.With("component", "transport"))
+	if g, ok := trans.(*guardedTransport); ok {
+		n.mu.Lock()
+		n.guard = g
+		n.mu.Unlock()
+	}
 
 	// Drain NotifyCh before raft can send on it.
 	n.lead.start()

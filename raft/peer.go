@@ -164,15 +164,28 @@ func (l peerListener) Addr() net.Addr { return l.s.ln.Addr() }
 // then PeerProtocolByte. ctx bounds the whole; the handshake also by the
 // handshake timeout.
 func (s *StreamLayer) DialPeer(ctx context.Context, address string) (net.Conn, error) {
+	return dialPeer(ctx, address, s.tls, time.Duration(s.handshakeTimeout.Load()))
+}
+
+// DialPeer connects to the peer protocol of the node at address as
+// StreamLayer.DialPeer does, for a program that runs no node (dsrd director
+// release-vips): with peerTLS's client certificate when not nil (see
+// LoadPeerTLS), the handshake bounded by ctx and DefaultHandshakeTimeout.
+func DialPeer(ctx context.Context, address string, peerTLS *PeerTLS) (net.Conn, error) {
+	return dialPeer(ctx, address, peerTLS, DefaultHandshakeTimeout)
+}
+
+// dialPeer is DialPeer with the handshake timeout given.
+func dialPeer(ctx context.Context, address string, peerTLS *PeerTLS, handshakeTimeout time.Duration) (net.Conn, error) {
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("dial peer %s: %w", address, err)
 	}
 	conn := raw
-	if s.tls != nil {
-		hctx, cancel := context.WithTimeout(ctx, time.Duration(s.handshakeTimeout.Load()))
-		tc := tls.Client(raw, s.tls.client)
+	if peerTLS != nil {
+		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+		tc := tls.Client(raw, peerTLS.client)
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
@@ -183,7 +196,7 @@ func (s *StreamLayer) DialPeer(ctx context.Context, address string) (net.Conn, e
 	}
 	dl, ok := ctx.Deadline()
 	if !ok {
-		dl = time.Now().Add(time.Duration(s.handshakeTimeout.Load()))
+		dl = time.Now().Add(handshakeTimeout)
 	}
 	if err := conn.SetWriteDeadline(dl); err != nil {
 		conn.Close()

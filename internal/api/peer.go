@@ -73,6 +73,20 @@ type FailoverRequest struct {
 	To string `json:"to,omitempty"`
 }
 
+// LeaderGoneRequest is the body of POST /peer/v1/leader-gone: Leader, the
+// node sending it, led the cluster and its daemon has died (sent by dsrd
+// director release-vips, which systemd runs after the daemon exits).
+type LeaderGoneRequest struct {
+	Leader string `json:"leader"`
+}
+
+// LeaderGoneHandler is a Backend that can act on POST /peer/v1/leader-gone
+// (a director: it checks the leader is really gone, then stands for
+// election at once). A backend without it (a witness) answers 404.
+type LeaderGoneHandler interface {
+	LeaderGone(ctx context.Context, leader string) error
+}
+
 // PeerServer serves the peer protocol: the cluster writes a follower
 // forwards to the leader, and the node's status for dsrd status. It runs on
 // the Raft port's peer listener (raft.Node.PeerListener), behind the
@@ -99,6 +113,7 @@ func NewPeerServer(c Cluster, b Backend, log *slog.Logger) *PeerServer {
 	s.mux.HandleFunc("DELETE /peer/v1/members/{id}", s.remove)
 	s.mux.HandleFunc("POST /peer/v1/failover", s.failover)
 	s.mux.HandleFunc("GET /peer/v1/status", s.status)
+	s.mux.HandleFunc("POST /peer/v1/leader-gone", s.leaderGone)
 	return s
 }
 
@@ -200,6 +215,30 @@ func (s *PeerServer) failover(w http.ResponseWriter, r *http.Request) {
 		to = []string{req.To}
 	}
 	if err := s.c.TransferLeadership(ctx, to...); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *PeerServer) leaderGone(w http.ResponseWriter, r *http.Request) {
+	h, ok := s.b.(LeaderGoneHandler)
+	if !ok {
+		s.fail(w, r, fmt.Errorf("%w: this node does not stand for election on request", ErrNotFound))
+		return
+	}
+	var req LeaderGoneRequest
+	if err := decodeJSON(w, r, maxPeerBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.Leader == "" {
+		s.fail(w, r, fmt.Errorf("%w: leader-gone names no leader", ErrInvalid))
+		return
+	}
+	ctx, cancel := opContext(r, peerOpTimeout)
+	defer cancel()
+	if err := h.LeaderGone(ctx, req.Leader); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -308,6 +347,12 @@ func (c PeerClient) Remove(ctx context.Context, address, id string) error {
 // to when set.
 func (c PeerClient) Failover(ctx context.Context, address, to string) error {
 	return c.do(ctx, address, http.MethodPost, "/peer/v1/failover", FailoverRequest{To: to}, nil)
+}
+
+// LeaderGone tells the member at address that leader, which led the
+// cluster, has died; nil when the member took it and stands for election.
+func (c PeerClient) LeaderGone(ctx context.Context, address, leader string) error {
+	return c.do(ctx, address, http.MethodPost, "/peer/v1/leader-gone", LeaderGoneRequest{Leader: leader}, nil)
 }
 
 // Status asks the member at address for its own status.

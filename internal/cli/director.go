@@ -53,7 +53,7 @@ func directorCmd() *ucli.Command {
 		Action: directorRun,
 		Subcommands: []*ucli.Command{{
 			Name:  "release-vips",
-			Usage: "remove this director's VIPs from its interfaces (systemd ExecStopPost: a crashed director must not keep answering ARP for them)",
+			Usage: "remove this director's VIPs from its interfaces (systemd ExecStopPost: a crashed director must not keep answering ARP for them), then tell another director the leader is gone so that it stands for election at once",
 			Flags: append(nodeFlags("/etc/dsrd/director.yaml"),
 				&ucli.StringFlag{Name: "interface", Usage: "the interface VIPs live on", EnvVars: []string{"DSRD_INTERFACE"}},
 			),
@@ -85,6 +85,16 @@ func directorReleaseVIPs(c *ucli.Context) error {
 	}
 	if err != nil {
 		return ucli.Exit(fmt.Sprintf("dsrd director release-vips: %v", err), exitFailure)
+	}
+	if len(released) > 0 {
+		// This director held VIPs: it led. Tell another director, so
+		// that the cluster need not wait for Raft's timers; failing
+		// that, they will.
+		if to, err := director.HintLeaderGone(ctx, cfg, log); err == nil {
+			fmt.Fprintf(c.App.Writer, "told %s the leader is gone: it stands for election at once\n", to)
+		} else {
+			log.Warn("no director took the leader-gone hint: the cluster fails over by Raft's timers", "error", err)
+		}
 	}
 	return nil
 }

@@ -654,6 +654,7 @@ func clusterKillOwner(t *testing.T, c *lab.Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	nextLog := c.LogSize(next)
 	start := time.Now()
 	c.Kill(t, old)
 	killed := time.Since(start)
@@ -699,6 +700,11 @@ func clusterKillOwner(t *testing.T, c *lab.Cluster) {
 
 	if got := c.WaitOwner(t, old, clusterTakeover); got != next {
 		t.Fatalf("new owner %s, want %s", got, next)
+	}
+	// release-vips told next the leader was gone, and next stood for
+	// election at once rather than wait for its heartbeat timeout.
+	if l, err := c.LogSince(next, nextLog); err != nil || !strings.Contains(l, "standing for election at once") {
+		t.Errorf("%s did not stand for election on release-vips's word (%v); its log since the kill:\n%s", next, err, l)
 	}
 	clusterWantHolders(t, c, next)
 	seen := clusterRequests(t, 12)
