@@ -38,6 +38,11 @@ type leadership struct {
 	notify  <-chan bool
 	barrier func(timeout time.Duration) error
 
+	// ctl carries the node's own word, ahead of raft's: false when it is
+	// about to hand leadership over (handOver), true when that failed and
+	// it still leads (resume).
+	ctl chan bool
+
 	mu          sync.Mutex
 	established bool
 	subs        map[*subscriber]struct{}
@@ -56,6 +61,7 @@ func newLeadership(logger *slog.Logger, notify <-chan bool, barrier func(time.Du
 		notify:  notify,
 		barrier: barrier,
 		subs:    map[*subscriber]struct{}{},
+		ctl:     make(chan bool),
 		stopCh:  make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -140,6 +146,22 @@ func (l *leadership) run() {
 				l.log.Info("raft leadership lost")
 			}
 
+		case leader := <-l.ctl:
+			epoch++
+			abandon()
+			l.set(false)
+			if leader {
+				// A transfer failed and raft still leads: the same
+				// barrier as a new term (it fails at once if raft no
+				// longer leads; NotifyCh then says so too).
+				l.log.Info("leadership transfer failed, re-establishing leadership")
+				cancel = make(chan struct{})
+				l.wg.Add(1)
+				go l.establish(epoch, cancel, results)
+			} else {
+				l.log.Info("handing leadership over: reported lost ahead of raft")
+			}
+
 		case e := <-results:
 			if e != epoch {
 				continue // a barrier of a term that already ended
@@ -148,6 +170,31 @@ func (l *leadership) run() {
 			l.log.Info("leadership established: fsm up to date")
 			l.set(true)
 		}
+	}
+}
+
+// handOver reports leadership lost at once, before raft knows: the node is
+// about to hand it to another voter, whose new term may reach a quorum (and
+// its Barrier, and its VIPs) before it reaches this node. Releasing first
+// turns that overlap into a gap. Call resume if the transfer fails.
+func (l *leadership) handOver() { l.control(false) }
+
+// resume re-establishes leadership after a failed transfer: a Barrier, then
+// true, if raft still leads.
+func (l *leadership) resume() { l.control(true) }
+
+// control hands v to the loop; it does nothing when the loop is not running.
+func (l *leadership) control(v bool) {
+	l.mu.Lock()
+	running := l.running && !l.closed
+	l.mu.Unlock()
+	if !running {
+		return
+	}
+	select {
+	case l.ctl <- v:
+	case <-l.stopCh:
+	case <-l.done:
 	}
 }
 

@@ -130,13 +130,20 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 // node has stepped down (the new leader announces itself through its own
 // Leadership subscription), or an error if no transfer succeeded within
 // Raft's election timeout per attempt or ctx.
+//
+// This node's Leadership subscribers hear false as the transfer starts,
+// before the new leader can establish itself: a director releases its VIPs
+// before the next one takes them. If every attempt fails and raft still
+// leads, leadership is established again (a Barrier, then true).
 func (n *Node) TransferLeadership(ctx context.Context, to ...string) error {
 	r, err := n.leaderRaft()
 	if err != nil {
 		return fmt.Errorf("transfer leadership: %w", err)
 	}
 	if len(to) == 0 {
+		n.lead.handOver()
 		if err := waitFuture(ctx, r.LeadershipTransfer()); err != nil {
+			n.resumeLeadership(r)
 			return fmt.Errorf("transfer leadership: %w", n.raftError(err))
 		}
 		return nil
@@ -145,35 +152,52 @@ func (n *Node) TransferLeadership(ctx context.Context, to ...string) error {
 	if err != nil {
 		return fmt.Errorf("transfer leadership: %w", err)
 	}
+	// The targets first: a transfer to nobody valid gives nothing up.
 	var errs []error
+	var targets []hraft.Server
 	for _, id := range to {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, err)
-			break
-		}
 		srv, ok := findServer(servers, id)
 		switch {
 		case !ok:
 			errs = append(errs, fmt.Errorf("%s: not a cluster member", id))
-			continue
 		case srv.Suffrage != hraft.Voter:
 			errs = append(errs, fmt.Errorf("%s: not a voter", id))
-			continue
 		case id == n.cfg.NodeID:
 			errs = append(errs, fmt.Errorf("%s: this node is the leader", id))
-			continue
+		default:
+			targets = append(targets, srv)
+		}
+	}
+	if len(targets) == 0 {
+		return fmt.Errorf("transfer leadership: %w", errors.Join(errs...))
+	}
+	n.lead.handOver()
+	for _, srv := range targets {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
 		}
 		err := waitFuture(ctx, r.LeadershipTransferToServer(srv.ID, srv.Address))
 		if err == nil {
-			n.log.Info("leadership transferred", "to", id)
+			n.log.Info("leadership transferred", "to", string(srv.ID))
 			return nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", id, n.raftError(err)))
+		errs = append(errs, fmt.Errorf("%s: %w", srv.ID, n.raftError(err)))
 		if errors.Is(err, hraft.ErrNotLeader) || errors.Is(err, hraft.ErrRaftShutdown) {
 			break
 		}
 	}
+	n.resumeLeadership(r)
 	return fmt.Errorf("transfer leadership: %w", errors.Join(errs...))
+}
+
+// resumeLeadership takes leadership up again after a transfer that failed,
+// when raft still leads (TransferLeadership reported it lost ahead of
+// raft: see leadership.handOver).
+func (n *Node) resumeLeadership(r *hraft.Raft) {
+	if r.State() == hraft.Leader {
+		n.lead.resume()
+	}
 }
 
 func findServer(servers []hraft.Server, id string) (hraft.Server, bool) {
