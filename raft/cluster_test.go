@@ -763,3 +763,42 @@ func TestDataDirLocked(t *testing.T) {
 		t.Fatal("second node on the same data dir started")
 	}
 }
+
+// TestTransferReleasesFirst: a leader reports leadership lost as soon as a
+// transfer starts (so a director releases its VIPs before the next one
+// takes them), and takes it up again when the transfer fails while raft
+// still leads; a transfer to no valid target gives nothing up.
+func TestTransferReleasesFirst(t *testing.T) {
+	c := newTestCluster(t, 3)
+	li := c.waitLeader()
+	leader := c.nodes[li]
+	di := (li + 1) % 3
+	c.nodes[di].Close() // the target is down: the transfer to it fails
+	c.waitFor("the stopped node's events", func(st map[int]bool) bool { return !st[di] })
+
+	sub := leader.Leadership(t.Context())
+	if v := <-sub; !v {
+		t.Fatal("the leader's subscription starts with false")
+	}
+	if err := leader.TransferLeadership(t.Context(), "nosuch"); err == nil {
+		t.Fatal("a transfer to a non-member succeeded")
+	}
+	if err := leader.TransferLeadership(t.Context(), c.peers[di].ID); err == nil {
+		t.Fatal("a transfer to a stopped node succeeded")
+	}
+	// false at the start of the real attempt (not for "nosuch"), true
+	// again after it failed.
+	for i, want := range []bool{false, true} {
+		select {
+		case v := <-sub:
+			if v != want {
+				t.Fatalf("leadership event %d = %v, want %v", i+1, v, want)
+			}
+		case <-time.After(testTimeout):
+			t.Fatalf("no leadership event %d", i+1)
+		}
+	}
+	if !leader.IsLeader() {
+		t.Error("the leader did not take leadership up again")
+	}
+}

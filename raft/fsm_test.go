@@ -343,15 +343,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 func TestFSMConcurrentReaders(t *testing.T) {
 	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
 	a.setConfig(testSpec(1), "d1")
-	snap, err := a.fsm.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &bufSink{}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
-	image := sink.Bytes()
+	image := snapshotImage(t, a.fsm)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -533,15 +525,7 @@ func TestFSMStateIndex(t *testing.T) {
 	if i := a.fsm.State().Index; i != 2 {
 		t.Errorf("index = %d, want 2 (the admin change; no-ops and refusals leave it)", i)
 	}
-	snap, err := a.fsm.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &bufSink{}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
-	image := sink.String()
+	image := string(snapshotImage(t, a.fsm))
 	restored := NewFSM(testutil.Logger(t))
 	if err := restored.Restore(io.NopCloser(strings.NewReader(image))); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package raft
 
 import (
-	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -126,73 +125,5 @@ func TestClusterRefusesStaleTimeoutNow(t *testing.T) {
 	}
 	if !leader.IsLeader() {
 		t.Error("the leader lost leadership")
-	}
-}
-
-// TestClusterElectNow: a follower told that its leader is gone stands for
-// election at once and wins, though the leader is healthy and the other
-// voter still follows it (the transfer flag overrides their stickiness):
-// nothing else would have moved leadership. Naming another leader, or
-// asking the leader itself, changes nothing.
-func TestClusterElectNow(t *testing.T) {
-	c := newTestCluster(t, 3)
-	li := c.waitLeader()
-	leaderID := c.peers[li].ID
-	fi := (li + 1) % 3
-	f := c.nodes[fi]
-	term := f.Stats().Term
-
-	if err := f.ElectNow(t.Context(), "nosuch"); !errors.Is(err, ErrNotFollowing) {
-		t.Fatalf("ElectNow naming another leader: %v, want %v", err, ErrNotFollowing)
-	}
-	if err := c.nodes[li].ElectNow(t.Context(), leaderID); !errors.Is(err, ErrNotFollowing) {
-		t.Fatalf("ElectNow on the leader: %v, want %v", err, ErrNotFollowing)
-	}
-	if got := f.Stats().Term; got != term {
-		t.Fatalf("term moved from %d to %d after refused calls", term, got)
-	}
-
-	if err := f.ElectNow(t.Context(), leaderID); err != nil {
-		t.Fatal(err)
-	}
-	c.waitFor("leadership on the follower that stood", func(st map[int]bool) bool { return st[fi] && !st[li] })
-}
-
-// TestTransferReleasesFirst: a leader reports leadership lost as soon as a
-// transfer starts (so a director releases its VIPs before the next one
-// takes them), and takes it up again when the transfer fails while raft
-// still leads; a transfer to no valid target gives nothing up.
-func TestTransferReleasesFirst(t *testing.T) {
-	c := newTestCluster(t, 3)
-	li := c.waitLeader()
-	leader := c.nodes[li]
-	di := (li + 1) % 3
-	c.nodes[di].Close() // the target is down: the transfer to it fails
-	c.waitFor("the stopped node's events", func(st map[int]bool) bool { return !st[di] })
-
-	sub := leader.Leadership(t.Context())
-	if v := <-sub; !v {
-		t.Fatal("the leader's subscription starts with false")
-	}
-	if err := leader.TransferLeadership(t.Context(), "nosuch"); err == nil {
-		t.Fatal("a transfer to a non-member succeeded")
-	}
-	if err := leader.TransferLeadership(t.Context(), c.peers[di].ID); err == nil {
-		t.Fatal("a transfer to a stopped node succeeded")
-	}
-	// false at the start of the real attempt (not for "nosuch"), true
-	// again after it failed.
-	for i, want := range []bool{false, true} {
-		select {
-		case v := <-sub:
-			if v != want {
-				t.Fatalf("leadership event %d = %v, want %v", i+1, v, want)
-			}
-		case <-time.After(testTimeout):
-			t.Fatalf("no leadership event %d", i+1)
-		}
-	}
-	if !leader.IsLeader() {
-		t.Error("the leader did not take leadership up again")
 	}
 }

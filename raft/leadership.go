@@ -119,6 +119,21 @@ func (l *leadership) run() {
 			cancel = nil
 		}
 	}
+	// start ends the current term's state and, for a leader, establishes
+	// the new one.
+	start := func(leader bool, acquired, lost string) {
+		epoch++
+		abandon()
+		l.set(false)
+		if !leader {
+			l.log.Info(lost)
+			return
+		}
+		l.log.Info(acquired)
+		cancel = make(chan struct{})
+		l.wg.Add(1)
+		go l.establish(epoch, cancel, results)
+	}
 	for {
 		select {
 		case <-l.stopCh:
@@ -130,37 +145,17 @@ func (l *leadership) run() {
 			close(l.done)
 			return
 
+		// Raft alternates true and false on NotifyCh; a true while
+		// established would be a new term all the same: report the old
+		// one lost before establishing the new one. The node's own word
+		// (ctl) takes the same path: false as it hands leadership over,
+		// true when that failed and raft still leads (the barrier then
+		// fails at once if it no longer does; NotifyCh says so too).
 		case leader := <-l.notify:
-			epoch++
-			abandon()
-			// Raft alternates true and false on NotifyCh; a true while
-			// established would be a new term all the same: report the
-			// old one lost before establishing the new one.
-			l.set(false)
-			if leader {
-				l.log.Info("raft leadership acquired, waiting for barrier")
-				cancel = make(chan struct{})
-				l.wg.Add(1)
-				go l.establish(epoch, cancel, results)
-			} else {
-				l.log.Info("raft leadership lost")
-			}
-
+			start(leader, "raft leadership acquired, waiting for barrier", "raft leadership lost")
 		case leader := <-l.ctl:
-			epoch++
-			abandon()
-			l.set(false)
-			if leader {
-				// A transfer failed and raft still leads: the same
-				// barrier as a new term (it fails at once if raft no
-				// longer leads; NotifyCh then says so too).
-				l.log.Info("leadership transfer failed, re-establishing leadership")
-				cancel = make(chan struct{})
-				l.wg.Add(1)
-				go l.establish(epoch, cancel, results)
-			} else {
-				l.log.Info("handing leadership over: reported lost ahead of raft")
-			}
+			start(leader, "leadership transfer failed, re-establishing leadership",
+				"handing leadership over: reported lost ahead of raft")
 
 		case e := <-results:
 			if e != epoch {

@@ -22,17 +22,8 @@ import (
 	"github.com/dsrd/dsrd/raft"
 )
 
-// socketDir returns a short temporary directory: a unix socket path must
-// fit in 108 bytes, and t.TempDir's may not.
-func socketDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "dsrd-api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
+// socketDir returns a short temporary directory for unix sockets.
+func socketDir(t *testing.T) string { return testutil.ShortTempDir(t) }
 
 // startServer serves b's local API on a socket in a fresh directory and
 // returns a client of it.

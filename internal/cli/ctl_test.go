@@ -15,6 +15,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/api/apitest"
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // daemon serves a fake backend through the real API server on a unix
@@ -26,12 +27,7 @@ type daemon struct {
 
 func startDaemon(t *testing.T, st api.Status) *daemon {
 	t.Helper()
-	// A unix socket path must fit in 108 bytes, which t.TempDir's may not.
-	dir, err := os.MkdirTemp("", "dsrd-cli")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortTempDir(t)
 	d := &daemon{backend: apitest.NewBackend(st), socket: filepath.Join(dir, "run", "dsrd.sock")}
 	ln, err := api.ListenUnix(d.socket)
 	if err != nil {
@@ -90,11 +86,7 @@ func TestStatusCommand(t *testing.T) {
 }
 
 func TestStatusNoDaemon(t *testing.T) {
-	dir, err := os.MkdirTemp("", "dsrd-cli")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := testutil.ShortTempDir(t)
 	sock := filepath.Join(dir, "dsrd.sock")
 	code, _, errOut := run(t, "status", "--socket", sock)
 	want := "dsrd status: no dsrd director or witness is running here (no socket at " + sock + ")\n"

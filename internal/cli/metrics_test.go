@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/metrics"
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -32,11 +33,7 @@ func freePort(t *testing.T) int {
 // paths are short, so the files live under /tmp rather than t.TempDir.
 func witnessFile(t *testing.T, nodeExtra string) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "dsrd-cli")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortTempDir(t)
 	port := freePort(t)
 	conf := fmt.Sprintf("node:\n  id: wit\n  data_dir: %s\n  api_socket: %s\n%scluster:\n  bind: 127.0.0.1:%d\n  peers: [wit@127.0.0.1:%d]\n",
 		filepath.Join(dir, "data"), filepath.Join(dir, "api.sock"), nodeExtra, port, port)

@@ -89,7 +89,7 @@ func newLab(t *testing.T, services string) *lab {
 // newLabOf is newLab with the given members: directors dir1 and dir2,
 // the witness wit.
 func newLabOf(t *testing.T, services string, members ...string) *lab {
-	l := &lab{t: t, dir: shortTempDir(t), log: testutil.Logger(t), ports: map[string]uint16{}, dirs: map[string]*labDirector{}}
+	l := &lab{t: t, dir: testutil.ShortTempDir(t), log: testutil.Logger(t), ports: map[string]uint16{}, dirs: map[string]*labDirector{}}
 	l.health = joinPath(l.dir, "health")
 	if err := os.Mkdir(l.health, 0o700); err != nil {
 		t.Fatal(err)

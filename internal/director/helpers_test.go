@@ -28,18 +28,6 @@ import (
 // detector on a loaded 2-core machine slows Raft and the checks down a lot.
 const testTimeout = 20 * time.Second
 
-// shortTempDir returns a temporary directory with a short path: unix
-// socket paths are limited to 107 bytes, and t.TempDir's paths are long.
-func shortTempDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // freePorts returns n distinct TCP ports on 127.0.0.1 that were free a
 // moment ago, below the kernel's ephemeral range: a port from that range,
 // free while a director is stopped, can be taken meanwhile as the source

@@ -80,3 +80,16 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// ShortTempDir returns a temporary directory with a short path, removed
+// with the test: a unix socket path must fit in 108 bytes, which
+// t.TempDir's, named after the test, may not.
+func ShortTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "dsrd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
