@@ -6,12 +6,16 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dsrd/dsrd/raft/pki"
 )
 
 // fakeTB is a testing.TB whose output, cleanups and fatal failures the
@@ -162,8 +166,15 @@ func TestCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if leaf.Subject.CommonName != "node" || leaf.SerialNumber.BitLen() > 120 {
+	if leaf.Subject.CommonName != "node" || leaf.SerialNumber.BitLen() > 128 {
 		t.Errorf("certificate %s, serial %s", leaf.Subject, leaf.SerialNumber)
+	}
+	info := pki.Describe(leaf)
+	if want := (pki.Identity{NodeID: "node", Role: pki.RoleDirector}); info.Identity != want || info.IdentityErr != nil {
+		t.Errorf("identity %v, %v; want %v", info.Identity, info.IdentityErr, want)
+	}
+	if want := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}; !slices.Equal(info.IPs, want) {
+		t.Errorf("IP SANs %v, want %v", info.IPs, want)
 	}
 	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
 		if _, err := leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
@@ -188,5 +199,19 @@ func TestCA(t *testing.T) {
 	}
 	if !bytes.Equal(caPEM, ca.PEM()) {
 		t.Error("CA file differs from PEM()")
+	}
+
+	wit := ca.FilesAs(t, "wit1", pki.RoleWitness, netip.MustParseAddr("192.0.2.3"))
+	witCert, err := pki.ReadCertFile(wit.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info = pki.Describe(witCert)
+	if want := (pki.Identity{NodeID: "wit1", Role: pki.RoleWitness}); info.Identity != want ||
+		!slices.Equal(info.IPs, []netip.Addr{netip.MustParseAddr("192.0.2.3")}) {
+		t.Errorf("FilesAs witness: %v, %v", info.Identity, info.IPs)
+	}
+	if _, err := tls.LoadX509KeyPair(wit.Cert, wit.Key); err != nil {
+		t.Error(err)
 	}
 }
