@@ -47,6 +47,7 @@ func NewApp(stdout, stderr io.Writer) *ucli.App {
 			failoverCommand(),
 			reloadCommand(),
 			clusterCommand(),
+			tlsCommand(),
 			versionCommand(),
 		},
 	}

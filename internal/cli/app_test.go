@@ -22,7 +22,7 @@ func TestHelpNamesEveryCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("dsrd --help: exit %d", code)
 	}
-	for _, cmd := range []string{"director", "witness", "realserver", "config", "status", "version"} {
+	for _, cmd := range []string{"director", "witness", "realserver", "config", "status", "tls", "version"} {
 		if !strings.Contains(out, "\n   "+cmd) {
 			t.Errorf("dsrd --help does not list %q:\n%s", cmd, out)
 		}
@@ -34,6 +34,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		{"director", "--help"}, {"witness", "--help"}, {"realserver", "--help"},
 		{"realserver", "check", "--help"}, {"config", "check", "--help"},
 		{"status", "--help"}, {"version", "--help"},
+		{"tls", "ca", "create", "--help"}, {"tls", "cert", "issue", "--help"}, {"tls", "show", "--help"},
 	} {
 		code, out, errOut := run(t, args...)
 		if code != 0 || !strings.Contains(out, "USAGE:") {

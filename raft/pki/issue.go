@@ -80,7 +80,7 @@ func NewCA(opts CAOptions) (certPEM, keyPEM []byte, err error) {
 		opts.Validity = DefaultCAValidity
 	}
 	if opts.Validity < 0 {
-		return nil, nil, fmt.Errorf("ca validity %v: must be positive", opts.Validity)
+		return nil, nil, fmt.Errorf("ca validity of %s: must be positive", days(opts.Validity))
 	}
 	key, err := newKey(opts.KeyType)
 	if err != nil {
@@ -139,12 +139,12 @@ func IssueNode(caCertPEM, caKeyPEM []byte, req NodeRequest) (certPEM, keyPEM []b
 	}
 	switch now := time.Now(); {
 	case req.Validity < 0 || req.Validity > MaxNodeValidity:
-		return nil, nil, fmt.Errorf("validity %v: must be positive and at most %d days", req.Validity, MaxNodeValidity/(24*time.Hour))
+		return nil, nil, fmt.Errorf("validity of %s: must be positive and at most %s", days(req.Validity), days(MaxNodeValidity))
 	case !now.Before(ca.NotAfter):
 		return nil, nil, fmt.Errorf("ca certificate %s expired at %s", ca.Subject, ca.NotAfter.UTC().Format(time.RFC3339))
 	case now.Add(req.Validity).After(ca.NotAfter):
-		return nil, nil, fmt.Errorf("validity %v would outlast the ca certificate %s, which expires at %s: issue for less or renew the ca",
-			req.Validity, ca.Subject, ca.NotAfter.UTC().Format(time.RFC3339))
+		return nil, nil, fmt.Errorf("validity of %s would outlast the ca certificate %s, which expires at %s: issue for less or renew the ca",
+			days(req.Validity), ca.Subject, ca.NotAfter.UTC().Format(time.RFC3339))
 	}
 	key, err := newKey(req.KeyType)
 	if err != nil {
@@ -170,6 +170,18 @@ func IssueNode(caCertPEM, caKeyPEM []byte, req NodeRequest) (certPEM, keyPEM []b
 		}
 	}
 	return certPEM, keyPEM, nil
+}
+
+// days writes d in days when it is a whole number of them.
+func days(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d%day != 0 {
+		return d.String()
+	}
+	if d == day {
+		return "1 day"
+	}
+	return fmt.Sprintf("%d days", d/day)
 }
 
 // nodeTemplate checks req and returns the certificate it asks for, without

@@ -180,9 +180,9 @@ func TestIssueNodeRefuses(t *testing.T) {
 			r.IPs = []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("::ffff:192.0.2.1")}
 		}), "192.0.2.1: given twice"},
 		{"dns", caPEM, caKeyPEM, with(func(r *NodeRequest) { r.DNSNames = []string{"*.example.net"} }), `dns SAN "*.example.net"`},
-		{"too long", caPEM, caKeyPEM, with(func(r *NodeRequest) { r.Validity = MaxNodeValidity + time.Hour }), "at most 825 days"},
+		{"too long", caPEM, caKeyPEM, with(func(r *NodeRequest) { r.Validity = MaxNodeValidity + time.Hour }), "validity of 19801h0m0s: must be positive and at most 825 days"},
 		{"negative", caPEM, caKeyPEM, with(func(r *NodeRequest) { r.Validity = -time.Hour }), "must be positive"},
-		{"outlasts ca", shortPEM, shortKeyPEM, ok, "would outlast the ca certificate CN=dsrd cluster CA"},
+		{"outlasts ca", shortPEM, shortKeyPEM, ok, "validity of 365 days would outlast the ca certificate CN=dsrd cluster CA"},
 		{"key type", caPEM, caKeyPEM, with(func(r *NodeRequest) { r.KeyType = "rsa" }), `unknown key type "rsa"`},
 		{"wrong key", caPEM, otherKeyPEM, ok, "ca key does not belong to ca certificate CN=test CA"},
 		{"not a ca", nodePEM, nodeKeyPEM, ok, "is not a CA"},
