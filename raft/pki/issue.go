@@ -120,7 +120,7 @@ func IssueNode(caCertPEM, caKeyPEM []byte, req NodeRequest) (certPEM, keyPEM []b
 	if err != nil {
 		return nil, nil, fmt.Errorf("ca certificate: %w", err)
 	}
-	if !ca.IsCA || ca.KeyUsage&x509.KeyUsageCertSign == 0 {
+	if !ca.IsCA || ca.KeyUsage != 0 && ca.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return nil, nil, fmt.Errorf("ca certificate %s is not a CA that may sign certificates", ca.Subject)
 	}
 	caKey, err := parseKeyPEM(caKeyPEM)

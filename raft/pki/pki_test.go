@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-// testCA creates a CA once per test.
+// testCA creates a cluster CA named "test CA" with the defaults otherwise.
 func testCA(t testing.TB) (certPEM, keyPEM []byte) {
 	t.Helper()
 	certPEM, keyPEM, err := NewCA(CAOptions{Name: "test CA"})
