@@ -47,6 +47,7 @@ func TestParseDirectorDefaults(t *testing.T) {
 				{ID: "dir2", Address: netip.MustParseAddrPort("192.0.2.12:7946")},
 				{ID: "wit1", Address: netip.MustParseAddrPort("192.0.2.13:7946")},
 			},
+			TLS:                TLS{Cert: "/etc/dsrd/tls/dir1.crt", Key: "/etc/dsrd/tls/dir1.key", CA: "/etc/dsrd/tls/ca.crt"},
 			HeartbeatTimeout:   dur(500 * time.Millisecond),
 			ElectionTimeout:    dur(500 * time.Millisecond),
 			LeaderLeaseTimeout: dur(250 * time.Millisecond),
@@ -150,7 +151,7 @@ func TestAnchorsAndMerges(t *testing.T) {
 }
 
 func TestParseWitnessAndRealserverDefaults(t *testing.T) {
-	w, err := ParseWitness("w", []byte("node: {id: wit1}\ncluster: {bind: \"192.0.2.13:7946\", peers: [wit1@192.0.2.13:7946]}\n"))
+	w, err := ParseWitness("w", []byte("node: {id: wit1}\ncluster: {bind: \"192.0.2.13:7946\", peers: [wit1@192.0.2.13:7946], insecure: true}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +447,7 @@ func TestParallel(t *testing.T) {
 }
 
 func TestScalarForms(t *testing.T) {
-	base := "node: {id: dir1, interface: eth0}\ncluster: {bind: \"192.0.2.11:7946\", peers: [dir1@192.0.2.11:7946]}\n" +
+	base := "node: {id: dir1, interface: eth0}\ncluster: {bind: \"127.0.0.1:7946\", peers: [dir1@127.0.0.1:7946]}\n" +
 		"vips: [{address: 203.0.113.10}]\n"
 	svc := func(s string) string {
 		return base + "services: [{name: s, vip: 203.0.113.10, protocol: tcp, reals: [{address: 198.51.100.1}], " + s + "}]\n"
@@ -479,6 +480,68 @@ func TestScalarForms(t *testing.T) {
 			t.Errorf("%q: %v", tc.in, err)
 		case d.Services[0].Port != tc.port:
 			t.Errorf("%q: port %d, want %d", tc.in, d.Services[0].Port, tc.port)
+		}
+	}
+}
+
+// TestClusterTrust: off loopback, the Raft port needs mutual TLS or an
+// explicit insecure: true; a loopback-only cluster may stay plain. The
+// error names the cluster's file position.
+func TestClusterTrust(t *testing.T) {
+	const svc = "vips: [{address: 203.0.113.10}]\n" +
+		"services: [{name: s, vip: 203.0.113.10, protocol: tcp, port: 80, reals: [{address: 198.51.100.1}]}]\n"
+	for _, tc := range []struct {
+		name, cluster, wantErr string
+	}{
+		{"loopback plain", `{bind: "127.0.0.1:7946", peers: [dir1@127.0.0.1:7946]}`, ""},
+		{"ipv6 loopback plain", `{bind: "[::1]:7946", peers: ["dir1@[::1]:7946"]}`, ""},
+		{"lan plain", `{bind: "192.0.2.11:7946", peers: [dir1@192.0.2.11:7946]}`,
+			"t.yaml:2:10: cluster: mutual TLS is required off loopback (bind 192.0.2.11:7946, peer dir1@192.0.2.11:7946)"},
+		{"loopback bind, lan peer", `{bind: "127.0.0.1:7946", peers: [dir1@127.0.0.1:7946, dir2@192.0.2.12:7946]}`,
+			"mutual TLS is required off loopback (peer dir2@192.0.2.12:7946)"},
+		{"lan with tls", `{bind: "192.0.2.11:7946", peers: [dir1@192.0.2.11:7946], tls: {cert: /c, key: /k, ca: /ca}}`, ""},
+		{"lan insecure", `{bind: "192.0.2.11:7946", peers: [dir1@192.0.2.11:7946], insecure: true}`, ""},
+		{"insecure false", `{bind: "192.0.2.11:7946", peers: [dir1@192.0.2.11:7946], insecure: false}`,
+			"mutual TLS is required off loopback"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := "node: {id: dir1, interface: eth0}\ncluster: " + tc.cluster + "\n" + svc
+			_, err := ParseDirector("t.yaml", []byte(doc))
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.wantErr != "" && err == nil:
+				t.Fatalf("accepted, want %q", tc.wantErr)
+			case tc.wantErr != "" && !strings.Contains(err.Error(), tc.wantErr):
+				t.Fatalf("error %q, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestValidateShared: the replicated part of a configuration is checked by
+// the file's rules; a VIP may leave its interface to the node.
+func TestValidateShared(t *testing.T) {
+	d, err := LoadDirector("testdata/valid/director_minimal.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vips := append([]VIP(nil), d.VIPs...)
+	vips[0].Interface = ""
+	if err := ValidateShared(d.IPVS, vips, d.Services); err != nil {
+		t.Fatalf("a valid spec refused: %v", err)
+	}
+	bad := append([]Service(nil), d.Services...)
+	bad[0].HealthCheck = &HealthCheck{Type: CheckTCP, Interval: Duration(time.Nanosecond), Timeout: Duration(time.Nanosecond), Rise: 1, Fall: 1}
+	badVIPs := append([]VIP(nil), vips...)
+	badVIPs[0].Address = netip.MustParseAddr("224.0.0.1")
+	err = ValidateShared(d.IPVS, badVIPs, bad)
+	if err == nil {
+		t.Fatal("a spec with a multicast VIP and a 1ns check interval was accepted")
+	}
+	for _, want := range []string{"vips[0].address: 224.0.0.1 is a multicast address", "services[0].health_check.interval"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
 }

@@ -63,8 +63,13 @@ type Cluster struct {
 	Advertise netip.AddrPort `yaml:"advertise"`
 	// Peers lists every voter, this node included, as id@host:port.
 	Peers []Peer `yaml:"peers"`
-	// TLS enables mutual TLS between peers when its files are set.
+	// TLS enables mutual TLS between peers when its files are set. It is
+	// required unless every address is loopback or Insecure is set.
 	TLS TLS `yaml:"tls"`
+	// Insecure runs the Raft port without mutual TLS off loopback: anyone
+	// who can reach it can change the cluster. A warning is logged at
+	// every start.
+	Insecure bool `yaml:"insecure"`
 	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and CommitTimeout
 	// are hashicorp/raft's timings; they bound how fast a failover is.
 	HeartbeatTimeout   Duration `yaml:"heartbeat_timeout"`

@@ -39,11 +39,29 @@ func (r *Realserver) Validate() error {
 	return errs.err()
 }
 
+// ValidateShared checks the load-balancing part of a director
+// configuration, the part the directors of a cluster share through Raft
+// (raft.Spec): IPVS settings, VIPs and services, by the same rules as a
+// file. A VIP without an interface is allowed: each director puts it on
+// its own node.interface. It returns every problem as *Errors whose
+// messages start with the value's path (services[1].reals[0]: ...).
+func ValidateShared(x IPVS, vips []VIP, services []Service) error {
+	errs := &errorList{}
+	v := &validator{errs: errs, shared: true}
+	v.ipvs(&x, "ipvs")
+	set := v.vips(vips, "vips")
+	v.services(services, set, "services")
+	return errs.err()
+}
+
 // validator checks a decoded configuration, reporting each problem at the
 // position of the offending value. pos is nil for a value built in code.
+// shared marks the replicated part of a director configuration checked
+// alone (ValidateShared): VIP interfaces may be left to the node.
 type validator struct {
-	errs *errorList
-	pos  *positions
+	errs   *errorList
+	pos    *positions
+	shared bool
 }
 
 // errorf records a problem with the value at path, unless that value
@@ -239,6 +257,7 @@ func (v *validator) cluster(c *Cluster, n *Node, path string) {
 	}
 
 	tls := joinPath(path, "tls")
+	v.clusterTrust(c, path)
 	if c.TLS.Enabled() {
 		var missing []string
 		for _, f := range []struct{ name, val string }{{"cert", c.TLS.Cert}, {"key", c.TLS.Key}, {"ca", c.TLS.CA}} {
@@ -265,6 +284,38 @@ func (v *validator) cluster(c *Cluster, n *Node, path string) {
 	if hbOK && elOK && c.ElectionTimeout < c.HeartbeatTimeout {
 		v.errorf(el, "%s is less than heartbeat_timeout %s (hashicorp/raft requires election_timeout >= heartbeat_timeout)", c.ElectionTimeout, c.HeartbeatTimeout)
 	}
+}
+
+// clusterTrust enforces mutual TLS: a cluster whose Raft port or any peer
+// is not on loopback must set cluster.tls, or say cluster.insecure: true
+// (the Raft port then obeys anyone who can reach it). Loopback-only
+// clusters (tests, a demo on one host) may stay plain.
+func (v *validator) clusterTrust(c *Cluster, path string) {
+	if c.TLS.Enabled() || c.Insecure {
+		return
+	}
+	var exposed []string
+	if c.Bind.IsValid() && !c.Bind.Addr().IsLoopback() {
+		exposed = append(exposed, "bind "+c.Bind.String())
+	}
+	if c.Advertise.IsValid() && c.Advertise != c.Bind && !c.Advertise.Addr().IsLoopback() {
+		exposed = append(exposed, "advertise "+c.Advertise.String())
+	}
+	for _, p := range c.Peers {
+		if p.Address.IsValid() && !p.Address.Addr().IsLoopback() {
+			exposed = append(exposed, "peer "+p.String())
+			break
+		}
+	}
+	if len(exposed) == 0 {
+		return
+	}
+	at := joinPath(path, "tls")
+	if !v.pos.isSet(at) {
+		at = path
+	}
+	v.errorf(at, "mutual TLS is required off loopback (%s): set tls.cert, tls.key and tls.ca (dsrd tls makes them), "+
+		"or insecure: true to run the Raft port unauthenticated", strings.Join(exposed, ", "))
 }
 
 // atLeast checks a Raft timing against hashicorp/raft's minimum; false
@@ -335,16 +386,24 @@ func (v *validator) vips(vips []VIP, path string) map[netip.Addr]bool {
 		}
 		ip := joinPath(p, "interface")
 		if x.Interface == "" {
-			v.errorf(ip, "no interface: set node.interface or this VIP's interface")
+			if !v.shared {
+				v.errorf(ip, "no interface: set node.interface or this VIP's interface")
+			}
 		} else {
 			v.ifname(ip, x.Interface)
 		}
 		an := joinPath(p, "announce")
-		if x.Announce.Count < 1 {
+		switch {
+		case x.Announce.Count < 1:
 			v.errorf(joinPath(an, "count"), "%d: at least 1 announcement is needed on takeover", x.Announce.Count)
+		case x.Announce.Count > MaxAnnounceCount:
+			v.errorf(joinPath(an, "count"), "%d: at most %d announcements on takeover", x.Announce.Count, MaxAnnounceCount)
 		}
-		if x.Announce.Interval < 0 {
+		switch {
+		case x.Announce.Interval < 0:
 			v.errorf(joinPath(an, "interval"), "%s is negative", x.Announce.Interval)
+		case x.Announce.Count > 1 && x.Announce.Interval.D() < MinAnnounceInterval:
+			v.errorf(joinPath(an, "interval"), "%s is too short: at least %s between announcements (Linux ignores a second update within its 1s locktime anyway)", x.Announce.Interval, MinAnnounceInterval)
 		}
 		if x.Announce.Refresh == nil {
 			v.errorf(joinPath(an, "refresh"), "not set")
@@ -354,6 +413,13 @@ func (v *validator) vips(vips []VIP, path string) map[netip.Addr]bool {
 	}
 	return set
 }
+
+// Bounds of a VIP's takeover announcements: a burst is a handful of
+// gratuitous ARPs or unsolicited NAs, never a flood on the segment.
+const (
+	MaxAnnounceCount    = 100
+	MinAnnounceInterval = 10 * time.Millisecond
+)
 
 // unicast checks that a is an address a host can own and be sent to.
 func (v *validator) unicast(path string, a netip.Addr) bool {

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"time"
+
 	"fmt"
 	"regexp"
 	"strconv"
@@ -56,6 +58,11 @@ func checkFields(c *HealthCheck) []checkField {
 
 // check validates a health check written at path of the service s written
 // at svcPath.
+// MinCheckInterval is the shortest health check interval: checks more
+// often than ten times a second load the reals and the director without
+// detecting a failure meaningfully sooner than rise/fall allow.
+const MinCheckInterval = 100 * time.Millisecond
+
 func (v *validator) check(c *HealthCheck, s *Service, svcPath, path string) {
 	tp := joinPath(path, "type")
 	if ok, hint := oneOf(string(c.Type), checkTypes()...); !ok {
@@ -78,8 +85,8 @@ func (v *validator) check(c *HealthCheck, s *Service, svcPath, path string) {
 		return
 	}
 
-	if c.Interval <= 0 {
-		v.errorf(joinPath(path, "interval"), "must be more than 0s")
+	if c.Interval.D() < MinCheckInterval {
+		v.errorf(joinPath(path, "interval"), "%s is too short: at least %s", c.Interval, MinCheckInterval)
 	}
 	if c.Timeout <= 0 {
 		v.errorf(joinPath(path, "timeout"), "must be more than 0s")
