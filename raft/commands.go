@@ -54,6 +54,16 @@ type Spec struct {
 	Services []config.Service `json:"services"`
 }
 
+// Validate checks the spec by the rules of a director's configuration file
+// (config.ValidateShared): every spec is checked on every path, the file,
+// the peer protocol, the leader's submission and the FSM's Apply.
+func (s Spec) Validate() error {
+	if err := config.ValidateShared(s.IPVS, s.VIPs, s.Services); err != nil {
+		return fmt.Errorf("invalid cluster configuration: %w", err)
+	}
+	return nil
+}
+
 // Keys returns the service keys of the spec, in order.
 func (s Spec) Keys() []string {
 	keys := make([]string, len(s.Services))

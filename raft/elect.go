@@ -12,6 +12,11 @@ import (
 // of the leader named.
 var ErrNotFollowing = errors.New("this node does not follow that leader")
 
+// injector hands an RPC to raft as if it came from the network.
+type injector interface {
+	inject(ctx context.Context, rpc hraft.RPC) error
+}
+
 // ElectNow makes this node stand for election at once, as the target of a
 // leadership transfer does, when it is a follower of leader: for a leader
 // known to be gone (its process dead, its port refusing connections), so
@@ -31,7 +36,7 @@ func (n *Node) ElectNow(ctx context.Context, leader string) error {
 		return fmt.Errorf("elect now: %w %q (state %s, leader %q)", ErrNotFollowing, leader, r.State(), id)
 	}
 	n.mu.Lock()
-	g := n.guard
+	g := n.inject
 	n.mu.Unlock()
 	if g == nil {
 		return fmt.Errorf("elect now: %w", ErrNoPeerTransport)

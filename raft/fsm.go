@@ -12,6 +12,8 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+
+	"github.com/dsrd/dsrd/raft/pki"
 )
 
 // ClusterConfig is the replicated cluster configuration: the spec last
@@ -87,18 +89,23 @@ func NewFSM(logger *slog.Logger) *FSM {
 // Apply applies one committed log entry. It returns a SetConfigResult, a
 // SetAdminResult, nil (an ignorable unknown command) or an error.
 //
-// An error that every node computes alike from the same state (a command
-// that fails validation) is returned and changes nothing. A command that
-// cannot be understood (an unknown type without IgnoreUnknownFlag, a body
-// that does not decode) is different: skipping it would let this node's
-// state silently diverge from nodes that understand it. Consul panics in
-// that case; dsrd fails stop instead: the FSM records the error, refuses
-// every later Apply and Snapshot (so no snapshot can ever claim the entry was
-// applied), and closes Failed(), on which the Node shuts Raft down and
-// reports the error through Done()/Err(). Unlike a panic, that lets the
-// director release its VIPs and exit cleanly; like a panic, the node stays
-// stopped at that entry on every restart until it runs a binary that knows
-// the command.
+// An entry that does not decode or fails validation (a spec the file's
+// rules refuse, an admin state for no real) is rejected: the error is the
+// entry's result, the state does not change, and the node goes on. Every
+// node rejects it alike, as the checks depend on the entry's bytes and the
+// state only; a leader validates before it appends, so a rejected entry
+// comes from a buggy or hostile member, which mutual TLS keeps out.
+//
+// A command type this binary does not know, without IgnoreUnknownFlag, is
+// different: skipping it would let this node's state silently diverge from
+// nodes that understand it. Consul panics in that case; dsrd fails stop
+// instead: the FSM records the error, refuses every later Apply and
+// Snapshot (so no snapshot can ever claim the entry was applied), and
+// closes Failed(), on which the Node shuts Raft down and reports the error
+// through Done()/Err(). Unlike a panic, that lets the director release its
+// VIPs and exit cleanly; like a panic, the node stays stopped at that entry
+// on every restart until it runs a binary that knows the command. A leader
+// never appends a command some member cannot apply: see CommandVersion.
 func (f *FSM) Apply(l *hraft.Log) any {
 	if l.Type != hraft.LogCommand {
 		return nil
@@ -110,7 +117,7 @@ func (f *FSM) Apply(l *hraft.Log) any {
 	}
 	t, body, err := decodeCommand(l.Data)
 	if err != nil {
-		return f.failLocked(fmt.Errorf("log index %d: %w", l.Index, err))
+		return f.reject(l.Index, fmt.Errorf("log index %d: %w", l.Index, err))
 	}
 	switch t {
 	case CommandSetConfig:
@@ -130,14 +137,10 @@ func (f *FSM) Apply(l *hraft.Log) any {
 func (f *FSM) applySetConfig(index uint64, body []byte) any {
 	var cmd SetConfigCommand
 	if err := json.Unmarshal(body, &cmd); err != nil {
-		return f.failLocked(fmt.Errorf("decode %s command at log index %d: %w", CommandSetConfig, index, err))
+		return f.reject(index, fmt.Errorf("decode %s command at log index %d: %w", CommandSetConfig, index, err))
 	}
-	if cmd.Hash == "" {
-		return fmt.Errorf("%s command at log index %d has no hash", CommandSetConfig, index)
-	}
-	if len(cmd.Keys) != len(cmd.Spec.Services) {
-		return fmt.Errorf("%s command at log index %d has %d service keys for %d services",
-			CommandSetConfig, index, len(cmd.Keys), len(cmd.Spec.Services))
+	if err := checkSetConfig(&cmd); err != nil {
+		return f.reject(index, fmt.Errorf("%s command at log index %d: %w", CommandSetConfig, index, err))
 	}
 	if cmd.Hash == f.cfg.Hash {
 		return SetConfigResult{Generation: f.cfg.Generation, Changed: false}
@@ -172,10 +175,10 @@ func (f *FSM) applySetConfig(index uint64, body []byte) any {
 func (f *FSM) applySetAdmin(index uint64, body []byte) any {
 	var cmd SetAdminCommand
 	if err := json.Unmarshal(body, &cmd); err != nil {
-		return f.failLocked(fmt.Errorf("decode %s command at log index %d: %w", CommandSetAdmin, index, err))
+		return f.reject(index, fmt.Errorf("decode %s command at log index %d: %w", CommandSetAdmin, index, err))
 	}
 	if _, err := ParseAdmin(string(cmd.State)); err != nil {
-		return err
+		return f.reject(index, err)
 	}
 	if !hasReal(&f.cfg, cmd.Ref) {
 		return fmt.Errorf("%w: %s", ErrUnknownReal, cmd.Ref)
@@ -196,6 +199,53 @@ func (f *FSM) applySetAdmin(index uint64, body []byte) any {
 	f.notifyLocked()
 	f.log.Info("admin state changed", "real", cmd.Ref.String(), "from", prev, "to", cmd.State, "index", index)
 	return SetAdminResult{Previous: prev, Changed: true}
+}
+
+// reject refuses an entry that does not decode or fails validation: the
+// entry's result is the error, the state does not change, and the node
+// goes on. Every node rejects it alike: the check is a function of the
+// entry's bytes alone.
+func (f *FSM) reject(index uint64, err error) error {
+	f.log.Warn("raft entry rejected, state unchanged", "index", index, "error", err)
+	return err
+}
+
+// checkSetConfig checks a SetConfigCommand as Apply needs it: a hash, one
+// key per service and no key twice, a valid spec and submitter.
+func checkSetConfig(cmd *SetConfigCommand) error {
+	if !validHash(cmd.Hash) {
+		return fmt.Errorf("hash %q is not sha256:<64 hex digits>", cmd.Hash)
+	}
+	if len(cmd.Keys) != len(cmd.Spec.Services) {
+		return fmt.Errorf("%d service keys for %d services", len(cmd.Keys), len(cmd.Spec.Services))
+	}
+	seen := make(map[string]bool, len(cmd.Keys))
+	for _, k := range cmd.Keys {
+		if k == "" || seen[k] {
+			return fmt.Errorf("service key %q empty or listed twice", k)
+		}
+		seen[k] = true
+	}
+	if cmd.SubmittedBy != "" {
+		if err := pki.CheckNodeID(cmd.SubmittedBy); err != nil {
+			return fmt.Errorf("submitted_by %q %w", cmd.SubmittedBy, err)
+		}
+	}
+	return cmd.Spec.Validate()
+}
+
+// validHash reports whether h is "sha256:" and 64 lower-case hex digits.
+func validHash(h string) bool {
+	hex, ok := strings.CutPrefix(h, "sha256:")
+	if !ok || len(hex) != 64 {
+		return false
+	}
+	for _, c := range hex {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // hasReal reports whether cfg has a service with key ref.Service and a
@@ -359,7 +409,7 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	var file snapshotFile
-	if err := json.NewDecoder(rc).Decode(&file); err != nil {
+	if err := json.NewDecoder(io.LimitReader(rc, MaxSnapshotSize)).Decode(&file); err != nil {
 		return fmt.Errorf("decode snapshot: %w", err)
 	}
 	if file.Format != snapshotFormat {
@@ -370,6 +420,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if raw := bytes.TrimSpace(file.Config); len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
 		if err := json.Unmarshal(raw, &cfg); err != nil {
 			return fmt.Errorf("decode snapshot configuration: %w", err)
+		}
+		if cfg.Generation > 0 {
+			if err := checkSetConfig(&SetConfigCommand{Spec: cfg.Spec, Hash: cfg.Hash, Keys: cfg.Keys, SubmittedBy: cfg.SubmittedBy}); err != nil {
+				return fmt.Errorf("snapshot configuration (generation %d): %w", cfg.Generation, err)
+			}
 		}
 		enc, err := json.Marshal(cfg)
 		if err != nil {

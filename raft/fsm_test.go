@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -198,15 +199,18 @@ func TestFSMSetAdmin(t *testing.T) {
 
 func TestFSMUnknownCommands(t *testing.T) {
 	tests := []struct {
-		name  string
-		data  []byte
-		fatal bool
+		name   string
+		data   []byte
+		fatal  bool
+		reject bool
 	}{
-		{"unknown without flag", append([]byte{0x7f}, `{}`...), true},
-		{"unknown with flag", append([]byte{byte(IgnoreUnknownFlag | 0x05)}, `{"x":1}`...), false},
-		{"known type, corrupt body", append([]byte{byte(CommandSetConfig)}, `{"spec":`...), true},
-		{"known type, wrong body type", append([]byte{byte(CommandSetAdmin)}, `[1,2]`...), true},
-		{"empty entry", nil, true},
+		{"unknown without flag", append([]byte{0x7f}, `{}`...), true, false},
+		{"unknown with flag", append([]byte{byte(IgnoreUnknownFlag | 0x05)}, `{"x":1}`...), false, false},
+		{"known type, corrupt body", append([]byte{byte(CommandSetConfig)}, `{"spec":`...), false, true},
+		{"known type, wrong body type", append([]byte{byte(CommandSetAdmin)}, `[1,2]`...), false, true},
+		{"empty entry", nil, false, true},
+		{"invalid spec", append([]byte{byte(CommandSetConfig)}, `{"spec":{"vips":[{"address":"224.0.0.1"}]},"hash":"sha256:`+strings.Repeat("0", 64)+`","keys":[]}`...), false, true},
+		{"bad hash", append([]byte{byte(CommandSetConfig)}, `{"spec":{},"hash":"x","keys":[]}`...), false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -215,6 +219,21 @@ func TestFSMUnknownCommands(t *testing.T) {
 			before := a.fsm.State()
 
 			resp := a.raw(tt.data)
+			if tt.reject {
+				if _, ok := resp.(error); !ok {
+					t.Fatalf("response %#v, want an error", resp)
+				}
+				if a.fsm.Err() != nil || closed(a.fsm.Failed()) {
+					t.Fatal("a rejected entry stopped the fsm")
+				}
+				if !reflect.DeepEqual(a.fsm.State(), before) {
+					t.Error("a rejected entry changed the state")
+				}
+				if res := a.setConfig(testSpec(2), "d1"); res != (SetConfigResult{2, true}) {
+					t.Fatalf("apply after a rejected entry = %#v", res)
+				}
+				return
+			}
 			if !tt.fatal {
 				if resp != nil {
 					t.Fatalf("ignorable command: response %#v, want nil", resp)
@@ -402,26 +421,35 @@ func TestSpecRoundTrip(t *testing.T) {
 		t.Fatalf("filler did not fill the spec: %+v", spec)
 	}
 
-	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
-	if res := a.setConfig(spec, "d1"); res != (SetConfigResult{1, true}) {
-		t.Fatalf("apply = %#v", res)
+	// Through a log entry: the FSM would refuse the filler's values (they
+	// are not a valid configuration), so decode the entry as Apply does.
+	data, err := encodeCommand(CommandSetConfig, SetConfigCommand{Spec: spec, Hash: "sha256:x", Keys: spec.Keys()})
+	if err != nil {
+		t.Fatal(err)
 	}
-	got := a.fsm.Config().Spec
+	_, body, err := decodeCommand(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmd SetConfigCommand
+	if err := json.Unmarshal(body, &cmd); err != nil {
+		t.Fatal(err)
+	}
+	got := cmd.Spec
 	if !reflect.DeepEqual(got, spec) {
 		t.Errorf("spec did not round-trip:\n got %+v\nwant %+v", got, spec)
 	}
-	// Through a snapshot too.
-	snap, _ := a.fsm.Snapshot()
-	sink := &bufSink{}
-	if err := snap.Persist(sink); err != nil {
+	// Through a snapshot's configuration too.
+	enc, err := json.Marshal(ClusterConfig{Spec: spec, Generation: 1})
+	if err != nil {
 		t.Fatal(err)
 	}
-	restored := NewFSM(nil)
-	if err := restored.Restore(io.NopCloser(&sink.Buffer)); err != nil {
+	var cc ClusterConfig
+	if err := json.Unmarshal(enc, &cc); err != nil {
 		t.Fatal(err)
 	}
-	if got := restored.Config().Spec; !reflect.DeepEqual(got, spec) {
-		t.Errorf("spec did not round-trip through a snapshot:\n got %+v\nwant %+v", got, spec)
+	if !reflect.DeepEqual(cc.Spec, spec) {
+		t.Errorf("spec did not round-trip through a snapshot:\n got %+v\nwant %+v", cc.Spec, spec)
 	}
 	// The hash is stable for equal specs and changes with the content.
 	h1, _ := spec.Hash()

@@ -125,25 +125,6 @@ func (g *guardedTransport) inject(ctx context.Context, rpc hraft.RPC) error {
 	}
 }
 
-// emptyResponse returns a zero response of the type that answers cmd:
-// hashicorp/raft's in-memory pipeline reads the response's type even when
-// the answer is an error.
-func emptyResponse(cmd any) any {
-	switch cmd.(type) {
-	case *hraft.AppendEntriesRequest:
-		return &hraft.AppendEntriesResponse{}
-	case *hraft.RequestVoteRequest:
-		return &hraft.RequestVoteResponse{}
-	case *hraft.RequestPreVoteRequest:
-		return &hraft.RequestPreVoteResponse{}
-	case *hraft.InstallSnapshotRequest:
-		return &hraft.InstallSnapshotResponse{}
-	case *hraft.TimeoutNowRequest:
-		return &hraft.TimeoutNowResponse{}
-	}
-	return nil
-}
-
 // check says whether a TimeoutNow request may reach raft: only from the
 // leader this node follows.
 func (g *guardedTransport) check(req *hraft.TimeoutNowRequest) error {

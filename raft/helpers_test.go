@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // testTimeout bounds every wait of these tests.
@@ -14,23 +14,10 @@ const testTimeout = 15 * time.Second
 
 func ptr[T any](v T) *T { return &v }
 
-// testSpec returns a small spec: one TCP service on a VIP with two reals.
+// testSpec returns a small spec: one TCP service on a VIP with two reals,
+// as a director's file gives it (defaults filled in, validated).
 func testSpec(weight int) Spec {
-	vip := netip.MustParseAddr("192.0.2.100")
-	return Spec{
-		IPVS: config.IPVS{TCPTimeout: config.Duration(900 * time.Second), SloppyTCP: ptr(true)},
-		VIPs: []config.VIP{{Address: vip, Interface: "eth0",
-			Announce: config.Announce{Count: 3, Interval: config.Duration(1100 * time.Millisecond)}}},
-		Services: []config.Service{{
-			Name: "web", VIP: vip, Port: 80, Protocol: config.TCP, Scheduler: "mh",
-			HealthCheck: &config.HealthCheck{Type: config.CheckHTTP, Path: "/healthz",
-				Interval: config.Duration(time.Second), Timeout: config.Duration(500 * time.Millisecond)},
-			Reals: []config.Real{
-				{Address: netip.MustParseAddr("198.51.100.10"), Weight: ptr(weight)},
-				{Address: netip.MustParseAddr("198.51.100.11"), Weight: ptr(weight)},
-			},
-		}},
-	}
+	return SpecFromDirector(testutil.WebDirector(&testing.T{}, "192.0.2.100", weight))
 }
 
 // webRef is a real of testSpec's service.

@@ -23,6 +23,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/raft/pki"
 )
 
 // Storage layout and limits.
@@ -86,6 +87,9 @@ type Config struct {
 	// Logger receives the node's logs and hashicorp/raft's (under the key
 	// logger=raft...). Nil discards them.
 	Logger *slog.Logger
+	// Role is the role this node runs as; with TLS, its certificate must
+	// carry it (and its node id). Empty skips the role check.
+	Role pki.Role
 	// Join marks a node that joins an existing cluster: it never
 	// bootstraps and waits until the leader adds it (AddVoter). Otherwise a
 	// node without Raft state bootstraps with Cluster.Peers as voters (or
@@ -119,6 +123,9 @@ type Node struct {
 	hlog *hclogAdapter
 	fsm  *FSM
 	lead *leadership
+	// members is the view of the Raft configuration the Raft port's gate
+	// checks peers against.
+	members memberView
 
 	notifyCh chan bool
 	raft     atomic.Pointer[hraft.Raft]
@@ -128,8 +135,8 @@ type Node struct {
 	closed       bool
 	store        *raftboltdb.BoltStore
 	ownTrans     io.Closer
-	guard        *guardedTransport // raft's transport; ElectNow injects through it
-	bootstrapped bool              // this start bootstrapped the cluster
+	inject       injector // raft's transport; ElectNow injects through it
+	bootstrapped bool     // this start bootstrapped the cluster
 	err          error
 
 	closeOnce sync.Once
@@ -158,6 +165,7 @@ func New(cfg Config) (*Node, error) {
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	n.members.read = n.readMembers
 	n.hlog = newHCLogger(logger, "raft")
 	n.lead = newLeadership(logger.With("component", "leadership"), n.notifyCh, n.barrier)
 	if _, err := n.raftConfig(); err != nil {
@@ -193,6 +201,7 @@ func (n *Node) raftConfig() (*hraft.Config, error) {
 	if n.cfg.TrailingLogs > 0 {
 		c.TrailingLogs = n.cfg.TrailingLogs
 	}
+	c.MaxAppendEntries = maxAppendEntries
 	c.NotifyCh = n.notifyCh
 	c.Logger = n.hlog
 	if err := hraft.ValidateConfig(c); err != nil {
@@ -259,7 +268,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 
 	trans := n.cfg.Transport
 	if trans == nil {
-		peerTLS, err := LoadPeerTLS(n.cfg.Cluster.TLS)
+		peerTLS, err := n.loadTLS()
 		if err != nil {
 			return err
 		}
@@ -299,12 +308,21 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 
 	// Only the leader this node follows may make it start an election
-	// (see guardedTransport).
-	trans = guardTimeoutNow(trans, n.leaderID, n.log.With("component", "transport"))
-	if g, ok := trans.(*guardedTransport); ok {
+	// (see guardedTransport); dsrd's TCP transport checks that itself,
+	// with the sender's certificate (Transport), and every other rule of
+	// the Raft port, once the node is its authority.
+	if t, own := trans.(*Transport); own {
+		t.layer.SetAuthority(nodeAuthority{n})
 		n.mu.Lock()
-		n.guard = g
+		n.inject = t
 		n.mu.Unlock()
+	} else {
+		trans = guardTimeoutNow(trans, n.leaderID, n.log.With("component", "transport"))
+		if g, ok := trans.(*guardedTransport); ok {
+			n.mu.Lock()
+			n.inject = g
+			n.mu.Unlock()
+		}
 	}
 
 	// Drain NotifyCh before raft can send on it.
@@ -320,6 +338,35 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	go n.monitor()
 	n.log.Info("raft started", "address", string(trans.LocalAddr()))
 	return nil
+}
+
+// loadTLS loads the node's mutual TLS and checks that its certificate is
+// this node's; nil without TLS, which only a loopback-only or an explicitly
+// insecure cluster may run (config enforces it too; this is the last line).
+func (n *Node) loadTLS() (*PeerTLS, error) {
+	c := n.cfg.Cluster
+	peerTLS, err := LoadPeerTLS(c.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if peerTLS != nil {
+		if err := checkOwnIdentity(peerTLS, n.cfg.NodeID, n.cfg.Role); err != nil {
+			return nil, err
+		}
+		return peerTLS, nil
+	}
+	exposed := c.Bind.IsValid() && !c.Bind.Addr().IsLoopback() ||
+		c.Advertise.IsValid() && !c.Advertise.Addr().IsLoopback()
+	for _, p := range c.Peers {
+		exposed = exposed || !p.Address.Addr().IsLoopback()
+	}
+	switch {
+	case exposed && !c.Insecure:
+		return nil, errors.New("cluster.tls is not set and the cluster is not on loopback: set cluster.tls (dsrd tls makes the files) or cluster.insecure: true")
+	case exposed:
+		n.log.Warn("cluster.insecure is set: the Raft port is not authenticated, anyone who can reach it can change the cluster and run health check commands as root")
+	}
+	return nil, nil
 }
 
 // leaderID returns the ID of the leader this node knows, "" when none or
@@ -513,6 +560,9 @@ func (n *Node) barrier(timeout time.Duration) error {
 // bounds the wait to enqueue and the wait for the commit; when ctx ends
 // first the submission may still be applied.
 func (n *Node) SubmitConfig(ctx context.Context, spec Spec, submittedBy string) (SetConfigResult, error) {
+	if err := spec.Validate(); err != nil {
+		return SetConfigResult{}, fmt.Errorf("submit config: %w", err)
+	}
 	hash, err := spec.Hash()
 	if err != nil {
 		return SetConfigResult{}, fmt.Errorf("submit config: %w", err)
@@ -565,6 +615,9 @@ func (n *Node) apply(ctx context.Context, t CommandType, body any) (any, error) 
 	data, err := encodeCommand(t, body)
 	if err != nil {
 		return nil, err
+	}
+	if len(data) > MaxEntrySize {
+		return nil, fmt.Errorf("%s command of %d bytes exceeds the %d bytes a log entry may hold", t, len(data), MaxEntrySize)
 	}
 	f := r.Apply(data, enqueueTimeout(ctx))
 	if err := waitFuture(ctx, f); err != nil {

@@ -5,9 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"sync/atomic"
 	"time"
 )
 
@@ -18,99 +16,10 @@ import (
 // for many more raft RPC types.
 const PeerProtocolByte byte = 0xD5
 
-// muxConn states.
-const (
-	muxUnread int32 = iota // the first byte is not read yet
-	muxRaft                // raft's: reads go through
-	muxPeer                // handed to the peer listener: raft sees EOF
-	muxDead                // closed before a first byte arrived
-)
-
-// muxConn is an inbound connection as Accept gives it to raft. Its first
-// Read reads the first byte with the handshake deadline: a raft byte is
-// returned to raft as read, the peer protocol byte hands the connection to
-// the peer listener and ends raft's stream, and no byte in time closes the
-// connection. hashicorp/raft reads and closes an inbound connection from
-// one goroutine (its handleConn), so the state needs no lock; it is atomic
-// so that a stray Close from elsewhere stays safe.
-type muxConn struct {
-	net.Conn
-	s     *StreamLayer
-	state atomic.Int32
-}
-
-// Read implements net.Conn.
-func (c *muxConn) Read(p []byte) (int, error) {
-	switch c.state.Load() {
-	case muxRaft:
-		return c.Conn.Read(p)
-	case muxPeer, muxDead:
-		return 0, io.EOF
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	return c.sniff(p)
-}
-
-// sniff reads the first byte into p[0] and sorts the connection out.
-func (c *muxConn) sniff(p []byte) (int, error) {
-	s := c.s
-	defer s.untrack(c.Conn)
-	timeout := time.Duration(s.handshakeTimeout.Load())
-	if err := c.Conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return c.die("set deadline", err)
-	}
-	n, err := c.Conn.Read(p[:1])
-	if n == 0 {
-		if err == nil {
-			err = io.ErrNoProgress
-		}
-		return c.die("no first byte", err)
-	}
-	if err := c.Conn.SetReadDeadline(time.Time{}); err != nil {
-		return c.die("clear deadline", err)
-	}
-	if p[0] != PeerProtocolByte {
-		c.state.Store(muxRaft)
-		return 1, nil
-	}
-	c.state.Store(muxPeer)
-	s.untrack(c.Conn)
-	s.handoff(c.Conn)
-	return 0, io.EOF
-}
-
-// die closes a connection that sent no first byte and ends raft's stream
-// quietly (hashicorp/raft logs any error but EOF as a decode failure).
-func (c *muxConn) die(what string, err error) (int, error) {
-	c.state.Store(muxDead)
-	c.Conn.Close()
-	select {
-	case <-c.s.closed:
-	default:
-		if !errors.Is(err, io.EOF) {
-			c.s.log.Warn("raft connection closed: "+what,
-				"remote", c.Conn.RemoteAddr().String(), "error", err)
-		}
-	}
-	return 0, io.EOF
-}
-
-// Close implements net.Conn; a connection handed to the peer listener is
-// the peer server's to close.
-func (c *muxConn) Close() error {
-	if c.state.Load() == muxPeer {
-		return nil
-	}
-	c.s.untrack(c.Conn)
-	return c.Conn.Close()
-}
-
 // handoff gives a peer protocol connection to the peer listener's Accept;
 // it waits no longer than the handshake timeout for a peer server to take
 // it, and closes it when none does.
-func (s *StreamLayer) handoff(c net.Conn) {
+func (s *StreamLayer) handoff(c *peerConn) {
 	t := time.NewTimer(time.Duration(s.handshakeTimeout.Load()))
 	defer t.Stop()
 	select {
@@ -128,11 +37,11 @@ func (s *StreamLayer) handoff(c net.Conn) {
 
 // PeerListener returns the listener of the peer protocol: the connections
 // to the Raft port that started with PeerProtocolByte, the byte consumed,
-// past the same mutual TLS as raft's. There is one per layer: closing it
-// refuses later peer connections and leaves raft alone; closing the layer
-// closes it. Peer connections are sorted out by raft's own connection
-// goroutines, so they arrive only while the layer serves a transport
-// (NewTransport).
+// past the same mutual TLS and admission as raft's. Each carries the Peer
+// it was proven to be: serve them with an http.Server whose ConnContext is
+// PeerConnContext, and read it with PeerFrom. There is one per layer:
+// closing it refuses later peer connections and leaves raft alone; closing
+// the layer closes it.
 func (s *StreamLayer) PeerListener() net.Listener { return peerListener{s} }
 
 // peerListener is the net.Listener of the peer protocol.
@@ -164,19 +73,25 @@ func (l peerListener) Addr() net.Addr { return l.s.ln.Addr() }
 // then PeerProtocolByte. ctx bounds the whole; the handshake also by the
 // handshake timeout.
 func (s *StreamLayer) DialPeer(ctx context.Context, address string) (net.Conn, error) {
-	return dialPeer(ctx, address, s.tls, time.Duration(s.handshakeTimeout.Load()))
+	expect := ""
+	if g := s.gate(); g != nil {
+		expect = g.ExpectedID(address)
+	}
+	return dialPeer(ctx, address, s.tls, expect, time.Duration(s.handshakeTimeout.Load()))
 }
 
 // DialPeer connects to the peer protocol of the node at address as
 // StreamLayer.DialPeer does, for a program that runs no node (dsrd director
 // release-vips): with peerTLS's client certificate when not nil (see
 // LoadPeerTLS), the handshake bounded by ctx and DefaultHandshakeTimeout.
-func DialPeer(ctx context.Context, address string, peerTLS *PeerTLS) (net.Conn, error) {
-	return dialPeer(ctx, address, peerTLS, DefaultHandshakeTimeout)
+// The server's certificate must name the node id expectID when it is not
+// empty, and carry the address's IP otherwise.
+func DialPeer(ctx context.Context, address, expectID string, peerTLS *PeerTLS) (net.Conn, error) {
+	return dialPeer(ctx, address, peerTLS, expectID, DefaultHandshakeTimeout)
 }
 
 // dialPeer is DialPeer with the handshake timeout given.
-func dialPeer(ctx context.Context, address string, peerTLS *PeerTLS, handshakeTimeout time.Duration) (net.Conn, error) {
+func dialPeer(ctx context.Context, address string, peerTLS *PeerTLS, expectID string, handshakeTimeout time.Duration) (net.Conn, error) {
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", address)
 	if err != nil {
@@ -185,7 +100,7 @@ func dialPeer(ctx context.Context, address string, peerTLS *PeerTLS, handshakeTi
 	conn := raw
 	if peerTLS != nil {
 		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
-		tc := tls.Client(raw, peerTLS.client)
+		tc := tls.Client(raw, peerTLS.clientFor(address, expectID))
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {

@@ -152,7 +152,7 @@ func TestPeerMux(t *testing.T) {
 				silent = append(silent, c)
 			}
 			if withTLS {
-				c, err := tls.Dial("tcp", p.serverAddr, p.clientTLS.client)
+				c, err := tls.Dial("tcp", p.serverAddr, p.clientTLS.clientFor(p.serverAddr, ""))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -191,7 +191,7 @@ func TestPeerMuxSilentDeadline(t *testing.T) {
 		var c net.Conn
 		var err error
 		if withTLS {
-			c, err = tls.Dial("tcp", p.serverAddr, p.clientTLS.client)
+			c, err = tls.Dial("tcp", p.serverAddr, p.clientTLS.clientFor(p.serverAddr, ""))
 		} else {
 			c, err = net.Dial("tcp", p.serverAddr)
 		}

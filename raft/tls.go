@@ -5,21 +5,65 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/raft/pki"
 )
 
 // PeerTLS is mutual TLS between cluster members: both sides present a
-// certificate, and each side accepts the other's only if it chains to the
-// cluster CA. Any certificate the CA issued is a cluster member, so the CA
-// must be dedicated to the cluster. Peers are not checked by host name or
-// address (peers are addressed by IP and node certificates need not carry IP
-// SANs). Node certificates need the serverAuth and clientAuth extended key
-// usages (or none). TLS 1.3 only.
+// certificate of the cluster CA carrying a dsrd identity (pki: a node id
+// and a role), and that identity, never a name the peer writes, is who the
+// peer is. The server side requires a client certificate of the CA; the
+// StreamLayer then reads its identity and asks the node whether that node
+// is a member (Authority). The client side checks that the server's
+// certificate is the member it meant to reach: the node id the Raft
+// configuration gives the dialed address, or, for an address no member
+// has, a certificate carrying that IP address. Node certificates need the
+// serverAuth and clientAuth extended key usages (or none). TLS 1.3 only.
 type PeerTLS struct {
-	server *tls.Config
-	client *tls.Config
+	server   *tls.Config
+	client   *tls.Config
+	ca       *x509.CertPool
+	identity pki.Identity
+	leaf     *x509.Certificate
+}
+
+// Identity returns the identity of this node's own certificate.
+func (t *PeerTLS) Identity() pki.Identity { return t.identity }
+
+// Certificate returns this node's own certificate (for its expiry).
+func (t *PeerTLS) Certificate() *x509.Certificate { return t.leaf }
+
+// clientFor returns the client configuration for dialing address: the
+// server's certificate must name expectID when it is not empty, and carry
+// the address's IP when it is (or when the certificate has IP addresses).
+func (t *PeerTLS) clientFor(address, expectID string) *tls.Config {
+	c := t.client.Clone()
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if err := verifyChain(cs.PeerCertificates, t.ca, x509.ExtKeyUsageServerAuth); err != nil {
+			return fmt.Errorf("peer certificate: %w", err)
+		}
+		leaf := cs.PeerCertificates[0]
+		id, err := pki.IdentityOf(leaf)
+		if err != nil {
+			return fmt.Errorf("peer certificate: %w", err)
+		}
+		if expectID != "" && id.NodeID != expectID {
+			return fmt.Errorf("peer %s presented the certificate of %s, want node %s", address, id, expectID)
+		}
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("peer address %q: %w", address, err)
+		}
+		ips := certIPs(leaf.IPAddresses)
+		if (expectID == "" || len(ips) > 0) && !containsAddr(ips, ap.Addr()) {
+			return fmt.Errorf("peer %s presented the certificate of %s, which does not carry address %s", address, id, ap.Addr())
+		}
+		return nil
+	}
+	return c
 }
 
 // LoadPeerTLS reads the PEM files of c. It returns nil, nil when TLS is not
@@ -76,6 +120,10 @@ func NewPeerTLS(cert tls.Certificate, ca *x509.CertPool) (*PeerTLS, error) {
 		return nil, fmt.Errorf("certificate does not chain to the cluster ca: %w", err)
 	}
 	cert.Leaf = leaf
+	id, err := pki.IdentityOf(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("certificate: %w (issue node certificates with dsrd tls cert issue)", err)
+	}
 
 	server := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -86,18 +134,17 @@ func NewPeerTLS(cert tls.Certificate, ca *x509.CertPool) (*PeerTLS, error) {
 	client := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
-		// The default verification checks the server's name against the
-		// dialed address; peers are checked by chain only, which
-		// VerifyConnection does (it runs whatever InsecureSkipVerify says).
+		// The default verification checks a DNS name against the dialed
+		// address; peers are dialed by IP and checked by chain, identity
+		// and address instead, which VerifyConnection does (clientFor;
+		// it runs whatever InsecureSkipVerify says). Without clientFor's
+		// VerifyConnection no connection is made.
 		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if err := verifyChain(cs.PeerCertificates, ca, x509.ExtKeyUsageServerAuth); err != nil {
-				return fmt.Errorf("peer certificate: %w", err)
-			}
-			return nil
+		VerifyConnection: func(tls.ConnectionState) error {
+			return errors.New("peer certificate not checked: internal error (dial through clientFor)")
 		},
 	}
-	return &PeerTLS{server: server, client: client}, nil
+	return &PeerTLS{server: server, client: client, ca: ca, identity: id, leaf: leaf}, nil
 }
 
 // verifyChain checks that certs[0] chains to roots through certs[1:].

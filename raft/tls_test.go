@@ -28,11 +28,13 @@ func tlsLayer(t *testing.T, pt *PeerTLS) *StreamLayer {
 	return s
 }
 
-// acceptOne runs Accept in the background.
+// acceptOne accepts one peer protocol connection in the background: the
+// connections that pass the layer's handshake, identity and admission.
 func acceptOne(s *StreamLayer) <-chan net.Conn {
 	ch := make(chan net.Conn, 1)
+	ln := s.PeerListener()
 	go func() {
-		c, err := s.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			close(ch)
 			return
@@ -123,7 +125,7 @@ func TestStreamLayerTLS(t *testing.T) {
 
 	t.Run("valid peer", func(t *testing.T) {
 		accepted := acceptOne(server)
-		conn, err := client.Dial(addr, time.Second)
+		conn, err := client.DialPeer(t.Context(), string(addr))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +170,7 @@ func TestStreamLayerTLS(t *testing.T) {
 			}
 			// The refused peer never reaches Accept: the next
 			// connection accepted is the valid one.
-			good, err := client.Dial(addr, time.Second)
+			good, err := client.DialPeer(t.Context(), string(addr))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -183,11 +185,6 @@ func TestStreamLayerTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		impostor := tlsLayer(t, otherTLS)
-		go func() {
-			if c, err := impostor.Accept(); err == nil {
-				c.Close()
-			}
-		}()
 		if c, err := client.Dial(hraft.ServerAddress(impostor.Addr().String()), time.Second); err == nil {
 			c.Close()
 			t.Fatal("dialed a server whose certificate is of another ca")
@@ -203,7 +200,7 @@ func TestStreamLayerTLS(t *testing.T) {
 		}
 		expectRefused(t, c)
 		c.Close()
-		good, err := client.Dial(addr, time.Second)
+		good, err := client.DialPeer(t.Context(), string(addr))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,7 +239,7 @@ func TestStreamLayerSilentPeers(t *testing.T) {
 		silent = append(silent, c)
 	}
 	accepted := acceptOne(server)
-	good, err := client.Dial(hraft.ServerAddress(addr), 5*time.Second)
+	good, err := client.DialPeer(t.Context(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,328 +1,73 @@
 package raft
 
 import (
-	"crypto/tls"
+	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-msgpack/v2/codec"
 	hraft "github.com/hashicorp/raft"
 )
 
-// Transport timings and limits.
+// The RPC types of hashicorp/raft's network protocol (net_transport.go in
+// v1.7.3): the first byte of every request on a raft connection.
 const (
-	// DefaultHandshakeTimeout bounds a TLS handshake, inbound or outbound,
-	// and the wait for an inbound connection's first byte: a peer that
-	// connects and stays silent holds a handshake slot, or a connection,
-	// no longer than this.
-	DefaultHandshakeTimeout = 10 * time.Second
-	// maxPendingHandshakes bounds the inbound connections being
-	// handshaken at once; more are closed at once rather than queued, so
-	// that the accept loop never waits on a peer.
-	maxPendingHandshakes = 64
-	// transportTimeout is hashicorp/raft's I/O deadline for one RPC (and
-	// its dial timeout); consul uses the same 10 s.
-	transportTimeout = 10 * time.Second
-	// transportMaxPool is the number of pooled connections per peer.
-	transportMaxPool = 3
+	rpcAppendEntries uint8 = iota
+	rpcRequestVote
+	rpcInstallSnapshot
+	rpcTimeoutNow
+	rpcRequestPreVote
 )
 
-// StreamLayer is the hraft.StreamLayer of the TCP transport: plain TCP, or
-// mutual TLS when built with a PeerTLS. It also carries dsrd's peer protocol
-// (see PeerListener): one port, one TLS setup for both.
+// Transport is dsrd's Raft transport over a StreamLayer. Outbound, it is
+// hashicorp/raft's NetworkTransport (its pooled connections, its wire
+// format). Inbound, dsrd serves the same wire format itself instead of
+// NetworkTransport's handler, because that handler cannot say which
+// connection an RPC came from, and every RPC must be checked against the
+// identity its connection proved:
 //
-// With TLS, hashicorp/raft's accept loop must never wait on a peer (it
-// serves one Accept at a time and backs off up to 1 s after every Accept
-// error), so handshakes do not run in Accept: a goroutine accepts TCP
-// connections and handshakes each in its own goroutine with a deadline;
-// Accept returns only connections whose handshake succeeded. A peer without
-// a certificate from the cluster CA, a plaintext peer and a silent peer
-// are closed (the last when its deadline passes) and never reach raft.
+//   - the header's sender must be the certificate's node, and a member at
+//     the address the configuration gives it (a node may not speak for
+//     another, nor a stranger at all);
+//   - a TimeoutNow must come from the leader this node follows;
+//   - AppendEntries must keep the log's rules (no index gaps, configuration
+//     entries that decode), which hashicorp/raft assumes and panics on;
+//   - an RPC must arrive whole within the RPC timeout once it has started,
+//     be within MaxRPCSize (MaxSnapshotSize for a snapshot's data), and a
+//     connection may stay idle between RPCs for rpcIdleTimeout only.
 //
-// Nor does Accept read: a connection's first byte, which says whether it is
-// raft's or the peer protocol's, is read by the connection's own goroutine
-// (hashicorp/raft's, on its first Read) within the handshake timeout. A
-// connection that starts with PeerProtocolByte leaves raft (which sees an
-// end of stream) for PeerListener; any other goes on to raft with its first
-// byte intact; a silent one is closed when the deadline passes.
+// A refused RPC is answered with the refusal (the sender logs why) and,
+// but for a stale TimeoutNow, its connection is closed. The Authority that
+// decides is the node's (StreamLayer.SetAuthority).
 //
-// Goroutines (TLS only): the accept loop ends when the StreamLayer is
-// closed; a handshake goroutine ends when its handshake completes or fails
-// (at the latest after the handshake timeout, or at once on Close) and its
-// connection is handed to Accept or closed. Sorting connections out starts
-// none: it runs in raft's connection goroutines, each of which waits at most
-// the handshake timeout for its first byte (less on Close) and, for a peer
-// connection, as long again for a peer server to accept it.
-type StreamLayer struct {
-	ln               net.Listener
-	advertise        net.Addr
-	tls              *PeerTLS
-	log              *slog.Logger
-	handshakeTimeout atomic.Int64 // a time.Duration
-
-	conns   chan net.Conn
-	closed  chan struct{}
-	once    sync.Once
-	wg      sync.WaitGroup
-	sem     chan struct{}
-	mu      sync.Mutex
-	pending map[net.Conn]struct{}
-
-	// peerConns hands peer protocol connections to PeerListener's
-	// Accept; peerClosed is closed when that listener is closed.
-	peerConns  chan net.Conn
-	peerClosed chan struct{}
-	peerOnce   sync.Once
-}
-
-// Listen listens on bind and returns a StreamLayer over it. advertise is the
-// address peers reach this node on (bind when invalid); peerTLS nil means
-// plain TCP.
-func Listen(bind, advertise netip.AddrPort, peerTLS *PeerTLS, logger *slog.Logger) (*StreamLayer, error) {
-	ln, err := net.Listen("tcp", bind.String())
-	if err != nil {
-		return nil, fmt.Errorf("raft listen on %s: %w", bind, err)
-	}
-	s, err := NewStreamLayer(ln, advertise, peerTLS, logger)
-	if err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-// NewStreamLayer returns a StreamLayer that accepts on ln. advertise is the
-// address peers reach this node on; when invalid, ln's address is used,
-// which must then not be unspecified (0.0.0.0, ::). peerTLS nil means plain
-// TCP. The StreamLayer owns ln.
-func NewStreamLayer(ln net.Listener, advertise netip.AddrPort, peerTLS *PeerTLS, logger *slog.Logger) (*StreamLayer, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	if !advertise.IsValid() {
-		ap, err := netip.ParseAddrPort(ln.Addr().String())
-		if err != nil {
-			return nil, fmt.Errorf("raft listener address %s: %w", ln.Addr(), err)
-		}
-		advertise = ap
-	}
-	if advertise.Addr().IsUnspecified() || advertise.Port() == 0 {
-		return nil, fmt.Errorf("raft advertise address %s cannot be reached by peers: set cluster.advertise", advertise)
-	}
-	s := &StreamLayer{
-		ln:        ln,
-		advertise: net.TCPAddrFromAddrPort(netip.AddrPortFrom(advertise.Addr().Unmap(), advertise.Port())),
-		tls:       peerTLS,
-		log:       logger,
-		conns:     make(chan net.Conn),
-		closed:    make(chan struct{}),
-		sem:       make(chan struct{}, maxPendingHandshakes),
-		pending:   map[net.Conn]struct{}{},
-
-		peerConns:  make(chan net.Conn),
-		peerClosed: make(chan struct{}),
-	}
-	s.handshakeTimeout.Store(int64(DefaultHandshakeTimeout))
-	if peerTLS != nil {
-		s.wg.Add(1)
-		go s.acceptLoop()
-	}
-	return s, nil
-}
-
-// SetHandshakeTimeout changes the TLS handshake deadline of the
-// handshakes that start afterwards, and the deadline for the first byte of
-// the connections accepted afterwards (DefaultHandshakeTimeout by default).
-func (s *StreamLayer) SetHandshakeTimeout(d time.Duration) { s.handshakeTimeout.Store(int64(d)) }
-
-// Accept returns the next inbound connection; with TLS, one whose handshake
-// succeeded and whose peer presented a certificate of the cluster CA. The
-// connection's first Read sorts it out: see StreamLayer.
-func (s *StreamLayer) Accept() (net.Conn, error) {
-	var c net.Conn
-	if s.tls == nil {
-		raw, err := s.ln.Accept()
-		if err != nil {
-			return nil, err
-		}
-		c = raw
-	} else {
-		select {
-		case c = <-s.conns:
-		case <-s.closed:
-			return nil, net.ErrClosed
-		}
-	}
-	if !s.track(c) {
-		c.Close()
-		return nil, net.ErrClosed
-	}
-	return &muxConn{Conn: c, s: s}, nil
-}
-
-// Close stops accepting, closes the peer listener and the connections still
-// handshaking or waiting for their first byte, and waits for the layer's
-// goroutines. Established connections are the transport's and the peer
-// server's.
-func (s *StreamLayer) Close() error {
-	var err error
-	s.once.Do(func() {
-		close(s.closed)
-		err = s.ln.Close()
-		s.mu.Lock()
-		for c := range s.pending {
-			c.Close()
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
-	return err
-}
-
-// Addr returns the advertised address: hashicorp/raft tells peers this one.
-func (s *StreamLayer) Addr() net.Addr { return s.advertise }
-
-// Dial connects to a peer; with TLS, the handshake is done within timeout
-// (the handshake timeout when timeout is zero) and the peer's certificate
-// must chain to the cluster CA.
-func (s *StreamLayer) Dial(address hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := net.Dialer{Timeout: timeout}
-	raw, err := d.Dial("tcp", string(address))
-	if err != nil {
-		return nil, fmt.Errorf("dial raft peer %s: %w", address, err)
-	}
-	if s.tls == nil {
-		return raw, nil
-	}
-	if timeout <= 0 {
-		timeout = time.Duration(s.handshakeTimeout.Load())
-	}
-	tc := tls.Client(raw, s.tls.client)
-	if err := handshake(tc, timeout); err != nil {
-		raw.Close()
-		return nil, fmt.Errorf("tls handshake with raft peer %s: %w", address, err)
-	}
-	return tc, nil
-}
-
-// handshake runs the TLS handshake within timeout, then clears the deadline.
-func handshake(tc *tls.Conn, timeout time.Duration) error {
-	if err := tc.SetDeadline(time.Now().Add(timeout)); err != nil {
-		return err
-	}
-	if err := tc.Handshake(); err != nil {
-		return err
-	}
-	return tc.SetDeadline(time.Time{})
-}
-
-// acceptLoop accepts TCP connections and hands each to a handshake
-// goroutine. It ends when the listener is closed.
-func (s *StreamLayer) acceptLoop() {
-	defer s.wg.Done()
-	var delay time.Duration
-	for {
-		raw, err := s.ln.Accept()
-		if err != nil {
-			select {
-			case <-s.closed:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Like net/http: back off on errors such as EMFILE.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("raft accept failed", "error", err, "retry_in", delay)
-			t := time.NewTimer(delay)
-			select {
-			case <-s.closed:
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			continue
-		}
-		delay = 0
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			s.log.Warn("raft connection refused: too many pending tls handshakes",
-				"remote", raw.RemoteAddr().String(), "limit", maxPendingHandshakes)
-			raw.Close()
-			continue
-		}
-		if !s.track(raw) {
-			<-s.sem
-			raw.Close()
-			return
-		}
-		s.wg.Add(1)
-		go s.serverHandshake(raw)
-	}
-}
-
-// track records a connection being handshaken; false when already closed.
-func (s *StreamLayer) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	select {
-	case <-s.closed:
-		return false
-	default:
-	}
-	s.pending[c] = struct{}{}
-	return true
-}
-
-func (s *StreamLayer) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.pending, c)
-	s.mu.Unlock()
-}
-
-// serverHandshake handshakes one inbound connection and hands it to Accept.
-func (s *StreamLayer) serverHandshake(raw net.Conn) {
-	defer s.wg.Done()
-	defer func() { <-s.sem }()
-	tc := tls.Server(raw, s.tls.server)
-	err := handshake(tc, time.Duration(s.handshakeTimeout.Load()))
-	s.untrack(raw)
-	if err != nil {
-		select {
-		case <-s.closed:
-		default:
-			s.log.Warn("raft connection refused: tls handshake failed",
-				"remote", raw.RemoteAddr().String(), "error", err)
-		}
-		raw.Close()
-		return
-	}
-	select {
-	case s.conns <- tc:
-	case <-s.closed:
-		tc.Close()
-	}
-}
-
-// Transport is hashicorp/raft's network transport over a StreamLayer; it
-// keeps the layer so that the node can reach its peer protocol.
+// Goroutines: one per inbound raft connection (the StreamLayer's), which
+// ends when the connection fails, times out or is refused, or when the
+// transport is closed.
 type Transport struct {
 	*hraft.NetworkTransport
 	layer *StreamLayer
+	log   *slog.Logger
+
+	consumer chan hraft.RPC
+	shutdown chan struct{}
+	once     sync.Once
+
+	hbMu sync.Mutex
+	hbFn func(hraft.RPC)
 }
 
 // Layer returns the transport's stream layer.
 func (t *Transport) Layer() *StreamLayer { return t.layer }
 
-// NewTransport returns hashicorp/raft's network transport over layer. The
-// transport owns layer: closing it closes the layer.
+// NewTransport returns the transport over layer and registers it as the
+// layer's raft server. The transport owns layer: closing it closes the
+// layer.
 func NewTransport(layer *StreamLayer, logger *slog.Logger) *Transport {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -344,11 +89,288 @@ func NewTransport(layer *StreamLayer, logger *slog.Logger) *Transport {
 		MaxRPCsInFlight: 1,
 		Logger:          newHCLogger(logger, "raft-net"),
 	})
-	return &Transport{NetworkTransport: nt, layer: layer}
+	t := &Transport{
+		NetworkTransport: nt,
+		layer:            layer,
+		log:              logger.With("component", "raft-server"),
+		consumer:         make(chan hraft.RPC),
+		shutdown:         make(chan struct{}),
+	}
+	layer.rpcServer.Store(t)
+	return t
+}
+
+// Consumer implements hraft.Transport: the RPCs of inbound connections
+// that passed the checks.
+func (t *Transport) Consumer() <-chan hraft.RPC { return t.consumer }
+
+// SetHeartbeatHandler implements hraft.Transport: heartbeats go to fn
+// without waiting for raft's main loop, as NetworkTransport does.
+func (t *Transport) SetHeartbeatHandler(fn func(hraft.RPC)) {
+	t.hbMu.Lock()
+	t.hbFn = fn
+	t.hbMu.Unlock()
+}
+
+// Close implements hraft.WithClose: it stops serving inbound RPCs and
+// closes the NetworkTransport and the layer. Safe to call more than once.
+func (t *Transport) Close() error {
+	t.once.Do(func() { close(t.shutdown) })
+	return t.NetworkTransport.Close()
+}
+
+// inject hands rpc to raft as if it had arrived from the network, without
+// any check: for requests this node makes of itself (ElectNow).
+func (t *Transport) inject(ctx context.Context, rpc hraft.RPC) error {
+	select {
+	case t.consumer <- rpc:
+		return nil
+	case <-t.shutdown:
+		return hraft.ErrTransportShutdown
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// budgetReader reads from r at most n bytes until refilled: the bound of
+// one RPC, whatever the decoder would read.
+type budgetReader struct {
+	r io.Reader
+	n int64
+}
+
+// errTooLarge is the read error past an RPC's size limit.
+var errTooLarge = errors.New("rpc exceeds its size limit")
+
+func (b *budgetReader) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, errTooLarge
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.r.Read(p)
+	b.n -= int64(n)
+	return n, err
+}
+
+// serveConn serves the raft RPCs of one inbound connection from p; first
+// is the connection's first byte, already read. It closes conn.
+func (t *Transport) serveConn(conn net.Conn, p Peer, first byte) {
+	defer conn.Close()
+	lim := t.layer.lim
+	budget := &budgetReader{r: conn}
+	r := bufio.NewReaderSize(budget, 64<<10)
+	w := bufio.NewWriter(conn)
+	dec := codec.NewDecoder(r, &codec.MsgpackHandle{})
+	// The encoding NetworkTransport reads (its msgpackUseNewTimeFormat
+	// false: times as before go-msgpack v2).
+	enc := codec.NewEncoder(w, &codec.MsgpackHandle{BasicHandle: codec.BasicHandle{TimeNotBuiltin: true}})
+	typ, haveType := first, true
+	for {
+		if !haveType {
+			budget.n = 1
+			if err := conn.SetReadDeadline(time.Now().Add(lim.idle)); err != nil {
+				return
+			}
+			b, err := r.ReadByte()
+			if err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !t.closing() {
+					t.layer.count(RefusedIdle, conn.RemoteAddr(), fmt.Errorf("idle raft connection from %s: %w", p, err))
+				}
+				return
+			}
+			typ = b
+		}
+		haveType = false
+		if err := conn.SetReadDeadline(time.Now().Add(lim.rpc)); err != nil {
+			return
+		}
+		budget.n = lim.maxRPC + int64(r.Buffered())
+		if !t.serveRPC(conn, p, typ, r, budget, dec, enc, w) {
+			return
+		}
+	}
+}
+
+// closing reports whether the transport is shutting down.
+func (t *Transport) closing() bool {
+	select {
+	case <-t.shutdown:
+		return true
+	default:
+		return false
+	}
+}
+
+// serveRPC decodes, checks, delivers and answers one RPC of type typ; false
+// when the connection must be closed.
+func (t *Transport) serveRPC(conn net.Conn, p Peer, typ byte, r *bufio.Reader, budget *budgetReader,
+	dec *codec.Decoder, enc *codec.Encoder, w *bufio.Writer) bool {
+	cmd, err := decodeRPC(typ, dec)
+	if err != nil {
+		reason := RefusedMalformed
+		if errors.Is(err, errTooLarge) {
+			reason = RefusedTooLarge
+		} else if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			reason = RefusedIdle
+		}
+		if !t.closing() {
+			t.layer.count(reason, conn.RemoteAddr(), fmt.Errorf("raft rpc type %d from %s: %w", typ, p, err))
+		}
+		return false
+	}
+	if err := t.check(p, cmd); err != nil {
+		t.layer.count(reasonOf(err, RefusedMalformed), conn.RemoteAddr(), err)
+		_ = t.answer(conn, enc, w, hraft.RPCResponse{Response: emptyResponse(cmd), Error: err})
+		return reasonOf(err, "") == RefusedStaleTransfer
+	}
+
+	respCh := make(chan hraft.RPCResponse, 1)
+	rpc := hraft.RPC{Command: cmd, RespChan: respCh}
+	if req, ok := cmd.(*hraft.InstallSnapshotRequest); ok {
+		// The snapshot's data follows the request; its deadline grows
+		// with its size as the sender's does (hashicorp/raft: the timeout
+		// per 256 KiB).
+		budget.n = req.Size + int64(r.Buffered())
+		scale := max(time.Duration(req.Size/(256<<10)), 1)
+		if err := conn.SetReadDeadline(time.Now().Add(t.layer.lim.rpc * scale)); err != nil {
+			return false
+		}
+		rpc.Reader = io.LimitReader(r, req.Size)
+	}
+
+	delivered := false
+	if isHeartbeat(cmd) {
+		t.hbMu.Lock()
+		fn := t.hbFn
+		t.hbMu.Unlock()
+		if fn != nil {
+			fn(rpc)
+			delivered = true
+		}
+	}
+	if !delivered {
+		select {
+		case t.consumer <- rpc:
+		case <-t.shutdown:
+			return false
+		}
+	}
+	select {
+	case resp := <-respCh:
+		return t.answer(conn, enc, w, resp) == nil
+	case <-t.shutdown:
+		return false
+	}
+}
+
+// check applies the rules of the log and the node's Authority to an RPC.
+func (t *Transport) check(p Peer, cmd any) error {
+	switch c := cmd.(type) {
+	case *hraft.AppendEntriesRequest:
+		if err := checkAppendEntries(c); err != nil {
+			return err
+		}
+	case *hraft.InstallSnapshotRequest:
+		if err := checkInstallSnapshot(c); err != nil {
+			return err
+		}
+	}
+	if g := t.layer.gate(); g != nil {
+		return g.CheckRPC(p, cmd)
+	}
+	return nil
+}
+
+// answer writes an RPC's response as NetworkTransport reads it: the error
+// string, then the response, within the RPC timeout.
+func (t *Transport) answer(conn net.Conn, enc *codec.Encoder, w *bufio.Writer, resp hraft.RPCResponse) error {
+	if err := conn.SetWriteDeadline(time.Now().Add(t.layer.lim.rpc)); err != nil {
+		return err
+	}
+	msg := ""
+	if resp.Error != nil {
+		msg = resp.Error.Error()
+	}
+	if err := enc.Encode(msg); err != nil {
+		return err
+	}
+	if err := enc.Encode(resp.Response); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// decodeRPC decodes the request of RPC type typ.
+func decodeRPC(typ byte, dec *codec.Decoder) (any, error) {
+	var cmd any
+	switch typ {
+	case rpcAppendEntries:
+		cmd = &hraft.AppendEntriesRequest{}
+	case rpcRequestVote:
+		cmd = &hraft.RequestVoteRequest{}
+	case rpcRequestPreVote:
+		cmd = &hraft.RequestPreVoteRequest{}
+	case rpcInstallSnapshot:
+		cmd = &hraft.InstallSnapshotRequest{}
+	case rpcTimeoutNow:
+		cmd = &hraft.TimeoutNowRequest{}
+	default:
+		return nil, fmt.Errorf("unknown rpc type %d", typ)
+	}
+	if err := safeDecode(dec, cmd); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// safeDecode decodes v, turning a decoder panic on hostile bytes into an
+// error.
+func safeDecode(dec *codec.Decoder, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("decode: %v", r)
+		}
+	}()
+	return dec.Decode(v)
+}
+
+// isHeartbeat tells a heartbeat as NetworkTransport does: an
+// AppendEntries with a term and a leader, and nothing else.
+func isHeartbeat(cmd any) bool {
+	req, ok := cmd.(*hraft.AppendEntriesRequest)
+	if !ok {
+		return false
+	}
+	leader := req.RPCHeader.Addr
+	if len(leader) == 0 {
+		leader = req.Leader //nolint:staticcheck // what older senders fill in
+	}
+	return req.Term != 0 && leader != nil && req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
+		len(req.Entries) == 0 && req.LeaderCommitIndex == 0
+}
+
+// emptyResponse returns a zero response of the type that answers cmd:
+// hashicorp/raft reads the response's type even when the answer is an
+// error.
+func emptyResponse(cmd any) any {
+	switch cmd.(type) {
+	case *hraft.AppendEntriesRequest:
+		return &hraft.AppendEntriesResponse{}
+	case *hraft.RequestVoteRequest:
+		return &hraft.RequestVoteResponse{}
+	case *hraft.RequestPreVoteRequest:
+		return &hraft.RequestPreVoteResponse{}
+	case *hraft.InstallSnapshotRequest:
+		return &hraft.InstallSnapshotResponse{}
+	case *hraft.TimeoutNowRequest:
+		return &hraft.TimeoutNowResponse{}
+	}
+	return nil
 }
 
 var (
-	_ hraft.StreamLayer = (*StreamLayer)(nil)
 	_ hraft.Transport   = (*Transport)(nil)
 	_ hraft.WithClose   = (*Transport)(nil)
 	_ hraft.WithPreVote = (*Transport)(nil)

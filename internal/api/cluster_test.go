@@ -54,7 +54,7 @@ func newPeerCluster(t *testing.T, n int, withTLS bool) *peerCluster {
 	}
 	layers := make([]*raft.StreamLayer, n)
 	for i := range n {
-		layers[i] = c.listen()
+		layers[i] = c.listen(fmt.Sprintf("d%d", i+1))
 		c.peers = append(c.peers, config.Peer{ID: fmt.Sprintf("d%d", i+1), Address: netip.MustParseAddrPort(layers[i].Addr().String())})
 	}
 	for i := range n {
@@ -63,12 +63,13 @@ func newPeerCluster(t *testing.T, n int, withTLS bool) *peerCluster {
 	return c
 }
 
-// listen returns a stream layer on 127.0.0.1 with the cluster's TLS.
-func (c *peerCluster) listen() *raft.StreamLayer {
+// listen returns a stream layer on 127.0.0.1 with the cluster's TLS and
+// node id's certificate.
+func (c *peerCluster) listen(id string) *raft.StreamLayer {
 	t := c.t
 	var pt *raft.PeerTLS
 	if c.ca != nil {
-		cert, _, _ := c.ca.Issue(t, "node")
+		cert, _, _ := c.ca.Issue(t, id)
 		var err error
 		if pt, err = raft.NewPeerTLS(cert, c.ca.Pool()); err != nil {
 			t.Fatal(err)
@@ -104,7 +105,7 @@ func (c *peerCluster) start(id string, layer *raft.StreamLayer, join bool) *peer
 	if ln == nil {
 		t.Fatal("no peer listener")
 	}
-	serve(t, ln, api.NewPeerServer(node, b, testutil.Logger(t)).Serve)
+	serve(t, ln, api.NewPeerServer(node, node, b, testutil.Logger(t)).Serve)
 	return &peerNode{
 		id: id, addr: addr, node: node, backend: b,
 		fw: api.Forwarder{Local: node, Peers: api.PeerClient{Dial: node.DialPeer}},
@@ -210,17 +211,7 @@ func waitAdmin(t *testing.T, n *raft.Node, ref raft.RealRef, a raft.Admin) {
 }
 
 func testSpec(weight int) raft.Spec {
-	vip := netip.MustParseAddr("203.0.113.10")
-	return raft.Spec{
-		VIPs: []config.VIP{{Address: vip, Interface: "eth0"}},
-		Services: []config.Service{{
-			Name: "web", VIP: vip, Port: 80, Protocol: config.TCP, Scheduler: "mh",
-			Reals: []config.Real{
-				{Address: netip.MustParseAddr("198.51.100.10"), Weight: &weight},
-				{Address: netip.MustParseAddr("198.51.100.11"), Weight: &weight},
-			},
-		}},
-	}
+	return raft.SpecFromDirector(testutil.WebDirector(&testing.T{}, "203.0.113.10", weight))
 }
 
 var webRef = raft.RealRef{Service: "tcp/203.0.113.10:80", Address: netip.MustParseAddr("198.51.100.10")}
@@ -356,7 +347,7 @@ func testPeerProtocolCluster(t *testing.T, withTLS bool) {
 	}
 
 	// Membership changes and leadership transfers go through the leader.
-	d4 := c.start("d4", c.listen(), true)
+	d4 := c.start("d4", c.listen("d4"), true)
 	c.retry("forwarded join", func() error {
 		return c.follower(c.waitLeader()).fw.AddNonvoter(ctx, d4.id, d4.addr)
 	})

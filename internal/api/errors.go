@@ -16,6 +16,9 @@ var (
 	ErrInvalid = errors.New("invalid request")
 	// ErrNotFound marks an unknown service, real or member (404).
 	ErrNotFound = errors.New("not found")
+	// ErrForbidden marks a peer request its proven identity may not make
+	// (403); raft.ErrRefused is one.
+	ErrForbidden = errors.New("forbidden")
 )
 
 // Error codes of ErrorResponse: what a client maps an answer back to.
@@ -29,6 +32,8 @@ const (
 	// CodeNotLeader is raft.ErrNotLeader: 421 from a peer server, 409 from
 	// the local API (the backend could not forward to a leader).
 	CodeNotLeader = "not_leader"
+	// CodeForbidden is ErrForbidden and raft.ErrRefused (403).
+	CodeForbidden = "forbidden"
 	// CodeTimeout is context.DeadlineExceeded: the operation's outcome is
 	// unknown (504).
 	CodeTimeout = "timeout"
@@ -68,6 +73,8 @@ func (e *Error) Unwrap() error {
 		return ErrInvalid
 	case CodeNotFound:
 		return ErrNotFound
+	case CodeForbidden:
+		return ErrForbidden
 	case CodeUnknownReal:
 		return raft.ErrUnknownReal
 	case CodeNotLeader:
@@ -92,6 +99,9 @@ func errorResponse(err error, notLeader int) (int, ErrorResponse) {
 	case errors.Is(err, ErrInvalid):
 		body.Code = CodeInvalid
 		return http.StatusBadRequest, body
+	case errors.Is(err, ErrForbidden), errors.Is(err, raft.ErrRefused):
+		body.Code = CodeForbidden
+		return http.StatusForbidden, body
 	case errors.Is(err, raft.ErrUnknownReal):
 		body.Code = CodeUnknownReal
 		return http.StatusNotFound, body

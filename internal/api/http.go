@@ -37,8 +37,13 @@ const (
 // (gracefully for shutdownGrace). It returns nil when ctx ended or ln was
 // closed (net.ErrClosed), the listener's error otherwise. The Serve
 // goroutine it starts ends when the server stops, before serveHTTP returns.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, writeTimeout time.Duration, log *slog.Logger) error {
+//
+// connContext, when not nil, is the server's ConnContext (the peer
+// protocol puts each connection's proven Peer in its requests' context).
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, writeTimeout time.Duration,
+	connContext func(context.Context, net.Conn) context.Context, log *slog.Logger) error {
 	srv := &http.Server{
+		ConnContext:       connContext,
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,

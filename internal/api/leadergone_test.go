@@ -33,9 +33,9 @@ func (b *goneBackend) LeaderGone(_ context.Context, leader string) error {
 // backend's refusal comes back as an error.
 func TestPeerLeaderGone(t *testing.T) {
 	b := &goneBackend{Backend: apitest.NewBackend(api.Status{Node: "d2", Role: "director"})}
-	withHandler := httptest.NewServer(api.NewPeerServer(nil, b, testutil.Logger(t)).Handler())
+	withHandler := httptest.NewServer(api.NewPeerServer(nil, api.AllowAllPeers{}, b, testutil.Logger(t)).Handler())
 	t.Cleanup(withHandler.Close)
-	without := httptest.NewServer(api.NewPeerServer(nil, apitest.NewBackend(api.Status{Node: "w1", Role: "witness"}), testutil.Logger(t)).Handler())
+	without := httptest.NewServer(api.NewPeerServer(nil, api.AllowAllPeers{}, apitest.NewBackend(api.Status{Node: "w1", Role: "witness"}), testutil.Logger(t)).Handler())
 	t.Cleanup(without.Close)
 
 	// The peer protocol's first byte is the dialer's business: plain TCP

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"time"
 
@@ -87,34 +86,75 @@ type LeaderGoneHandler interface {
 	LeaderGone(ctx context.Context, leader string) error
 }
 
+// PeerAuthorizer decides what a peer protocol request may do from the
+// identity its connection proved (raft.Peer): read the node's status
+// (write false), or change the cluster (write true). *raft.Node is one.
+type PeerAuthorizer interface {
+	AuthorizePeer(p raft.Peer, write bool) error
+}
+
+// AllowAllPeers authorises every request, a request without a proven
+// Peer included. It is for tests that serve the handler directly; a
+// daemon's peer server authorises with its raft.Node.
+type AllowAllPeers struct{}
+
+// AuthorizePeer implements PeerAuthorizer.
+func (AllowAllPeers) AuthorizePeer(raft.Peer, bool) error { return nil }
+
+var _ PeerAuthorizer = (*raft.Node)(nil)
+
 // PeerServer serves the peer protocol: the cluster writes a follower
 // forwards to the leader, and the node's status for dsrd status. It runs on
 // the Raft port's peer listener (raft.Node.PeerListener), behind the
-// cluster's mutual TLS when configured. Writes on a node that is not the
-// leader answer 421 Misdirected Request naming the leader.
+// cluster's mutual TLS when configured. Every request is authorised by the
+// identity its connection proved, by route: members read the status and
+// may ask for a failover; only directors write the configuration, admin
+// states and membership; leader-gone comes from the leader it names.
+// Writes on a node that is not the leader answer 421 Misdirected Request
+// naming the leader.
 type PeerServer struct {
-	c   Cluster
-	b   Backend
-	log *slog.Logger
-	mux *http.ServeMux
+	c    Cluster
+	auth PeerAuthorizer
+	b    Backend
+	log  *slog.Logger
+	mux  *http.ServeMux
 }
 
 // NewPeerServer returns the peer server of cluster c, the local Raft node
-// (never a Forwarder: the peer server must not forward again), and of
-// backend b, whose Status it serves. A nil log discards.
-func NewPeerServer(c Cluster, b Backend, log *slog.Logger) *PeerServer {
+// (never a Forwarder: the peer server must not forward again), authorised
+// by auth (the same node; nil refuses every request), and of backend b,
+// whose Status it serves. A nil log discards.
+func NewPeerServer(c Cluster, auth PeerAuthorizer, b Backend, log *slog.Logger) *PeerServer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &PeerServer{c: c, b: b, log: log.With("component", "peer-api"), mux: http.NewServeMux()}
-	s.mux.HandleFunc("POST /peer/v1/config", s.config)
-	s.mux.HandleFunc("POST /peer/v1/admin", s.admin)
-	s.mux.HandleFunc("POST /peer/v1/members", s.join)
-	s.mux.HandleFunc("DELETE /peer/v1/members/{id}", s.remove)
-	s.mux.HandleFunc("POST /peer/v1/failover", s.failover)
-	s.mux.HandleFunc("GET /peer/v1/status", s.status)
-	s.mux.HandleFunc("POST /peer/v1/leader-gone", s.leaderGone)
+	s := &PeerServer{c: c, auth: auth, b: b, log: log.With("component", "peer-api"), mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /peer/v1/config", s.allow(true, s.config))
+	s.mux.HandleFunc("POST /peer/v1/admin", s.allow(true, s.admin))
+	s.mux.HandleFunc("POST /peer/v1/members", s.allow(true, s.join))
+	s.mux.HandleFunc("DELETE /peer/v1/members/{id}", s.allow(true, s.remove))
+	s.mux.HandleFunc("POST /peer/v1/failover", s.allow(false, s.failover))
+	s.mux.HandleFunc("GET /peer/v1/status", s.allow(false, s.status))
+	s.mux.HandleFunc("POST /peer/v1/leader-gone", s.allow(false, s.leaderGone))
 	return s
+}
+
+// allow wraps h with the route's authorisation: the request's proven Peer
+// may read (write false) or change the cluster (write true).
+func (s *PeerServer) allow(write bool, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.auth == nil {
+			s.fail(w, r, fmt.Errorf("%w: the peer server has no authoriser", ErrForbidden))
+			return
+		}
+		p, _ := raft.PeerFrom(r.Context())
+		if err := s.auth.AuthorizePeer(p, write); err != nil {
+			s.log.Warn("peer request refused", "peer", p.String(), "method", r.Method, "path", r.URL.Path, "error", err)
+			s.fail(w, r, fmt.Errorf("%w: %w", ErrForbidden, err))
+			return
+		}
+		h(w, r)
+	}
 }
 
 // Handler returns the server's HTTP handler (tests serve it directly).
@@ -124,7 +164,7 @@ func (s *PeerServer) Handler() http.Handler { return s.mux }
 // return nil), then stops the server, letting requests in flight finish
 // for a few seconds. ln is closed when Serve returns.
 func (s *PeerServer) Serve(ctx context.Context, ln net.Listener) error {
-	return serveHTTP(ctx, ln, s.mux, peerWriteTimeout, s.log)
+	return serveHTTP(ctx, ln, s.mux, peerWriteTimeout, raft.PeerConnContext, s.log)
 }
 
 func (s *PeerServer) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -137,9 +177,18 @@ func (s *PeerServer) config(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if err := req.Spec.Validate(); err != nil {
+		s.fail(w, r, fmt.Errorf("%w: %w", ErrInvalid, err))
+		return
+	}
+	// The submitter is who the connection proved, not what the body says.
+	by := req.SubmittedBy
+	if p, ok := raft.PeerFrom(r.Context()); ok && p.Authenticated {
+		by = p.Identity.NodeID
+	}
 	ctx, cancel := opContext(r, peerOpTimeout)
 	defer cancel()
-	res, err := s.c.SubmitConfig(ctx, req.Spec, req.SubmittedBy)
+	res, err := s.c.SubmitConfig(ctx, req.Spec, by)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -236,6 +285,12 @@ func (s *PeerServer) leaderGone(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: leader-gone names no leader", ErrInvalid))
 		return
 	}
+	// Only the leader itself (its release-vips, with its certificate) may
+	// say it is gone.
+	if p, ok := raft.PeerFrom(r.Context()); ok && p.Authenticated && p.Identity.NodeID != req.Leader {
+		s.fail(w, r, fmt.Errorf("%w: %s may not say that %s is gone", ErrForbidden, p, req.Leader))
+		return
+	}
 	ctx, cancel := opContext(r, peerOpTimeout)
 	defer cancel()
 	if err := h.LeaderGone(ctx, req.Leader); err != nil {
@@ -270,14 +325,15 @@ func validRef(ref raft.RealRef, state raft.Admin) error {
 	return nil
 }
 
-// ValidJoin checks a join request: an ID and a host:port address with an IP
+// ValidJoin checks a join request by the rules of a Raft configuration
+// (raft.CheckMember): a node id and the ip:port of its Raft port
 // (ErrInvalid otherwise).
 func ValidJoin(req JoinRequest) error {
 	if req.ID == "" {
 		return fmt.Errorf("%w: no member id", ErrInvalid)
 	}
-	if _, err := netip.ParseAddrPort(req.Address); err != nil {
-		return fmt.Errorf("%w: member address %q: want IP:port", ErrInvalid, req.Address)
+	if err := raft.CheckMember(req.ID, req.Address); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }

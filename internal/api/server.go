@@ -96,7 +96,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // nil), letting requests in flight finish for a few seconds. ln is closed
 // when Serve returns, which removes a unix socket's file.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	return serveHTTP(ctx, ln, s.mux, writeTimeout, s.log)
+	return serveHTTP(ctx, ln, s.mux, writeTimeout, nil, s.log)
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {

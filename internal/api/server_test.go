@@ -241,8 +241,8 @@ func TestStatusPeers(t *testing.T) {
 	st.Peers = nil
 	d2 := apitest.NewBackend(api.Status{Node: "d2", Role: "director", RunningGeneration: 12, VRRPState: "BACKUP"})
 	w1 := apitest.NewBackend(api.Status{Node: "w1", Role: "witness"})
-	st.Members[1].Address = servePeer(t, api.NewPeerServer(notLeader{}, d2, testutil.Logger(t)))
-	st.Members[2].Address = servePeer(t, api.NewPeerServer(notLeader{}, w1, testutil.Logger(t)))
+	st.Members[1].Address = servePeer(t, api.NewPeerServer(notLeader{}, api.AllowAllPeers{}, d2, testutil.Logger(t)))
+	st.Members[2].Address = servePeer(t, api.NewPeerServer(notLeader{}, api.AllowAllPeers{}, w1, testutil.Logger(t)))
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +276,7 @@ func TestStatusPeers(t *testing.T) {
 
 // TestPeerServerErrors checks the peer server's answers to bad requests.
 func TestPeerServerErrors(t *testing.T) {
-	addr := servePeer(t, api.NewPeerServer(notLeader{"192.0.2.12:7946"}, apitest.NewBackend(api.Status{Node: "d1"}), testutil.Logger(t)))
+	addr := servePeer(t, api.NewPeerServer(notLeader{"192.0.2.12:7946"}, api.AllowAllPeers{}, apitest.NewBackend(api.Status{Node: "d1"}), testutil.Logger(t)))
 	peers := tcpPeers()
 	ctx := testutil.Context(t, testTimeout)
 	var ae *api.Error

@@ -13,7 +13,7 @@ import (
 
 const testDirector = `
 node: {id: dir1, interface: eth0}
-cluster: {bind: "192.0.2.11:7946", peers: ["dir1@192.0.2.11:7946"]}
+cluster: {bind: "127.0.0.1:7946", peers: ["dir1@127.0.0.1:7946"]}
 vips: [{address: 203.0.113.10}]
 services:
   - name: web

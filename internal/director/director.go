@@ -272,7 +272,7 @@ func (d *Director) Run(ctx context.Context) error {
 		return api.NewServer(d, log, api.ServerOptions{Peers: d.peers}).Serve(ctx, apiLn)
 	})
 	spawn("peer", func(ctx context.Context) error {
-		return api.NewPeerServer(node, d, log).Serve(ctx, node.PeerListener())
+		return api.NewPeerServer(node, node, d, log).Serve(ctx, node.PeerListener())
 	})
 	close(d.ready)
 

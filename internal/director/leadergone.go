@@ -91,8 +91,14 @@ func HintLeaderGone(ctx context.Context, cfg *config.Director, log *slog.Logger)
 	if err != nil {
 		return "", err
 	}
+	// Each peer must prove it is the member cluster.peers names at its
+	// address.
+	ids := make(map[string]string, len(cfg.Cluster.Peers))
+	for _, p := range cfg.Cluster.Peers {
+		ids[p.Address.String()] = p.ID
+	}
 	c := api.PeerClient{Dial: func(ctx context.Context, address string) (net.Conn, error) {
-		return raft.DialPeer(ctx, address, peerTLS)
+		return raft.DialPeer(ctx, address, ids[address], peerTLS)
 	}}
 	var errs []error
 	for _, p := range cfg.Cluster.Peers {

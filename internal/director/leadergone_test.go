@@ -78,7 +78,7 @@ func servePeer(t *testing.T, b api.Backend, tlsFiles config.TLS) netip.AddrPort 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		api.NewPeerServer(nil, b, testutil.Logger(t)).Serve(ctx, layer.PeerListener())
+		api.NewPeerServer(nil, api.AllowAllPeers{}, b, testutil.Logger(t)).Serve(ctx, layer.PeerListener())
 	}()
 	t.Cleanup(func() {
 		cancel()

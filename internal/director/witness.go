@@ -90,7 +90,7 @@ func (w *Witness) Run(ctx context.Context) error {
 		return api.NewServer(w, w.log, api.ServerOptions{Peers: w.peers}).Serve(ctx, w.ln)
 	}
 	servePeers := func(ctx context.Context) error {
-		return api.NewPeerServer(node, w, w.log).Serve(ctx, node.PeerListener())
+		return api.NewPeerServer(node, node, w, w.log).Serve(ctx, node.PeerListener())
 	}
 	for _, f := range []func(context.Context) error{serveAPI, servePeers} {
 		wg.Add(1)

@@ -1,0 +1,211 @@
+package raft
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/dsrd/dsrd/raft/pki"
+)
+
+// Membership view timings.
+const (
+	// membersMaxAge: the node's view of the Raft configuration, which the
+	// gate checks peers against, is read again when older than this, so
+	// that a removed member is refused within about this long.
+	membersMaxAge = 2 * time.Second
+	// membersMissInterval bounds how often a peer the view does not know
+	// makes the node read the configuration again (a newly added member
+	// is admitted at once; a stranger knocking repeatedly costs one read
+	// per interval).
+	membersMissInterval = 250 * time.Millisecond
+	// membersReadTimeout bounds one read of the configuration.
+	membersReadTimeout = 2 * time.Second
+)
+
+// memberView is the node's cached view of the Raft configuration.
+type memberView struct {
+	mu     sync.Mutex
+	read   func(ctx context.Context) (map[string]string, error)
+	addrs  map[string]string // member id -> raft address
+	byAddr map[string]string // raft address -> member id
+	at     time.Time         // when addrs was read; zero: never
+	tried  time.Time         // the last read, successful or not
+}
+
+// lookup returns the address of member id; empty is true when the node
+// knows no configuration yet. A miss reads the configuration again, at
+// most every membersMissInterval.
+func (v *memberView) lookup(id string) (addr string, ok, empty bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.refreshLocked(false)
+	addr, ok = v.addrs[id]
+	if !ok {
+		v.refreshLocked(true)
+		addr, ok = v.addrs[id]
+	}
+	return addr, ok, len(v.addrs) == 0
+}
+
+// idAt returns the member whose raft address is address, "" when none.
+func (v *memberView) idAt(address string) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.refreshLocked(false)
+	return v.byAddr[address]
+}
+
+// refreshLocked reads the configuration when the view is older than
+// membersMaxAge, or (miss) when the last read is older than
+// membersMissInterval. v.mu is held: concurrent lookups wait for one read
+// rather than each making their own.
+func (v *memberView) refreshLocked(miss bool) {
+	now := time.Now()
+	switch {
+	case miss && now.Sub(v.tried) < membersMissInterval:
+		return
+	case !miss && !v.at.IsZero() && now.Sub(v.at) < membersMaxAge:
+		return
+	case !miss && v.at.IsZero() && now.Sub(v.tried) < membersMissInterval:
+		return
+	}
+	v.tried = now
+	ctx, cancel := context.WithTimeout(context.Background(), membersReadTimeout)
+	defer cancel()
+	addrs, err := v.read(ctx)
+	if err != nil {
+		return
+	}
+	v.addrs, v.at = addrs, now
+	v.byAddr = make(map[string]string, len(addrs))
+	for id, a := range addrs {
+		v.byAddr[a] = id
+	}
+}
+
+// readMembers reads the latest Raft configuration (committed or not: a
+// server being added must be reachable at once) as id -> address.
+func (n *Node) readMembers(ctx context.Context) (map[string]string, error) {
+	r := n.raft.Load()
+	if r == nil {
+		return nil, ErrNotStarted
+	}
+	servers, err := n.servers(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(servers))
+	for _, s := range servers {
+		out[string(s.ID)] = string(s.Address)
+	}
+	return out, nil
+}
+
+// nodeAuthority is a Node's Authority: it admits the members of the Raft
+// configuration, by the identity of their certificates.
+type nodeAuthority struct {
+	n *Node
+}
+
+// Admit implements Authority. Without TLS (a loopback or insecure
+// cluster) there is no identity to admit by: every connection stays and
+// its RPCs are checked by their headers. With TLS, a node that knows a
+// configuration admits its members only; a node that knows none yet (it
+// waits to be added, or has not started raft) admits any identity of the
+// cluster CA: it holds no state to protect, and the CA is the cluster's
+// own.
+func (a nodeAuthority) Admit(p Peer) error {
+	if !p.Authenticated {
+		if a.n.tlsOn() {
+			return refuse(RefusedIdentity, "%s: not authenticated", p)
+		}
+		return nil
+	}
+	_, ok, empty := a.n.members.lookup(p.Identity.NodeID)
+	if ok || empty {
+		return nil
+	}
+	return refuse(RefusedNotMember, "%s is not a member of the cluster", p)
+}
+
+// CheckRPC implements Authority: the header must be the connection's
+// (checkHeader), and a TimeoutNow must come from the leader this node
+// follows.
+func (a nodeAuthority) CheckRPC(p Peer, cmd any) error {
+	wh, ok := cmd.(hraft.WithRPCHeader)
+	if !ok {
+		return refuse(RefusedMalformed, "raft rpc %T from %s has no header", cmd, p)
+	}
+	hdr := wh.GetRPCHeader()
+	if err := checkHeader(p, hdr, a.n.members.lookup); err != nil {
+		return err
+	}
+	if _, ok := cmd.(*hraft.TimeoutNowRequest); ok {
+		from := hraft.ServerID(hdr.ID)
+		if leader := a.n.leaderID(); leader == "" || from != leader {
+			a.n.log.Warn("refused a leadership transfer request that does not come from the current leader",
+				"from", p.String(), "leader", string(leader))
+			return &refusal{reason: RefusedStaleTransfer, msg: ErrStaleTimeoutNow.Error()}
+		}
+	}
+	return nil
+}
+
+// ExpectedID implements Authority.
+func (a nodeAuthority) ExpectedID(address string) string { return a.n.members.idAt(address) }
+
+// AuthorizePeer decides whether a peer protocol request from p may do what
+// it asks: read (status) when write is false, change the cluster (its
+// configuration, admin states, membership) when write is true. Without
+// TLS every peer may (the port obeys anyone who reaches it: a loopback
+// cluster, or cluster.insecure). With TLS, p must be a member of the
+// cluster (or this node must know none yet), and only a director may
+// write: a witness votes and reads, it never changes the cluster.
+func (n *Node) AuthorizePeer(p Peer, write bool) error {
+	if !p.Authenticated {
+		if n.tlsOn() {
+			return refuse(RefusedIdentity, "%s: not authenticated", p)
+		}
+		return nil
+	}
+	if _, ok, empty := n.members.lookup(p.Identity.NodeID); !ok && !empty {
+		return refuse(RefusedNotMember, "%s is not a member of the cluster", p)
+	}
+	if write && p.Identity.Role != pki.RoleDirector {
+		return refuse(RefusedRole, "%s may not change the cluster: only a director may", p)
+	}
+	return nil
+}
+
+// tlsOn reports whether the node's transport runs mutual TLS.
+func (n *Node) tlsOn() bool {
+	l := n.streamLayer()
+	return l != nil && l.tls != nil
+}
+
+// TransportStats returns the Raft port's connection count and refusals;
+// zero when the node has no TCP transport.
+func (n *Node) TransportStats() TransportStats {
+	l := n.streamLayer()
+	if l == nil {
+		return TransportStats{}
+	}
+	return l.Stats()
+}
+
+// checkOwnIdentity checks that the node's own certificate names it, with
+// the role it runs as.
+func checkOwnIdentity(t *PeerTLS, nodeID string, role pki.Role) error {
+	id := t.Identity()
+	if id.NodeID != nodeID {
+		return fmt.Errorf("cluster tls certificate is for node %q, this node is %q: issue one with dsrd tls cert issue --id %s", id.NodeID, nodeID, nodeID)
+	}
+	if role != "" && id.Role != role {
+		return fmt.Errorf("cluster tls certificate of %s has role %s, this node runs as %s", id.NodeID, id.Role, role)
+	}
+	return nil
+}
