@@ -19,6 +19,7 @@ import (
 	"github.com/dsrd/dsrd/internal/metrics"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
+	"github.com/dsrd/dsrd/raft/pki"
 	"github.com/dsrd/dsrd/vrrp"
 )
 
@@ -221,7 +222,7 @@ func (d *Director) Run(ctx context.Context) error {
 		OnRun:  d.checkRan,
 	})
 
-	node, err := raft.New(raft.Config{NodeID: cfg.Node.ID, DataDir: cfg.Node.DataDir, Cluster: cfg.Cluster, Logger: log})
+	node, err := raft.New(raft.Config{NodeID: cfg.Node.ID, DataDir: cfg.Node.DataDir, Cluster: cfg.Cluster, Role: pki.RoleDirector, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/metrics"
 	"github.com/dsrd/dsrd/raft"
+	"github.com/dsrd/dsrd/raft/pki"
 )
 
 // witnessTransferRetry paces a witness's attempts to hand over a
@@ -59,7 +60,7 @@ func (w *Witness) Run(ctx context.Context) error {
 	}
 	defer ln.Close()
 	w.ln = ln
-	node, err := raft.New(raft.Config{NodeID: w.cfg.Node.ID, DataDir: w.cfg.Node.DataDir, Cluster: w.cfg.Cluster, Logger: w.log})
+	node, err := raft.New(raft.Config{NodeID: w.cfg.Node.ID, DataDir: w.cfg.Node.DataDir, Cluster: w.cfg.Cluster, Role: pki.RoleWitness, Logger: w.log})
 	if err != nil {
 		return err
 	}
