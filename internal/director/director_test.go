@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -285,4 +286,25 @@ func TestReloadBeforeRunWaitsForReady(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("a reload asked for during start was not done once the director was ready")
 	}
+}
+
+// node.notify reaches the VIP state machine: a lone director runs its
+// backup program at start and its master program when it takes the VIPs.
+func TestNotifyProgramsRunOnTransitions(t *testing.T) {
+	l := newLabOf(t, "", "dir1")
+	n := l.dirs["dir1"]
+	out := joinPath(l.dir, "transitions")
+	script := joinPath(l.dir, "notify.sh")
+	writeFile(t, script, "#!/bin/sh\necho \"$1 $DSRD_STATE $DSRD_VIPS\" >> \"$2\"\n")
+	if err := os.Chmod(script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	notify := fmt.Sprintf("  notify: {backup: [%s, backup, %s], master: [%[1]s, master, %[2]s], timeout: 10s}\n", script, out)
+	file := strings.Replace(l.directorFile(n, l.service("web", 80, "192.0.2.21")), "  interface: eth0\n", "  interface: eth0\n"+notify, 1)
+	writeFile(t, n.conf, file)
+	l.start(n)
+	testutil.WaitFor(t, testTimeout, "the backup then master programs", func() (bool, string) {
+		b, _ := os.ReadFile(out)
+		return string(b) == "backup BACKUP "+labVIP.String()+"\nmaster MASTER "+labVIP.String()+"\n", string(b)
+	})
 }
