@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/execenv"
 )
 
 // execOutputLimit bounds the output of an exec check kept for its message.
@@ -24,13 +24,10 @@ const execOutputLimit = 4 << 10
 // (setsid) may hold them open.
 const execWaitDelay = 500 * time.Millisecond
 
-// defaultPath is the PATH of an exec check when dsrd's own is unset.
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 // execChecker runs a program (argv, no shell); exit status 0 is up.
 //
-// The program runs in its own process group with a minimal environment:
-// PATH (dsrd's), DSRD_SERVICE, DSRD_REAL_ADDRESS and DSRD_REAL_PORT (the
+// The program runs in its own process group with a minimal environment
+// (execenv.Minimal): PATH (dsrd's), DSRD_SERVICE, DSRD_REAL_ADDRESS and DSRD_REAL_PORT (the
 // real server), DSRD_CHECK_ADDRESS and DSRD_CHECK_PORT (the probed address
 // after overrides). At the timeout, or when the program exits, the whole
 // group is killed with SIGKILL, so a check cannot leave processes behind
@@ -39,7 +36,6 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 type execChecker struct {
 	timeout time.Duration
 	argv    []string
-	path    string
 }
 
 func newExecChecker(hc *config.HealthCheck, timeout time.Duration) (*execChecker, error) {
@@ -49,7 +45,6 @@ func newExecChecker(hc *config.HealthCheck, timeout time.Duration) (*execChecker
 	return &execChecker{
 		timeout: timeout,
 		argv:    append([]string(nil), hc.Command...),
-		path:    orDefault(os.Getenv("PATH"), defaultPath),
 	}, nil
 }
 
@@ -61,15 +56,14 @@ func (c *execChecker) Check(ctx context.Context, t Target) Result {
 
 	var out limitedBuffer
 	cmd := exec.Command(c.argv[0], c.argv[1:]...)
-	cmd.Env = []string{
-		"PATH=" + c.path,
-		"DSRD_SERVICE=" + t.Service,
-		"DSRD_REAL_ADDRESS=" + t.Real.Addr().String(),
-		"DSRD_REAL_PORT=" + strconv.Itoa(int(t.Real.Port())),
-		"DSRD_CHECK_ADDRESS=" + t.Addr.Addr().String(),
-		"DSRD_CHECK_PORT=" + strconv.Itoa(int(t.Addr.Port())),
-	}
-	cmd.Dir = "/"
+	cmd.Env = execenv.Minimal(
+		"DSRD_SERVICE="+t.Service,
+		"DSRD_REAL_ADDRESS="+t.Real.Addr().String(),
+		"DSRD_REAL_PORT="+strconv.Itoa(int(t.Real.Port())),
+		"DSRD_CHECK_ADDRESS="+t.Addr.Addr().String(),
+		"DSRD_CHECK_PORT="+strconv.Itoa(int(t.Addr.Port())),
+	)
+	cmd.Dir = execenv.Dir
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dsrd/dsrd/internal/execenv"
 )
 
 // Notify defaults.
@@ -31,7 +32,8 @@ const (
 
 // NotifyScripts are keepalived-style hooks run on state transitions
 // (notify_master, notify_backup, notify_fault, notify). Each is an argv run
-// without a shell; the environment is dsrd's plus
+// without a shell, in /, with a minimal environment (execenv.Minimal):
+// dsrd's PATH and
 //
 //	DSRD_STATE           the new state: MASTER, BACKUP or FAULT
 //	DSRD_PREVIOUS_STATE  the state left: INIT, MASTER, BACKUP or FAULT
@@ -132,7 +134,8 @@ func (n *notifier) runScript(ctx context.Context, argv []string, t Transition) {
 	defer cancel()
 	log := n.log.With("script", argv[0], keyState, t.To.String())
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), notifyEnv(t)...)
+	cmd.Env = execenv.Minimal(notifyEnv(t)...)
+	cmd.Dir = execenv.Dir
 	// Its own process group, so a timeout kills what the script started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -154,7 +157,7 @@ func (n *notifier) runScript(ctx context.Context, argv []string, t Transition) {
 	}
 }
 
-// notifyEnv is the environment a notify script gets on top of dsrd's.
+// notifyEnv is the environment a notify script gets besides PATH.
 func notifyEnv(t Transition) []string {
 	return []string{
 		"DSRD_STATE=" + t.To.String(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +165,37 @@ func TestLimitedBuffer(t *testing.T) {
 	if got := b.String(); got != "abcde [truncated]" {
 		t.Fatalf("got %q", got)
 	}
+}
+
+// A notify script runs as root with none of dsrd's environment but PATH:
+// only the DSRD_* variables of its transition, in /.
+func TestNotifyScriptEnvironmentIsMinimal(t *testing.T) {
+	t.Setenv("DSRD_TEST_SECRET", "must not leak")
+	t.Setenv("PATH", "/usr/bin:/bin")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "env")
+	script := writeScript(t, dir, "env.sh", `pwd > "$1.pwd"; /usr/bin/env > "$1.tmp"; mv "$1.tmp" "$1"`+"\n")
+	n, _, stop := runNotifier(t, NotifyScripts{Master: []string{script, out}})
+	defer stop()
+	n.enqueue(Transition{From: StateBackup, To: StateMaster, Reason: "leader", VIPs: []VIP{vip("203.0.113.10", "eth0", once())}})
+	waitFor(t, "the script's environment", func() bool { return len(readLines(out)) > 0 })
+
+	var got []string
+	for _, kv := range readLines(out) {
+		switch name, _, _ := strings.Cut(kv, "="); name {
+		case "PWD", "OLDPWD", "SHLVL", "_": // the shell's own
+		default:
+			got = append(got, kv)
+		}
+	}
+	slices.Sort(got)
+	wantLines(t, "environment", got,
+		"DSRD_INTERFACE=",
+		"DSRD_PREVIOUS_STATE=BACKUP",
+		"DSRD_REASON=leader",
+		"DSRD_STATE=MASTER",
+		"DSRD_VIPS=203.0.113.10",
+		"PATH=/usr/bin:/bin",
+	)
+	wantLines(t, "working directory", readLines(out+".pwd"), "/")
 }

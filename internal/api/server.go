@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -254,22 +255,38 @@ func ValidAdmin(req AdminRequest) error {
 }
 
 // ListenUnix listens on the unix socket path for the local API, root-only:
-// the directory is created 0750 when missing, the socket is made 0600
-// before anything is served on it. A socket file left by a process that
-// died is replaced; when something answers on it, ListenUnix fails: another
-// dsrd is running there. Closing the listener removes the socket file.
+// the directory is created 0700 when missing, the socket is made 0600
+// before anything is served on it. An existing directory must be owned by
+// root (or by the user dsrd runs as) and writable by no one else: whoever
+// can write there can put their own socket in dsrd's place, so ListenUnix
+// refuses such a directory. A socket file left by a process that died is
+// replaced; when something answers on it, ListenUnix fails: another dsrd is
+// running there. Closing the listener removes the socket file.
 func ListenUnix(path string) (net.Listener, error) {
+	// Root, and the user dsrd runs as: the same in production; a witness
+	// or a test run by another user trusts its own directories.
+	return listenUnix(path, []uint32{0, uint32(os.Geteuid())})
+}
+
+// listenUnix is ListenUnix trusting directories owned by owners.
+func listenUnix(path string, owners []uint32) (net.Listener, error) {
 	dir := filepath.Dir(path)
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create api socket directory: %w", err)
 		}
 		// MkdirAll's mode is subject to the umask: set it exactly.
-		if err := os.Chmod(dir, 0o750); err != nil {
+		if err := os.Chmod(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create api socket directory: %w", err)
 		}
-	} else if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("api socket directory: %w", err)
+	default:
+		if err := checkSocketDir(dir, fi, owners); err != nil {
+			return nil, err
+		}
 	}
 	if err := removeStale(path); err != nil {
 		return nil, err
@@ -279,13 +296,37 @@ func ListenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
 	// The socket file is created with the umask's mode; nothing is served
-	// before it is 0600, and the 0750 directory keeps others out of the
-	// moment in between.
+	// before it is 0600, and the directory, which no one else may write
+	// to, keeps others from swapping it in the moment in between.
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("restrict api socket %s: %w", path, err)
 	}
 	return ln, nil
+}
+
+// checkSocketDir refuses an existing socket directory that someone other
+// than owners could write to: one owned by another user, or writable by
+// group or others (even sticky, as /tmp is: another user may take the
+// socket's name before dsrd does).
+func checkSocketDir(dir string, fi fs.FileInfo, owners []uint32) error {
+	if !fi.IsDir() {
+		return fmt.Errorf("api socket directory %s is not a directory", dir)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("api socket directory %s: owner unknown", dir)
+	}
+	mode := st.Mode & 0o7777 // as ls and chmod show it, sticky bit included
+	if !slices.Contains(owners, st.Uid) {
+		return fmt.Errorf("api socket directory %s (mode %04o) is owned by uid %d, not root: its owner could replace dsrd's socket; chown root %s, or set node.api_socket in a root-owned directory",
+			dir, mode, st.Uid, dir)
+	}
+	if mode&0o022 != 0 {
+		return fmt.Errorf("api socket directory %s (owner uid %d) has mode %04o, writable by group or others: they could replace dsrd's socket; chmod 0755 %s (or 0700), or set node.api_socket in another directory",
+			dir, st.Uid, mode, dir)
+	}
+	return nil
 }
 
 // removeStale removes a socket file at path that nothing answers on.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
@@ -47,7 +48,7 @@ func TestListenUnix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for p, want := range map[string]fs.FileMode{dir: fs.ModeDir | 0o750, path: fs.ModeSocket | 0o600} {
+	for p, want := range map[string]fs.FileMode{dir: fs.ModeDir | 0o700, path: fs.ModeSocket | 0o600} {
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)
@@ -101,6 +102,67 @@ func TestListenUnix(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); string(b) != "keep me" {
 		t.Error("the regular file was changed")
+	}
+}
+
+func TestListenUnixRefusesAnUnsafeDirectory(t *testing.T) {
+	me := uint32(os.Geteuid())
+	for _, tc := range []struct {
+		name   string
+		mode   os.FileMode
+		owners []uint32 // trusted owners; the directory is the test's
+		want   []string // in the error
+	}{
+		{"others may write", 0o777, []uint32{me}, []string{"mode 0777", "writable by group or others", "chmod 0755"}},
+		{"group may write", 0o770, []uint32{me}, []string{"mode 0770", "chmod 0755"}},
+		{"sticky, as /tmp", os.ModeSticky | 0o777, []uint32{me}, []string{"mode 1777", "chmod 0755"}},
+		{"another owner", 0o755, []uint32{me + 1}, []string{"(mode 0755)", fmt.Sprintf("owned by uid %d, not root", me), "chown root"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(socketDir(t), "run")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "dsrd.sock")
+			ln, err := api.ListenUnixTrusting(path, tc.owners...)
+			if err == nil {
+				ln.Close()
+				t.Fatalf("ListenUnix in a %v directory: no error", tc.mode)
+			}
+			for _, w := range append(tc.want, "api socket directory "+dir) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a socket was created in the refused directory: %v", err)
+			}
+		})
+	}
+}
+
+func TestListenUnixAcceptsASafeDirectory(t *testing.T) {
+	me := uint32(os.Geteuid())
+	// 0750 is what systemd's RuntimeDirectoryMode makes /run/dsrd.
+	for _, mode := range []os.FileMode{0o700, 0o750, 0o755} {
+		dir := filepath.Join(socketDir(t), "run")
+		if err := os.Mkdir(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		ln, err := api.ListenUnixTrusting(filepath.Join(dir, "dsrd.sock"), 0, me)
+		if err != nil {
+			t.Fatalf("directory %v: %v", mode, err)
+		}
+		ln.Close()
+		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("directory %v changed: %v %v", mode, fi, err)
+		}
 	}
 }
 

@@ -174,6 +174,11 @@ func loadError(cmd string, err error) error {
 }
 
 func directorRun(c *ucli.Context) error {
+	// SIGHUP's default action ends the process: catch it before anything
+	// else, so a reload sent while the director starts is held (and done
+	// once it is ready, see Director.Reload) rather than fatal.
+	hup, stopHUP := notifyHUP()
+	defer stopHUP()
 	var flagErr error
 	override := func(cfg *config.Director) {
 		if err := overrideNode(c, &cfg.Node, &cfg.Cluster); err != nil {
@@ -207,7 +212,7 @@ func directorRun(c *ucli.Context) error {
 		return ucli.Exit("dsrd director: "+err.Error(), exitFailure)
 	}
 	defer stopMetrics()
-	go reloadOnHUP(ctx, log, d.Reload)
+	go reloadOnHUP(ctx, log, hup, d.Reload) // ends when ctx ends
 	return runDaemon(ctx, log, "director", d.Run, d.Ready())
 }
 
@@ -296,11 +301,17 @@ func runDaemon(ctx context.Context, log *slog.Logger, name string, run func(cont
 	return nil
 }
 
-// reloadOnHUP reloads on SIGHUP until ctx ends.
-func reloadOnHUP(ctx context.Context, log *slog.Logger, reload func(context.Context) (api.ReloadResult, error)) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// notifyHUP starts catching SIGHUP; stop restores its default action.
+// The channel holds one signal: HUPs that arrive while one waits for its
+// reload ask for the same re-read.
+func notifyHUP() (hup <-chan os.Signal, stop func()) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGHUP)
+	return c, func() { signal.Stop(c) }
+}
+
+// reloadOnHUP reloads on every signal received on hup until ctx ends.
+func reloadOnHUP(ctx context.Context, log *slog.Logger, hup <-chan os.Signal, reload func(context.Context) (api.ReloadResult, error)) {
 	for {
 		select {
 		case <-ctx.Done():

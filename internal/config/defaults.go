@@ -15,6 +15,9 @@ const (
 	// a stale socket never outlives the machine's uptime, and systemd's
 	// RuntimeDirectory=dsrd creates /run/dsrd.
 	DefaultAPISocket = "/run/dsrd/dsrd.sock"
+	// DefaultNotifyTimeout bounds one notify program, as
+	// vrrp.DefaultNotifyTimeout does for the state machine's scripts.
+	DefaultNotifyTimeout = 30 * time.Second
 	// DefaultLogLevel is info: state changes, not per-check chatter.
 	DefaultLogLevel = "info"
 	// DefaultLogFormat is text, which reads best in journalctl.
@@ -156,6 +159,7 @@ type setFunc func(path string) bool
 // defaultDirector fills in the defaults of a director configuration.
 func defaultDirector(d *Director, set setFunc) {
 	defaultNode(&d.Node, "node", set)
+	setDuration(&d.Node.Notify.Timeout, DefaultNotifyTimeout, "node.notify.timeout", set)
 	defaultCluster(&d.Cluster, "cluster", set)
 	defaultIPVS(&d.IPVS)
 	for i := range d.VIPs {

@@ -38,6 +38,7 @@ func TestParseDirectorDefaults(t *testing.T) {
 		Node: Node{
 			ID: "dir1", Interface: "eth0", DataDir: "/var/lib/dsrd",
 			APISocket: "/run/dsrd/dsrd.sock", LogLevel: "info", LogFormat: "text",
+			Notify: Notify{Timeout: dur(30 * time.Second)},
 		},
 		Cluster: Cluster{
 			Bind:      netip.MustParseAddrPort("192.0.2.11:7946"),
@@ -543,5 +544,31 @@ func TestValidateShared(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
+	}
+}
+
+// TestParseNotify: notify scripts are absolute argv lists.
+func TestParseNotify(t *testing.T) {
+	data, err := os.ReadFile("testdata/valid/director_minimal.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.Replace(string(data), "  interface: eth0\n", `  interface: eth0
+  notify:
+    master: [/usr/local/bin/on-vips, master]
+    fault: [/usr/local/bin/page, "VIP interface down"]
+    timeout: 10s
+`, 1))
+	got, err := ParseDirector("director_notify.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Notify{
+		Master:  []string{"/usr/local/bin/on-vips", "master"},
+		Fault:   []string{"/usr/local/bin/page", "VIP interface down"},
+		Timeout: dur(10 * time.Second),
+	}
+	if !reflect.DeepEqual(got.Node.Notify, want) {
+		t.Errorf("node.notify = %+v, want %+v", got.Node.Notify, want)
 	}
 }

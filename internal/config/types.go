@@ -53,6 +53,26 @@ type Node struct {
 	LogFormat string `yaml:"log_format"`
 	// MetricsAddress is host:port of the Prometheus endpoint; empty is off.
 	MetricsAddress string `yaml:"metrics_address"`
+	// Notify are the programs run on VIP ownership transitions (directors
+	// only).
+	Notify Notify `yaml:"notify"`
+}
+
+// Notify names the programs a director runs when its VIP ownership state
+// changes, as keepalived's notify_master, notify_backup, notify_fault and
+// notify: each an argv (absolute program path, then its arguments) run
+// without a shell. Empty runs nothing.
+type Notify struct {
+	// Master runs on taking the VIPs (MASTER).
+	Master []string `yaml:"master"`
+	// Backup runs on not holding them (BACKUP), at start too.
+	Backup []string `yaml:"backup"`
+	// Fault runs when a VIP's interface goes down (FAULT).
+	Fault []string `yaml:"fault"`
+	// Any runs on every transition, after the state's own program.
+	Any []string `yaml:"any"`
+	// Timeout bounds each run: the program is then killed.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Cluster configures the Raft cluster of directors and witnesses.

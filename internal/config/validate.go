@@ -165,6 +165,55 @@ func (v *validator) node(n *Node, path string, kind Kind) {
 	if n.MetricsAddress != "" {
 		v.hostPort(joinPath(path, "metrics_address"), n.MetricsAddress)
 	}
+	v.notify(&n.Notify, joinPath(path, "notify"), kind)
+}
+
+// Bounds of node.notify.
+const (
+	// maxNotifyArgs bounds one notify program's argv: a program and a few
+	// arguments; anything longer belongs in a script.
+	maxNotifyArgs = 32
+	// maxNotifyTimeout bounds a notify program's run: the programs run one
+	// at a time, so a long one delays the next transitions'.
+	maxNotifyTimeout = 5 * time.Minute
+)
+
+func (v *validator) notify(n *Notify, path string, kind Kind) {
+	progs := []struct {
+		key  string
+		argv []string
+	}{{"master", n.Master}, {"backup", n.Backup}, {"fault", n.Fault}, {"any", n.Any}}
+	if kind == KindWitness {
+		for _, p := range progs {
+			if len(p.argv) > 0 {
+				v.errorf(joinPath(path, p.key), "a witness owns no VIPs and runs no notify program: remove it")
+			}
+		}
+		if n.Timeout != 0 {
+			v.errorf(joinPath(path, "timeout"), "a witness owns no VIPs and runs no notify program: remove it")
+		}
+		return
+	}
+	for _, p := range progs {
+		kp := joinPath(path, p.key)
+		if len(p.argv) == 0 {
+			continue
+		}
+		if len(p.argv) > maxNotifyArgs {
+			v.errorf(kp, "%d arguments: at most %d (a longer command belongs in a script)", len(p.argv), maxNotifyArgs)
+		}
+		if p.argv[0] == "" || !filepath.IsAbs(p.argv[0]) {
+			v.errorf(indexPath(kp, 0), "%q is not an absolute path: notify programs run without a shell and without a PATH lookup", p.argv[0])
+		}
+		for i, a := range p.argv {
+			if strings.ContainsRune(a, 0) {
+				v.errorf(indexPath(kp, i), "contains a NUL byte")
+			}
+		}
+	}
+	if d := n.Timeout.D(); d <= 0 || d > maxNotifyTimeout {
+		v.errorf(joinPath(path, "timeout"), "%s: must be more than 0s and at most %s", d, maxNotifyTimeout)
+	}
 }
 
 // maxSocketPath is the longest unix socket path Linux takes (sun_path is

@@ -47,10 +47,19 @@ func (d *Director) Failover(ctx context.Context, to string) (api.FailoverResult,
 	return failover(ctx, d.node, d.fw, to)
 }
 
+// errStarting answers a reload that could not wait for the director to
+// finish starting.
+var errStarting = errors.New("the director is still starting: try the reload again")
+
 // Reload re-reads the configuration file. An invalid file is rejected with
 // all its errors and the running configuration stays; a valid one is
-// submitted to the cluster when its services differ.
+// submitted to the cluster when its services differ. A reload asked for
+// while the director starts (a SIGHUP before Run has joined Raft) waits
+// until it is ready, or until ctx ends: it then fails with errStarting.
 func (d *Director) Reload(ctx context.Context) (api.ReloadResult, error) {
+	if err := d.waitReady(ctx); err != nil {
+		return api.ReloadResult{}, err
+	}
 	now := time.Now()
 	d.mu.Lock()
 	d.reloaded = true // the start-up submission records nothing over this
@@ -78,6 +87,24 @@ func (d *Director) Reload(ctx context.Context) (api.ReloadResult, error) {
 	d.reload = res
 	d.mu.Unlock()
 	return res, nil
+}
+
+// waitReady waits until Run has started Raft (d.node is set), logging
+// that a reload waits; it fails with errStarting when ctx ends first.
+func (d *Director) waitReady(ctx context.Context) error {
+	select {
+	case <-d.ready:
+		return nil
+	default:
+	}
+	d.log.Info("reload requested while the director starts: it runs once the director is ready")
+	select {
+	case <-d.ready:
+		return nil
+	case <-ctx.Done():
+		d.log.Warn("reload requested while the director starts: not done, the director did not get ready in time", "error", ctx.Err())
+		return fmt.Errorf("%w: %w", errStarting, ctx.Err())
+	}
 }
 
 // errorLines splits a configuration error into its file:line:col lines.

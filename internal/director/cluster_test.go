@@ -183,6 +183,12 @@ func (l *lab) setHealth(real string, up bool) {
 
 // start starts a director (again) on its data dir and fake kernels.
 func (l *lab) start(n *labDirector) {
+	l.t.Helper()
+	l.run(n, l.newDirector(n))
+}
+
+// newDirector prepares a director on n's file and fake kernels; run runs it.
+func (l *lab) newDirector(n *labDirector) *Director {
 	t := l.t
 	t.Helper()
 	d, err := New(Options{
@@ -197,6 +203,13 @@ func (l *lab) start(n *labDirector) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return d
+}
+
+// run runs d as n until stop, and waits until it is ready.
+func (l *lab) run(n *labDirector, d *Director) {
+	t := l.t
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }() // ends when ctx is cancelled (stop)

@@ -40,8 +40,6 @@ type Options struct {
 	// gratuitous ARP / NA when nil.
 	VIPKernel vrrp.Kernel
 	Announce  vrrp.AnnounceFunc
-	// Notify are the scripts run on VRRP state changes.
-	Notify vrrp.NotifyScripts
 	// Metrics receives the director's events and reads its state when
 	// scraped; nil when metrics are off.
 	Metrics *metrics.Set
@@ -215,7 +213,7 @@ func (d *Director) Run(ctx context.Context) error {
 		return fmt.Errorf("vips: %w", err)
 	}
 	d.owner = owner
-	d.machine = vrrp.NewMachine(owner, vrrp.MachineOptions{Notify: d.opts.Notify})
+	d.machine = vrrp.NewMachine(owner, vrrp.MachineOptions{Notify: notifyOf(cfg.Node.Notify)})
 
 	d.checks = healthcheck.NewScheduler(healthcheck.SchedulerOptions{
 		Logger: log,
@@ -291,6 +289,17 @@ func (d *Director) poke() {
 	select {
 	case d.healthChanged <- struct{}{}:
 	default:
+	}
+}
+
+// notifyOf converts node.notify to the VIP state machine's scripts.
+func notifyOf(n config.Notify) vrrp.NotifyScripts {
+	return vrrp.NotifyScripts{
+		Master:  n.Master,
+		Backup:  n.Backup,
+		Fault:   n.Fault,
+		Any:     n.Any,
+		Timeout: n.Timeout.D(),
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -242,4 +243,68 @@ func TestCatchUp(t *testing.T) {
 	if err := d.catchUp(at(2), true, start.Add(catchUpMax)); err != nil {
 		t.Errorf("after catchUpMax with a leader: %v, want none", err)
 	}
+}
+
+// A SIGHUP during start-up calls Reload before Run has started Raft: it
+// used to dereference the nil node and crash the daemon. Such a reload
+// now waits for the director to be ready, bounded by its context.
+func TestReloadBeforeRunWaitsForReady(t *testing.T) {
+	l := newLabOf(t, "", "dir1")
+	n := l.dirs["dir1"]
+	l.writeDirector(n, l.service("web", 80, "192.0.2.21"))
+	d := l.newDirector(n)
+
+	// Not ready within its deadline: a clear error, nothing else.
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if res, err := d.Reload(ctx); !errors.Is(err, errStarting) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("reload before run: %+v, %v; want errStarting after the deadline", res, err)
+	}
+	if !strings.Contains(errStarting.Error(), "try the reload again") {
+		t.Errorf("errStarting %q does not say what to do", errStarting)
+	}
+
+	// Asked for before Run, done once the director is ready: not lost.
+	type outcome struct {
+		res api.ReloadResult
+		err error
+	}
+	got := make(chan outcome, 1)
+	go func() { // ends when the reload is done or ctxTimeout expires
+		res, err := d.Reload(ctxTimeout(t))
+		got <- outcome{res, err}
+	}()
+	l.run(n, d)
+	select {
+	case o := <-got:
+		// The file was read; its submission may meet a cluster that has
+		// not elected its leader yet, which the result says (as any
+		// reload's would then).
+		if o.err != nil || o.res.At.IsZero() || !o.res.OK && !(len(o.res.Errors) == 1 && strings.HasPrefix(o.res.Errors[0], "submit to the cluster")) {
+			t.Fatalf("reload asked for during start: %+v, %v", o.res, o.err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("a reload asked for during start was not done once the director was ready")
+	}
+}
+
+// node.notify reaches the VIP state machine: a lone director runs its
+// backup program at start and its master program when it takes the VIPs.
+func TestNotifyProgramsRunOnTransitions(t *testing.T) {
+	l := newLabOf(t, "", "dir1")
+	n := l.dirs["dir1"]
+	out := joinPath(l.dir, "transitions")
+	script := joinPath(l.dir, "notify.sh")
+	writeFile(t, script, "#!/bin/sh\necho \"$1 $DSRD_STATE $DSRD_VIPS\" >> \"$2\"\n")
+	if err := os.Chmod(script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	notify := fmt.Sprintf("  notify: {backup: [%s, backup, %s], master: [%[1]s, master, %[2]s], timeout: 10s}\n", script, out)
+	file := strings.Replace(l.directorFile(n, l.service("web", 80, "192.0.2.21")), "  interface: eth0\n", "  interface: eth0\n"+notify, 1)
+	writeFile(t, n.conf, file)
+	l.start(n)
+	testutil.WaitFor(t, testTimeout, "the backup then master programs", func() (bool, string) {
+		b, _ := os.ReadFile(out)
+		return string(b) == "backup BACKUP "+labVIP.String()+"\nmaster MASTER "+labVIP.String()+"\n", string(b)
+	})
 }

@@ -16,9 +16,23 @@ import (
 	"github.com/dsrd/dsrd/raft/pki"
 )
 
-// witnessTransferRetry paces a witness's attempts to hand over a
-// leadership it won, while no director can take it (both down).
-const witnessTransferRetry = time.Second
+// Pacing of a witness's attempts to hand over a leadership it won while
+// no director can take it (both down, or unreachable). The delay after a
+// failed attempt starts at handOverRetryMin heartbeat timeouts (1 s at the
+// default 500 ms) and doubles after each further failure up to
+// handOverRetryMax heartbeat timeouts (4 s): the cap is how long a
+// director that comes back may wait, beyond its own start, for the
+// leadership and so for the VIPs, which no one holds while the witness
+// leads. Scaling with the heartbeat keeps that wait in proportion to the
+// cluster's own failover time.
+const (
+	handOverRetryMin = 2
+	handOverRetryMax = 8
+	// handOverWarnEvery bounds the log of failed attempts: the first
+	// failure is logged, then at most one line per interval, with the
+	// count of attempts so far.
+	handOverWarnEvery = time.Minute
+)
 
 // errWitness answers requests only a director can serve.
 var errWitness = errors.New("a witness holds no services: run this on a director")
@@ -104,49 +118,120 @@ func (w *Witness) Run(ctx context.Context) error {
 	}
 	w.once.Do(func() { close(w.ready) })
 
-	lead := node.Leadership(runCtx)
-	var retry <-chan time.Time
+	hb := w.cfg.Cluster.HeartbeatTimeout.D()
+	if hb <= 0 {
+		hb = config.DefaultHeartbeatTimeout
+	}
+	h := &handOver{
+		transfer: w.transfer,
+		isLeader: node.IsLeader,
+		acquired: w.metrics.LeadershipAcquired,
+		log:      w.log,
+		min:      handOverRetryMin * hb,
+		max:      handOverRetryMax * hb,
+	}
+	handed := make(chan struct{})
+	wg.Add(1)
+	go func() { // ends when runCtx ends or Raft closes the leadership channel
+		defer wg.Done()
+		defer close(handed)
+		h.run(runCtx, node.Leadership(runCtx))
+	}()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errs:
+		return err
+	case <-node.Done():
+		return fmt.Errorf("raft stopped: %w", node.Err())
+	case <-handed:
+		return nil
+	}
+}
+
+// transfer transfers leadership away, to a director whose VIP interface
+// is up first, then those that did not answer, then those in FAULT; none
+// answering, raft's own choice.
+func (w *Witness) transfer(ctx context.Context) error {
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	p := planTransfer(tctx, w.members(tctx), w.node.ID(), peerStatus(w.peers))
+	targets := append(append(p.Healthy, p.Unknown...), p.Fault...)
+	return w.node.TransferLeadership(tctx, targets...)
+}
+
+// handOver hands a witness's leadership over whenever the witness holds
+// it. A failed transfer is tried again after a delay that grows from min
+// to max (see handOverRetryMin); its log is rate-limited.
+type handOver struct {
+	transfer func(context.Context) error
+	isLeader func() bool
+	acquired func() // counts a leadership acquisition (metrics)
+	log      *slog.Logger
+	min, max time.Duration
+
+	// Touched by run only.
+	delay    time.Duration // before the next attempt, after a failure
+	failures int           // failed attempts since the last success
+	warned   time.Time     // when a failure was last logged
+}
+
+// run hands leadership over on each acquisition that lead reports, until
+// ctx ends or lead is closed.
+//
+// A failed transfer reports the leadership lost and then regained
+// (raft.Node.TransferLeadership): that regained leadership does not
+// attempt again at once but waits for the pending retry, or the witness
+// would retry in a tight loop.
+func (h *handOver) run(ctx context.Context, lead <-chan bool) {
+	var retry <-chan time.Time // the pending attempt after a failure
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case err := <-errs:
-			return err
-		case <-node.Done():
-			return fmt.Errorf("raft stopped: %w", node.Err())
+			return
 		case leader, ok := <-lead:
 			if !ok {
-				return nil
+				return
 			}
-			retry = nil
-			if leader {
-				w.metrics.LeadershipAcquired()
-				retry = w.handOver(runCtx)
+			if !leader {
+				continue // a pending retry checks leadership when it fires
+			}
+			h.acquired()
+			if retry == nil {
+				retry = h.attempt(ctx)
 			}
 		case <-retry:
 			retry = nil
-			if node.IsLeader() {
-				retry = w.handOver(runCtx)
+			if !h.isLeader() {
+				// Someone else leads: whatever stopped the transfers
+				// is over; a next win tries at once, from min again.
+				h.delay, h.failures = 0, 0
+				continue
 			}
+			retry = h.attempt(ctx)
 		}
 	}
 }
 
-// handOver transfers leadership away; it returns a timer channel to try
-// again when that failed (no director reachable), nil on success.
-func (w *Witness) handOver(ctx context.Context) <-chan time.Time {
-	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	// Directors whose VIP interface is up first, then those that did not
-	// answer, then those in FAULT; none answering, raft's own choice.
-	p := planTransfer(tctx, w.members(tctx), w.node.ID(), peerStatus(w.peers))
-	targets := append(append(p.Healthy, p.Unknown...), p.Fault...)
-	if err := w.node.TransferLeadership(tctx, targets...); err != nil {
-		w.log.Warn("witness is leader and could not hand over yet", "error", err)
-		return time.After(witnessTransferRetry)
+// attempt transfers leadership once; it returns the timer of the next
+// attempt when that failed, nil on success.
+func (h *handOver) attempt(ctx context.Context) <-chan time.Time {
+	err := h.transfer(ctx)
+	if err == nil {
+		h.log.Info("witness handed leadership over", "attempts", h.failures+1)
+		h.delay, h.failures = 0, 0
+		return nil
 	}
-	w.log.Info("witness handed leadership over")
-	return nil
+	if ctx.Err() != nil {
+		return nil // shutting down: the shutdown hands over
+	}
+	h.failures++
+	h.delay = min(max(2*h.delay, h.min), h.max)
+	if now := time.Now(); h.failures == 1 || now.Sub(h.warned) >= handOverWarnEvery {
+		h.warned = now
+		h.log.Warn("witness is leader and could not hand over yet", "error", err, "attempts", h.failures, "retry_in", h.delay)
+	}
+	return time.After(h.delay)
 }
 
 // members is the Raft configuration as the witness knows it (nil when it
