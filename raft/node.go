@@ -12,15 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/raft/pki"
@@ -213,7 +210,10 @@ func (n *Node) raftConfig() (*hraft.Config, error) {
 // Start opens the stores, starts the transport and Raft, and bootstraps the
 // cluster if this node has no Raft state yet (never twice: a restart finds
 // its state and skips it). ctx bounds the start only; the node runs until
-// Close. A failed Start leaves the node closed.
+// Close. A failed Start leaves the node closed. Storage Raft cannot start
+// from (a damaged raft.db, state that was lost, a log with a gap, a
+// snapshot that does not load) is a *StorageError that says how to recover
+// the member; the node then neither bootstraps nor starts Raft.
 func (n *Node) Start(ctx context.Context) (err error) {
 	n.mu.Lock()
 	if n.closed {
@@ -239,32 +239,15 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(n.cfg.DataDir, raftDirName)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create raft dir: %w", err)
-	}
-	dbPath := filepath.Join(dir, "raft.db")
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path:        dbPath,
-		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout},
-	})
+	st, err := openStorage(storageConfig{dataDir: n.cfg.DataDir, nodeID: n.cfg.NodeID,
+		address: advertised(n.cfg.Cluster), log: n.log, hlog: n.hlog})
 	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
-			return fmt.Errorf("open %s: locked by another process (is another dsrd using this data dir?): %w", dbPath, err)
-		}
-		return fmt.Errorf("open %s: %w", dbPath, err)
+		return err
 	}
 	n.mu.Lock()
-	n.store = store
+	n.store = st.store
 	n.mu.Unlock()
-	logs, err := hraft.NewLogCache(logCacheSize, store)
-	if err != nil {
-		return fmt.Errorf("raft log cache: %w", err)
-	}
-	snaps, err := hraft.NewFileSnapshotStoreWithLogger(dir, retainSnapshots, n.hlog.Named("snapshot"))
-	if err != nil {
-		return fmt.Errorf("raft snapshot store: %w", err)
-	}
+	dir, store, logs, snaps := st.dir, st.store, st.logs, st.snaps
 
 	trans := n.cfg.Transport
 	if trans == nil {
@@ -327,7 +310,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 
 	// Drain NotifyCh before raft can send on it.
 	n.lead.start()
-	r, err := hraft.NewRaft(conf, n.fsm, logs, store, snaps, trans)
+	r, err := newRaft(dir, conf, n.fsm, logs, store, snaps, trans)
 	if err != nil {
 		if g, ok := trans.(*guardedTransport); ok {
 			g.stop()
