@@ -210,7 +210,9 @@ func (t *Transport) serveRPC(conn net.Conn, p Peer, typ byte, r *bufio.Reader, b
 	cmd, err := decodeRPC(typ, dec)
 	if err != nil {
 		reason := RefusedMalformed
-		if errors.Is(err, errTooLarge) {
+		// The decoder does not always wrap its reader's error: an
+		// exhausted budget says it.
+		if errors.Is(err, errTooLarge) || budget.n <= 0 {
 			reason = RefusedTooLarge
 		} else if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 			reason = RefusedIdle
