@@ -209,3 +209,44 @@ func checkOwnIdentity(t *PeerTLS, nodeID string, role pki.Role) error {
 	}
 	return nil
 }
+
+// CertInfo describes the node's own certificate: its identity and end of
+// validity; ok is false without TLS.
+func (n *Node) CertInfo() (id pki.Identity, notAfter time.Time, ok bool) {
+	l := n.streamLayer()
+	if l == nil || l.tls == nil {
+		return pki.Identity{}, time.Time{}, false
+	}
+	return l.tls.Identity(), l.tls.Certificate().NotAfter, true
+}
+
+// certCheckInterval is how often a node looks at its certificate's expiry.
+const certCheckInterval = 24 * time.Hour
+
+// watchCert warns when the node's certificate is within
+// pki.ExpiryWarningWindow of its end (or past it), at start and then daily.
+// It ends when the node begins to close.
+func (n *Node) watchCert(t *PeerTLS) {
+	check := func() {
+		left := time.Until(t.Certificate().NotAfter)
+		switch {
+		case left <= 0:
+			n.log.Error("cluster tls certificate has expired: peers refuse this node; issue a new one (dsrd tls cert issue) and restart",
+				"not_after", t.Certificate().NotAfter)
+		case left < pki.ExpiryWarningWindow:
+			n.log.Warn("cluster tls certificate expires soon: issue a new one (dsrd tls cert issue) and restart",
+				"not_after", t.Certificate().NotAfter, "days_left", int(left.Hours()/24))
+		}
+	}
+	check()
+	tick := time.NewTicker(certCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			check()
+		case <-n.stopping:
+			return
+		}
+	}
+}

@@ -336,6 +336,7 @@ func (n *Node) loadTLS() (*PeerTLS, error) {
 		if err := checkOwnIdentity(peerTLS, n.cfg.NodeID, n.cfg.Role); err != nil {
 			return nil, err
 		}
+		go n.watchCert(peerTLS)
 		return peerTLS, nil
 	}
 	exposed := c.Bind.IsValid() && !c.Bind.Addr().IsLoopback() ||

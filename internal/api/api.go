@@ -72,6 +72,19 @@ type Raft struct {
 	LastContact   time.Time `json:"last_contact,omitzero"`
 	CommitIndex   uint64    `json:"commit_index"`
 	AppliedIndex  uint64    `json:"applied_index"`
+	// TLS describes this node's cluster certificate; nil without TLS.
+	TLS *CertStatus `json:"tls,omitempty"`
+	// PortConns is the number of inbound connections on the Raft port.
+	PortConns int `json:"port_connections"`
+	// Refused counts what the Raft port refused, by reason (raft.Refused*).
+	Refused map[string]uint64 `json:"refused,omitempty"`
+}
+
+// CertStatus is a node's own cluster certificate.
+type CertStatus struct {
+	NodeID   string    `json:"node_id"`
+	Role     string    `json:"role"`
+	NotAfter time.Time `json:"not_after"`
 }
 
 // Member is one server of the Raft configuration.

@@ -13,6 +13,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/raft/pki"
 )
 
 func statusCommand() *ucli.Command {
@@ -86,6 +87,9 @@ func writeStatus(w io.Writer, st api.Status) error {
 	}
 	line("node", "%s", node)
 	line("raft", "%s", raftLine(st.Raft))
+	if c := st.Raft.TLS; c != nil {
+		line("tls", "%s", certLine(c, time.Now()))
+	}
 	if director {
 		line("vrrp", "%s", orDash(st.VRRPState))
 		if len(st.VIPs) == 0 {
@@ -136,6 +140,20 @@ func writeStatus(w io.Writer, st api.Status) error {
 		}
 	}
 	return nil
+}
+
+// certLine describes the node's cluster certificate and its expiry, with
+// the warning pki.ExpiryWarningWindow asks for.
+func certLine(c *api.CertStatus, now time.Time) string {
+	left := c.NotAfter.Sub(now)
+	s := fmt.Sprintf("%s %s, expires %s (%d days)", c.Role, c.NodeID, c.NotAfter.UTC().Format(time.DateOnly), int(left.Hours()/24))
+	switch {
+	case left <= 0:
+		s += ": EXPIRED, peers refuse this node"
+	case left < pki.ExpiryWarningWindow:
+		s += ": RENEW SOON (dsrd tls cert issue)"
+	}
+	return s
 }
 
 // raftLine summarises the node's Raft state.

@@ -90,3 +90,22 @@ func TestRenderStatusGolden(t *testing.T) {
 		})
 	}
 }
+
+// TestCertLine: dsrd status shows the certificate's expiry and warns from
+// 30 days before it.
+func TestCertLine(t *testing.T) {
+	now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		left time.Duration
+		want string
+	}{
+		{365 * 24 * time.Hour, "director d1, expires 2027-12-04 (365 days)"},
+		{10 * 24 * time.Hour, "director d1, expires 2026-12-14 (10 days): RENEW SOON (dsrd tls cert issue)"},
+		{-time.Hour, "director d1, expires 2026-12-03 (0 days): EXPIRED, peers refuse this node"},
+	} {
+		got := certLine(&api.CertStatus{NodeID: "d1", Role: "director", NotAfter: now.Add(tc.left)}, now)
+		if got != tc.want {
+			t.Errorf("certLine(%s left) = %q, want %q", tc.left, got, tc.want)
+		}
+	}
+}

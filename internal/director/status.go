@@ -102,6 +102,11 @@ func raftStatus(ctx context.Context, n *raft.Node, role string) api.Status {
 		Generation: s.Generation,
 		ConfigHash: s.ConfigHash,
 	}
+	if id, notAfter, ok := n.CertInfo(); ok {
+		st.Raft.TLS = &api.CertStatus{NodeID: id.NodeID, Role: string(id.Role), NotAfter: notAfter}
+	}
+	ts := n.TransportStats()
+	st.Raft.PortConns, st.Raft.Refused = ts.Conns, ts.Refused
 	if members, err := n.Members(ctx); err == nil {
 		st.Members = membersOf(members)
 	}

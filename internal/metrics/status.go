@@ -34,6 +34,9 @@ var (
 	descRaftCommit      = desc("raft_commit_index", "The highest Raft log index known to be committed.")
 	descRaftApplied     = desc("raft_applied_index", "The highest Raft log index applied to this node's state.")
 	descRaftLastContact = desc("raft_last_contact_seconds", "Seconds since this node last heard from the leader: 0 on the leader, +Inf when it never has.")
+	descCertExpiry      = desc("tls_cert_expiry_timestamp_seconds", "Unix time at which this node's cluster certificate expires (absent without TLS); peers refuse it after.")
+	descPortConns       = desc("raft_port_connections", "Inbound connections open on the Raft port (raft's and the peer protocol's).")
+	descRefused         = desc("raft_refused_total", "Connections and requests the Raft port refused, by reason (conn_limit, source_limit, handshake_limit, handshake, identity, not_member, impersonation, role, stale_transfer, malformed, too_large, timeout).", "reason")
 	descGeneration      = desc("config_generation", "Generation of the cluster configuration this node's Raft state holds.")
 
 	descRunning      = desc("config_running_generation", "Generation of the cluster configuration this director's IPVS last converged on.")
@@ -73,7 +76,7 @@ type statusCollector struct{ s *Set }
 func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descNodeInfo, descReadOK, descRaftLeader, descRaftState, descRaftTerm, descRaftCommit,
-		descRaftApplied, descRaftLastContact, descGeneration,
+		descRaftApplied, descRaftLastContact, descGeneration, descCertExpiry, descPortConns, descRefused,
 	} {
 		ch <- d
 	}
@@ -153,6 +156,13 @@ func (s *Set) collect(ch chan<- prometheus.Metric, snap Snapshot, ok bool) {
 		gauge(ch, descRaftLastContact, max(s.now().Sub(r.LastContact), 0).Seconds())
 	}
 	gauge(ch, descGeneration, float64(st.Generation))
+	if r.TLS != nil {
+		gauge(ch, descCertExpiry, float64(r.TLS.NotAfter.Unix()))
+	}
+	gauge(ch, descPortConns, float64(r.PortConns))
+	for reason, n := range r.Refused {
+		counter(ch, descRefused, float64(n), reason)
+	}
 	if s.role != RoleDirector {
 		return
 	}
