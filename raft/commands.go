@@ -30,6 +30,29 @@ const (
 	CommandSetAdmin CommandType = 2
 )
 
+// CommandVersion is the highest command version this binary can apply.
+// Every command type has the version that introduced it (Version); a
+// leader appends a command of version v only when every member has
+// advertised a CommandVersion of at least v (Node.CheckMemberVersions,
+// fed by Config.MemberVersions: members advertise theirs in their peer
+// status). So a rolling upgrade that adds a command type is safe in any
+// order: the new type is used once the last member runs a binary that
+// knows it, and an older member never meets an entry that would stop it.
+// Bump it with every new command type, and never tighten the validation
+// of an existing type without one: an entry older members accept and
+// newer ones reject would split their states.
+const CommandVersion = 1
+
+// Version returns the command version that introduced t; 0 for a type
+// this binary does not know.
+func (t CommandType) Version() int {
+	switch t {
+	case CommandSetConfig, CommandSetAdmin:
+		return 1
+	}
+	return 0
+}
+
 // String names the command type for logs.
 func (t CommandType) String() string {
 	switch t {

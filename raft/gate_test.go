@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -168,7 +169,7 @@ func TestRaftPortRefusesStrangers(t *testing.T) {
 		var resp hraft.AppendEntriesResponse
 		err := tr.AppendEntries(hraft.ServerID(fol), addr, &hraft.AppendEntriesRequest{
 			RPCHeader: header("evil", "127.0.0.1:1"), Term: before.Term + 50,
-			Entries: []*hraft.Log{{Index: before.LastLogIndex + 1, Term: before.Term + 50, Type: hraft.LogCommand, Data: []byte{3}}},
+			Entries:      []*hraft.Log{{Index: before.LastLogIndex + 1, Term: before.Term + 50, Type: hraft.LogCommand, Data: []byte{3}}},
 			PrevLogEntry: before.LastLogIndex, PrevLogTerm: before.Term,
 		}, &resp)
 		expectRefusedRPC(t, target, err, RefusedNotMember)
@@ -364,4 +365,48 @@ func TestRaftPortRPCSize(t *testing.T) {
 func waitTrue(t *testing.T, _ time.Duration, what string, cond func() bool) {
 	t.Helper()
 	testutil.WaitFor(t, testTimeout, what, func() (bool, string) { return cond(), "not yet" })
+}
+
+// TestCommandVersionGate: a leader appends a command newer than version 1
+// only when every other member advertises that it can apply it; a member
+// that does not answer counts as too old.
+func TestCommandVersionGate(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	n := c.nodes[leader]
+	ctx := testutil.Context(t, testTimeout)
+	if err := n.CheckMemberVersions(ctx, 1); err != nil {
+		t.Fatalf("version 1 refused: %v", err)
+	}
+	if err := n.CheckMemberVersions(ctx, CommandVersion+1); !errors.Is(err, ErrMemberTooOld) {
+		t.Fatalf("a version newer than the binary's: %v", err)
+	}
+	// The member rule for a version 2 this binary would know: every
+	// other member must advertise it.
+	versions := map[string]int{}
+	n.cfg.MemberVersions = func(context.Context, []Member) (map[string]int, error) { return versions, nil }
+	for _, m := range c.peers {
+		versions[m.ID] = 2
+	}
+	if err := n.membersAt(ctx, 2); err != nil {
+		t.Fatalf("every member at version 2: %v", err)
+	}
+	var other string
+	for _, m := range c.peers {
+		if m.ID != n.ID() {
+			other = m.ID
+			break
+		}
+	}
+	versions[other] = 1
+	if err := n.membersAt(ctx, 2); !errors.Is(err, ErrMemberTooOld) || !strings.Contains(err.Error(), other) {
+		t.Fatalf("a member at version 1: %v", err)
+	}
+	delete(versions, other) // it does not answer
+	if err := n.membersAt(ctx, 2); !errors.Is(err, ErrMemberTooOld) {
+		t.Fatalf("a silent member: %v", err)
+	}
+	if CommandSetConfig.Version() != 1 || CommandSetAdmin.Version() != 1 || CommandType(0x7f).Version() != 0 {
+		t.Error("command versions changed: they are part of the log format")
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,6 +96,11 @@ type Config struct {
 	// Transport replaces the TCP/TLS transport built from Cluster (tests use
 	// hraft.NewInmemTransport). The caller keeps ownership of it.
 	Transport hraft.Transport
+	// MemberVersions returns the CommandVersion each other member
+	// advertises (the director asks their peer status); a leader consults
+	// it before appending a command newer than version 1. Nil: no member
+	// is known to understand more than version 1.
+	MemberVersions func(ctx context.Context, members []Member) (map[string]int, error)
 	// SnapshotInterval, SnapshotThreshold and TrailingLogs tune
 	// hashicorp/raft's snapshots; zero keeps its defaults.
 	SnapshotInterval  time.Duration
@@ -596,6 +602,9 @@ func (n *Node) apply(ctx context.Context, t CommandType, body any) (any, error) 
 	if err != nil {
 		return nil, err
 	}
+	if err := n.CheckMemberVersions(ctx, t.Version()); err != nil {
+		return nil, err
+	}
 	data, err := encodeCommand(t, body)
 	if err != nil {
 		return nil, err
@@ -612,6 +621,54 @@ func (n *Node) apply(ctx context.Context, t CommandType, body any) (any, error) 
 		return nil, err
 	}
 	return resp, nil
+}
+
+// ErrMemberTooOld is returned for a command some member cannot apply yet.
+var ErrMemberTooOld = errors.New("a member runs a dsrd too old for this command")
+
+// CheckMemberVersions returns nil when every member of the cluster can
+// apply commands of version v (see CommandVersion): version 1 always; a
+// later one when each other member advertises at least v through
+// Config.MemberVersions. A member that does not answer counts as too old.
+func (n *Node) CheckMemberVersions(ctx context.Context, v int) error {
+	if v <= 1 {
+		return nil
+	}
+	if v > CommandVersion {
+		return fmt.Errorf("%w: command version %d is newer than this binary's %d", ErrMemberTooOld, v, CommandVersion)
+	}
+	return n.membersAt(ctx, v)
+}
+
+// membersAt returns nil when every other member advertises command
+// version v or later.
+func (n *Node) membersAt(ctx context.Context, v int) error {
+	members, err := n.Members(ctx)
+	if err != nil {
+		return fmt.Errorf("check member versions: %w", err)
+	}
+	var others []Member
+	for _, m := range members {
+		if m.ID != n.cfg.NodeID {
+			others = append(others, m)
+		}
+	}
+	got := map[string]int{}
+	if n.cfg.MemberVersions != nil && len(others) > 0 {
+		if got, err = n.cfg.MemberVersions(ctx, others); err != nil {
+			n.log.Warn("could not read every member's command version", "error", err)
+		}
+	}
+	var old []string
+	for _, m := range others {
+		if got[m.ID] < v {
+			old = append(old, fmt.Sprintf("%s (version %d)", m.ID, got[m.ID]))
+		}
+	}
+	if len(old) > 0 {
+		return fmt.Errorf("%w: command version %d needs every member upgraded; not yet: %s", ErrMemberTooOld, v, strings.Join(old, ", "))
+	}
+	return nil
 }
 
 // leaderRaft returns raft when this node is the leader, a *NotLeaderError

@@ -40,7 +40,11 @@ type Status struct {
 	// Version is the dsrd release the node runs (as "dsrd version" prints
 	// it first, without the "dsrd" prefix).
 	Version string `json:"version"`
-	Raft    Raft   `json:"raft"`
+	// CommandVersion is the highest Raft command version the node can
+	// apply (raft.CommandVersion); leaders read it before using a newer
+	// command.
+	CommandVersion int  `json:"command_version"`
+	Raft           Raft `json:"raft"`
 	// Members is the Raft configuration as this node knows it.
 	Members []Member `json:"members"`
 	// VRRPState is MASTER, BACKUP or FAULT (directors only).

@@ -220,7 +220,7 @@ func (d *Director) Run(ctx context.Context) error {
 		OnRun:  d.checkRan,
 	})
 
-	node, err := raft.New(raft.Config{NodeID: cfg.Node.ID, DataDir: cfg.Node.DataDir, Cluster: cfg.Cluster, Role: pki.RoleDirector, Logger: log})
+	node, err := raft.New(raft.Config{NodeID: cfg.Node.ID, DataDir: cfg.Node.DataDir, Cluster: cfg.Cluster, Role: pki.RoleDirector, MemberVersions: memberVersions(func() *api.PeerClient { return d.peers }), Logger: log})
 	if err != nil {
 		return err
 	}

@@ -92,9 +92,10 @@ func (d *Director) status(ctx context.Context, traffic map[metrics.RealID]ipvs.S
 func raftStatus(ctx context.Context, n *raft.Node, role string) api.Status {
 	s := n.Stats()
 	st := api.Status{
-		Node:    n.ID(),
-		Role:    role,
-		Version: version.Version,
+		Node:           n.ID(),
+		Role:           role,
+		Version:        version.Version,
+		CommandVersion: raft.CommandVersion,
 		Raft: api.Raft{
 			State: s.State, Leader: s.Leader, LeaderID: s.LeaderID, LeaderAddress: s.LeaderAddress,
 			Term: s.Term, LastContact: s.LastContact, CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex,
@@ -189,4 +190,23 @@ func destOf(key ipvs.ServiceKey, k ipvs.Service, addr netip.Addr, port uint16) (
 	}
 	d, ok := k.Dests[ipvs.DestKey{Addr: addr, Port: port}]
 	return d, ok
+}
+
+// memberVersions asks each member's peer status for the Raft command
+// version it can apply (raft.Config.MemberVersions); a member that does
+// not answer is left out, which counts as too old.
+func memberVersions(peers func() *api.PeerClient) func(ctx context.Context, members []raft.Member) (map[string]int, error) {
+	return func(ctx context.Context, members []raft.Member) (map[string]int, error) {
+		out := make(map[string]int, len(members))
+		var errs []error
+		for _, m := range members {
+			st, err := peers().Status(ctx, m.Address)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", m.ID, err))
+				continue
+			}
+			out[m.ID] = st.CommandVersion
+		}
+		return out, errors.Join(errs...)
+	}
 }

@@ -74,7 +74,7 @@ func (w *Witness) Run(ctx context.Context) error {
 	}
 	defer ln.Close()
 	w.ln = ln
-	node, err := raft.New(raft.Config{NodeID: w.cfg.Node.ID, DataDir: w.cfg.Node.DataDir, Cluster: w.cfg.Cluster, Role: pki.RoleWitness, Logger: w.log})
+	node, err := raft.New(raft.Config{NodeID: w.cfg.Node.ID, DataDir: w.cfg.Node.DataDir, Cluster: w.cfg.Cluster, Role: pki.RoleWitness, MemberVersions: memberVersions(func() *api.PeerClient { return w.peers }), Logger: w.log})
 	if err != nil {
 		return err
 	}
