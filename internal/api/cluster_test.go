@@ -18,6 +18,7 @@ import (
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/raft"
+	"github.com/dsrd/dsrd/raft/pki"
 )
 
 // peerNode is a raft node on the TCP transport (127.0.0.1) with its peer
@@ -64,12 +65,17 @@ func newPeerCluster(t *testing.T, n int, withTLS bool) *peerCluster {
 }
 
 // listen returns a stream layer on 127.0.0.1 with the cluster's TLS and
-// node id's certificate.
+// the director id's certificate.
 func (c *peerCluster) listen(id string) *raft.StreamLayer {
+	return c.listenAs(id, pki.RoleDirector)
+}
+
+// listenAs is listen with a certificate of role.
+func (c *peerCluster) listenAs(id string, role pki.Role) *raft.StreamLayer {
 	t := c.t
 	var pt *raft.PeerTLS
 	if c.ca != nil {
-		cert, _, _ := c.ca.Issue(t, id)
+		cert, _, _ := c.ca.IssueAs(t, id, role, netip.MustParseAddr("127.0.0.1"))
 		var err error
 		if pt, err = raft.NewPeerTLS(cert, c.ca.Pool()); err != nil {
 			t.Fatal(err)
@@ -412,5 +418,67 @@ func TestPeerClientUnreachable(t *testing.T) {
 	}()
 	if err := recv(t, done, "the call to end"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("status of a silent member: %v", err)
+	}
+}
+
+// TestPeerRoutesByIdentity: over the cluster's mutual TLS, a peer request
+// is authorised by its certificate's identity: a witness's certificate
+// reads the status but cannot submit a spec, a certificate of a node that
+// is no member reads nothing, one of another CA does not connect, and a
+// member cannot say another member is gone.
+func TestPeerRoutesByIdentity(t *testing.T) {
+	c := newPeerCluster(t, 3, true)
+	leader := c.waitLeader()
+	ctx := testutil.Context(t, testTimeout)
+	client := func(ca *testutil.CA, id string, role pki.Role) api.PeerClient {
+		cert, _, _ := ca.IssueAs(t, id, role, netip.MustParseAddr("127.0.0.1"))
+		pt, err := raft.NewPeerTLS(cert, ca.Pool())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return api.PeerClient{Dial: func(ctx context.Context, address string) (net.Conn, error) {
+			return raft.DialPeer(ctx, address, "", pt)
+		}}
+	}
+	// A witness member: add w9 as a non-voter first, so that it is a member.
+	w := c.start("w9", c.listenAs("w9", pki.RoleWitness), true)
+	if err := leader.node.AddNonvoter(ctx, "w9", w.addr); err != nil {
+		t.Fatal(err)
+	}
+	witness := client(c.ca, "w9", pki.RoleWitness)
+	if _, err := witness.Status(ctx, leader.addr); err != nil {
+		t.Fatalf("a member witness reading the status: %v", err)
+	}
+	gen := leader.node.Config().Generation
+	_, err := witness.SubmitConfig(ctx, leader.addr, testSpec(7), "w9")
+	if !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("a witness submitting a spec: %v, want forbidden", err)
+	}
+	if _, err := client(c.ca, "evil", pki.RoleDirector).Status(ctx, leader.addr); err == nil {
+		t.Fatal("a non-member's certificate read the status")
+	}
+	if _, err := client(testutil.NewCA(t, "other-ca"), leader.id, pki.RoleDirector).Status(ctx, leader.addr); err == nil {
+		t.Fatal("a certificate of another CA read the status")
+	}
+	var other *peerNode
+	for _, n := range c.nodes {
+		if n != leader {
+			other = n
+			break
+		}
+	}
+	err = client(c.ca, other.id, pki.RoleDirector).LeaderGone(ctx, other.addr, leader.id)
+	if !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("%s saying %s is gone: %v, want forbidden", other.id, leader.id, err)
+	}
+	if got := leader.node.Config().Generation; got != gen {
+		t.Errorf("generation %d after the refused requests, want %d", got, gen)
+	}
+	// A director member may write.
+	if _, err := client(c.ca, other.id, pki.RoleDirector).SubmitConfig(ctx, leader.addr, testSpec(7), "x"); err != nil {
+		t.Fatalf("a director submitting: %v", err)
+	}
+	if got := leader.node.Config().SubmittedBy; got != other.id {
+		t.Errorf("submitted_by %q, want the certificate's %q, not the body's", got, other.id)
 	}
 }

@@ -271,11 +271,6 @@ func (s *PeerServer) failover(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *PeerServer) leaderGone(w http.ResponseWriter, r *http.Request) {
-	h, ok := s.b.(LeaderGoneHandler)
-	if !ok {
-		s.fail(w, r, fmt.Errorf("%w: this node does not stand for election on request", ErrNotFound))
-		return
-	}
 	var req LeaderGoneRequest
 	if err := decodeJSON(w, r, maxPeerBody, &req); err != nil {
 		s.fail(w, r, err)
@@ -289,6 +284,11 @@ func (s *PeerServer) leaderGone(w http.ResponseWriter, r *http.Request) {
 	// say it is gone.
 	if p, ok := raft.PeerFrom(r.Context()); ok && p.Authenticated && p.Identity.NodeID != req.Leader {
 		s.fail(w, r, fmt.Errorf("%w: %s may not say that %s is gone", ErrForbidden, p, req.Leader))
+		return
+	}
+	h, ok := s.b.(LeaderGoneHandler)
+	if !ok {
+		s.fail(w, r, fmt.Errorf("%w: this node does not stand for election on request", ErrNotFound))
 		return
 	}
 	ctx, cancel := opContext(r, peerOpTimeout)
