@@ -26,27 +26,36 @@ const (
 	membersReadTimeout = 2 * time.Second
 )
 
-// memberView is the node's cached view of the Raft configuration.
+// memberView is the node's cached view of the Raft configuration, which
+// the gate checks every connection and RPC against. The first lookup reads
+// the configuration itself (bounded by membersReadTimeout); later ones use
+// the view and, when it is older than membersMaxAge or misses, start one
+// background read at a time (at most every membersMissInterval on
+// misses). So a check never waits on raft's main loop once the view
+// exists: a heartbeat is not held up by a read, and a stranger knocking
+// costs one read per interval. A member just added is refused until the
+// next read lands, which its raft retries outlast.
 type memberView struct {
-	mu     sync.Mutex
-	read   func(ctx context.Context) (map[string]string, error)
-	addrs  map[string]string // member id -> raft address
-	byAddr map[string]string // raft address -> member id
-	at     time.Time         // when addrs was read; zero: never
-	tried  time.Time         // the last read, successful or not
+	read func(ctx context.Context) (map[string]string, error)
+
+	mu       sync.Mutex
+	addrs    map[string]string // member id -> raft address
+	byAddr   map[string]string // raft address -> member id
+	at       time.Time         // when addrs was read; zero: never
+	tried    time.Time         // the last read started
+	inFlight bool              // a background read runs
+	readDone chan struct{}     // closed when the background read ends (tests)
 }
 
 // lookup returns the address of member id; empty is true when the node
-// knows no configuration yet. A miss reads the configuration again, at
-// most every membersMissInterval.
+// knows no configuration (yet).
 func (v *memberView) lookup(id string) (addr string, ok, empty bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.refreshLocked(false)
+	v.ensureLocked()
 	addr, ok = v.addrs[id]
-	if !ok {
-		v.refreshLocked(true)
-		addr, ok = v.addrs[id]
+	if !ok || time.Since(v.at) > membersMaxAge {
+		v.refreshLocked(!ok)
 	}
 	return addr, ok, len(v.addrs) == 0
 }
@@ -55,32 +64,55 @@ func (v *memberView) lookup(id string) (addr string, ok, empty bool) {
 func (v *memberView) idAt(address string) string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.refreshLocked(false)
-	return v.byAddr[address]
+	v.ensureLocked()
+	id, ok := v.byAddr[address]
+	if !ok || time.Since(v.at) > membersMaxAge {
+		v.refreshLocked(!ok)
+	}
+	return id
 }
 
-// refreshLocked reads the configuration when the view is older than
-// membersMaxAge, or (miss) when the last read is older than
-// membersMissInterval. v.mu is held: concurrent lookups wait for one read
-// rather than each making their own.
-func (v *memberView) refreshLocked(miss bool) {
-	now := time.Now()
-	switch {
-	case miss && now.Sub(v.tried) < membersMissInterval:
-		return
-	case !miss && !v.at.IsZero() && now.Sub(v.at) < membersMaxAge:
-		return
-	case !miss && v.at.IsZero() && now.Sub(v.tried) < membersMissInterval:
+// ensureLocked reads the configuration synchronously while the view has
+// never been read, at most every membersMissInterval (raft may not run
+// yet). v.mu is held.
+func (v *memberView) ensureLocked() {
+	if !v.at.IsZero() || time.Since(v.tried) < membersMissInterval {
 		return
 	}
-	v.tried = now
+	v.tried = time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), membersReadTimeout)
 	defer cancel()
-	addrs, err := v.read(ctx)
-	if err != nil {
+	if addrs, err := v.read(ctx); err == nil {
+		v.setLocked(addrs)
+	}
+}
+
+// refreshLocked starts a background read unless one runs or, for a miss,
+// one started less than membersMissInterval ago. v.mu is held.
+func (v *memberView) refreshLocked(miss bool) {
+	if v.inFlight || (miss && time.Since(v.tried) < membersMissInterval) {
 		return
 	}
-	v.addrs, v.at = addrs, now
+	v.inFlight, v.tried = true, time.Now()
+	done := make(chan struct{})
+	v.readDone = done
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), membersReadTimeout)
+		defer cancel()
+		addrs, err := v.read(ctx)
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		v.inFlight = false
+		if err == nil {
+			v.setLocked(addrs)
+		}
+	}()
+}
+
+// setLocked installs a configuration read. v.mu is held.
+func (v *memberView) setLocked(addrs map[string]string) {
+	v.addrs, v.at = addrs, time.Now()
 	v.byAddr = make(map[string]string, len(addrs))
 	for id, a := range addrs {
 		v.byAddr[a] = id

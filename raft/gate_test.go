@@ -281,9 +281,9 @@ func TestPeerAuthorization(t *testing.T) {
 // established raft connection idle past its deadline is closed; the port
 // still serves afterwards.
 func TestRaftPortLimits(t *testing.T) {
-	server := tlsLayer(t, nil)
-	server.lim.perSource = 4
-	server.lim.idle = 300 * time.Millisecond
+	lim := defaultLimits
+	lim.perSource, lim.idle = 4, 300*time.Millisecond
+	server := limitedLayer(t, lim)
 	server.SetHandshakeTimeout(500 * time.Millisecond)
 	str := NewTransport(server, testutil.Logger(t))
 	defer str.Close()
@@ -310,8 +310,11 @@ func TestRaftPortLimits(t *testing.T) {
 	}
 	waitTrue(t, testTimeout, "the silent connections' slots freed", func() bool { return server.Stats().Conns == 0 })
 
-	// An RPC, then silence: closed after the idle deadline.
-	client := tlsLayer(t, nil)
+	// An RPC, then silence: closed after the idle deadline. The client
+	// redials a connection idle for 100ms (the server closes at 300ms).
+	clim := defaultLimits
+	clim.redialIdle = 100 * time.Millisecond
+	client := limitedLayer(t, clim)
 	c, err := client.dial(addr, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -328,8 +331,6 @@ func TestRaftPortLimits(t *testing.T) {
 	})
 	// The pooled connection was closed by the server: the client redials
 	// one idle past its redial time and the next RPC works.
-	client.lim.redialIdle = 100 * time.Millisecond
-	time.Sleep(150 * time.Millisecond) // let the pooled connection pass its redial time
 	if err := ctr.AppendEntries("s", hraft.ServerAddress(addr), &hraft.AppendEntriesRequest{RPCHeader: header("c", client.Addr().String()), Term: 1}, &resp); err != nil {
 		t.Fatalf("an rpc after the idle close: %v", err)
 	}
@@ -338,8 +339,9 @@ func TestRaftPortLimits(t *testing.T) {
 // TestRaftPortRPCSize: an RPC above the size limit is refused and its
 // connection closed.
 func TestRaftPortRPCSize(t *testing.T) {
-	server := tlsLayer(t, nil)
-	server.lim.maxRPC = 64 << 10
+	lim := defaultLimits
+	lim.maxRPC = 64 << 10
+	server := limitedLayer(t, lim)
 	str := NewTransport(server, testutil.Logger(t))
 	defer str.Close()
 	go func() {
@@ -409,4 +411,19 @@ func TestCommandVersionGate(t *testing.T) {
 	if CommandSetConfig.Version() != 1 || CommandSetAdmin.Version() != 1 || CommandType(0x7f).Version() != 0 {
 		t.Error("command versions changed: they are part of the log format")
 	}
+}
+
+// limitedLayer is a plain layer on 127.0.0.1 with limits lim.
+func limitedLayer(t *testing.T, lim limits) *StreamLayer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newStreamLayer(ln, netip.AddrPort{}, nil, testutil.Logger(t), lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

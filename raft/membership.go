@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 
 	hraft "github.com/hashicorp/raft"
 )
@@ -87,11 +86,8 @@ func (n *Node) AddNonvoter(ctx context.Context, id, address string) error {
 }
 
 func (n *Node) addServer(ctx context.Context, id, address string, voter bool) error {
-	if id == "" {
-		return errors.New("add server: empty id")
-	}
-	if _, err := netip.ParseAddrPort(address); err != nil {
-		return fmt.Errorf("add server %s: address: %w", id, err)
+	if err := CheckMember(id, address); err != nil {
+		return fmt.Errorf("add server: %w", err)
 	}
 	r, err := n.leaderRaft()
 	if err != nil {

@@ -150,6 +150,12 @@ func Listen(bind, advertise netip.AddrPort, peerTLS *PeerTLS, logger *slog.Logge
 // which must then not be unspecified (0.0.0.0, ::). peerTLS nil means plain
 // TCP. The StreamLayer owns ln.
 func NewStreamLayer(ln net.Listener, advertise netip.AddrPort, peerTLS *PeerTLS, logger *slog.Logger) (*StreamLayer, error) {
+	return newStreamLayer(ln, advertise, peerTLS, logger, defaultLimits)
+}
+
+// newStreamLayer is NewStreamLayer with the limits given (tests shrink
+// them).
+func newStreamLayer(ln net.Listener, advertise netip.AddrPort, peerTLS *PeerTLS, logger *slog.Logger, lim limits) (*StreamLayer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -168,9 +174,9 @@ func NewStreamLayer(ln net.Listener, advertise netip.AddrPort, peerTLS *PeerTLS,
 		advertise: net.TCPAddrFromAddrPort(netip.AddrPortFrom(advertise.Addr().Unmap(), advertise.Port())),
 		tls:       peerTLS,
 		log:       logger,
-		lim:       defaultLimits,
+		lim:       lim,
 		closed:    make(chan struct{}),
-		sem:       make(chan struct{}, defaultLimits.handshakes),
+		sem:       make(chan struct{}, lim.handshakes),
 		conns:     map[*trackedConn]struct{}{},
 		perSource: map[netip.Addr]int{},
 		refused:   map[string]uint64{},
