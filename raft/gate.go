@@ -122,17 +122,13 @@ func (v *memberView) setLocked(addrs map[string]string) {
 // readMembers reads the latest Raft configuration (committed or not: a
 // server being added must be reachable at once) as id -> address.
 func (n *Node) readMembers(ctx context.Context) (map[string]string, error) {
-	r := n.raft.Load()
-	if r == nil {
-		return nil, ErrNotStarted
-	}
-	servers, err := n.servers(ctx, r)
+	members, err := n.Members(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]string, len(servers))
-	for _, s := range servers {
-		out[string(s.ID)] = string(s.Address)
+	out := make(map[string]string, len(members))
+	for _, m := range members {
+		out[m.ID] = m.Address
 	}
 	return out, nil
 }
