@@ -59,21 +59,24 @@ packaging-test:
 ## the configuration file, raft log entries, snapshots, raft RPCs, the Raft
 ## port's first bytes, peer protocol and local API request bodies.
 FUZZTIME ?= 30s
+FUZZFLAGS ?=
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config
-	$(GO) test -run '^$$' -fuzz '^FuzzFSMApply$$' -fuzztime $(FUZZTIME) ./raft
-	$(GO) test -run '^$$' -fuzz '^FuzzFSMRestore$$' -fuzztime $(FUZZTIME) ./raft
-	$(GO) test -run '^$$' -fuzz '^FuzzRaftRPC$$' -fuzztime $(FUZZTIME) ./raft
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeConfiguration$$' -fuzztime $(FUZZTIME) ./raft
-	$(GO) test -run '^$$' -fuzz '^FuzzCheckAppendEntries$$' -fuzztime $(FUZZTIME) ./raft
-	$(GO) test -run '^$$' -fuzz '^FuzzStreamFirstBytes$$' -fuzztime $(FUZZTIME) ./raft
-	$(GO) test -run '^$$' -fuzz '^FuzzPeerRequests$$' -fuzztime $(FUZZTIME) ./internal/api
-	$(GO) test -run '^$$' -fuzz '^FuzzLocalAPIRequests$$' -fuzztime $(FUZZTIME) ./internal/api
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/config
+	$(GO) test -run '^$$' -fuzz '^FuzzFSMApply$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
+	$(GO) test -run '^$$' -fuzz '^FuzzFSMRestore$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
+	$(GO) test -run '^$$' -fuzz '^FuzzRaftRPC$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeConfiguration$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckAppendEntries$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
+	$(GO) test -run '^$$' -fuzz '^FuzzStreamFirstBytes$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
+	$(GO) test -run '^$$' -fuzz '^FuzzPeerRequests$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/api
+	$(GO) test -run '^$$' -fuzz '^FuzzLocalAPIRequests$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/api
 
-## fuzz-short: every fuzz target for 5s, as CI runs them (about 1.5 minutes
-## with the builds); the seed corpora also run in unit, as plain tests
+## fuzz-short: every fuzz target for 5s, as CI runs them (about a minute
+## with the builds); the seed corpora also run in unit, as plain tests.
+## go test minimizes every new interesting input for up to 60s, without
+## counting those runs, which would take most of 5s: 2s is enough there.
 fuzz-short:
-	$(MAKE) fuzz FUZZTIME=5s
+	$(MAKE) fuzz FUZZTIME=5s FUZZFLAGS='-fuzzminimizetime 2s'
 
 clean:
 	rm -rf bin dist
