@@ -10,7 +10,7 @@ COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test lint unit e2e e2e-cluster demo fuzz bench clean packages packaging-test
+.PHONY: all build test lint unit fuzz-short e2e e2e-cluster demo fuzz bench clean packages packaging-test
 
 all: build
 
@@ -19,7 +19,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dsrd ./cmd/dsrd
 
 ## test: everything CI runs
-test: lint unit e2e packaging-test
+test: lint unit fuzz-short e2e packaging-test
 
 ## lint: gofmt and go vet (also with the vmtest tag, so VM-only files are checked)
 lint:
@@ -54,10 +54,29 @@ packages:
 packaging-test:
 	packaging/test
 
-## fuzz: run every fuzz target for FUZZTIME each (default 30s)
+## fuzz: run every fuzz target for FUZZTIME each (default 30s); go test
+## fuzzes one target per invocation. Every input from the network or disk:
+## the configuration file, raft log entries, snapshots, raft RPCs, the Raft
+## port's first bytes, peer protocol and local API request bodies.
 FUZZTIME ?= 30s
+FUZZFLAGS ?=
 fuzz:
-	$(GO) test ./internal/config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/config
+	$(GO) test -run '^$$' -fuzz '^FuzzFSMApply$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
+	$(GO) test -run '^$$' -fuzz '^FuzzFSMRestore$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
+	$(GO) test -run '^$$' -fuzz '^FuzzRaftRPC$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeConfiguration$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckAppendEntries$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
+	$(GO) test -run '^$$' -fuzz '^FuzzStreamFirstBytes$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
+	$(GO) test -run '^$$' -fuzz '^FuzzPeerRequests$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/api
+	$(GO) test -run '^$$' -fuzz '^FuzzLocalAPIRequests$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/api
+
+## fuzz-short: every fuzz target for 5s, as CI runs them (about a minute
+## with the builds); the seed corpora also run in unit, as plain tests.
+## go test minimizes every new interesting input for up to 60s, without
+## counting those runs, which would take most of 5s: 2s is enough there.
+fuzz-short:
+	$(MAKE) fuzz FUZZTIME=5s FUZZFLAGS='-fuzzminimizetime 2s'
 
 clean:
 	rm -rf bin dist
