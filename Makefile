@@ -70,6 +70,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzStreamFirstBytes$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
 	$(GO) test -run '^$$' -fuzz '^FuzzPeerRequests$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/api
 	$(GO) test -run '^$$' -fuzz '^FuzzLocalAPIRequests$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/api
+	$(GO) test -run '^$$' -fuzz '^FuzzIdentityOf$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft/pki
 
 ## fuzz-short: every fuzz target for 5s, as CI runs them (about a minute
 ## with the builds); the seed corpora also run in unit, as plain tests.
