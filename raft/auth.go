@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 
@@ -224,6 +225,9 @@ func containsAddr(addrs []netip.Addr, a netip.Addr) bool {
 func checkAppendEntries(req *hraft.AppendEntriesRequest) error {
 	if len(req.Entries) > maxAppendEntries*8 {
 		return refuse(RefusedTooLarge, "append entries with %d entries", len(req.Entries))
+	}
+	if req.PrevLogEntry > math.MaxUint64-uint64(len(req.Entries))-1 {
+		return refuse(RefusedMalformed, "append entries: %d entries after index %d overflow the log's indices", len(req.Entries), req.PrevLogEntry)
 	}
 	next := req.PrevLogEntry + 1
 	var lastTerm uint64

@@ -3,6 +3,7 @@ package raft
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -421,10 +422,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		if err := json.Unmarshal(raw, &cfg); err != nil {
 			return fmt.Errorf("decode snapshot configuration: %w", err)
 		}
-		if cfg.Generation > 0 {
-			if err := checkSetConfig(&SetConfigCommand{Spec: cfg.Spec, Hash: cfg.Hash, Keys: cfg.Keys, SubmittedBy: cfg.SubmittedBy}); err != nil {
-				return fmt.Errorf("snapshot configuration (generation %d): %w", cfg.Generation, err)
-			}
+		if cfg.Generation == 0 {
+			return errors.New("snapshot configuration has generation 0: a configuration is only ever installed with a generation")
+		}
+		if err := checkSetConfig(&SetConfigCommand{Spec: cfg.Spec, Hash: cfg.Hash, Keys: cfg.Keys, SubmittedBy: cfg.SubmittedBy}); err != nil {
+			return fmt.Errorf("snapshot configuration (generation %d): %w", cfg.Generation, err)
 		}
 		enc, err := json.Marshal(cfg)
 		if err != nil {
@@ -436,6 +438,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	for _, e := range file.Admin {
 		if _, err := ParseAdmin(string(e.State)); err != nil {
 			return fmt.Errorf("snapshot admin state of %s: %w", e.Ref, err)
+		}
+		if !hasReal(&cfg, e.Ref) {
+			// Apply never keeps an admin state for a real the
+			// configuration lacks (applySetConfig drops them).
+			return fmt.Errorf("snapshot admin state of %s: no such real in the snapshot's configuration", e.Ref)
 		}
 		if e.State != AdminEnabled {
 			admin[e.Ref] = e.State

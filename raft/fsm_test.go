@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -572,5 +573,37 @@ func TestFSMStateIndex(t *testing.T) {
 	}
 	if i := restored.State().Index; i != 1 {
 		t.Errorf("index restored from an older snapshot = %d, want the configuration's 1", i)
+	}
+}
+
+// TestRestoreRefusesInconsistentSnapshots: a snapshot Apply could never
+// have produced (a configuration without a generation, an admin state for
+// a real the configuration lacks) is refused and the state kept.
+func TestRestoreRefusesInconsistentSnapshots(t *testing.T) {
+	for name, snap := range map[string]string{
+		"configuration at generation 0": `{"format":1,"config":{"spec":{"services":[{"name":"x"}]},"generation":0,"hash":"junk"},"admin":null}`,
+		"admin state of no real":        `{"format":1,"admin":[{"ref":{"service":"nope","address":"192.0.2.1"},"state":"drained"}]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
+			a.setConfig(testSpec(1), "d1")
+			before := a.fsm.State()
+			if err := a.fsm.Restore(io.NopCloser(strings.NewReader(snap))); err == nil {
+				t.Fatal("restored")
+			}
+			if !reflect.DeepEqual(a.fsm.State(), before) {
+				t.Error("a refused snapshot changed the state")
+			}
+		})
+	}
+}
+
+// TestAppendEntriesIndexOverflow: entries after the largest index are
+// refused rather than wrap to 0.
+func TestAppendEntriesIndexOverflow(t *testing.T) {
+	req := &hraft.AppendEntriesRequest{Term: 1, PrevLogEntry: math.MaxUint64,
+		Entries: []*hraft.Log{{Index: 0, Term: 1, Type: hraft.LogNoop}}}
+	if err := checkAppendEntries(req); !errors.Is(err, ErrRefused) {
+		t.Fatalf("checkAppendEntries = %v, want a refusal", err)
 	}
 }
