@@ -427,3 +427,71 @@ func limitedLayer(t *testing.T, lim limits) *StreamLayer {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// TestRaftPortFlood: 3,000 connections from 30 source addresses that each
+// send one byte and hold (issue 12 ran the port out of descriptors this
+// way) neither stop a member's RPCs nor outlive the handshake deadline.
+func TestRaftPortFlood(t *testing.T) {
+	ca := testutil.NewCA(t, "cluster-ca")
+	spt, err := NewPeerTLS(must(ca.Issue(t, "s")), ca.Pool())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpt, err := NewPeerTLS(must(ca.IssueAs(t, "c", pki.RoleDirector, netip.MustParseAddr("127.0.0.1"))), ca.Pool())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := tlsLayer(t, spt)
+	server.SetHandshakeTimeout(2 * time.Second)
+	server.SetAuthority(benchGate{})
+	srv := NewTransport(server, testutil.Logger(t))
+	defer srv.Close()
+	go func() {
+		for rpc := range srv.Consumer() {
+			rpc.Respond(&hraft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+		}
+	}()
+	client := NewTransport(tlsLayer(t, cpt), testutil.Logger(t))
+	defer client.Close()
+	addr := hraft.ServerAddress(server.Addr().String())
+	rpc := func() error {
+		var resp hraft.AppendEntriesResponse
+		return client.AppendEntries("s", addr, &hraft.AppendEntriesRequest{RPCHeader: header("c", "127.0.0.1:1"), Term: 1}, &resp)
+	}
+	if err := rpc(); err != nil {
+		t.Fatal(err)
+	}
+
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := range 3000 {
+		src := netip.AddrFrom4([4]byte{127, 0, 1, byte(2 + i%30)})
+		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), Timeout: time.Second}
+		c, err := d.Dial("tcp", string(addr))
+		if err != nil {
+			continue // refused at once, or the backlog is full: either is fine
+		}
+		_, _ = c.Write([]byte{0})
+		held = append(held, c)
+		if i%500 == 0 {
+			if err := rpc(); err != nil {
+				t.Fatalf("member rpc during the flood (%d connections opened): %v", i, err)
+			}
+		}
+	}
+	if err := rpc(); err != nil {
+		t.Fatalf("member rpc after the flood: %v", err)
+	}
+	st := server.Stats()
+	if st.Conns > defaultLimits.conns {
+		t.Errorf("%d connections open, limit %d", st.Conns, defaultLimits.conns)
+	}
+	t.Logf("flood: %d connections held by the client side, %d open on the server, refused %v", len(held), st.Conns, st.Refused)
+	waitTrue(t, testTimeout, "the flood's connections closed by the handshake deadline", func() bool {
+		return server.Stats().Conns <= 1
+	})
+}

@@ -18,7 +18,7 @@ import (
 )
 
 // tlsLayer listens on 127.0.0.1 with the given TLS.
-func tlsLayer(t *testing.T, pt *PeerTLS) *StreamLayer {
+func tlsLayer(t testing.TB, pt *PeerTLS) *StreamLayer {
 	t.Helper()
 	s, err := Listen(netip.MustParseAddrPort("127.0.0.1:0"), netip.AddrPort{}, pt, testutil.Logger(t))
 	if err != nil {
