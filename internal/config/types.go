@@ -114,42 +114,49 @@ type TLS struct {
 // Enabled reports whether TLS is configured.
 func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" || t.CA != "" }
 
+// The JSON encoding of the types the directors replicate (raft.Spec: IPVS,
+// VIP, Announce, Service, Persistence, Real, HealthCheck) is part of the
+// Raft log and snapshot format: their json tags are frozen at the keys
+// the first release wrote (the Go field names) and pinned by the golden
+// files under raft/testdata/wire (docs/wire.md). Renaming a field keeps
+// its json tag.
+
 // IPVS holds kernel-wide IPVS settings a director applies.
 type IPVS struct {
 	// TCPTimeout, TCPFinTimeout and UDPTimeout are IPVS connection timeouts
 	// (ipvsadm --set); zero keeps the kernel's value.
-	TCPTimeout    Duration `yaml:"tcp_timeout"`
-	TCPFinTimeout Duration `yaml:"tcp_fin_timeout"`
-	UDPTimeout    Duration `yaml:"udp_timeout"`
+	TCPTimeout    Duration `yaml:"tcp_timeout" json:"TCPTimeout"`
+	TCPFinTimeout Duration `yaml:"tcp_fin_timeout" json:"TCPFinTimeout"`
+	UDPTimeout    Duration `yaml:"udp_timeout" json:"UDPTimeout"`
 	// SloppyTCP lets a director pick up TCP flows mid-stream after a failover.
-	SloppyTCP *bool `yaml:"sloppy_tcp"`
+	SloppyTCP *bool `yaml:"sloppy_tcp" json:"SloppyTCP"`
 	// ExpireNodestConn expires connections to deleted destinations at once.
-	ExpireNodestConn *bool `yaml:"expire_nodest_conn"`
+	ExpireNodestConn *bool `yaml:"expire_nodest_conn" json:"ExpireNodestConn"`
 	// ExpireQuiescentTemplate expires persistence templates of weight-0 reals.
-	ExpireQuiescentTemplate *bool `yaml:"expire_quiescent_template"`
+	ExpireQuiescentTemplate *bool `yaml:"expire_quiescent_template" json:"ExpireQuiescentTemplate"`
 	// ConnReuseMode is net.ipv4.vs.conn_reuse_mode (0, 1 or 2).
-	ConnReuseMode *int `yaml:"conn_reuse_mode"`
+	ConnReuseMode *int `yaml:"conn_reuse_mode" json:"ConnReuseMode"`
 }
 
 // VIP is a virtual IP address owned by the Raft leader.
 type VIP struct {
-	Address netip.Addr `yaml:"address"`
+	Address netip.Addr `yaml:"address" json:"Address"`
 	// Interface overrides Node.Interface for this VIP.
-	Interface string `yaml:"interface"`
+	Interface string `yaml:"interface" json:"Interface"`
 	// Announce configures gratuitous ARP (IPv4) or unsolicited NA (IPv6).
-	Announce Announce `yaml:"announce"`
+	Announce Announce `yaml:"announce" json:"Announce"`
 }
 
 // Announce configures how a new VIP owner tells its L2 segment.
 type Announce struct {
 	// Count is how many announcements make up the burst on takeover.
-	Count int `yaml:"count"`
+	Count int `yaml:"count" json:"Count"`
 	// Interval spaces the burst; over 1 s because Linux ignores a second
 	// update of the same neighbour within its locktime.
-	Interval Duration `yaml:"interval"`
+	Interval Duration `yaml:"interval" json:"Interval"`
 	// Refresh repeats one announcement this often while owning the VIP;
 	// zero disables the refresh.
-	Refresh *Duration `yaml:"refresh"`
+	Refresh *Duration `yaml:"refresh" json:"Refresh"`
 }
 
 // Protocol is an IPVS service protocol.
@@ -177,61 +184,61 @@ const (
 // Service is one virtual service: a VIP and port (or a firewall mark) load
 // balanced over reals in direct-routing mode.
 type Service struct {
-	Name string `yaml:"name"`
+	Name string `yaml:"name" json:"Name"`
 	// VIP is the virtual address; it must be one of the configured VIPs.
-	VIP netip.Addr `yaml:"vip"`
+	VIP netip.Addr `yaml:"vip" json:"VIP"`
 	// Port is the virtual port; reals listen on the same port (DR cannot
 	// remap ports). Zero with Protocol set means all ports (persistent only).
-	Port uint16 `yaml:"port"`
+	Port uint16 `yaml:"port" json:"Port"`
 	// Protocol is tcp, udp or sctp; unset for a fwmark service.
-	Protocol Protocol `yaml:"protocol"`
+	Protocol Protocol `yaml:"protocol" json:"Protocol"`
 	// FWMark selects the service by firewall mark instead of VIP and port;
 	// VIP then only sets the address family.
-	FWMark uint32 `yaml:"fwmark"`
+	FWMark uint32 `yaml:"fwmark" json:"FWMark"`
 	// Scheduler is rr, wrr, lc, wlc, sh or mh.
-	Scheduler string `yaml:"scheduler"`
+	Scheduler string `yaml:"scheduler" json:"Scheduler"`
 	// SchedulerFlags are sh-fallback, sh-port, mh-fallback, mh-port.
-	SchedulerFlags []string `yaml:"scheduler_flags"`
+	SchedulerFlags []string `yaml:"scheduler_flags" json:"SchedulerFlags"`
 	// Persistence makes a client stick to a real.
-	Persistence Persistence `yaml:"persistence"`
+	Persistence Persistence `yaml:"persistence" json:"Persistence"`
 	// OnePacket schedules each UDP datagram on its own (ops).
-	OnePacket bool `yaml:"one_packet"`
+	OnePacket bool `yaml:"one_packet" json:"OnePacket"`
 	// DrainTimeout bounds how long a removed real is kept at weight 0
 	// waiting for its connections to end.
-	DrainTimeout Duration `yaml:"drain_timeout"`
+	DrainTimeout Duration `yaml:"drain_timeout" json:"DrainTimeout"`
 	// Quorum is the minimum number of healthy reals for the service to be up.
-	Quorum int `yaml:"quorum"`
+	Quorum int `yaml:"quorum" json:"Quorum"`
 	// OnDown is what a failed check does to a real: weight0 or remove.
-	OnDown DownPolicy `yaml:"on_down"`
+	OnDown DownPolicy `yaml:"on_down" json:"OnDown"`
 	// SorryServer is added when every real is down; it listens on Port.
-	SorryServer netip.Addr `yaml:"sorry_server"`
+	SorryServer netip.Addr `yaml:"sorry_server" json:"SorryServer"`
 	// HealthCheck is the service's check of every real.
-	HealthCheck *HealthCheck `yaml:"health_check"`
-	Reals       []Real       `yaml:"reals"`
+	HealthCheck *HealthCheck `yaml:"health_check" json:"HealthCheck"`
+	Reals       []Real       `yaml:"reals" json:"Reals"`
 }
 
 // Persistence configures IPVS persistent (sticky) scheduling.
 type Persistence struct {
 	// Timeout is how long a client's template lives; zero disables it.
-	Timeout Duration `yaml:"timeout"`
+	Timeout Duration `yaml:"timeout" json:"Timeout"`
 	// Netmask groups clients: a prefix length (32 for IPv4, 128 for IPv6
 	// means per client).
-	Netmask int `yaml:"netmask"`
+	Netmask int `yaml:"netmask" json:"Netmask"`
 }
 
 // Real is a backend server of a service.
 type Real struct {
-	Address netip.Addr `yaml:"address"`
+	Address netip.Addr `yaml:"address" json:"Address"`
 	// Port, when set, must equal the service port (DR cannot remap ports).
-	Port uint16 `yaml:"port"`
+	Port uint16 `yaml:"port" json:"Port"`
 	// Weight is the IPVS weight while healthy, 0 to 65535.
-	Weight *int `yaml:"weight"`
+	Weight *int `yaml:"weight" json:"Weight"`
 	// UpperThreshold and LowerThreshold are IPVS connection thresholds;
 	// zero means none.
-	UpperThreshold uint32 `yaml:"upper_threshold"`
-	LowerThreshold uint32 `yaml:"lower_threshold"`
+	UpperThreshold uint32 `yaml:"upper_threshold" json:"UpperThreshold"`
+	LowerThreshold uint32 `yaml:"lower_threshold" json:"LowerThreshold"`
 	// HealthCheck overrides the service's check for this real.
-	HealthCheck *HealthCheck `yaml:"health_check"`
+	HealthCheck *HealthCheck `yaml:"health_check" json:"HealthCheck"`
 }
 
 // CheckType names a health checker.
@@ -253,47 +260,47 @@ const (
 // HealthCheck configures how a real is checked. Fields that do not apply to
 // Type are rejected by validation.
 type HealthCheck struct {
-	Type CheckType `yaml:"type"`
+	Type CheckType `yaml:"type" json:"Type"`
 	// Interval between two checks of one real; Timeout bounds one check.
-	Interval Duration `yaml:"interval"`
-	Timeout  Duration `yaml:"timeout"`
+	Interval Duration `yaml:"interval" json:"Interval"`
+	Timeout  Duration `yaml:"timeout" json:"Timeout"`
 	// Rise consecutive successes mark a real up, Fall failures down.
-	Rise int `yaml:"rise"`
-	Fall int `yaml:"fall"`
+	Rise int `yaml:"rise" json:"Rise"`
+	Fall int `yaml:"fall" json:"Fall"`
 	// Initial is the state before the first verdict: down or up.
-	Initial string `yaml:"initial"`
+	Initial string `yaml:"initial" json:"Initial"`
 	// Address and Port override the real's address and the service port.
-	Address netip.Addr `yaml:"address"`
-	Port    uint16     `yaml:"port"`
+	Address netip.Addr `yaml:"address" json:"Address"`
+	Port    uint16     `yaml:"port" json:"Port"`
 	// Source is the local address checks are sent from.
-	Source netip.Addr `yaml:"source"`
+	Source netip.Addr `yaml:"source" json:"Source"`
 
 	// tcp: optional bytes to send and a substring to expect.
-	Send   string `yaml:"send"`
-	Expect string `yaml:"expect"`
+	Send   string `yaml:"send" json:"Send"`
+	Expect string `yaml:"expect" json:"Expect"`
 
 	// http, https, agent
-	Method       string   `yaml:"method"`
-	Path         string   `yaml:"path"`
-	Host         string   `yaml:"host"`
-	ExpectStatus []string `yaml:"expect_status"`
-	BodyRegexp   string   `yaml:"body_regexp"`
-	TLSServer    string   `yaml:"tls_server_name"`
-	TLSVerify    *bool    `yaml:"tls_verify"`
+	Method       string   `yaml:"method" json:"Method"`
+	Path         string   `yaml:"path" json:"Path"`
+	Host         string   `yaml:"host" json:"Host"`
+	ExpectStatus []string `yaml:"expect_status" json:"ExpectStatus"`
+	BodyRegexp   string   `yaml:"body_regexp" json:"BodyRegexp"`
+	TLSServer    string   `yaml:"tls_server_name" json:"TLSServer"`
+	TLSVerify    *bool    `yaml:"tls_verify" json:"TLSVerify"`
 
 	// udp: Payload sent (Send) and, with NoReplyIsUp, silence without an
 	// ICMP port unreachable within the timeout counts as up.
-	NoReplyIsUp bool `yaml:"no_reply_is_up"`
+	NoReplyIsUp bool `yaml:"no_reply_is_up" json:"NoReplyIsUp"`
 
 	// dns
-	QueryName  string `yaml:"query_name"`
-	QueryType  string `yaml:"query_type"`
-	ExpectCode string `yaml:"expect_rcode"`
+	QueryName  string `yaml:"query_name" json:"QueryName"`
+	QueryType  string `yaml:"query_type" json:"QueryType"`
+	ExpectCode string `yaml:"expect_rcode" json:"ExpectCode"`
 	// ExpectAnswer, when set, must appear in the answer section.
-	ExpectAnswer string `yaml:"expect_answer"`
+	ExpectAnswer string `yaml:"expect_answer" json:"ExpectAnswer"`
 
 	// exec: the program and its arguments, run without a shell.
-	Command []string `yaml:"command"`
+	Command []string `yaml:"command" json:"Command"`
 }
 
 // Realserver is the configuration of the backend agent.

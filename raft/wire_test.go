@@ -1,0 +1,128 @@
+package raft
+
+import (
+	"bytes"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/testutil"
+)
+
+// updateWire rewrites the golden files of the current wire version. Only
+// ever together with a new version directory: see docs/wire.md.
+var updateWire = flag.Bool("update-wire", false, "rewrite raft/testdata/wire/"+wireVersion+"/*.golden")
+
+// wireVersion is the directory of the golden files this binary writes.
+const wireVersion = "v1"
+
+// wireState is what the golden files hold, built from testdata/wire/spec.yaml
+// by the current binary: a set-config entry, a set-admin entry, and the
+// snapshot of the state both make.
+func wireState(t *testing.T) (spec Spec, entries map[string][]byte, snapshot []byte) {
+	t.Helper()
+	d, err := config.LoadDirector(filepath.Join("testdata", "wire", "spec.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec = SpecFromDirector(d)
+	hash, err := spec.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	setConfig, err := encodeCommand(CommandSetConfig, SetConfigCommand{
+		Spec: spec, Hash: hash, Keys: spec.Keys(), SubmittedBy: "dir1",
+		SubmittedAt: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setAdmin, err := encodeCommand(CommandSetAdmin, SetAdminCommand{
+		Ref: RealRef{Service: spec.Services[0].Key(), Address: spec.Services[0].Reals[1].Address}, State: AdminDrained,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries = map[string][]byte{"set-config": setConfig, "set-admin": setAdmin}
+	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
+	if res, ok := a.raw(setConfig).(SetConfigResult); !ok || !res.Changed {
+		t.Fatalf("apply set-config: %#v", res)
+	}
+	if res, ok := a.raw(setAdmin).(SetAdminResult); !ok || !res.Changed {
+		t.Fatalf("apply set-admin: %#v", res)
+	}
+	return spec, entries, snapshotImage(t, a.fsm)
+}
+
+// TestWireGolden: the current binary encodes the log entries and the
+// snapshot byte for byte as the golden files of the current wire version
+// say. A renamed field, a changed json tag or a changed encoding fails
+// here: it would change what older members read and the spec's hash.
+func TestWireGolden(t *testing.T) {
+	_, entries, snapshot := wireState(t)
+	files := map[string][]byte{"snapshot": snapshot}
+	for k, v := range entries {
+		files[k] = v
+	}
+	for name, got := range files {
+		path := filepath.Join("testdata", "wire", wireVersion, name+".golden")
+		if *updateWire {
+			if err := os.WriteFile(path, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the encoding changed from %s; the replicated format is frozen (docs/wire.md)\n got %s\nwant %s", name, path, got, want)
+		}
+	}
+}
+
+// TestWireCompatibility: every golden file of every wire version decodes
+// into the state the spec describes, through Apply (entries) and Restore
+// (snapshot): a binary must read what any earlier release wrote.
+func TestWireCompatibility(t *testing.T) {
+	spec, _, _ := wireState(t)
+	dirs, err := filepath.Glob(filepath.Join("testdata", "wire", "v*"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no wire versions: %v", err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			read := func(name string) []byte {
+				b, err := os.ReadFile(filepath.Join(dir, name+".golden"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
+			if res, ok := a.raw(read("set-config")).(SetConfigResult); !ok || !res.Changed {
+				t.Fatalf("set-config: %#v", res)
+			}
+			if res, ok := a.raw(read("set-admin")).(SetAdminResult); !ok || !res.Changed {
+				t.Fatalf("set-admin: %#v", res)
+			}
+			applied := a.fsm.State()
+			if !reflect.DeepEqual(applied.Config.Spec, spec) {
+				t.Errorf("the entries decode to another spec:\n got %+v\nwant %+v", applied.Config.Spec, spec)
+			}
+			restored := NewFSM(testutil.Logger(t))
+			if err := restored.Restore(io.NopCloser(bytes.NewReader(read("snapshot")))); err != nil {
+				t.Fatal(err)
+			}
+			if got := restored.State(); !reflect.DeepEqual(got, applied) {
+				t.Errorf("the snapshot restores another state:\n got %+v\nwant %+v", got, applied)
+			}
+		})
+	}
+}
