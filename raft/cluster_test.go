@@ -90,7 +90,7 @@ func (c *testCluster) start(i int, extra Config) *Node {
 	}
 	cl := config.Cluster{Bind: c.peers[i].Address, Peers: c.peers}
 	fastTimings(&cl)
-	n, err := New(Config{
+	n, err := New(Config{ValidateSpec: testValidate,
 		NodeID: c.peers[i].ID, DataDir: c.dirs[i], Cluster: cl, Logger: testutil.Logger(t),
 		Transport: tr, Join: extra.Join,
 	})
@@ -582,7 +582,7 @@ func TestJoinAndRemove(t *testing.T) {
 	// A single node bootstraps alone when no peers are configured.
 	cl := config.Cluster{Bind: a1}
 	fastTimings(&cl)
-	n1, err := New(Config{NodeID: "d1", DataDir: dir1, Cluster: cl, Logger: testutil.Logger(t), Transport: t1})
+	n1, err := New(Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: dir1, Cluster: cl, Logger: testutil.Logger(t), Transport: t1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -601,7 +601,7 @@ func TestJoinAndRemove(t *testing.T) {
 	// A joining node does not bootstrap and gets the state once added.
 	cl2 := config.Cluster{Bind: a2, Peers: []config.Peer{{ID: "d1", Address: a1}}}
 	fastTimings(&cl2)
-	n2, err := New(Config{NodeID: "d2", DataDir: dir2, Cluster: cl2, Logger: testutil.Logger(t), Transport: t2, Join: true})
+	n2, err := New(Config{ValidateSpec: testValidate, NodeID: "d2", DataDir: dir2, Cluster: cl2, Logger: testutil.Logger(t), Transport: t2, Join: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -674,7 +674,7 @@ func TestBootstrapConfigErrors(t *testing.T) {
 			_, tr := hraft.NewInmemTransport(hraft.ServerAddress(addr.String()))
 			cl := config.Cluster{Bind: addr, Peers: tt.peers}
 			fastTimings(&cl)
-			n, err := New(Config{NodeID: "d1", DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
+			n, err := New(Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -688,10 +688,10 @@ func TestBootstrapConfigErrors(t *testing.T) {
 
 	// Invalid timings are refused by New.
 	cl := config.Cluster{HeartbeatTimeout: config.Duration(time.Second), LeaderLeaseTimeout: config.Duration(2 * time.Second)}
-	if _, err := New(Config{NodeID: "d1", DataDir: t.TempDir(), Cluster: cl}); err == nil {
+	if _, err := New(Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: t.TempDir(), Cluster: cl}); err == nil {
 		t.Error("lease longer than heartbeat accepted")
 	}
-	if _, err := New(Config{DataDir: t.TempDir()}); err == nil {
+	if _, err := New(Config{ValidateSpec: testValidate, DataDir: t.TempDir()}); err == nil {
 		t.Error("empty node id accepted")
 	}
 }
@@ -754,7 +754,7 @@ func TestDataDirLocked(t *testing.T) {
 	c := newTestCluster(t, 1)
 	c.waitLeader()
 	_, tr := hraft.NewInmemTransport("")
-	n, err := New(Config{NodeID: "d1", DataDir: c.dirs[0], Transport: tr, Logger: testutil.Logger(t)})
+	n, err := New(Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: c.dirs[0], Transport: tr, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

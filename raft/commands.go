@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // CommandType is the first byte of every Raft log command; the rest is the
@@ -67,25 +65,9 @@ func (t CommandType) String() string {
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
 
-// Spec is the load-balancing part of a director's configuration file, the
-// part every director of a cluster shares through Raft: kernel-wide IPVS
-// settings, the VIPs and the services. Node-local settings (interface,
-// data dir, cluster membership) are not part of it.
-type Spec struct {
-	IPVS     config.IPVS      `json:"ipvs"`
-	VIPs     []config.VIP     `json:"vips"`
-	Services []config.Service `json:"services"`
-}
-
-// Validate checks the spec by the rules of a director's configuration file
-// (config.ValidateShared): every spec is checked on every path, the file,
-// the peer protocol, the leader's submission and the FSM's Apply.
-func (s Spec) Validate() error {
-	if err := config.ValidateShared(s.IPVS, s.VIPs, s.Services); err != nil {
-		return fmt.Errorf("invalid cluster configuration: %w", err)
-	}
-	return nil
-}
+// ErrInvalidSpec is matched (errors.Is) by the refusal of a spec that
+// fails validation, on any path.
+var ErrInvalidSpec = errors.New("invalid cluster configuration")
 
 // Keys returns the service keys of the spec, in order.
 func (s Spec) Keys() []string {
@@ -96,23 +78,20 @@ func (s Spec) Keys() []string {
 	return keys
 }
 
-// SpecFromDirector extracts the shared load-balancing configuration of a
-// director configuration file.
-//
-// A VIP whose interface is the director's node.interface (the default the
-// config package fills in) carries no interface in the spec: interface names
-// are node-local, so every director puts such a VIP on its own
-// node.interface, and two directors loading the same file with different
-// NIC names submit the same spec.
-func SpecFromDirector(d *config.Director) Spec {
-	vips := make([]config.VIP, len(d.VIPs))
-	for i, v := range d.VIPs {
-		if v.Interface == d.Node.Interface {
-			v.Interface = ""
-		}
-		vips[i] = v
+// validateSpec checks spec with v (refusing every non-empty spec when v is
+// nil); the error matches ErrInvalidSpec.
+func validateSpec(v SpecValidator, spec Spec) error {
+	var err error
+	switch {
+	case v != nil:
+		err = v(spec)
+	case len(spec.VIPs) > 0 || len(spec.Services) > 0:
+		err = errNoValidator
 	}
-	return Spec{IPVS: d.IPVS, VIPs: vips, Services: d.Services}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
+	return nil
 }
 
 // Hash returns the content hash of the spec, "sha256:" and the hex digest of
@@ -187,7 +166,7 @@ type RealRef struct {
 }
 
 // RefOf returns the reference of real r of service s.
-func RefOf(s *config.Service, r *config.Real) RealRef {
+func RefOf(s *Service, r *Real) RealRef {
 	return RealRef{Service: s.Key(), Address: r.Address}
 }
 

@@ -62,7 +62,8 @@ type State struct {
 // place, and readers get decoded copies, so nothing a reader holds aliases
 // the FSM's state.
 type FSM struct {
-	log *slog.Logger
+	log      *slog.Logger
+	validate SpecValidator
 
 	mu      sync.RWMutex
 	cfg     ClusterConfig // never modified in place once installed
@@ -74,16 +75,18 @@ type FSM struct {
 	err     error         // set once: the FSM refuses to go on
 }
 
-// NewFSM returns an empty FSM.
-func NewFSM(logger *slog.Logger) *FSM {
+// NewFSM returns an empty FSM whose configurations are checked by
+// validate (nil refuses every non-empty spec).
+func NewFSM(logger *slog.Logger, validate SpecValidator) *FSM {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &FSM{
-		log:     logger,
-		admin:   map[RealRef]Admin{},
-		changed: make(chan struct{}),
-		failed:  make(chan struct{}),
+		log:      logger,
+		validate: validate,
+		admin:    map[RealRef]Admin{},
+		changed:  make(chan struct{}),
+		failed:   make(chan struct{}),
 	}
 }
 
@@ -140,7 +143,7 @@ func (f *FSM) applySetConfig(index uint64, body []byte) any {
 	if err := json.Unmarshal(body, &cmd); err != nil {
 		return f.reject(index, fmt.Errorf("decode %s command at log index %d: %w", CommandSetConfig, index, err))
 	}
-	if err := checkSetConfig(&cmd); err != nil {
+	if err := checkSetConfig(&cmd, f.validate); err != nil {
 		return f.reject(index, fmt.Errorf("%s command at log index %d: %w", CommandSetConfig, index, err))
 	}
 	if cmd.Hash == f.cfg.Hash {
@@ -213,7 +216,7 @@ func (f *FSM) reject(index uint64, err error) error {
 
 // checkSetConfig checks a SetConfigCommand as Apply needs it: a hash, one
 // key per service and no key twice, a valid spec and submitter.
-func checkSetConfig(cmd *SetConfigCommand) error {
+func checkSetConfig(cmd *SetConfigCommand, validate SpecValidator) error {
 	if !validHash(cmd.Hash) {
 		return fmt.Errorf("hash %q is not sha256:<64 hex digits>", cmd.Hash)
 	}
@@ -232,7 +235,7 @@ func checkSetConfig(cmd *SetConfigCommand) error {
 			return fmt.Errorf("submitted_by %q %w", cmd.SubmittedBy, err)
 		}
 	}
-	return cmd.Spec.Validate()
+	return validateSpec(validate, cmd.Spec)
 }
 
 // validHash reports whether h is "sha256:" and 64 lower-case hex digits.
@@ -425,7 +428,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		if cfg.Generation == 0 {
 			return errors.New("snapshot configuration has generation 0: a configuration is only ever installed with a generation")
 		}
-		if err := checkSetConfig(&SetConfigCommand{Spec: cfg.Spec, Hash: cfg.Hash, Keys: cfg.Keys, SubmittedBy: cfg.SubmittedBy}); err != nil {
+		if err := checkSetConfig(&SetConfigCommand{Spec: cfg.Spec, Hash: cfg.Hash, Keys: cfg.Keys, SubmittedBy: cfg.SubmittedBy}, f.validate); err != nil {
 			return fmt.Errorf("snapshot configuration (generation %d): %w", cfg.Generation, err)
 		}
 		enc, err := json.Marshal(cfg)

@@ -3,7 +3,6 @@ package raft
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"net/netip"
@@ -15,7 +14,6 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/testutil"
 )
 
@@ -60,7 +58,7 @@ func closed(ch <-chan struct{}) bool {
 }
 
 func TestFSMSetConfigGenerations(t *testing.T) {
-	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
+	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t), testValidate)}
 	if got := a.fsm.Config(); got.Generation != 0 || got.Services != nil {
 		t.Fatalf("empty fsm config = %+v", got)
 	}
@@ -132,7 +130,7 @@ func TestFSMSetConfigGenerations(t *testing.T) {
 }
 
 func TestFSMSetAdmin(t *testing.T) {
-	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
+	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t), testValidate)}
 	a.setConfig(testSpec(1), "d1")
 	r10, r11 := webRef("198.51.100.10"), webRef("198.51.100.11")
 
@@ -215,7 +213,7 @@ func TestFSMUnknownCommands(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
+			a := &applier{t: t, fsm: NewFSM(testutil.Logger(t), testValidate)}
 			a.setConfig(testSpec(1), "d1")
 			before := a.fsm.State()
 
@@ -285,7 +283,7 @@ func TestCommandTypeString(t *testing.T) {
 }
 
 func TestFSMSnapshotRestore(t *testing.T) {
-	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
+	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t), testValidate)}
 	a.setConfig(testSpec(1), "d1")
 	a.setConfig(testSpec(5), "d2")
 	a.cmd(CommandSetAdmin, SetAdminCommand{Ref: webRef("198.51.100.11"), State: AdminDisabled})
@@ -308,7 +306,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 		t.Fatalf("sink closed=%v cancelled=%v", sink.closed, sink.cancelled)
 	}
 
-	restored := NewFSM(testutil.Logger(t))
+	restored := NewFSM(testutil.Logger(t), testValidate)
 	w := restored.Watch()
 	if err := restored.Restore(io.NopCloser(&sink.Buffer)); err != nil {
 		t.Fatal(err)
@@ -334,7 +332,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	}
 
 	// An empty FSM's snapshot restores to an empty state.
-	empty, err := NewFSM(nil).Snapshot()
+	empty, err := NewFSM(nil, testValidate).Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +359,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 // detector checks that Restore takes the readers' lock and that nothing a
 // reader gets aliases the FSM's state.
 func TestFSMConcurrentReaders(t *testing.T) {
-	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
+	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t), testValidate)}
 	a.setConfig(testSpec(1), "d1")
 	image := snapshotImage(t, a.fsm)
 
@@ -416,8 +414,7 @@ func TestFSMConcurrentReaders(t *testing.T) {
 // here rather than vanish from followers.
 func TestSpecRoundTrip(t *testing.T) {
 	var spec Spec
-	f := &filler{}
-	f.fill(reflect.ValueOf(&spec).Elem(), "spec")
+	testutil.Fill(&spec)
 	if len(spec.Services) == 0 || spec.Services[0].HealthCheck == nil || !spec.VIPs[0].Address.IsValid() {
 		t.Fatalf("filler did not fill the spec: %+v", spec)
 	}
@@ -464,85 +461,11 @@ func TestSpecRoundTrip(t *testing.T) {
 	}
 }
 
-// filler sets every exported field to a distinct non-zero value.
-type filler struct{ n int }
-
-var (
-	addrType     = reflect.TypeFor[netip.Addr]()
-	addrPortType = reflect.TypeFor[netip.AddrPort]()
-	durationType = reflect.TypeFor[config.Duration]()
-	timeType     = reflect.TypeFor[time.Time]()
-)
-
-func (f *filler) fill(v reflect.Value, path string) {
-	f.n++
-	switch v.Type() {
-	case addrType:
-		if f.n%2 == 0 {
-			v.Set(reflect.ValueOf(netip.AddrFrom4([4]byte{192, 0, 2, byte(f.n)})))
-		} else {
-			v.Set(reflect.ValueOf(netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", f.n))))
-		}
-		return
-	case addrPortType:
-		v.Set(reflect.ValueOf(netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(f.n)}), uint16(f.n))))
-		return
-	case durationType:
-		v.SetInt(int64(time.Duration(f.n)*time.Second + 1500*time.Microsecond))
-		return
-	case timeType:
-		v.Set(reflect.ValueOf(time.Date(2026, 1, 2, 3, 4, f.n, 0, time.UTC)))
-		return
-	}
-	switch v.Kind() {
-	case reflect.String:
-		v.SetString(fmt.Sprintf("%s-%d", path, f.n))
-	case reflect.Bool:
-		v.SetBool(true)
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		v.SetInt(int64(f.n % 100))
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		v.SetUint(uint64(f.n % 200))
-	case reflect.Float32, reflect.Float64:
-		v.SetFloat(float64(f.n) + 0.5)
-	case reflect.Pointer:
-		p := reflect.New(v.Type().Elem())
-		f.fill(p.Elem(), path)
-		v.Set(p)
-	case reflect.Slice:
-		s := reflect.MakeSlice(v.Type(), 2, 2)
-		for i := range 2 {
-			f.fill(s.Index(i), fmt.Sprintf("%s[%d]", path, i))
-		}
-		v.Set(s)
-	case reflect.Map:
-		m := reflect.MakeMap(v.Type())
-		k := reflect.New(v.Type().Key()).Elem()
-		e := reflect.New(v.Type().Elem()).Elem()
-		f.fill(k, path+".key")
-		f.fill(e, path+".value")
-		m.SetMapIndex(k, e)
-		v.Set(m)
-	case reflect.Struct:
-		for i := range v.NumField() {
-			if sf := v.Type().Field(i); sf.IsExported() {
-				f.fill(v.Field(i), path+"."+sf.Name)
-			}
-		}
-	case reflect.Array:
-		for i := range v.Len() {
-			f.fill(v.Index(i), path)
-		}
-	default:
-		panic(fmt.Sprintf("filler: %s has unsupported kind %s", path, v.Kind()))
-	}
-}
-
 // State.Index is the log index of the last change, so that a reader can
 // tell a state replayed at start from a later one; no-op commands leave
 // it, snapshots keep it.
 func TestFSMStateIndex(t *testing.T) {
-	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
+	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t), testValidate)}
 	if i := a.fsm.State().Index; i != 0 {
 		t.Fatalf("empty state has index %d", i)
 	}
@@ -555,7 +478,7 @@ func TestFSMStateIndex(t *testing.T) {
 		t.Errorf("index = %d, want 2 (the admin change; no-ops and refusals leave it)", i)
 	}
 	image := string(snapshotImage(t, a.fsm))
-	restored := NewFSM(testutil.Logger(t))
+	restored := NewFSM(testutil.Logger(t), testValidate)
 	if err := restored.Restore(io.NopCloser(strings.NewReader(image))); err != nil {
 		t.Fatal(err)
 	}
@@ -585,7 +508,7 @@ func TestRestoreRefusesInconsistentSnapshots(t *testing.T) {
 		"admin state of no real":        `{"format":1,"admin":[{"ref":{"service":"nope","address":"192.0.2.1"},"state":"drained"}]}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
+			a := &applier{t: t, fsm: NewFSM(testutil.Logger(t), testValidate)}
 			a.setConfig(testSpec(1), "d1")
 			before := a.fsm.State()
 			if err := a.fsm.Restore(io.NopCloser(strings.NewReader(snap))); err == nil {

@@ -128,7 +128,7 @@ func TestFuzzSeeds(t *testing.T) {
 	fsm := fuzzBaseFSM(t)
 	writeSeeds(t, "FuzzFSMRestore", map[string][]any{
 		"snapshot":       {snapshotImage(t, fsm)},
-		"empty-snapshot": {snapshotImage(t, NewFSM(nil))},
+		"empty-snapshot": {snapshotImage(t, NewFSM(nil, testValidate))},
 		"format-2":       {[]byte(`{"format":2,"admin":[]}`)},
 		"bad-admin":      {[]byte(`{"format":1,"admin":[{"ref":{"service":"tcp/192.0.2.100:80","address":"198.51.100.10"},"state":"gone"}]}`)},
 		"config-gen-0":   {[]byte(`{"format":1,"config":{"spec":{"services":[{}]},"generation":0},"admin":null}`)},

@@ -34,7 +34,7 @@ const fuzzWait = 10 * time.Second
 // fuzzBaseFSM returns an FSM holding testSpec(1) at index 1 and r10
 // drained at index 2, as a follower's FSM holds a cluster's state.
 func fuzzBaseFSM(t *testing.T) *FSM {
-	a := &applier{t: t, fsm: NewFSM(nil)}
+	a := &applier{t: t, fsm: NewFSM(nil, testValidate)}
 	if _, ok := a.setConfig(testSpec(1), "d1").(SetConfigResult); !ok {
 		t.Fatal("base configuration refused")
 	}
@@ -50,12 +50,12 @@ func checkRestorable(t *testing.T, f *FSM) {
 	t.Helper()
 	st := f.State()
 	if c := st.Config; c.Generation > 0 {
-		if err := checkSetConfig(&SetConfigCommand{Spec: c.Spec, Hash: c.Hash, Keys: c.Keys, SubmittedBy: c.SubmittedBy}); err != nil {
+		if err := checkSetConfig(&SetConfigCommand{Spec: c.Spec, Hash: c.Hash, Keys: c.Keys, SubmittedBy: c.SubmittedBy}, testValidate); err != nil {
 			t.Fatalf("fsm holds a configuration Apply would refuse: %v", err)
 		}
 	}
 	img := snapshotImage(t, f)
-	g := NewFSM(nil)
+	g := NewFSM(nil, testValidate)
 	if err := g.Restore(io.NopCloser(bytes.NewReader(img))); err != nil {
 		t.Fatalf("restoring the fsm's own snapshot: %v\n%s", err, img)
 	}

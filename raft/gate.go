@@ -29,12 +29,12 @@ const (
 // memberView is the node's cached view of the Raft configuration, which
 // the gate checks every connection and RPC against. The first lookup reads
 // the configuration itself (bounded by membersReadTimeout); later ones use
-// the view and, when it is older than membersMaxAge or misses, start one
-// background read at a time (at most every membersMissInterval on
-// misses). So a check never waits on raft's main loop once the view
-// exists: a heartbeat is not held up by a read, and a stranger knocking
-// costs one read per interval. A member just added is refused until the
-// next read lands, which its raft retries outlast.
+// the view and, when it is older than membersMaxAge, start one background
+// read at a time. A miss waits for a read (at most one every
+// membersMissInterval; a stranger knocking more often is refused without
+// one) without holding the lock. So a known member's check never waits
+// on raft's main loop once the view exists, and a member just added is
+// admitted at once.
 type memberView struct {
 	read func(ctx context.Context) (map[string]string, error)
 
@@ -43,21 +43,36 @@ type memberView struct {
 	byAddr   map[string]string // raft address -> member id
 	at       time.Time         // when addrs was read; zero: never
 	tried    time.Time         // the last read started
+	missed   time.Time         // the last read a miss started
 	inFlight bool              // a background read runs
-	readDone chan struct{}     // closed when the background read ends (tests)
+	readDone chan struct{}     // closed when the running read ends
 }
 
 // lookup returns the address of member id; empty is true when the node
-// knows no configuration (yet).
+// knows no configuration (yet). A miss waits for a read of the
+// configuration (one at a time, at most every membersMissInterval; the
+// lock is not held while waiting, so members' checks go on), so that a
+// member just added is admitted at once.
 func (v *memberView) lookup(id string) (addr string, ok, empty bool) {
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	v.ensureLocked()
 	addr, ok = v.addrs[id]
-	if !ok || time.Since(v.at) > membersMaxAge {
-		v.refreshLocked(!ok)
+	var wait <-chan struct{}
+	switch {
+	case !ok:
+		wait = v.refreshLocked(true)
+	case time.Since(v.at) > membersMaxAge:
+		v.refreshLocked(false)
 	}
-	return addr, ok, len(v.addrs) == 0
+	if wait != nil {
+		v.mu.Unlock()
+		<-wait
+		v.mu.Lock()
+		addr, ok = v.addrs[id]
+	}
+	empty = len(v.addrs) == 0
+	v.mu.Unlock()
+	return addr, ok, empty
 }
 
 // idAt returns the member whose raft address is address, "" when none.
@@ -88,10 +103,17 @@ func (v *memberView) ensureLocked() {
 }
 
 // refreshLocked starts a background read unless one runs or, for a miss,
-// one started less than membersMissInterval ago. v.mu is held.
-func (v *memberView) refreshLocked(miss bool) {
-	if v.inFlight || (miss && time.Since(v.tried) < membersMissInterval) {
-		return
+// one started less than membersMissInterval ago; it returns the channel
+// closed when the running read ends, nil when none runs. v.mu is held.
+func (v *memberView) refreshLocked(miss bool) <-chan struct{} {
+	if v.inFlight {
+		return v.readDone
+	}
+	if miss {
+		if time.Since(v.missed) < membersMissInterval {
+			return nil
+		}
+		v.missed = time.Now()
 	}
 	v.inFlight, v.tried = true, time.Now()
 	done := make(chan struct{})
@@ -108,6 +130,7 @@ func (v *memberView) refreshLocked(miss bool) {
 			v.setLocked(addrs)
 		}
 	}()
+	return done
 }
 
 // setLocked installs a configuration read. v.mu is held.

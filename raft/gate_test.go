@@ -51,7 +51,7 @@ func newGateCluster(t *testing.T) *gateCluster {
 		t.Cleanup(func() { tr.Close() })
 		cl := config.Cluster{Bind: netip.MustParseAddrPort(g.addrs[id]), Peers: peers, TLS: tlss[id]}
 		fastTimings(&cl)
-		n, err := New(Config{NodeID: id, Role: roles[id], DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
+		n, err := New(Config{ValidateSpec: testValidate, NodeID: id, Role: roles[id], DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,11 +2,11 @@ package raft
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // testTimeout bounds every wait of these tests.
@@ -14,10 +14,43 @@ const testTimeout = 15 * time.Second
 
 func ptr[T any](v T) *T { return &v }
 
-// testSpec returns a small spec: one TCP service on a VIP with two reals,
-// as a director's file gives it (defaults filled in, validated).
+// testSpec returns a small spec: one TCP service on a VIP with two reals
+// of the given weight, with the values a director file's defaults give.
 func testSpec(weight int) Spec {
-	return SpecFromDirector(testutil.WebDirector(&testing.T{}, "192.0.2.100", weight))
+	vip := netip.MustParseAddr("192.0.2.100")
+	return Spec{
+		IPVS: IPVSSettings{TCPTimeout: Duration(900 * time.Second), SloppyTCP: ptr(true), ExpireNodestConn: ptr(true), ExpireQuiescentTemplate: ptr(true)},
+		VIPs: []VIP{{Address: vip, Announce: Announce{Count: 3, Interval: Duration(1100 * time.Millisecond), Refresh: ptr(Duration(30 * time.Second))}}},
+		Services: []Service{{
+			Name: "web", VIP: vip, Port: 80, Protocol: "tcp", Scheduler: "mh", SchedulerFlags: []string{"mh-fallback"},
+			DrainTimeout: Duration(5 * time.Minute), Quorum: 1, OnDown: "weight0",
+			HealthCheck: &HealthCheck{Type: "http", Path: "/healthz", Method: "GET", ExpectStatus: []string{"200-399"},
+				Interval: Duration(time.Second), Timeout: Duration(500 * time.Millisecond), Rise: 2, Fall: 3, Initial: "down", Port: 80},
+			Reals: []Real{
+				{Address: netip.MustParseAddr("198.51.100.10"), Port: 80, Weight: ptr(weight)},
+				{Address: netip.MustParseAddr("198.51.100.11"), Port: 80, Weight: ptr(weight)},
+			},
+		}},
+	}
+}
+
+// testValidate stands in for the configuration file's rules, which live
+// in internal/config and are wired by the edge (internal/clusterspec,
+// tested there): it refuses a VIP that is not unicast and a service
+// without a name, enough for this package's tests of where specs are
+// checked.
+func testValidate(s Spec) error {
+	for _, v := range s.VIPs {
+		if !v.Address.IsValid() || v.Address.IsMulticast() || v.Address.IsUnspecified() {
+			return fmt.Errorf("vip %s is not unicast", v.Address)
+		}
+	}
+	for _, svc := range s.Services {
+		if svc.Name == "" {
+			return errors.New("a service without a name")
+		}
+	}
+	return nil
 }
 
 // webRef is a real of testSpec's service.

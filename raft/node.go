@@ -96,6 +96,10 @@ type Config struct {
 	// Transport replaces the TCP/TLS transport built from Cluster (tests use
 	// hraft.NewInmemTransport). The caller keeps ownership of it.
 	Transport hraft.Transport
+	// ValidateSpec checks every spec this node submits or applies by the
+	// rules of the configuration file (internal/clusterspec.Validate);
+	// without it the node refuses every configuration.
+	ValidateSpec SpecValidator
 	// MemberVersions returns the CommandVersion each other member
 	// advertises (the director asks their peer status); a leader consults
 	// it before appending a command newer than version 1. Nil: no member
@@ -163,7 +167,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:      cfg,
 		log:      logger,
-		fsm:      NewFSM(logger.With("component", "fsm")),
+		fsm:      NewFSM(logger.With("component", "fsm"), cfg.ValidateSpec),
 		notifyCh: make(chan bool, notifyBuffer),
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -246,7 +250,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	st, err := openStorage(storageConfig{dataDir: n.cfg.DataDir, nodeID: n.cfg.NodeID,
-		address: advertised(n.cfg.Cluster), log: n.log, hlog: n.hlog})
+		address: advertised(n.cfg.Cluster), log: n.log, hlog: n.hlog, validate: n.cfg.ValidateSpec})
 	if err != nil {
 		return err
 	}
@@ -550,7 +554,7 @@ func (n *Node) barrier(timeout time.Duration) error {
 // bounds the wait to enqueue and the wait for the commit; when ctx ends
 // first the submission may still be applied.
 func (n *Node) SubmitConfig(ctx context.Context, spec Spec, submittedBy string) (SetConfigResult, error) {
-	if err := spec.Validate(); err != nil {
+	if err := validateSpec(n.cfg.ValidateSpec, spec); err != nil {
 		return SetConfigResult{}, fmt.Errorf("submit config: %w", err)
 	}
 	hash, err := spec.Hash()

@@ -283,7 +283,7 @@ func TestNodePeerListener(t *testing.T) {
 	ln.Close()
 	cl := config.Cluster{Bind: addr}
 	fastTimings(&cl)
-	n, err := New(Config{NodeID: "d1", DataDir: t.TempDir(), Cluster: cl, Logger: testutil.Logger(t)})
+	n, err := New(Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: t.TempDir(), Cluster: cl, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func TestNodePeerListener(t *testing.T) {
 
 	// A node on the in-memory transport has no peer protocol.
 	_, tr := hraft.NewInmemTransport("192.0.2.1:7000")
-	m, err := New(Config{NodeID: "d2", DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
+	m, err := New(Config{ValidateSpec: testValidate, NodeID: "d2", DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

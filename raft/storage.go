@@ -108,6 +108,8 @@ type storageConfig struct {
 	address string // advertised Raft address, "" when unknown
 	log     *slog.Logger
 	hlog    hclog.Logger
+	// validate checks the configuration of a snapshot being checked.
+	validate SpecValidator
 }
 
 // advertised returns the address cl's peers reach this node on, "" when
@@ -178,7 +180,7 @@ func openStorage(c storageConfig) (st *storage, err error) {
 		return nil, fmt.Errorf("raft snapshot store: %w", err)
 	}
 
-	snap, err := checkSnapshots(filepath.Join(dir, snapshotsDirName), snaps, fail)
+	snap, err := checkSnapshots(filepath.Join(dir, snapshotsDirName), snaps, c.validate, fail)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +314,7 @@ func openError(dbPath string, err error, fail func(string, string, error) *Stora
 // that is newer than the end of the log makes the node forget entries it
 // has acknowledged. So here every snapshot directory must load: a damaged
 // one is an error that gives every damaged snapshot's own error.
-func checkSnapshots(dir string, snaps *hraft.FileSnapshotStore, fail func(string, string, error) *StorageError) (uint64, error) {
+func checkSnapshots(dir string, snaps *hraft.FileSnapshotStore, validate SpecValidator, fail func(string, string, error) *StorageError) (uint64, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, fmt.Errorf("raft snapshot store: %w", err)
@@ -327,7 +329,7 @@ func checkSnapshots(dir string, snaps *hraft.FileSnapshotStore, fail func(string
 			continue
 		}
 		n++
-		if err := recoverPanic(func() error { return restoreScratch(dir, snaps, e.Name()) }); err != nil {
+		if err := recoverPanic(func() error { return restoreScratch(dir, snaps, e.Name(), validate) }); err != nil {
 			bad = append(bad, fmt.Errorf("%s: %w", filepath.Join(dir, e.Name()), err))
 		}
 	}
@@ -348,7 +350,7 @@ func checkSnapshots(dir string, snaps *hraft.FileSnapshotStore, fail func(string
 // restoreScratch reads snapshot id's meta.json, opens the snapshot
 // (FileSnapshotStore.Open checks state.bin's CRC against the meta) and
 // restores it into a new FSM.
-func restoreScratch(dir string, snaps *hraft.FileSnapshotStore, id string) error {
+func restoreScratch(dir string, snaps *hraft.FileSnapshotStore, id string, validate SpecValidator) error {
 	// FileSnapshotStore's own errors do not say which file is at fault.
 	b, err := os.ReadFile(filepath.Join(dir, id, "meta.json"))
 	if err != nil {
@@ -365,7 +367,7 @@ func restoreScratch(dir string, snaps *hraft.FileSnapshotStore, id string) error
 	if err != nil {
 		return fmt.Errorf("state.bin: %w", err)
 	}
-	if err := NewFSM(nil).Restore(rc); err != nil { // Restore closes rc
+	if err := NewFSM(nil, validate).Restore(rc); err != nil { // Restore closes rc
 		return fmt.Errorf("state.bin: %w", err)
 	}
 	return nil

@@ -33,7 +33,7 @@ func newSolo(t *testing.T, dir string, tune func(*Config)) *Node {
 	_, tr := hraft.NewInmemTransport(hraft.ServerAddress(soloAddr.String()))
 	cl := config.Cluster{Bind: soloAddr}
 	fastTimings(&cl)
-	cfg := Config{NodeID: "d1", DataDir: dir, Cluster: cl, Logger: testutil.Logger(t), Transport: tr}
+	cfg := Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: dir, Cluster: cl, Logger: testutil.Logger(t), Transport: tr}
 	if tune != nil {
 		tune(&cfg)
 	}
@@ -373,7 +373,7 @@ func TestNewRaftPanic(t *testing.T) {
 		t.Fatal(err)
 	}
 	conf.NotifyCh = nil
-	r, err := newRaft(raftFile(dir), conf, NewFSM(nil), store, store, snaps, tr)
+	r, err := newRaft(raftFile(dir), conf, NewFSM(nil, testValidate), store, store, snaps, tr)
 	if err == nil {
 		r.Shutdown()
 		t.Fatal("newRaft started on a log with a gap")

@@ -338,7 +338,7 @@ func TestTLSCluster(t *testing.T) {
 		t.Cleanup(func() { tr.Close() })
 		cl := config.Cluster{Bind: peers[i].Address, Peers: peers, TLS: tlss[i]}
 		fastTimings(&cl)
-		n, err := New(Config{NodeID: peers[i].ID, DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
+		n, err := New(Config{ValidateSpec: testValidate, NodeID: peers[i].ID, DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -391,7 +391,7 @@ func TestNodeOwnTransport(t *testing.T) {
 	cl := config.Cluster{Bind: addr, Peers: []config.Peer{{ID: "d1", Address: addr}}, TLS: ca.Files(t, "d1")}
 	fastTimings(&cl)
 	dir := t.TempDir()
-	n, err := New(Config{NodeID: "d1", DataDir: dir, Cluster: cl, Logger: testutil.Logger(t)})
+	n, err := New(Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: dir, Cluster: cl, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/api/apitest"
+	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/raft"
@@ -98,7 +99,7 @@ func (c *peerCluster) start(id string, layer *raft.StreamLayer, join bool) *peer
 	addr := layer.Addr().String()
 	cl := config.Cluster{Bind: netip.MustParseAddrPort(addr), Peers: c.peers}
 	fastTimings(&cl)
-	node, err := raft.New(raft.Config{NodeID: id, DataDir: t.TempDir(), Cluster: cl, Transport: tr, Join: join, Logger: testutil.Logger(t)})
+	node, err := raft.New(raft.Config{ValidateSpec: clusterspec.Validate, NodeID: id, DataDir: t.TempDir(), Cluster: cl, Transport: tr, Join: join, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func waitAdmin(t *testing.T, n *raft.Node, ref raft.RealRef, a raft.Admin) {
 }
 
 func testSpec(weight int) raft.Spec {
-	return raft.SpecFromDirector(testutil.WebDirector(&testing.T{}, "203.0.113.10", weight))
+	return clusterspec.FromDirector(testutil.WebDirector(&testing.T{}, "203.0.113.10", weight))
 }
 
 var webRef = raft.RealRef{Service: "tcp/203.0.113.10:80", Address: netip.MustParseAddr("198.51.100.10")}

@@ -96,7 +96,7 @@ func errorResponse(err error, notLeader int) (int, ErrorResponse) {
 	body := ErrorResponse{Error: err.Error()}
 	var nle *raft.NotLeaderError
 	switch {
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, ErrInvalid), errors.Is(err, raft.ErrInvalidSpec):
 		body.Code = CodeInvalid
 		return http.StatusBadRequest, body
 	case errors.Is(err, ErrForbidden), errors.Is(err, raft.ErrRefused):

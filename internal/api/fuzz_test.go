@@ -23,6 +23,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/api/apitest"
+	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/raft"
 )
 
@@ -33,9 +34,10 @@ var updateSeeds = flag.Bool("update-fuzz-seeds", false, "rewrite the seed corpor
 type checkedCluster struct{ t *testing.T }
 
 func (c checkedCluster) SubmitConfig(_ context.Context, spec raft.Spec, by string) (raft.SetConfigResult, error) {
-	if err := spec.Validate(); err != nil {
-		c.t.Errorf("peer server submitted an invalid spec: %v", err)
-		return raft.SetConfigResult{}, err
+	// The node validates what it submits (raft.Node.SubmitConfig); the
+	// peer server maps its refusal to 400.
+	if err := clusterspec.Validate(spec); err != nil {
+		return raft.SetConfigResult{}, fmt.Errorf("%w: %w", raft.ErrInvalidSpec, err)
 	}
 	return raft.SetConfigResult{Generation: 2, Changed: true}, nil
 }

@@ -177,10 +177,6 @@ func (s *PeerServer) config(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := req.Spec.Validate(); err != nil {
-		s.fail(w, r, fmt.Errorf("%w: %w", ErrInvalid, err))
-		return
-	}
 	// The submitter is who the connection proved, not what the body says.
 	by := req.SubmittedBy
 	if p, ok := raft.PeerFrom(r.Context()); ok && p.Authenticated {

@@ -114,12 +114,12 @@ type TLS struct {
 // Enabled reports whether TLS is configured.
 func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" || t.CA != "" }
 
-// The JSON encoding of the types the directors replicate (raft.Spec: IPVS,
-// VIP, Announce, Service, Persistence, Real, HealthCheck) is part of the
-// Raft log and snapshot format: their json tags are frozen at the keys
-// the first release wrote (the Go field names) and pinned by the golden
-// files under raft/testdata/wire (docs/wire.md). Renaming a field keeps
-// its json tag.
+// The types the directors replicate (IPVS, VIP, Announce, Service,
+// Persistence, Real, HealthCheck) are translated into raft's own wire types
+// by internal/clusterspec. Their json tags are the wire format's keys
+// (frozen at the Go field names of the first release; docs/wire.md):
+// clusterspec's round-trip test holds the two encodings equal. Renaming a
+// field keeps its json tag.
 
 // IPVS holds kernel-wide IPVS settings a director applies.
 type IPVS struct {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/raft"
 )
@@ -73,7 +74,7 @@ func (d *Director) Reload(ctx context.Context) (api.ReloadResult, error) {
 		d.log.Error("reload rejected: the running configuration stays", "errors", len(res.Errors))
 		return res, nil
 	}
-	sub, err := d.submit(ctx, raft.SpecFromDirector(cfg))
+	sub, err := d.submit(ctx, clusterspec.FromDirector(cfg))
 	if err != nil {
 		res := api.ReloadResult{At: now, OK: false, Errors: []string{fmt.Sprintf("submit to the cluster: %v", err)}, Generation: d.node.Config().Generation}
 		d.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
+	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
@@ -49,10 +50,11 @@ type serviceView struct {
 // restarted director adopts its entries without setting them to weight 0
 // for the rise period (no blip on restart).
 func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft.Admin, actual ipvs.State) (ipvs.State, []serviceView, error) {
-	st := make(ipvs.State, len(spec.Services))
-	views := make([]serviceView, 0, len(spec.Services))
-	for i := range spec.Services {
-		svc := spec.Services[i]
+	services := clusterspec.Services(spec)
+	st := make(ipvs.State, len(services))
+	views := make([]serviceView, 0, len(services))
+	for i := range services {
+		svc := services[i]
 		key, err := serviceKey(svc)
 		if err != nil {
 			return nil, nil, fmt.Errorf("service %s: %w", svc.Name, err)
@@ -62,7 +64,7 @@ func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft
 		for j := range svc.Reals {
 			r := &svc.Reals[j]
 			hk := healthcheck.RealKey(svc, *r)
-			rs := healthcheck.RealState{Admin: adminOf(admin[raft.RefOf(&svc, r)])}
+			rs := healthcheck.RealState{Admin: adminOf(admin[realRef(&svc, r)])}
 			if in, ok := health(hk, healthcheck.ParamsFrom(svc.CheckFor(r))); ok {
 				rs.Health, rs.Reason = in.State, in.Reason
 				pending[hk] = !in.Settled
@@ -149,3 +151,8 @@ func adminOf(a raft.Admin) healthcheck.Admin {
 // operator's ipvsadm -d on a managed entry) survives: the next full read
 // of the kernel puts it back.
 const resyncInterval = 30 * time.Second
+
+// realRef is the replicated reference of real r of service s.
+func realRef(s *config.Service, r *config.Real) raft.RealRef {
+	return raft.RealRef{Service: s.Key(), Address: r.Address}
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
+	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
@@ -48,7 +49,7 @@ func testSpec(t *testing.T) raft.Spec {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return raft.SpecFromDirector(d)
+	return clusterspec.FromDirector(d)
 }
 
 func key(svc string, addr string, port uint16) healthcheck.Key {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dsrd/dsrd/healthcheck"
 	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
@@ -260,7 +261,8 @@ func (d *Director) followSpec(ctx context.Context, cc raft.ClusterConfig) error 
 	if same {
 		return nil
 	}
-	checks, err := healthcheck.ChecksFor(cc.Services, healthcheck.BuildOptions{})
+	services, vips, ipvsCfg := clusterspec.Services(cc.Spec), clusterspec.VIPs(cc.Spec), clusterspec.IPVS(cc.Spec)
+	checks, err := healthcheck.ChecksFor(services, healthcheck.BuildOptions{})
 	if err != nil {
 		// A check that cannot be built stays scheduled and reports down
 		// with the reason; the rest of the configuration still applies.
@@ -268,21 +270,21 @@ func (d *Director) followSpec(ctx context.Context, cc raft.ClusterConfig) error 
 	}
 	d.checks.Update(checks)
 	if m := d.opts.Metrics; m != nil {
-		names := make([]string, 0, len(cc.Services))
-		for _, svc := range cc.Services {
+		names := make([]string, 0, len(services))
+		for _, svc := range services {
 			names = append(names, svc.Name)
 		}
 		m.RetainServices(names)
 	}
 	var errs []error
-	if err := d.machine.Update(ctx, vipsOf(cc.VIPs, iface)); err != nil {
+	if err := d.machine.Update(ctx, vipsOf(vips, iface)); err != nil {
 		errs = append(errs, fmt.Errorf("update vips: %w", err))
 	}
-	if err := ipvs.ApplySysctls(ctx, d.sysctls, ipvs.DirectorSysctls(cc.IPVS)); err != nil {
+	if err := ipvs.ApplySysctls(ctx, d.sysctls, ipvs.DirectorSysctls(ipvsCfg)); err != nil {
 		errs = append(errs, fmt.Errorf("ipvs sysctls: %w", err))
 	}
 	if ts, ok := d.kernel.(ipvs.TimeoutSetter); ok {
-		if err := ipvs.ApplyTimeouts(ctx, ts, ipvs.TimeoutsFromConfig(cc.IPVS)); err != nil {
+		if err := ipvs.ApplyTimeouts(ctx, ts, ipvs.TimeoutsFromConfig(ipvsCfg)); err != nil {
 			errs = append(errs, fmt.Errorf("ipvs timeouts: %w", err))
 		}
 	}
@@ -370,7 +372,7 @@ func (d *Director) reassertWhenHealthy(ctx context.Context) {
 // submitted a newer file. Its outcome is the first "last reload" of dsrd
 // status, recorded as Reload records its own, unless a Reload came first.
 func (d *Director) submitUntilAccepted(ctx context.Context, cfg *config.Director) {
-	spec := raft.SpecFromDirector(cfg)
+	spec := clusterspec.FromDirector(cfg)
 	if hash, err := spec.Hash(); err == nil {
 		last, err := loadSubmitted(cfg.Node.DataDir)
 		if err != nil {

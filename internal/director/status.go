@@ -142,7 +142,7 @@ func serviceStatus(v serviceView, k ipvs.Service, admin map[raft.RealRef]raft.Ad
 		r := &svc.Reals[i]
 		hk := healthcheck.RealKey(svc, *r)
 		a := raft.AdminEnabled
-		if x, ok := admin[raft.RefOf(&svc, r)]; ok {
+		if x, ok := admin[realRef(&svc, r)]; ok {
 			a = x
 		}
 		rs := api.Real{Address: r.Address, Port: hk.Real.Port(), Admin: string(a), Health: "up", IPVSWeight: -1}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/metrics"
 	"github.com/dsrd/dsrd/raft"
@@ -74,7 +75,7 @@ func (w *Witness) Run(ctx context.Context) error {
 	}
 	defer ln.Close()
 	w.ln = ln
-	node, err := raft.New(raft.Config{NodeID: w.cfg.Node.ID, DataDir: w.cfg.Node.DataDir, Cluster: w.cfg.Cluster, Role: pki.RoleWitness, MemberVersions: memberVersions(func() *api.PeerClient { return w.peers }), Logger: w.log})
+	node, err := raft.New(raft.Config{NodeID: w.cfg.Node.ID, DataDir: w.cfg.Node.DataDir, Cluster: w.cfg.Cluster, Role: pki.RoleWitness, ValidateSpec: clusterspec.Validate, MemberVersions: memberVersions(func() *api.PeerClient { return w.peers }), Logger: w.log})
 	if err != nil {
 		return err
 	}

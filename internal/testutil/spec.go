@@ -11,7 +11,7 @@ import (
 // (defaults filled in, validated): one TCP service "web" on port 80 of vip,
 // scheduled by mh, with an HTTP check and two reals, 198.51.100.10 and
 // .11, of the given weight. Tests that replicate a spec take its shared
-// part (raft.SpecFromDirector).
+// part (clusterspec.FromDirector).
 func WebDirector(t testing.TB, vip string, weight int) *config.Director {
 	t.Helper()
 	doc := fmt.Sprintf(`node: {id: d1, interface: eth0}

@@ -1,7 +1,8 @@
-package raft
+package clusterspec
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"io"
 	"os"
@@ -10,13 +11,19 @@ import (
 	"testing"
 	"time"
 
+	hraft "github.com/hashicorp/raft"
+
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/testutil"
+	"github.com/dsrd/dsrd/raft"
 )
 
 // updateWire rewrites the golden files of the current wire version. Only
 // ever together with a new version directory: see docs/wire.md.
 var updateWire = flag.Bool("update-wire", false, "rewrite raft/testdata/wire/"+wireVersion+"/*.golden")
+
+// wireDir holds the golden files: raft's, whose format they pin.
+var wireDir = filepath.Join("..", "..", "raft", "testdata", "wire")
 
 // wireVersion is the directory of the golden files this binary writes.
 const wireVersion = "v1"
@@ -24,40 +31,72 @@ const wireVersion = "v1"
 // wireState is what the golden files hold, built from testdata/wire/spec.yaml
 // by the current binary: a set-config entry, a set-admin entry, and the
 // snapshot of the state both make.
-func wireState(t *testing.T) (spec Spec, entries map[string][]byte, snapshot []byte) {
+func wireState(t *testing.T) (spec raft.Spec, entries map[string][]byte, snapshot []byte) {
 	t.Helper()
-	d, err := config.LoadDirector(filepath.Join("testdata", "wire", "spec.yaml"))
+	d, err := config.LoadDirector(filepath.Join(wireDir, "spec.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec = SpecFromDirector(d)
+	spec = FromDirector(d)
 	hash, err := spec.Hash()
 	if err != nil {
 		t.Fatal(err)
 	}
-	setConfig, err := encodeCommand(CommandSetConfig, SetConfigCommand{
+	setConfig, err := entry(raft.CommandSetConfig, raft.SetConfigCommand{
 		Spec: spec, Hash: hash, Keys: spec.Keys(), SubmittedBy: "dir1",
 		SubmittedAt: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	setAdmin, err := encodeCommand(CommandSetAdmin, SetAdminCommand{
-		Ref: RealRef{Service: spec.Services[0].Key(), Address: spec.Services[0].Reals[1].Address}, State: AdminDrained,
+	setAdmin, err := entry(raft.CommandSetAdmin, raft.SetAdminCommand{
+		Ref: raft.RealRef{Service: spec.Services[0].Key(), Address: spec.Services[0].Reals[1].Address}, State: raft.AdminDrained,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	entries = map[string][]byte{"set-config": setConfig, "set-admin": setAdmin}
-	a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
-	if res, ok := a.raw(setConfig).(SetConfigResult); !ok || !res.Changed {
+	fsm := raft.NewFSM(testutil.Logger(t), Validate)
+	if res, ok := apply(fsm, 1, setConfig).(raft.SetConfigResult); !ok || !res.Changed {
 		t.Fatalf("apply set-config: %#v", res)
 	}
-	if res, ok := a.raw(setAdmin).(SetAdminResult); !ok || !res.Changed {
+	if res, ok := apply(fsm, 2, setAdmin).(raft.SetAdminResult); !ok || !res.Changed {
 		t.Fatalf("apply set-admin: %#v", res)
 	}
-	return spec, entries, snapshotImage(t, a.fsm)
+	return spec, entries, persist(t, fsm)
 }
+
+// entry encodes a log entry as the node does: the type byte, then JSON.
+func entry(t raft.CommandType, body any) ([]byte, error) {
+	b, err := json.Marshal(body)
+	return append([]byte{byte(t)}, b...), err
+}
+
+// apply applies data as the committed entry at index.
+func apply(fsm *raft.FSM, index uint64, data []byte) any {
+	return fsm.Apply(&hraft.Log{Index: index, Term: 1, Type: hraft.LogCommand, Data: data})
+}
+
+// persist returns what a snapshot of fsm persists now.
+func persist(t *testing.T, fsm *raft.FSM) []byte {
+	t.Helper()
+	snap, err := fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &sink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	return sink.Bytes()
+}
+
+// sink is an in-memory snapshot sink.
+type sink struct{ bytes.Buffer }
+
+func (*sink) ID() string    { return "test" }
+func (*sink) Cancel() error { return nil }
+func (*sink) Close() error  { return nil }
 
 // TestWireGolden: the current binary encodes the log entries and the
 // snapshot byte for byte as the golden files of the current wire version
@@ -70,7 +109,7 @@ func TestWireGolden(t *testing.T) {
 		files[k] = v
 	}
 	for name, got := range files {
-		path := filepath.Join("testdata", "wire", wireVersion, name+".golden")
+		path := filepath.Join(wireDir, wireVersion, name+".golden")
 		if *updateWire {
 			if err := os.WriteFile(path, got, 0o644); err != nil {
 				t.Fatal(err)
@@ -92,7 +131,7 @@ func TestWireGolden(t *testing.T) {
 // (snapshot): a binary must read what any earlier release wrote.
 func TestWireCompatibility(t *testing.T) {
 	spec, _, _ := wireState(t)
-	dirs, err := filepath.Glob(filepath.Join("testdata", "wire", "v*"))
+	dirs, err := filepath.Glob(filepath.Join(wireDir, "v*"))
 	if err != nil || len(dirs) == 0 {
 		t.Fatalf("no wire versions: %v", err)
 	}
@@ -105,18 +144,18 @@ func TestWireCompatibility(t *testing.T) {
 				}
 				return b
 			}
-			a := &applier{t: t, fsm: NewFSM(testutil.Logger(t))}
-			if res, ok := a.raw(read("set-config")).(SetConfigResult); !ok || !res.Changed {
+			fsm := raft.NewFSM(testutil.Logger(t), Validate)
+			if res, ok := apply(fsm, 1, read("set-config")).(raft.SetConfigResult); !ok || !res.Changed {
 				t.Fatalf("set-config: %#v", res)
 			}
-			if res, ok := a.raw(read("set-admin")).(SetAdminResult); !ok || !res.Changed {
+			if res, ok := apply(fsm, 2, read("set-admin")).(raft.SetAdminResult); !ok || !res.Changed {
 				t.Fatalf("set-admin: %#v", res)
 			}
-			applied := a.fsm.State()
+			applied := fsm.State()
 			if !reflect.DeepEqual(applied.Config.Spec, spec) {
 				t.Errorf("the entries decode to another spec:\n got %+v\nwant %+v", applied.Config.Spec, spec)
 			}
-			restored := NewFSM(testutil.Logger(t))
+			restored := raft.NewFSM(testutil.Logger(t), Validate)
 			if err := restored.Restore(io.NopCloser(bytes.NewReader(read("snapshot")))); err != nil {
 				t.Fatal(err)
 			}

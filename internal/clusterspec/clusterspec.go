@@ -1,0 +1,185 @@
+// Package clusterspec translates between a director's configuration file
+// (internal/config) and the specification the cluster replicates
+// (raft.Spec), both ways, and validates a replicated spec by the file's
+// rules. It is the edge where the configuration schema meets the wire
+// format: raft owns its types and does not know the file.
+package clusterspec
+
+import (
+	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/raft"
+)
+
+// FromDirector extracts the shared load-balancing configuration of a
+// director configuration file.
+//
+// A VIP whose interface is the director's node.interface (the default the
+// config package fills in) carries no interface in the spec: interface names
+// are node-local, so every director puts such a VIP on its own
+// node.interface, and two directors loading the same file with different
+// NIC names submit the same spec.
+func FromDirector(d *config.Director) raft.Spec {
+	s := FromConfig(d.IPVS, d.VIPs, d.Services)
+	for i := range s.VIPs {
+		if s.VIPs[i].Interface == d.Node.Interface {
+			s.VIPs[i].Interface = ""
+		}
+	}
+	return s
+}
+
+// FromConfig translates the file's types into a spec.
+func FromConfig(x config.IPVS, vips []config.VIP, services []config.Service) raft.Spec {
+	s := raft.Spec{
+		IPVS: raft.IPVSSettings{
+			TCPTimeout: raft.Duration(x.TCPTimeout), TCPFinTimeout: raft.Duration(x.TCPFinTimeout),
+			UDPTimeout: raft.Duration(x.UDPTimeout), SloppyTCP: clone(x.SloppyTCP),
+			ExpireNodestConn: clone(x.ExpireNodestConn), ExpireQuiescentTemplate: clone(x.ExpireQuiescentTemplate),
+			ConnReuseMode: clone(x.ConnReuseMode),
+		},
+		VIPs:     make([]raft.VIP, len(vips)),
+		Services: make([]raft.Service, len(services)),
+	}
+	for i, v := range vips {
+		s.VIPs[i] = raft.VIP{Address: v.Address, Interface: v.Interface, Announce: raft.Announce{
+			Count: v.Announce.Count, Interval: raft.Duration(v.Announce.Interval), Refresh: convertPtr(v.Announce.Refresh, toDuration),
+		}}
+	}
+	for i := range services {
+		c := &services[i]
+		svc := raft.Service{
+			Name: c.Name, VIP: c.VIP, Port: c.Port, Protocol: string(c.Protocol), FWMark: c.FWMark,
+			Scheduler: c.Scheduler, SchedulerFlags: cloneSlice(c.SchedulerFlags),
+			Persistence: raft.Persistence{Timeout: raft.Duration(c.Persistence.Timeout), Netmask: c.Persistence.Netmask},
+			OnePacket:   c.OnePacket, DrainTimeout: raft.Duration(c.DrainTimeout), Quorum: c.Quorum,
+			OnDown: string(c.OnDown), SorryServer: c.SorryServer, HealthCheck: convertPtr(c.HealthCheck, checkToWire),
+		}
+		if c.Reals != nil {
+			svc.Reals = make([]raft.Real, len(c.Reals))
+		}
+		for j, r := range c.Reals {
+			svc.Reals[j] = raft.Real{Address: r.Address, Port: r.Port, Weight: clone(r.Weight),
+				UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold, HealthCheck: convertPtr(r.HealthCheck, checkToWire)}
+		}
+		s.Services[i] = svc
+	}
+	if vips == nil {
+		s.VIPs = nil
+	}
+	if services == nil {
+		s.Services = nil
+	}
+	return s
+}
+
+// IPVS translates a spec's IPVS settings into the file's type.
+func IPVS(s raft.Spec) config.IPVS {
+	x := s.IPVS
+	return config.IPVS{
+		TCPTimeout: config.Duration(x.TCPTimeout), TCPFinTimeout: config.Duration(x.TCPFinTimeout),
+		UDPTimeout: config.Duration(x.UDPTimeout), SloppyTCP: clone(x.SloppyTCP),
+		ExpireNodestConn: clone(x.ExpireNodestConn), ExpireQuiescentTemplate: clone(x.ExpireQuiescentTemplate),
+		ConnReuseMode: clone(x.ConnReuseMode),
+	}
+}
+
+// VIPs translates a spec's VIPs into the file's type.
+func VIPs(s raft.Spec) []config.VIP {
+	if s.VIPs == nil {
+		return nil
+	}
+	out := make([]config.VIP, len(s.VIPs))
+	for i, v := range s.VIPs {
+		out[i] = config.VIP{Address: v.Address, Interface: v.Interface, Announce: config.Announce{
+			Count: v.Announce.Count, Interval: config.Duration(v.Announce.Interval), Refresh: convertPtr(v.Announce.Refresh, fromDuration),
+		}}
+	}
+	return out
+}
+
+// Services translates a spec's services into the file's type.
+func Services(s raft.Spec) []config.Service {
+	if s.Services == nil {
+		return nil
+	}
+	out := make([]config.Service, len(s.Services))
+	for i := range s.Services {
+		w := &s.Services[i]
+		c := config.Service{
+			Name: w.Name, VIP: w.VIP, Port: w.Port, Protocol: config.Protocol(w.Protocol), FWMark: w.FWMark,
+			Scheduler: w.Scheduler, SchedulerFlags: cloneSlice(w.SchedulerFlags),
+			Persistence: config.Persistence{Timeout: config.Duration(w.Persistence.Timeout), Netmask: w.Persistence.Netmask},
+			OnePacket:   w.OnePacket, DrainTimeout: config.Duration(w.DrainTimeout), Quorum: w.Quorum,
+			OnDown: config.DownPolicy(w.OnDown), SorryServer: w.SorryServer, HealthCheck: convertPtr(w.HealthCheck, checkFromWire),
+		}
+		if w.Reals != nil {
+			c.Reals = make([]config.Real, len(w.Reals))
+		}
+		for j, r := range w.Reals {
+			c.Reals[j] = config.Real{Address: r.Address, Port: r.Port, Weight: clone(r.Weight),
+				UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold, HealthCheck: convertPtr(r.HealthCheck, checkFromWire)}
+		}
+		out[i] = c
+	}
+	return out
+}
+
+// Validate checks a replicated spec by the rules of the configuration file
+// (config.ValidateShared); it is the raft.SpecValidator of every node.
+func Validate(s raft.Spec) error {
+	return config.ValidateShared(IPVS(s), VIPs(s), Services(s))
+}
+
+var _ raft.SpecValidator = Validate
+
+func checkToWire(c config.HealthCheck) raft.HealthCheck {
+	return raft.HealthCheck{
+		Type: string(c.Type), Interval: raft.Duration(c.Interval), Timeout: raft.Duration(c.Timeout),
+		Rise: c.Rise, Fall: c.Fall, Initial: c.Initial, Address: c.Address, Port: c.Port, Source: c.Source,
+		Send: c.Send, Expect: c.Expect, Method: c.Method, Path: c.Path, Host: c.Host,
+		ExpectStatus: cloneSlice(c.ExpectStatus), BodyRegexp: c.BodyRegexp, TLSServer: c.TLSServer,
+		TLSVerify: clone(c.TLSVerify), NoReplyIsUp: c.NoReplyIsUp, QueryName: c.QueryName, QueryType: c.QueryType,
+		ExpectCode: c.ExpectCode, ExpectAnswer: c.ExpectAnswer, Command: cloneSlice(c.Command),
+	}
+}
+
+func checkFromWire(c raft.HealthCheck) config.HealthCheck {
+	return config.HealthCheck{
+		Type: config.CheckType(c.Type), Interval: config.Duration(c.Interval), Timeout: config.Duration(c.Timeout),
+		Rise: c.Rise, Fall: c.Fall, Initial: c.Initial, Address: c.Address, Port: c.Port, Source: c.Source,
+		Send: c.Send, Expect: c.Expect, Method: c.Method, Path: c.Path, Host: c.Host,
+		ExpectStatus: cloneSlice(c.ExpectStatus), BodyRegexp: c.BodyRegexp, TLSServer: c.TLSServer,
+		TLSVerify: clone(c.TLSVerify), NoReplyIsUp: c.NoReplyIsUp, QueryName: c.QueryName, QueryType: c.QueryType,
+		ExpectCode: c.ExpectCode, ExpectAnswer: c.ExpectAnswer, Command: cloneSlice(c.Command),
+	}
+}
+
+func toDuration(d config.Duration) raft.Duration   { return raft.Duration(d) }
+func fromDuration(d raft.Duration) config.Duration { return config.Duration(d) }
+
+// clone returns a copy of *p, nil for nil: nothing the spec holds aliases
+// the file's values.
+func clone[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
+
+// convertPtr converts *p with f, nil for nil.
+func convertPtr[A, B any](p *A, f func(A) B) *B {
+	if p == nil {
+		return nil
+	}
+	v := f(*p)
+	return &v
+}
+
+// cloneSlice copies s, keeping nil and empty apart.
+func cloneSlice[T any](s []T) []T {
+	if s == nil {
+		return nil
+	}
+	return append(make([]T, 0, len(s)), s...)
+}

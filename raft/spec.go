@@ -1,0 +1,192 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// The replicated specification: the wire types of the load-balancing part
+// of a director's configuration that every director shares through Raft.
+// They belong to this package, not to the configuration file's schema: the
+// edge (internal/clusterspec) translates a file into a Spec. Their JSON
+// encoding is the Raft log's and the snapshots' format, frozen at the keys
+// the first release wrote (the Go field names of the file's types) and
+// pinned by the golden files under testdata/wire; docs/wire.md says how it
+// may change. Field meanings are the configuration file's
+// (docs/config.md).
+
+// Spec is the load-balancing part of a director's configuration file, the
+// part every director of a cluster shares through Raft: kernel-wide IPVS
+// settings, the VIPs and the services. Node-local settings (interface,
+// data dir, cluster membership) are not part of it.
+type Spec struct {
+	IPVS     IPVSSettings `json:"ipvs"`
+	VIPs     []VIP        `json:"vips"`
+	Services []Service    `json:"services"`
+}
+
+// IPVSSettings are the kernel-wide IPVS settings (ipvs: in the file).
+type IPVSSettings struct {
+	TCPTimeout              Duration `json:"TCPTimeout"`
+	TCPFinTimeout           Duration `json:"TCPFinTimeout"`
+	UDPTimeout              Duration `json:"UDPTimeout"`
+	SloppyTCP               *bool    `json:"SloppyTCP"`
+	ExpireNodestConn        *bool    `json:"ExpireNodestConn"`
+	ExpireQuiescentTemplate *bool    `json:"ExpireQuiescentTemplate"`
+	ConnReuseMode           *int     `json:"ConnReuseMode"`
+}
+
+// VIP is a virtual IP address; an empty Interface means each director's
+// node.interface.
+type VIP struct {
+	Address   netip.Addr `json:"Address"`
+	Interface string     `json:"Interface"`
+	Announce  Announce   `json:"Announce"`
+}
+
+// Announce is a VIP's takeover announcements.
+type Announce struct {
+	Count    int       `json:"Count"`
+	Interval Duration  `json:"Interval"`
+	Refresh  *Duration `json:"Refresh"`
+}
+
+// Service is one virtual service.
+type Service struct {
+	Name           string       `json:"Name"`
+	VIP            netip.Addr   `json:"VIP"`
+	Port           uint16       `json:"Port"`
+	Protocol       string       `json:"Protocol"`
+	FWMark         uint32       `json:"FWMark"`
+	Scheduler      string       `json:"Scheduler"`
+	SchedulerFlags []string     `json:"SchedulerFlags"`
+	Persistence    Persistence  `json:"Persistence"`
+	OnePacket      bool         `json:"OnePacket"`
+	DrainTimeout   Duration     `json:"DrainTimeout"`
+	Quorum         int          `json:"Quorum"`
+	OnDown         string       `json:"OnDown"`
+	SorryServer    netip.Addr   `json:"SorryServer"`
+	HealthCheck    *HealthCheck `json:"HealthCheck"`
+	Reals          []Real       `json:"Reals"`
+}
+
+// Persistence is a service's persistent scheduling.
+type Persistence struct {
+	Timeout Duration `json:"Timeout"`
+	Netmask int      `json:"Netmask"`
+}
+
+// Real is a backend server of a service.
+type Real struct {
+	Address        netip.Addr   `json:"Address"`
+	Port           uint16       `json:"Port"`
+	Weight         *int         `json:"Weight"`
+	UpperThreshold uint32       `json:"UpperThreshold"`
+	LowerThreshold uint32       `json:"LowerThreshold"`
+	HealthCheck    *HealthCheck `json:"HealthCheck"`
+}
+
+// HealthCheck is how a real is checked.
+type HealthCheck struct {
+	Type         string     `json:"Type"`
+	Interval     Duration   `json:"Interval"`
+	Timeout      Duration   `json:"Timeout"`
+	Rise         int        `json:"Rise"`
+	Fall         int        `json:"Fall"`
+	Initial      string     `json:"Initial"`
+	Address      netip.Addr `json:"Address"`
+	Port         uint16     `json:"Port"`
+	Source       netip.Addr `json:"Source"`
+	Send         string     `json:"Send"`
+	Expect       string     `json:"Expect"`
+	Method       string     `json:"Method"`
+	Path         string     `json:"Path"`
+	Host         string     `json:"Host"`
+	ExpectStatus []string   `json:"ExpectStatus"`
+	BodyRegexp   string     `json:"BodyRegexp"`
+	TLSServer    string     `json:"TLSServer"`
+	TLSVerify    *bool      `json:"TLSVerify"`
+	NoReplyIsUp  bool       `json:"NoReplyIsUp"`
+	QueryName    string     `json:"QueryName"`
+	QueryType    string     `json:"QueryType"`
+	ExpectCode   string     `json:"ExpectCode"`
+	ExpectAnswer string     `json:"ExpectAnswer"`
+	Command      []string   `json:"Command"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("1.5s"),
+// as the replicated format has it.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats the duration like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads a Go duration string, refusing negative durations.
+func (d *Duration) UnmarshalText(text []byte) error {
+	x, err := time.ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", text, err)
+	}
+	if x < 0 {
+		return fmt.Errorf("duration %q is negative", text)
+	}
+	*d = Duration(x)
+	return nil
+}
+
+// Family returns the IP family of the service, 4 or 6: its VIP's, or for
+// a fwmark service without a VIP, its first real's; 0 when unknown.
+func (s *Service) Family() int {
+	switch {
+	case s.VIP.IsValid():
+		return family(s.VIP)
+	case len(s.Reals) > 0 && s.Reals[0].Address.IsValid():
+		return family(s.Reals[0].Address)
+	}
+	return 0
+}
+
+// Key returns the stable identity of the service (ServiceKey).
+func (s *Service) Key() string {
+	return ServiceKey(s.Protocol, s.VIP, s.Port, s.FWMark, s.Family())
+}
+
+// ServiceKey is the identity of a service in IPVS and in the replicated
+// admin states: "tcp/203.0.113.10:80", "udp/[2001:db8::53]:53" or, for a
+// firewall-mark service, "fwmark/4/1" (family, then mark). Two services
+// with the same key would be the same IPVS service. It is part of the
+// replicated format (admin states refer to it): never change it.
+func ServiceKey(protocol string, vip netip.Addr, port uint16, fwmark uint32, fam int) string {
+	if fwmark != 0 {
+		return "fwmark/" + strconv.Itoa(fam) + "/" + strconv.FormatUint(uint64(fwmark), 10)
+	}
+	return protocol + "/" + netip.AddrPortFrom(vip, port).String()
+}
+
+// family returns 4 or 6.
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+// SpecValidator checks a spec by the rules of a director's configuration
+// file. The edge provides it (internal/clusterspec.Validate): every spec
+// is checked on every path, the peer protocol, the leader's submission and
+// the FSM's Apply, by the same rules as the file.
+type SpecValidator func(Spec) error
+
+// errNoValidator is what a spec is checked against when a node was given
+// no SpecValidator: every non-empty spec is refused, never accepted
+// unchecked.
+var errNoValidator = errors.New("no spec validator: this node cannot check a configuration")
