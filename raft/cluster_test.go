@@ -13,7 +13,6 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/testutil"
 )
 
@@ -22,11 +21,11 @@ import (
 // room for the race detector on a loaded 2-core machine (100 ms made
 // leaders miss their lease under GOMAXPROCS=1). The tests follow
 // leadership changes anyway (onLeader).
-func fastTimings(c *config.Cluster) {
-	c.HeartbeatTimeout = config.Duration(200 * time.Millisecond)
-	c.ElectionTimeout = config.Duration(200 * time.Millisecond)
-	c.LeaderLeaseTimeout = config.Duration(200 * time.Millisecond)
-	c.CommitTimeout = config.Duration(5 * time.Millisecond)
+func fastTimings(c *ClusterSettings) {
+	c.HeartbeatTimeout = 200 * time.Millisecond
+	c.ElectionTimeout = 200 * time.Millisecond
+	c.LeaderLeaseTimeout = 200 * time.Millisecond
+	c.CommitTimeout = 5 * time.Millisecond
 }
 
 // leaderEvent is one value a node's Leadership subscription delivered, with
@@ -44,7 +43,7 @@ type leaderEvent struct {
 // stores in temp dirs.
 type testCluster struct {
 	t      *testing.T
-	peers  []config.Peer
+	peers  []Voter
 	dirs   []string
 	nodes  []*Node
 	subs   []chan struct{} // closed when a node's event goroutine ends
@@ -56,7 +55,7 @@ type testCluster struct {
 func newTestCluster(t *testing.T, n int) *testCluster {
 	c := &testCluster{t: t, events: make(chan leaderEvent, 256), state: map[int]bool{}}
 	for i := range n {
-		c.peers = append(c.peers, config.Peer{
+		c.peers = append(c.peers, Voter{
 			ID:      fmt.Sprintf("d%d", i+1),
 			Address: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}), 7000),
 		})
@@ -88,7 +87,7 @@ func (c *testCluster) start(i int, extra Config) *Node {
 			o.Connect(tr.LocalAddr(), tr)
 		}
 	}
-	cl := config.Cluster{Bind: c.peers[i].Address, Peers: c.peers}
+	cl := ClusterSettings{Bind: c.peers[i].Address, Peers: c.peers}
 	fastTimings(&cl)
 	n, err := New(Config{ValidateSpec: testValidate,
 		NodeID: c.peers[i].ID, DataDir: c.dirs[i], Cluster: cl, Logger: testutil.Logger(t),
@@ -580,7 +579,7 @@ func TestJoinAndRemove(t *testing.T) {
 	t2.Connect(t1.LocalAddr(), t1)
 
 	// A single node bootstraps alone when no peers are configured.
-	cl := config.Cluster{Bind: a1}
+	cl := ClusterSettings{Bind: a1}
 	fastTimings(&cl)
 	n1, err := New(Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: dir1, Cluster: cl, Logger: testutil.Logger(t), Transport: t1})
 	if err != nil {
@@ -599,7 +598,7 @@ func TestJoinAndRemove(t *testing.T) {
 	}
 
 	// A joining node does not bootstrap and gets the state once added.
-	cl2 := config.Cluster{Bind: a2, Peers: []config.Peer{{ID: "d1", Address: a1}}}
+	cl2 := ClusterSettings{Bind: a2, Peers: []Voter{{ID: "d1", Address: a1}}}
 	fastTimings(&cl2)
 	n2, err := New(Config{ValidateSpec: testValidate, NodeID: "d2", DataDir: dir2, Cluster: cl2, Logger: testutil.Logger(t), Transport: t2, Join: true})
 	if err != nil {
@@ -663,16 +662,16 @@ func TestBootstrapConfigErrors(t *testing.T) {
 	other := netip.MustParseAddrPort("192.0.2.22:7000")
 	tests := []struct {
 		name  string
-		peers []config.Peer
+		peers []Voter
 	}{
-		{"self not in peers", []config.Peer{{ID: "d2", Address: other}}},
-		{"self at another address", []config.Peer{{ID: "d1", Address: other}}},
-		{"duplicate peer", []config.Peer{{ID: "d1", Address: addr}, {ID: "d1", Address: other}}},
+		{"self not in peers", []Voter{{ID: "d2", Address: other}}},
+		{"self at another address", []Voter{{ID: "d1", Address: other}}},
+		{"duplicate peer", []Voter{{ID: "d1", Address: addr}, {ID: "d1", Address: other}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, tr := hraft.NewInmemTransport(hraft.ServerAddress(addr.String()))
-			cl := config.Cluster{Bind: addr, Peers: tt.peers}
+			cl := ClusterSettings{Bind: addr, Peers: tt.peers}
 			fastTimings(&cl)
 			n, err := New(Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
 			if err != nil {
@@ -687,7 +686,7 @@ func TestBootstrapConfigErrors(t *testing.T) {
 	}
 
 	// Invalid timings are refused by New.
-	cl := config.Cluster{HeartbeatTimeout: config.Duration(time.Second), LeaderLeaseTimeout: config.Duration(2 * time.Second)}
+	cl := ClusterSettings{HeartbeatTimeout: time.Second, LeaderLeaseTimeout: 2 * time.Second}
 	if _, err := New(Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: t.TempDir(), Cluster: cl}); err == nil {
 		t.Error("lease longer than heartbeat accepted")
 	}

@@ -157,7 +157,7 @@ func ParseAdmin(s string) (Admin, error) {
 }
 
 // RealRef identifies a real of a service: the service's key
-// (config.Service.Key: "tcp/203.0.113.10:80", "fwmark/4/1"), its identity
+// (ServiceKey: "tcp/203.0.113.10:80", "fwmark/4/1"), its identity
 // in IPVS, and the real's address (a real's port always equals the service
 // port in DR mode). The API layer resolves service names to keys.
 type RealRef struct {

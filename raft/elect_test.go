@@ -3,6 +3,8 @@ package raft
 import (
 	"errors"
 	"testing"
+
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // TestClusterElectNow: a follower told that its leader is gone stands for
@@ -16,6 +18,11 @@ func TestClusterElectNow(t *testing.T) {
 	leaderID := c.peers[li].ID
 	fi := (li + 1) % 3
 	f := c.nodes[fi]
+	// The follower learns the leader from its first AppendEntries, which
+	// may come after the leader has established itself.
+	testutil.WaitFor(t, testTimeout, "the follower to know the leader", func() (bool, string) {
+		return f.LeaderID() == leaderID, f.LeaderID()
+	})
 	term := f.Stats().Term
 
 	if err := f.ElectNow(t.Context(), "nosuch"); !errors.Is(err, ErrNotFollowing) {

@@ -11,7 +11,6 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/raft/pki"
 )
@@ -31,11 +30,11 @@ func newGateCluster(t *testing.T) *gateCluster {
 	g := &gateCluster{ca: testutil.NewCA(t, "cluster-ca"), nodes: map[string]*Node{}, addrs: map[string]string{}}
 	roles := map[string]pki.Role{"d1": pki.RoleDirector, "d2": pki.RoleDirector, "w1": pki.RoleWitness}
 	ids := []string{"d1", "d2", "w1"}
-	var peers []config.Peer
+	var peers []Voter
 	layers := map[string]*StreamLayer{}
-	tlss := map[string]config.TLS{}
+	tlss := map[string]TLSFiles{}
 	for _, id := range ids {
-		c := g.ca.FilesAs(t, id, roles[id], netip.MustParseAddr("127.0.0.1"))
+		c := files(g.ca.FilesAs(t, id, roles[id], netip.MustParseAddr("127.0.0.1")))
 		pt, err := LoadPeerTLS(c)
 		if err != nil {
 			t.Fatal(err)
@@ -43,13 +42,13 @@ func newGateCluster(t *testing.T) *gateCluster {
 		l := tlsLayer(t, pt)
 		layers[id], tlss[id] = l, c
 		g.addrs[id] = l.Addr().String()
-		peers = append(peers, config.Peer{ID: id, Address: netip.MustParseAddrPort(l.Addr().String())})
+		peers = append(peers, Voter{ID: id, Address: netip.MustParseAddrPort(l.Addr().String())})
 	}
 	subs := map[string]<-chan bool{}
 	for _, id := range ids {
 		tr := NewTransport(layers[id], testutil.Logger(t))
 		t.Cleanup(func() { tr.Close() })
-		cl := config.Cluster{Bind: netip.MustParseAddrPort(g.addrs[id]), Peers: peers, TLS: tlss[id]}
+		cl := ClusterSettings{Bind: netip.MustParseAddrPort(g.addrs[id]), Peers: peers, TLS: tlss[id]}
 		fastTimings(&cl)
 		n, err := New(Config{ValidateSpec: testValidate, NodeID: id, Role: roles[id], DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/dsrd/dsrd/internal/config"
 	"net/netip"
 	"testing"
 	"time"
@@ -104,3 +105,6 @@ func snapshotImage(t *testing.T, f *FSM) []byte {
 	}
 	return sink.Bytes()
 }
+
+// files turns the test CA's file names into the node's TLS settings.
+func files(c config.TLS) TLSFiles { return TLSFiles{Cert: c.Cert, Key: c.Key, CA: c.CA} }

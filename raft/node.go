@@ -20,7 +20,6 @@ import (
 	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/raft/pki"
 )
 
@@ -75,13 +74,13 @@ func (e *NotLeaderError) Unwrap() error { return hraft.ErrNotLeader }
 
 // Config configures a Node.
 type Config struct {
-	// NodeID is the node's Raft server ID (config.Node.ID).
+	// NodeID is the node's Raft server ID (node.id in the file).
 	NodeID string
 	// DataDir is the node's data directory; Raft keeps data_dir/raft/raft.db
 	// and data_dir/raft/snapshots.
 	DataDir string
 	// Cluster holds the address, peers, TLS files and timings.
-	Cluster config.Cluster
+	Cluster ClusterSettings
 	// Logger receives the node's logs and hashicorp/raft's (under the key
 	// logger=raft...). Nil discards them.
 	Logger *slog.Logger
@@ -187,16 +186,16 @@ func (n *Node) raftConfig() (*hraft.Config, error) {
 	c := hraft.DefaultConfig()
 	c.LocalID = hraft.ServerID(n.cfg.NodeID)
 	cl := n.cfg.Cluster
-	if d := cl.HeartbeatTimeout.D(); d > 0 {
+	if d := cl.HeartbeatTimeout; d > 0 {
 		c.HeartbeatTimeout = d
 	}
-	if d := cl.ElectionTimeout.D(); d > 0 {
+	if d := cl.ElectionTimeout; d > 0 {
 		c.ElectionTimeout = d
 	}
-	if d := cl.LeaderLeaseTimeout.D(); d > 0 {
+	if d := cl.LeaderLeaseTimeout; d > 0 {
 		c.LeaderLeaseTimeout = d
 	}
-	if d := cl.CommitTimeout.D(); d > 0 {
+	if d := cl.CommitTimeout; d > 0 {
 		c.CommitTimeout = d
 	}
 	if n.cfg.SnapshotInterval > 0 {

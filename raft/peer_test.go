@@ -12,7 +12,6 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/testutil"
 )
 
@@ -281,7 +280,7 @@ func TestNodePeerListener(t *testing.T) {
 	}
 	addr := netip.MustParseAddrPort(ln.Addr().String())
 	ln.Close()
-	cl := config.Cluster{Bind: addr}
+	cl := ClusterSettings{Bind: addr}
 	fastTimings(&cl)
 	n, err := New(Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: t.TempDir(), Cluster: cl, Logger: testutil.Logger(t)})
 	if err != nil {

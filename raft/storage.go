@@ -16,8 +16,6 @@ import (
 	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // Storage checks at start.
@@ -114,7 +112,7 @@ type storageConfig struct {
 
 // advertised returns the address cl's peers reach this node on, "" when
 // the configuration does not say (a wildcard bind without advertise).
-func advertised(cl config.Cluster) string {
+func advertised(cl ClusterSettings) string {
 	switch {
 	case cl.Advertise.IsValid():
 		return cl.Advertise.String()

@@ -19,7 +19,6 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/testutil"
 )
 
@@ -31,7 +30,7 @@ var soloAddr = netip.MustParseAddrPort("192.0.2.31:7000")
 func newSolo(t *testing.T, dir string, tune func(*Config)) *Node {
 	t.Helper()
 	_, tr := hraft.NewInmemTransport(hraft.ServerAddress(soloAddr.String()))
-	cl := config.Cluster{Bind: soloAddr}
+	cl := ClusterSettings{Bind: soloAddr}
 	fastTimings(&cl)
 	cfg := Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: dir, Cluster: cl, Logger: testutil.Logger(t), Transport: tr}
 	if tune != nil {

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/raft/pki"
 )
 
@@ -70,7 +69,7 @@ func (t *PeerTLS) clientFor(address, expectID string) *tls.Config {
 // configured, and an error when it is configured only in part, when a file
 // cannot be read, or when the node's own certificate does not chain to the
 // CA.
-func LoadPeerTLS(c config.TLS) (*PeerTLS, error) {
+func LoadPeerTLS(c TLSFiles) (*PeerTLS, error) {
 	if !c.Enabled() {
 		return nil, nil
 	}

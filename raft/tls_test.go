@@ -13,7 +13,6 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/testutil"
 )
 
@@ -87,15 +86,15 @@ func expectRefused(t *testing.T, conn net.Conn) {
 func TestLoadPeerTLS(t *testing.T) {
 	ca := testutil.NewCA(t, "cluster-ca")
 	other := testutil.NewCA(t, "other-ca")
-	good := ca.Files(t, "d1")
+	good := files(ca.Files(t, "d1"))
 	if pt, err := LoadPeerTLS(good); err != nil || pt == nil {
 		t.Fatalf("LoadPeerTLS = %v, %v", pt, err)
 	}
-	if pt, err := LoadPeerTLS(config.TLS{}); err != nil || pt != nil {
+	if pt, err := LoadPeerTLS(TLSFiles{}); err != nil || pt != nil {
 		t.Errorf("LoadPeerTLS of no TLS = %v, %v", pt, err)
 	}
-	foreign := other.Files(t, "d9")
-	for name, c := range map[string]config.TLS{
+	foreign := files(other.Files(t, "d9"))
+	for name, c := range map[string]TLSFiles{
 		"partial":              {Cert: good.Cert, Key: good.Key},
 		"missing file":         {Cert: good.Cert, Key: good.Key, CA: good.CA + ".nope"},
 		"cert of another ca":   {Cert: foreign.Cert, Key: foreign.Key, CA: good.CA},
@@ -111,11 +110,11 @@ func TestLoadPeerTLS(t *testing.T) {
 func TestStreamLayerTLS(t *testing.T) {
 	ca := testutil.NewCA(t, "cluster-ca")
 	other := testutil.NewCA(t, "other-ca")
-	serverTLS, err := LoadPeerTLS(ca.Files(t, "d1"))
+	serverTLS, err := LoadPeerTLS(files(ca.Files(t, "d1")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientTLS, err := LoadPeerTLS(ca.Files(t, "d2"))
+	clientTLS, err := LoadPeerTLS(files(ca.Files(t, "d2")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,11 +308,11 @@ func TestTLSCluster(t *testing.T) {
 	ca := testutil.NewCA(t, "cluster-ca")
 	var (
 		layers []*StreamLayer
-		peers  []config.Peer
-		tlss   []config.TLS
+		peers  []Voter
+		tlss   []TLSFiles
 	)
 	for i, id := range []string{"d1", "d2"} {
-		c := ca.Files(t, id)
+		c := files(ca.Files(t, id))
 		pt, err := LoadPeerTLS(c)
 		if err != nil {
 			t.Fatal(err)
@@ -328,7 +327,7 @@ func TestTLSCluster(t *testing.T) {
 		}
 		layers = append(layers, l)
 		tlss = append(tlss, c)
-		peers = append(peers, config.Peer{ID: id, Address: netip.MustParseAddrPort(l.Addr().String())})
+		peers = append(peers, Voter{ID: id, Address: netip.MustParseAddrPort(l.Addr().String())})
 		_ = i
 	}
 	var nodes []*Node
@@ -336,7 +335,7 @@ func TestTLSCluster(t *testing.T) {
 	for i, l := range layers {
 		tr := NewTransport(l, testutil.Logger(t))
 		t.Cleanup(func() { tr.Close() })
-		cl := config.Cluster{Bind: peers[i].Address, Peers: peers, TLS: tlss[i]}
+		cl := ClusterSettings{Bind: peers[i].Address, Peers: peers, TLS: tlss[i]}
 		fastTimings(&cl)
 		n, err := New(Config{ValidateSpec: testValidate, NodeID: peers[i].ID, DataDir: t.TempDir(), Cluster: cl, Transport: tr, Logger: testutil.Logger(t)})
 		if err != nil {
@@ -388,7 +387,7 @@ func TestNodeOwnTransport(t *testing.T) {
 	}
 	addr := netip.MustParseAddrPort(ln.Addr().String())
 	ln.Close()
-	cl := config.Cluster{Bind: addr, Peers: []config.Peer{{ID: "d1", Address: addr}}, TLS: ca.Files(t, "d1")}
+	cl := ClusterSettings{Bind: addr, Peers: []Voter{{ID: "d1", Address: addr}}, TLS: files(ca.Files(t, "d1"))}
 	fastTimings(&cl)
 	dir := t.TempDir()
 	n, err := New(Config{ValidateSpec: testValidate, NodeID: "d1", DataDir: dir, Cluster: cl, Logger: testutil.Logger(t)})

@@ -99,7 +99,7 @@ func (c *peerCluster) start(id string, layer *raft.StreamLayer, join bool) *peer
 	addr := layer.Addr().String()
 	cl := config.Cluster{Bind: netip.MustParseAddrPort(addr), Peers: c.peers}
 	fastTimings(&cl)
-	node, err := raft.New(raft.Config{ValidateSpec: clusterspec.Validate, NodeID: id, DataDir: t.TempDir(), Cluster: cl, Transport: tr, Join: join, Logger: testutil.Logger(t)})
+	node, err := raft.New(raft.Config{ValidateSpec: clusterspec.Validate, NodeID: id, DataDir: t.TempDir(), Cluster: clusterspec.Settings(cl), Transport: tr, Join: join, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

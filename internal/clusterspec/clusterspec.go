@@ -1,8 +1,9 @@
-// Package clusterspec translates between a director's configuration file
-// (internal/config) and the specification the cluster replicates
-// (raft.Spec), both ways, and validates a replicated spec by the file's
-// rules. It is the edge where the configuration schema meets the wire
-// format: raft owns its types and does not know the file.
+// Package clusterspec translates between a director's or witness's
+// configuration file (internal/config) and raft's terms: the specification
+// the cluster replicates (raft.Spec), both ways, validated by the file's
+// rules, and a node's cluster settings (raft.ClusterSettings). It is the
+// edge where the configuration schema meets the cluster: raft owns its
+// types and does not know the file.
 package clusterspec
 
 import (

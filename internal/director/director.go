@@ -221,7 +221,7 @@ func (d *Director) Run(ctx context.Context) error {
 		OnRun:  d.checkRan,
 	})
 
-	node, err := raft.New(raft.Config{NodeID: cfg.Node.ID, DataDir: cfg.Node.DataDir, Cluster: cfg.Cluster, Role: pki.RoleDirector, ValidateSpec: clusterspec.Validate, MemberVersions: memberVersions(func() *api.PeerClient { return d.peers }), Logger: log})
+	node, err := raft.New(raft.Config{NodeID: cfg.Node.ID, DataDir: cfg.Node.DataDir, Cluster: clusterspec.Settings(cfg.Cluster), Role: pki.RoleDirector, ValidateSpec: clusterspec.Validate, MemberVersions: memberVersions(func() *api.PeerClient { return d.peers }), Logger: log})
 	if err != nil {
 		return err
 	}

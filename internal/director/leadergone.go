@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/raft"
 	"github.com/dsrd/dsrd/vrrp"
@@ -87,7 +88,7 @@ func leaderRefuses(ctx context.Context, address string) error {
 func HintLeaderGone(ctx context.Context, cfg *config.Director, log *slog.Logger) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, hintTimeout)
 	defer cancel()
-	peerTLS, err := raft.LoadPeerTLS(cfg.Cluster.TLS)
+	peerTLS, err := raft.LoadPeerTLS(clusterspec.TLS(cfg.Cluster.TLS))
 	if err != nil {
 		return "", err
 	}

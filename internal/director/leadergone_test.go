@@ -12,6 +12,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/api/apitest"
+	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/raft"
@@ -65,7 +66,7 @@ func (b *goneBackend) told() []string {
 // peer protocol's connections); it returns the port's address.
 func servePeer(t *testing.T, b api.Backend, tlsFiles config.TLS) netip.AddrPort {
 	t.Helper()
-	peerTLS, err := raft.LoadPeerTLS(tlsFiles)
+	peerTLS, err := raft.LoadPeerTLS(clusterspec.TLS(tlsFiles))
 	if err != nil {
 		t.Fatal(err)
 	}

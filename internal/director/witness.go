@@ -75,7 +75,7 @@ func (w *Witness) Run(ctx context.Context) error {
 	}
 	defer ln.Close()
 	w.ln = ln
-	node, err := raft.New(raft.Config{NodeID: w.cfg.Node.ID, DataDir: w.cfg.Node.DataDir, Cluster: w.cfg.Cluster, Role: pki.RoleWitness, ValidateSpec: clusterspec.Validate, MemberVersions: memberVersions(func() *api.PeerClient { return w.peers }), Logger: w.log})
+	node, err := raft.New(raft.Config{NodeID: w.cfg.Node.ID, DataDir: w.cfg.Node.DataDir, Cluster: clusterspec.Settings(w.cfg.Cluster), Role: pki.RoleWitness, ValidateSpec: clusterspec.Validate, MemberVersions: memberVersions(func() *api.PeerClient { return w.peers }), Logger: w.log})
 	if err != nil {
 		return err
 	}
