@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // arpSetting is one per-interface ARP sysctl a real server needs and the
@@ -164,4 +166,44 @@ func restoreSysctls(k Kernel, st *state) (restored []SysctlChange, kept []string
 		delete(st.Sysctls, path)
 	}
 	return restored, kept, errors.Join(errs...)
+}
+
+// pollSysctls reads every rule's sysctl and reports whether one is below
+// its minimum, with a reason naming them for the apply it calls for. seen
+// holds the value each sysctl had at the previous pass (or after the
+// repair that pass asked for); a drift is logged at warn with that old
+// value and the new one. Entries that do not exist (an interface not
+// there yet) are skipped: the link event of its arrival triggers the
+// apply that sets them. A read that fails otherwise is logged and left to
+// the resync: the apply would fail the same way.
+func (a *Agent) pollSysctls(rules []sysctlRule, seen map[string]string) (reason string, drifted bool) {
+	var names []string
+	for _, r := range rules {
+		cur, err := a.k.Sysctl(r.Path)
+		var v int
+		if err == nil {
+			v, err = strconv.Atoi(cur)
+		}
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && r.Iface != "all":
+			delete(seen, r.Path)
+		case err != nil:
+			a.log.Debug("sysctl poll: read failed", slog.String("sysctl", sysctlName(r.Path)), slog.Any("error", err))
+		case v < r.Min:
+			name := sysctlName(r.Path)
+			a.log.Warn("sysctl drifted below the value DR needs; repairing",
+				slog.String("sysctl", name), slog.String("old", seen[r.Path]),
+				slog.String("new", cur), slog.Int("min", r.Min))
+			names = append(names, name+"="+cur)
+			// The apply this asks for writes Min: the next pass compares
+			// with it, so a drift that comes back is logged again.
+			seen[r.Path] = strconv.Itoa(r.Min)
+		default:
+			seen[r.Path] = cur
+		}
+	}
+	if len(names) == 0 {
+		return "", false
+	}
+	return "sysctl drifted: " + strings.Join(names, ", "), true
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // writeScript writes an executable shell script into dir.
@@ -84,7 +86,7 @@ func TestNotifyScriptsRunWithEnvironment(t *testing.T) {
 	)
 }
 
-func runNotifier(t *testing.T, s NotifyScripts) (*notifier, *syncBuffer, func()) {
+func runNotifier(t *testing.T, s NotifyScripts) (*notifier, *testutil.SyncBuffer, func()) {
 	t.Helper()
 	log, buf := testLogger(t)
 	n := newNotifier(s, log)

@@ -31,7 +31,7 @@ func realserverFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "data-dir", Usage: "where original sysctl values and the drain flag are kept (default " + config.DefaultRealserverDataDir + ")", EnvVars: []string{"DSRD_DATA_DIR"}},
 		&ucli.StringFlag{Name: "status-address", Usage: "host:port of the status endpoint for directors' agent checks (default off)", EnvVars: []string{"DSRD_STATUS_ADDRESS"}},
 		&ucli.BoolFlag{Name: "cleanup-on-exit", Usage: "remove the VIPs and restore the sysctls when stopping", EnvVars: []string{"DSRD_CLEANUP_ON_EXIT"}},
-		&ucli.DurationFlag{Name: "resync-interval", Usage: "re-apply everything this often even without a change event", EnvVars: []string{"DSRD_RESYNC_INTERVAL"}},
+		&ucli.DurationFlag{Name: "resync-interval", Usage: "re-apply everything this often even without a change event (a safety net: changes are repaired within a second)", EnvVars: []string{"DSRD_RESYNC_INTERVAL"}},
 		&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"DSRD_LOG_LEVEL"}},
 		&ucli.StringFlag{Name: "log-format", Usage: "text or json", EnvVars: []string{"DSRD_LOG_FORMAT"}},
 	}
@@ -43,7 +43,8 @@ func realserverCommand() *ucli.Command {
 		Usage: "run the backend agent: VIPs on lo, ARP sysctls, kept in place and repaired",
 		Description: "Puts each VIP on lo (IPv4 /32, IPv6 /128 nodad), sets arp_ignore=1 and arp_announce=2 on all\n" +
 			"and on the interfaces facing the directors, and repairs both within a second when something\n" +
-			"undoes them. Without a configuration file, --vip (and --interface) are enough.",
+			"undoes them: the VIPs and lo from netlink events, the sysctls (whose changes raise no netlink event)\n" +
+			"by reading them every second. Without a configuration file, --vip (and --interface) are enough.",
 		Flags:  realserverFlags(),
 		Action: realserverRun,
 		Subcommands: []*ucli.Command{

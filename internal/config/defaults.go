@@ -147,7 +147,8 @@ const (
 	// cleanup can restore them.
 	DefaultRealserverDataDir = "/var/lib/dsrd/realserver"
 	// DefaultResyncInterval re-applies the VIPs and sysctls even when no
-	// change was seen, repairing what another tool undid.
+	// change was seen: a safety net behind the agent's netlink events and
+	// sysctl poll, which repair within about a second.
 	DefaultResyncInterval = 30 * time.Second
 	// cleanup_on_exit defaults to false: restarting or upgrading the agent
 	// must not take the VIPs off lo, which would drop traffic.
