@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/config"
 )
 
 // ClusterVIP is the VIP of the lab cluster (tests/vm/cluster).
@@ -347,6 +348,27 @@ func (c *Cluster) Socket(n Host) (string, error) {
 		return "", fmt.Errorf("%s: no node.api_socket", c.ConfPath(n))
 	}
 	return f.Node.APISocket, nil
+}
+
+// TLS is n's cluster.tls (its certificate, key and the cluster CA), as its
+// configuration file names them: tests/vm/cluster makes them with dsrd tls.
+func (c *Cluster) TLS(n Host) (config.TLS, error) {
+	b, err := os.ReadFile(c.ConfPath(n))
+	if err != nil {
+		return config.TLS{}, err
+	}
+	var f struct {
+		Cluster struct {
+			TLS config.TLS `yaml:"tls"`
+		} `yaml:"cluster"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		return config.TLS{}, fmt.Errorf("%s: %w", c.ConfPath(n), err)
+	}
+	if f.Cluster.TLS.Cert == "" || f.Cluster.TLS.Key == "" || f.Cluster.TLS.CA == "" {
+		return config.TLS{}, fmt.Errorf("%s: cluster.tls is not complete: %+v", c.ConfPath(n), f.Cluster.TLS)
+	}
+	return f.Cluster.TLS, nil
 }
 
 // PID is the process id of n's daemon (the script's pid file: ip netns exec
