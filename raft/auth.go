@@ -102,8 +102,9 @@ const (
 	RefusedMalformed = "malformed"
 	// RefusedTooLarge: an RPC, entry or snapshot above its size limit.
 	RefusedTooLarge = "too_large"
-	// RefusedIdle: a connection idle past its deadline, or an RPC that did
-	// not arrive whole in time.
+	// RefusedIdle: a connection that sent no first byte in time, or an
+	// RPC that did not arrive whole in time. (A member's connection idle
+	// between RPCs is closed without counting: routine.)
 	RefusedIdle = "timeout"
 )
 

@@ -326,7 +326,7 @@ func TestRaftPortLimits(t *testing.T) {
 		t.Fatalf("an rpc within the limits: %v", err)
 	}
 	waitTrue(t, testTimeout, "the idle connection closed", func() bool {
-		return server.Stats().Refused[RefusedIdle] >= 1
+		return server.Stats().Conns == 0
 	})
 	// The pooled connection was closed by the server: the client redials
 	// one idle past its redial time and the next RPC works.

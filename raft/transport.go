@@ -175,8 +175,11 @@ func (t *Transport) serveConn(conn net.Conn, p Peer, first byte) {
 			}
 			b, err := r.ReadByte()
 			if err != nil {
-				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !t.closing() {
-					t.layer.count(RefusedIdle, conn.RemoteAddr(), fmt.Errorf("idle raft connection from %s: %w", p, err))
+				// A connection idle past its deadline between RPCs is
+				// routine (raft pools connections it may not use for a
+				// while; the dialing side redials): closed, not refused.
+				if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+					t.log.Debug("idle raft connection closed", "peer", p.String(), "idle", lim.idle)
 				}
 				return
 			}

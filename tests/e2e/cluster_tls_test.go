@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/raft"
 	"github.com/dsrd/dsrd/raft/pki"
@@ -177,7 +178,7 @@ func TestClusterRefusesStrangers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	witness, err := raft.LoadPeerTLS(witTLS)
+	witness, err := raft.LoadPeerTLS(clusterspec.TLS(witTLS))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func TestClusterRefusesStrangers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir2, err := raft.LoadPeerTLS(dir2TLS)
+	dir2, err := raft.LoadPeerTLS(clusterspec.TLS(dir2TLS))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,12 +220,12 @@ func TestClusterRefusesStrangers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := raft.SpecFromDirector(d)
-	spec.Services = slices.DeleteFunc(spec.Services, func(s config.Service) bool { return s.Name == "echo" })
+	spec := clusterspec.FromDirector(d)
+	spec.Services = slices.DeleteFunc(spec.Services, func(s raft.Service) bool { return s.Name == "echo" })
 	if len(spec.Services) != len(d.Services)-1 {
 		t.Fatalf("no echo service in %s", c.ConfPath(leader))
 	}
-	if err := spec.Validate(); err != nil {
+	if err := clusterspec.Validate(spec); err != nil {
 		t.Fatalf("the changed configuration is not valid: %v", err)
 	}
 	submit := func(cl api.PeerClient) error {
