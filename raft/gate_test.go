@@ -494,3 +494,29 @@ func TestRaftPortFlood(t *testing.T) {
 		return server.Stats().Conns <= 1
 	})
 }
+
+// TestCheckMember: a join names a valid node id and a dialable ip:port;
+// the leader then dials only that (issue 12: joins skipped the name check
+// and the leader dialed whatever a member named).
+func TestCheckMember(t *testing.T) {
+	for _, tc := range []struct {
+		id, addr string
+		ok       bool
+	}{
+		{"d3", "192.0.2.13:7946", true},
+		{"d3", "[2001:db8::13]:7946", true},
+		{"", "192.0.2.13:7946", false},
+		{"../etc", "192.0.2.13:7946", false},
+		{"evil@x", "192.0.2.13:7946", false},
+		{"d3", "192.0.2.13", false},
+		{"d3", "0.0.0.0:7946", false},
+		{"d3", "224.0.0.1:7946", false},
+		{"d3", "192.0.2.13:0", false},
+		{"d3", "[fe80::1%eth0]:7946", false},
+		{"d3", "example.com:7946", false},
+	} {
+		if err := CheckMember(tc.id, tc.addr); (err == nil) != tc.ok {
+			t.Errorf("CheckMember(%q, %q) = %v, want ok %v", tc.id, tc.addr, err, tc.ok)
+		}
+	}
+}

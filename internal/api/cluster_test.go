@@ -455,9 +455,38 @@ func TestPeerRoutesByIdentity(t *testing.T) {
 	if !errors.Is(err, api.ErrForbidden) {
 		t.Fatalf("a witness submitting a spec: %v, want forbidden", err)
 	}
-	if _, err := client(c.ca, "evil", pki.RoleDirector).Status(ctx, leader.addr); err == nil {
+	// Every write route refuses the witness (403) and a stranger with a
+	// director certificate of the CA (not admitted at all).
+	ref := raft.RealRef{Service: testSpec(1).Services[0].Key(), Address: netip.MustParseAddr("198.51.100.10")}
+	evil := client(c.ca, "evil", pki.RoleDirector)
+	writes := map[string]func(api.PeerClient) error{
+		"admin": func(p api.PeerClient) error {
+			_, err := p.SetAdmin(ctx, leader.addr, ref, raft.AdminDisabled)
+			return err
+		},
+		"join": func(p api.PeerClient) error {
+			return p.Join(ctx, leader.addr, api.JoinRequest{ID: "evil", Address: "127.0.0.1:1", Voter: true})
+		},
+		"remove": func(p api.PeerClient) error { return p.Remove(ctx, leader.addr, "d2") },
+	}
+	for name, write := range writes {
+		if err := write(witness); !errors.Is(err, api.ErrForbidden) {
+			t.Errorf("%s from the witness: %v, want forbidden", name, err)
+		}
+		if err := write(evil); err == nil {
+			t.Errorf("%s from a non-member: accepted", name)
+		}
+	}
+	if err := evil.Failover(ctx, leader.addr, ""); err == nil {
+		t.Error("failover from a non-member: accepted")
+	}
+	if _, err := evil.Status(ctx, leader.addr); err == nil {
 		t.Fatal("a non-member's certificate read the status")
 	}
+	if got := len(leader.node.Admin()); got != 0 {
+		t.Errorf("admin states after the refused writes: %d", got)
+	}
+	expectMembers(t, leader.node, 4)
 	if _, err := client(testutil.NewCA(t, "other-ca"), leader.id, pki.RoleDirector).Status(ctx, leader.addr); err == nil {
 		t.Fatal("a certificate of another CA read the status")
 	}

@@ -572,3 +572,28 @@ func TestParseNotify(t *testing.T) {
 		t.Errorf("node.notify = %+v, want %+v", got.Node.Notify, want)
 	}
 }
+
+// TestAnnounceBounds: a takeover burst is a handful of announcements, not
+// a flood (issue 12 sent 1,000 gratuitous ARPs in 1.2 s through a spec
+// with count 1000, interval 1ms).
+func TestAnnounceBounds(t *testing.T) {
+	for _, tc := range []struct {
+		announce, want string
+	}{
+		{"{count: 1000, interval: 1ms}", "announce.count: 1000: at most 100"},
+		{"{count: 5, interval: 1ms}", "announce.interval: 1ms is too short"},
+		{"{count: 1, interval: 0s}", ""},
+		{"{count: 100, interval: 10ms}", ""},
+	} {
+		doc := "node: {id: dir1, interface: eth0}\ncluster: {bind: \"127.0.0.1:7946\", peers: [dir1@127.0.0.1:7946]}\n" +
+			"vips: [{address: 203.0.113.10, announce: " + tc.announce + "}]\n" +
+			"services: [{name: s, vip: 203.0.113.10, protocol: tcp, port: 80, reals: [{address: 198.51.100.1}]}]\n"
+		_, err := ParseDirector("t.yaml", []byte(doc))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s refused: %v", tc.announce, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want %q", tc.announce, err, tc.want)
+		}
+	}
+}
