@@ -62,6 +62,7 @@ FUZZTIME ?= 30s
 FUZZFLAGS ?=
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/config
+	$(GO) test -run '^$$' -fuzz '^FuzzRealserverAcceptImpliesConstruct$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/config
 	$(GO) test -run '^$$' -fuzz '^FuzzFSMApply$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
 	$(GO) test -run '^$$' -fuzz '^FuzzFSMRestore$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft
 	$(GO) test -run '^$$' -fuzz '^FuzzRaftRPC$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft

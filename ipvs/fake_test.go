@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // TestGoldenSteps drives the golden steps through a Reconciler on the fake
@@ -196,8 +194,8 @@ func TestFakeTimeouts(t *testing.T) {
 func TestApplyTimeouts(t *testing.T) {
 	ctx := context.Background()
 	f := NewFake()
-	cfg := config.IPVS{TCPTimeout: config.Duration(900 * time.Second), UDPTimeout: config.Duration(60 * time.Second)}
-	if err := ApplyTimeouts(ctx, f, TimeoutsFromConfig(cfg)); err != nil {
+	want := Timeouts{TCP: 900 * time.Second, UDP: 60 * time.Second}
+	if err := ApplyTimeouts(ctx, f, want); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := f.Timeouts(ctx)
@@ -205,7 +203,7 @@ func TestApplyTimeouts(t *testing.T) {
 		t.Errorf("timeouts %+v, want %+v", got, want)
 	}
 	f.ResetCalls()
-	if err := ApplyTimeouts(ctx, f, TimeoutsFromConfig(cfg)); err != nil {
+	if err := ApplyTimeouts(ctx, f, want); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.Writes(); n != 0 {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"syscall"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // Kernel is the IPVS table of one network namespace, as the Reconciler
@@ -163,11 +161,6 @@ type Timeouts struct {
 	TCP    time.Duration
 	TCPFin time.Duration
 	UDP    time.Duration
-}
-
-// TimeoutsFromConfig returns the timeouts the configuration asks for.
-func TimeoutsFromConfig(c config.IPVS) Timeouts {
-	return Timeouts{TCP: c.TCPTimeout.D(), TCPFin: c.TCPFinTimeout.D(), UDP: c.UDPTimeout.D()}
 }
 
 // IsZero reports whether no timeout is to be set.

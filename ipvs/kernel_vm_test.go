@@ -23,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/netnsutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -405,10 +404,10 @@ func TestVMCallDeadline(t *testing.T) {
 func TestVMSysctls(t *testing.T) {
 	n := newVMNetns(t)
 	n.in(func() error {
-		return ApplySysctls(context.Background(), ProcSys{}, DirectorSysctls(config.IPVS{}))
+		return ApplySysctls(context.Background(), ProcSys{}, DirectorSysctls(allOn))
 	})
 	n.in(func() error {
-		for _, s := range DirectorSysctls(config.IPVS{}) {
+		for _, s := range DirectorSysctls(allOn) {
 			if got, err := (ProcSys{}).Get(s.Key()); err != nil || got != s.Value {
 				t.Errorf("%s=%s (%v), want %s", s.Key(), got, err, s.Value)
 			}

@@ -8,9 +8,27 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
+
+// Settings is the part of a director's configuration that sets the
+// kernel's IPVS behaviour rather than its table: the sysctls of
+// DirectorSysctls and the connection timeouts of ApplyTimeouts. It has no
+// defaults of its own: the zero value turns every sysctl off and leaves
+// conn_reuse_mode and the timeouts to the kernel; the configuration file's
+// defaults (internal/config) turn the sysctls on.
+type Settings struct {
+	// Timeouts are the connection timeouts; zero fields leave the kernel's.
+	Timeouts Timeouts
+	// SloppyTCP sets net.ipv4.vs.sloppy_tcp and sloppy_sctp.
+	SloppyTCP bool
+	// ExpireNodestConn sets net.ipv4.vs.expire_nodest_conn.
+	ExpireNodestConn bool
+	// ExpireQuiescentTemplate sets net.ipv4.vs.expire_quiescent_template.
+	ExpireQuiescentTemplate bool
+	// ConnReuseMode sets net.ipv4.vs.conn_reuse_mode (0, 1 or 2); nil
+	// leaves the kernel's value.
+	ConnReuseMode *int
+}
 
 // Sysctl is one kernel setting a director applies.
 type Sysctl struct {
@@ -28,8 +46,8 @@ type Sysctl struct {
 // Key returns the full dotted name, e.g. "net.ipv4.vs.sloppy_tcp".
 func (s Sysctl) Key() string { return s.Family + "." + s.Name }
 
-// The settings a DR director needs, and why; DirectorSysctls applies the
-// configuration's overrides. Not in the table:
+// The settings a DR director needs, and why each is on; DirectorSysctls
+// turns each on or off as Settings says. Not in the table:
 //
 //   - net.ipv4.ip_forward / net.ipv6.conf.all.forwarding: not needed. In
 //     direct routing the VIP is local on the director, IPVS takes the packet
@@ -47,51 +65,43 @@ func (s Sysctl) Key() string { return s.Family + "." + s.Name }
 //     connection when net.ipv4.vs.conntrack=1, costing the client a 1 s SYN
 //     retransmit, which is why some deployments choose 0.
 //   - net.ipv4.vs.conntrack stays 0: DR directors need no netfilter state.
-var directorSysctls = []Sysctl{
-	{"net.ipv4.vs", "sloppy_tcp", "1",
+var directorSysctls = []struct {
+	Sysctl
+	// on picks the Settings field that turns the sysctl on.
+	on func(Settings) bool
+}{
+	{Sysctl{"net.ipv4.vs", "sloppy_tcp", "1",
 		"accept a TCP flow mid-stream (no SYN seen): flows survive a failover to another director"},
-	{"net.ipv4.vs", "sloppy_sctp", "1",
+		func(s Settings) bool { return s.SloppyTCP }},
+	{Sysctl{"net.ipv4.vs", "sloppy_sctp", "1",
 		"the same for SCTP associations (follows sloppy_tcp)"},
-	{"net.ipv4.vs", "expire_nodest_conn", "1",
+		func(s Settings) bool { return s.SloppyTCP }},
+	{Sysctl{"net.ipv4.vs", "expire_nodest_conn", "1",
 		"expire a connection at once when its real was deleted, instead of dropping its packets until it times out"},
-	{"net.ipv4.vs", "expire_quiescent_template", "1",
+		func(s Settings) bool { return s.ExpireNodestConn }},
+	{Sysctl{"net.ipv4.vs", "expire_quiescent_template", "1",
 		"expire the persistence templates of a weight-0 real, so persistent clients move on from a drained or failed real"},
+		func(s Settings) bool { return s.ExpireQuiescentTemplate }},
 }
 
-// DirectorSysctls returns the settings to apply for the IPVS configuration:
-// the table's values, where c overrides them (nil pointers keep the
-// defaults), plus conn_reuse_mode when c sets it.
-func DirectorSysctls(c config.IPVS) []Sysctl {
+// DirectorSysctls returns the sysctls to apply for s: every sysctl of the
+// table, on ("1") or off ("0") as s says, plus conn_reuse_mode when s sets
+// it. An off sysctl's Why says so before what on would do.
+func DirectorSysctls(s Settings) []Sysctl {
 	out := make([]Sysctl, 0, len(directorSysctls)+1)
-	for _, s := range directorSysctls {
-		var b *bool
-		switch s.Name {
-		case "sloppy_tcp", "sloppy_sctp":
-			b = c.SloppyTCP
-		case "expire_nodest_conn":
-			b = c.ExpireNodestConn
-		case "expire_quiescent_template":
-			b = c.ExpireQuiescentTemplate
+	for _, d := range directorSysctls {
+		sc := d.Sysctl
+		if !d.on(s) {
+			sc.Value = "0"
+			sc.Why = "off (configured); on: " + sc.Why
 		}
-		if b != nil {
-			s.Value = boolValue(*b)
-			s.Why += " (configured)"
-		}
-		out = append(out, s)
+		out = append(out, sc)
 	}
-	if c.ConnReuseMode != nil {
-		out = append(out, Sysctl{"net.ipv4.vs", "conn_reuse_mode", strconv.Itoa(*c.ConnReuseMode),
+	if s.ConnReuseMode != nil {
+		out = append(out, Sysctl{"net.ipv4.vs", "conn_reuse_mode", strconv.Itoa(*s.ConnReuseMode),
 			"configured: port-reuse rescheduling (see DirectorSysctls' documentation)"})
 	}
 	return out
-}
-
-// boolValue writes a boolean sysctl.
-func boolValue(b bool) string {
-	if b {
-		return "1"
-	}
-	return "0"
 }
 
 // SysctlWriter reads and writes kernel settings by dotted name.

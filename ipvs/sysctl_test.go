@@ -5,10 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
+
+// allOn turns on every sysctl of the table, as the configuration file's
+// defaults do.
+var allOn = Settings{SloppyTCP: true, ExpireNodestConn: true, ExpireQuiescentTemplate: true}
 
 // mapSysctl is a SysctlWriter over a map that counts writes.
 type mapSysctl struct {
@@ -34,9 +37,9 @@ func (m *mapSysctl) Set(name, value string) error {
 	return nil
 }
 
-func TestDirectorSysctlsDefaults(t *testing.T) {
+func TestDirectorSysctlsOn(t *testing.T) {
 	got := map[string]string{}
-	for _, s := range DirectorSysctls(config.IPVS{}) {
+	for _, s := range DirectorSysctls(allOn) {
 		if s.Why == "" {
 			t.Errorf("%s has no reason", s.Key())
 		}
@@ -56,10 +59,21 @@ func TestDirectorSysctlsDefaults(t *testing.T) {
 	}
 }
 
+func TestDirectorSysctlsOff(t *testing.T) {
+	for _, s := range DirectorSysctls(Settings{}) {
+		if s.Value != "0" || !strings.HasPrefix(s.Why, "off") {
+			t.Errorf("zero Settings: %s=%s (%s), want 0 and a reason saying off", s.Key(), s.Value, s.Why)
+		}
+	}
+}
+
 func TestDirectorSysctlsOverrides(t *testing.T) {
-	f, mode := false, 2
+	mode := 2
 	got := map[string]string{}
-	for _, s := range DirectorSysctls(config.IPVS{SloppyTCP: &f, ExpireQuiescentTemplate: &f, ConnReuseMode: &mode}) {
+	for _, s := range DirectorSysctls(Settings{ExpireNodestConn: true, ConnReuseMode: &mode}) {
+		if s.Why == "" {
+			t.Errorf("%s has no reason", s.Key())
+		}
 		got[s.Key()] = s.Value
 	}
 	want := map[string]string{
@@ -79,7 +93,7 @@ func TestApplySysctlsWritesOnlyChanges(t *testing.T) {
 		"net.ipv4.vs.sloppy_tcp": "1", "net.ipv4.vs.sloppy_sctp": "0",
 		"net.ipv4.vs.expire_nodest_conn": "0", "net.ipv4.vs.expire_quiescent_template": "1",
 	}, fail: "net.ipv4.vs.expire_nodest_conn"}
-	err := ApplySysctls(context.Background(), m, DirectorSysctls(config.IPVS{}))
+	err := ApplySysctls(context.Background(), m, DirectorSysctls(allOn))
 	if err == nil {
 		t.Error("a failed write was not reported")
 	}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/testutil"
 	"net/netip"
 	"testing"
 	"time"
@@ -107,4 +107,4 @@ func snapshotImage(t *testing.T, f *FSM) []byte {
 }
 
 // files turns the test CA's file names into the node's TLS settings.
-func files(c config.TLS) TLSFiles { return TLSFiles{Cert: c.Cert, Key: c.Key, CA: c.CA} }
+func files(c testutil.TLSFiles) TLSFiles { return TLSFiles(c) }

@@ -25,20 +25,11 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
-// DefaultResyncInterval is how often the whole state is re-applied when no
-// event asks for it: a safety net for changes neither the netlink
-// subscription nor the sysctl poll (sysctlPollInterval) sees.
-const DefaultResyncInterval = 30 * time.Second
-
-// DefaultDataDir is where the state and drain files go when Config.DataDir
-// is empty.
-const DefaultDataDir = "/var/lib/dsrd"
-
-// Config is what the agent needs to know.
+// Config is what the agent needs to know. It has no defaults (but for a
+// status address's port): those of the configuration file live in
+// internal/config, and internal/cli translates the file into a Config.
 type Config struct {
 	// VIPs are put on lo.
 	VIPs []netip.Addr
@@ -47,74 +38,52 @@ type Config struct {
 	// for Check, and only net.ipv4.conf.all for the sysctls.
 	Interfaces []string
 	// DataDir holds the state file (original sysctl values, IPv6 VIPs
-	// added) and the drain file.
+	// added) and the drain file; required.
 	DataDir string
 	// CleanupOnExit removes the VIPs and restores the sysctls when Run ends.
 	CleanupOnExit bool
 	// StatusAddress is host:port of the status endpoint ("" is off; a
 	// missing port is DefaultStatusPort).
 	StatusAddress string
-	// ResyncInterval re-applies everything periodically; zero is
-	// DefaultResyncInterval.
+	// ResyncInterval re-applies everything periodically; required: sysctl
+	// changes produce no netlink event, so it bounds how long a lowered
+	// arp_ignore goes unrepaired.
 	ResyncInterval time.Duration
 }
 
-// ConfigFrom takes the agent's settings from the realserver configuration
-// file.
-func ConfigFrom(c config.Realserver) Config {
-	return Config{
-		VIPs:           c.VIPs,
-		Interfaces:     c.Interfaces,
-		DataDir:        c.DataDir,
-		CleanupOnExit:  c.CleanupOnExit,
-		StatusAddress:  c.StatusAddress,
-		ResyncInterval: c.ResyncInterval.D(),
-	}
-}
-
-// normalize applies defaults and validates.
+// normalize validates and puts the VIPs in the form the agent adds them
+// (IPv4-mapped addresses as IPv4).
 func (c Config) normalize() (Config, error) {
 	var errs []error
 	seen := map[netip.Addr]bool{}
 	vips := make([]netip.Addr, 0, len(c.VIPs))
 	for _, v := range c.VIPs {
 		v = v.Unmap()
-		switch {
-		case !v.IsValid():
-			errs = append(errs, errors.New("invalid VIP"))
-		case v.Zone() != "":
-			errs = append(errs, fmt.Errorf("VIP %s: zones are not allowed", v))
-		case v.IsUnspecified() || v.IsLoopback() || v.IsMulticast() || v.IsLinkLocalUnicast():
-			errs = append(errs, fmt.Errorf("VIP %s: not a unicast address usable as a VIP", v))
-		case seen[v]:
-			errs = append(errs, fmt.Errorf("VIP %s listed twice", v))
-		default:
-			seen[v] = true
-			vips = append(vips, v)
+		if err := CheckVIP(v); err != nil {
+			errs = append(errs, fmt.Errorf("VIP: %w", err))
+			continue
 		}
+		if seen[v] {
+			errs = append(errs, fmt.Errorf("VIP %s listed twice", v))
+			continue
+		}
+		seen[v] = true
+		vips = append(vips, v)
 	}
 	c.VIPs = vips
 	ifseen := map[string]bool{}
 	for _, name := range c.Interfaces {
-		switch {
-		case name == "" || len(name) > 15 || strings.ContainsAny(name, "/: \t\n") || name == "." || name == "..":
-			errs = append(errs, fmt.Errorf("interface %q: not a valid interface name", name))
-		case name == "all" || name == "default":
-			errs = append(errs, fmt.Errorf("interface %q: reserved name", name))
-		case name == "lo":
-			errs = append(errs, errors.New("interface lo: VIPs go on lo; list the interfaces facing the directors"))
-		case ifseen[name]:
+		if err := CheckInterface(name); err != nil {
+			errs = append(errs, fmt.Errorf("interface: %w", err))
+		} else if ifseen[name] {
 			errs = append(errs, fmt.Errorf("interface %s listed twice", name))
 		}
 		ifseen[name] = true
 	}
 	if c.DataDir == "" {
-		c.DataDir = DefaultDataDir
+		errs = append(errs, errors.New("data dir: required"))
 	}
-	if c.ResyncInterval == 0 {
-		c.ResyncInterval = DefaultResyncInterval
-	}
-	if c.ResyncInterval < 0 {
+	if c.ResyncInterval <= 0 {
 		errs = append(errs, fmt.Errorf("resync interval %s: must be positive", c.ResyncInterval))
 	}
 	if c.StatusAddress != "" {

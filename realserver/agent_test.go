@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 func TestApplyFreshHost(t *testing.T) {
@@ -397,20 +395,31 @@ func TestRunFailsWhenFirstApplyFails(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
+	valid := Config{VIPs: []netip.Addr{vip4}, DataDir: t.TempDir(), ResyncInterval: time.Minute}
+	with := func(f func(*Config)) Config {
+		c := valid
+		f(&c)
+		return c
+	}
 	tests := []struct {
 		name string
 		cfg  Config
 		want string
 	}{
-		{"duplicate VIP", Config{VIPs: []netip.Addr{vip4, vip4}}, "listed twice"},
-		{"loopback VIP", Config{VIPs: []netip.Addr{netip.MustParseAddr("127.0.0.2")}}, "not a unicast"},
-		{"invalid VIP", Config{VIPs: []netip.Addr{{}}}, "invalid VIP"},
-		{"lo as interface", Config{Interfaces: []string{"lo"}}, "VIPs go on lo"},
-		{"all as interface", Config{Interfaces: []string{"all"}}, "reserved"},
-		{"bad interface", Config{Interfaces: []string{"a/b"}}, "not a valid"},
-		{"long interface", Config{Interfaces: []string{"abcdefghijklmnop"}}, "not a valid"},
-		{"negative resync", Config{ResyncInterval: -time.Second}, "must be positive"},
-		{"bad status", Config{StatusAddress: "a:b:c"}, "status address"},
+		{"duplicate VIP", with(func(c *Config) { c.VIPs = []netip.Addr{vip4, vip4} }), "listed twice"},
+		{"duplicate mapped VIP", with(func(c *Config) { c.VIPs = []netip.Addr{vip4, netip.AddrFrom16(vip4.As16())} }), "listed twice"},
+		{"loopback VIP", with(func(c *Config) { c.VIPs = []netip.Addr{netip.MustParseAddr("127.0.0.2")} }), "loopback"},
+		{"link-local VIP", with(func(c *Config) { c.VIPs = []netip.Addr{netip.MustParseAddr("fe80::1")} }), "link-local"},
+		{"invalid VIP", with(func(c *Config) { c.VIPs = []netip.Addr{{}} }), "invalid VIP"},
+		{"lo as interface", with(func(c *Config) { c.Interfaces = []string{"lo"} }), "VIPs go on lo"},
+		{"all as interface", with(func(c *Config) { c.Interfaces = []string{"all"} }), "reserved"},
+		{"bad interface", with(func(c *Config) { c.Interfaces = []string{"a/b"} }), "contains '/'"},
+		{"long interface", with(func(c *Config) { c.Interfaces = []string{"abcdefghijklmnop"} }), "longer than 15"},
+		{"duplicate interface", with(func(c *Config) { c.Interfaces = []string{"eth0", "eth0"} }), "listed twice"},
+		{"no data dir", with(func(c *Config) { c.DataDir = "" }), "data dir: required"},
+		{"no resync", with(func(c *Config) { c.ResyncInterval = 0 }), "must be positive"},
+		{"negative resync", with(func(c *Config) { c.ResyncInterval = -time.Second }), "must be positive"},
+		{"bad status", with(func(c *Config) { c.StatusAddress = "a:b:c" }), "status address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -420,27 +429,42 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
-	a, err := New(Config{VIPs: []netip.Addr{netip.MustParseAddr("::ffff:203.0.113.10")}}, nil, WithKernel(NewFakeKernel()))
+	_, err := New(with(func(c *Config) { c.Interfaces = []string{"lo"} }), nil, WithKernel(NewFakeKernel()))
+	if !errors.Is(err, ErrLoopbackInterface) {
+		t.Errorf("lo as interface: %v is not ErrLoopbackInterface", err)
+	}
+	a, err := New(with(func(c *Config) { c.VIPs = []netip.Addr{netip.MustParseAddr("::ffff:203.0.113.10")} }), nil, WithKernel(NewFakeKernel()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := a.Config()
-	if c.VIPs[0] != vip4 || c.DataDir != DefaultDataDir || c.ResyncInterval != DefaultResyncInterval {
-		t.Errorf("defaults: %+v", c)
+	if c := a.Config(); c.VIPs[0] != vip4 {
+		t.Errorf("IPv4-mapped VIP kept as %s, want %s", c.VIPs[0], vip4)
 	}
 }
 
-func TestConfigFrom(t *testing.T) {
-	got := ConfigFrom(config.Realserver{
-		VIPs:           []netip.Addr{vip4},
-		Interfaces:     []string{"eth0"},
-		DataDir:        "/d",
-		CleanupOnExit:  true,
-		StatusAddress:  ":9797",
-		ResyncInterval: config.Duration(time.Minute),
-	})
-	if !slices.Equal(got.VIPs, []netip.Addr{vip4}) || got.Interfaces[0] != "eth0" || got.DataDir != "/d" ||
-		!got.CleanupOnExit || got.StatusAddress != ":9797" || got.ResyncInterval != time.Minute {
-		t.Errorf("ConfigFrom = %+v", got)
+func TestCheckInterface(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"eth0": true, "enp3s0f1": true, "bond0.100": true, "br-lan_1": true, "abcdefghijklmno": true,
+		"": false, "lo": false, "all": false, "default": false, ".": false, "..": false,
+		"lo:1": false, "a/b": false, "a b": false, "a\tb": false, "abcdefghijklmnop": false,
+	} {
+		if err := CheckInterface(name); (err == nil) != ok {
+			t.Errorf("CheckInterface(%q) = %v, want ok %v", name, err, ok)
+		}
+	}
+}
+
+func TestCheckVIP(t *testing.T) {
+	for s, ok := range map[string]bool{
+		"203.0.113.10": true, "2001:db8::10": true, "::ffff:203.0.113.10": true, "198.51.100.7": true,
+		"0.0.0.0": false, "::": false, "127.0.0.2": false, "::1": false, "224.0.0.1": false, "ff02::1": false,
+		"169.254.1.1": false, "fe80::1": false, "255.255.255.255": false, "2001:db8::10%eth0": false,
+	} {
+		if err := CheckVIP(netip.MustParseAddr(s)); (err == nil) != ok {
+			t.Errorf("CheckVIP(%s) = %v, want ok %v", s, err, ok)
+		}
+	}
+	if err := CheckVIP(netip.Addr{}); err == nil {
+		t.Error("CheckVIP accepted the zero Addr")
 	}
 }

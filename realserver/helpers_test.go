@@ -52,6 +52,10 @@ func newTestAgent(t *testing.T, k Kernel, cfg Config) *Agent {
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
+	if cfg.ResyncInterval == 0 {
+		// Long enough that no test sees a resync it did not ask for.
+		cfg.ResyncInterval = time.Hour
+	}
 	a, err := New(cfg, testLogger(t), WithKernel(k))
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dsrd/dsrd/internal/netnsutil"
-	"github.com/dsrd/dsrd/internal/testutil"
+	"github.com/dsrd/dsrd/internal/testutil/privileged"
 )
 
 // host is a fresh network namespace standing for one machine.
@@ -33,7 +33,7 @@ type host struct {
 // lives as long as its handle: it goes with the test.
 func newHost(t *testing.T) *host {
 	t.Helper()
-	testutil.RequireRoot(t, "CAP_NET_ADMIN, to create network namespaces")
+	privileged.Require(t, "CAP_NET_ADMIN, to create network namespaces")
 	ns, err := netnsutil.New()
 	if err != nil {
 		t.Fatalf("create netns: %v", err)

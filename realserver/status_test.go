@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 func get(t *testing.T, h http.Handler, target string) (int, string) {
@@ -143,13 +141,5 @@ func TestStatusListenAddress(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("%q = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
-	}
-}
-
-// The directors' agent check and this endpoint must agree on where to ask.
-func TestStatusContractMatchesConfigDefaults(t *testing.T) {
-	if config.DefaultAgentPath != StatusPath || config.DefaultAgentPort != DefaultStatusPort {
-		t.Fatalf("agent check asks :%d%s, the agent serves :%d%s",
-			config.DefaultAgentPort, config.DefaultAgentPath, DefaultStatusPort, StatusPath)
 	}
 }

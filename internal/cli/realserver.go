@@ -133,6 +133,21 @@ func loadRealserver(c *ucli.Context) (config.Realserver, error) {
 	return *cfg, nil
 }
 
+// RealserverAgentConfig translates a realserver configuration, defaults
+// applied, into the agent's own input; the log settings are the command's.
+// internal/config's tests use it to check that every file config accepts
+// builds an agent.
+func RealserverAgentConfig(c config.Realserver) realserver.Config {
+	return realserver.Config{
+		VIPs:           c.VIPs,
+		Interfaces:     c.Interfaces,
+		DataDir:        c.DataDir,
+		CleanupOnExit:  c.CleanupOnExit,
+		StatusAddress:  c.StatusAddress,
+		ResyncInterval: c.ResyncInterval.D(),
+	}
+}
+
 // newAgent loads the configuration and builds the agent and its logger.
 func newAgent(c *ucli.Context) (*realserver.Agent, *slog.Logger, config.Realserver, error) {
 	cfg, err := loadRealserver(c)
@@ -143,7 +158,7 @@ func newAgent(c *ucli.Context) (*realserver.Agent, *slog.Logger, config.Realserv
 	if err != nil {
 		return nil, nil, cfg, ucli.Exit("dsrd realserver: "+err.Error(), exitUsage)
 	}
-	agent, err := realserver.New(realserver.ConfigFrom(cfg), log)
+	agent, err := realserver.New(RealserverAgentConfig(cfg), log)
 	if err != nil {
 		return nil, nil, cfg, ucli.Exit("dsrd realserver: "+err.Error(), exitFailure)
 	}

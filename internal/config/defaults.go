@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/dsrd/dsrd/realserver"
+)
 
 // Every default of the three files, each with the reason for its value. A
 // default applies only to a key that is absent from the file (or null): a
@@ -118,13 +122,14 @@ const (
 	DefaultDNSQueryType = "A"
 	DefaultDNSRcode     = "NOERROR"
 	// DefaultAgentPort is the port of the realserver agent's status
-	// endpoint that an agent check asks. The agent serves it only when its
+	// endpoint that an agent check asks: the agent's own default
+	// (realserver.DefaultStatusPort). The agent serves it only when its
 	// status_address is set (off by default).
-	DefaultAgentPort = 9797
+	DefaultAgentPort = realserver.DefaultStatusPort
 	// DefaultAgentPath and DefaultAgentStatus are the agent's contract:
-	// GET /status answers 200 when every VIP is in place and 503 when the
-	// backend is draining or broken (realserver.StatusPath).
-	DefaultAgentPath   = "/status"
+	// GET /status (realserver.StatusPath) answers 200 when every VIP is in
+	// place and 503 when the backend is draining or broken.
+	DefaultAgentPath   = realserver.StatusPath
 	DefaultAgentStatus = "200"
 )
 

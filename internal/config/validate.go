@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dsrd/dsrd/realserver"
 )
 
 // Validate checks a complete director configuration, defaults included (as
@@ -111,7 +113,9 @@ func (v *validator) realserver(r *Realserver) {
 	first := make(map[netip.Addr]string)
 	for i, a := range r.VIPs {
 		p := indexPath("vips", i)
-		if !v.unicast(p, a) {
+		// The agent's own rules (realserver.New applies the same).
+		if err := realserver.CheckVIP(a); err != nil {
+			v.errorf(p, "%s", err)
 			continue
 		}
 		if f, dup := first[a]; dup {
@@ -123,7 +127,8 @@ func (v *validator) realserver(r *Realserver) {
 	seen := make(map[string]string)
 	for i, name := range r.Interfaces {
 		p := indexPath("interfaces", i)
-		if !v.ifname(p, name) {
+		if err := realserver.CheckInterface(name); err != nil {
+			v.errorf(p, "%s", err)
 			continue
 		}
 		if f, dup := seen[name]; dup {

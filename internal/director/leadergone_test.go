@@ -102,12 +102,12 @@ func TestHintLeaderGone(t *testing.T) {
 	cfg := &config.Director{
 		Node: config.Node{ID: "d1"},
 		Cluster: config.Cluster{
-			TLS: ca.Files(t, "d1"),
+			TLS: config.TLS(ca.Files(t, "d1")),
 			Peers: []config.Peer{
 				{ID: "d1", Address: netip.MustParseAddrPort("127.0.0.1:1")}, // this director: never asked
-				{ID: "wit", Address: servePeer(t, wit, ca.Files(t, "wit"))},
-				{ID: "d2", Address: servePeer(t, refusing, ca.Files(t, "d2"))},
-				{ID: "d3", Address: servePeer(t, taking, ca.Files(t, "d3"))},
+				{ID: "wit", Address: servePeer(t, wit, config.TLS(ca.Files(t, "wit")))},
+				{ID: "d2", Address: servePeer(t, refusing, config.TLS(ca.Files(t, "d2")))},
+				{ID: "d3", Address: servePeer(t, taking, config.TLS(ca.Files(t, "d3")))},
 			},
 		},
 	}
@@ -131,8 +131,8 @@ func TestHintLeaderGone(t *testing.T) {
 
 	// A certificate of another CA reaches no one.
 	cfg.Cluster.Peers = append(cfg.Cluster.Peers, config.Peer{ID: "d3", Address: cfg.Cluster.Peers[0].Address})
-	cfg.Cluster.Peers[3].Address = servePeer(t, taking, ca.Files(t, "d3"))
-	cfg.Cluster.TLS = testutil.NewCA(t, "other").Files(t, "d1")
+	cfg.Cluster.Peers[3].Address = servePeer(t, taking, config.TLS(ca.Files(t, "d3")))
+	cfg.Cluster.TLS = config.TLS(testutil.NewCA(t, "other").Files(t, "d1"))
 	if to, err := HintLeaderGone(t.Context(), cfg, testutil.Logger(t)); to != "" || err == nil {
 		t.Errorf("HintLeaderGone with a foreign certificate = %q, %v; want an error", to, err)
 	}

@@ -280,11 +280,12 @@ func (d *Director) followSpec(ctx context.Context, cc raft.ClusterConfig) error 
 	if err := d.machine.Update(ctx, vipsOf(vips, iface)); err != nil {
 		errs = append(errs, fmt.Errorf("update vips: %w", err))
 	}
-	if err := ipvs.ApplySysctls(ctx, d.sysctls, ipvs.DirectorSysctls(ipvsCfg)); err != nil {
+	settings := ipvsSettings(ipvsCfg)
+	if err := ipvs.ApplySysctls(ctx, d.sysctls, ipvs.DirectorSysctls(settings)); err != nil {
 		errs = append(errs, fmt.Errorf("ipvs sysctls: %w", err))
 	}
 	if ts, ok := d.kernel.(ipvs.TimeoutSetter); ok {
-		if err := ipvs.ApplyTimeouts(ctx, ts, ipvs.TimeoutsFromConfig(ipvsCfg)); err != nil {
+		if err := ipvs.ApplyTimeouts(ctx, ts, settings.Timeouts); err != nil {
 			errs = append(errs, fmt.Errorf("ipvs timeouts: %w", err))
 		}
 	}

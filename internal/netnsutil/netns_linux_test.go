@@ -10,7 +10,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
-	"github.com/dsrd/dsrd/internal/testutil"
+	"github.com/dsrd/dsrd/internal/testutil/privileged"
 )
 
 // current returns the network namespace of a locked thread of this
@@ -39,7 +39,7 @@ func TestRunWithoutNamespaceRunsDirectly(t *testing.T) {
 }
 
 func TestNewAndRun(t *testing.T) {
-	testutil.RequireRoot(t, "CAP_NET_ADMIN, to create network namespaces")
+	privileged.Require(t, "CAP_NET_ADMIN, to create network namespaces")
 	host := current(t)
 	ns, err := New()
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/raft/pki"
 )
 
@@ -70,20 +69,27 @@ func (ca *CA) IssueAs(t testing.TB, id string, role pki.Role, ips ...netip.Addr)
 	return cert, certPEM, keyPEM
 }
 
+// TLSFiles names a node's PEM files: its certificate, its key and the CA's
+// certificate. It converts to config.TLS and raft.TLSFiles (same fields):
+// testutil imports neither, so that every package's tests may use it.
+type TLSFiles struct {
+	Cert, Key, CA string
+}
+
 // Files issues a node certificate as Issue does for name, writes it, its
 // key and the CA's certificate as PEM files to a directory of the test's,
 // and returns the TLS configuration naming them.
-func (ca *CA) Files(t testing.TB, name string) config.TLS {
+func (ca *CA) Files(t testing.TB, name string) TLSFiles {
 	t.Helper()
 	return ca.FilesAs(t, name, pki.RoleDirector, loopback()...)
 }
 
 // FilesAs is Files for any node id and role, with IP SANs ips.
-func (ca *CA) FilesAs(t testing.TB, id string, role pki.Role, ips ...netip.Addr) config.TLS {
+func (ca *CA) FilesAs(t testing.TB, id string, role pki.Role, ips ...netip.Addr) TLSFiles {
 	t.Helper()
 	_, certPEM, keyPEM := ca.IssueAs(t, id, role, ips...)
 	dir := t.TempDir()
-	c := config.TLS{
+	c := TLSFiles{
 		Cert: filepath.Join(dir, "node.crt"),
 		Key:  filepath.Join(dir, "node.key"),
 		CA:   filepath.Join(dir, "ca.crt"),

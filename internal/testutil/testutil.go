@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dsrd/dsrd/internal/testutil/privileged"
 )
 
 // levelTrace is the level of hashicorp/raft's trace messages (raft.LevelTrace,
@@ -63,14 +65,10 @@ func (w *testWriter) stop() {
 }
 
 // RequireRoot skips t unless the test runs as root, saying what it needs
-// root for (needs: "CAP_NET_ADMIN, to create network namespaces"). CI and
-// the VM lab run the tests as root, so there they never skip; a root
-// without the capabilities named fails them loudly instead.
+// root for; see privileged.Require.
 func RequireRoot(t testing.TB, needs string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("skipped: needs root with %s (run as root; CI and the VM lab do)", needs)
-	}
+	privileged.Require(t, needs)
 }
 
 // Context returns a context that ends after d or with the test, whichever

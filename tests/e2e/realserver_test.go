@@ -65,6 +65,8 @@ func TestRealserverAgentHelper(t *testing.T) {
 		DataDir:       os.Getenv(rsEnvDataDir),
 		CleanupOnExit: true,
 		StatusAddress: ":9797",
+		// The file's default; repairs here come from netlink events.
+		ResyncInterval: 30 * time.Second,
 	}, log)
 	if err != nil {
 		t.Fatal(err)
@@ -177,6 +179,8 @@ func rsCheckIn(t *testing.T, h lab.Host, dataDir string) realserver.Report {
 		VIPs:       []netip.Addr{netip.MustParseAddr(rsVIP)},
 		Interfaces: []string{"eth0"},
 		DataDir:    dataDir,
+		// Check only: the agent never runs, never resyncs.
+		ResyncInterval: time.Hour,
 	}, nil, realserver.WithKernel(k))
 	if err != nil {
 		t.Fatal(err)
