@@ -164,7 +164,46 @@ func roundTrip(ctx context.Context, hc *http.Client, base, method, path string, 
 	return nil
 }
 
-// opContext bounds a handler's work by timeout (and by the request).
-func opContext(r *http.Request, timeout time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.Context(), timeout)
+// noBody is the body limit of a route that reads no request body (a GET,
+// a DELETE, a reload): handle leaves its body unread, and its request is
+// the zero value.
+const noBody = 0
+
+// handle returns the handler of one JSON route of the local API or of the
+// peer protocol. It reads the request body as a Req, at most limit bytes
+// (not at all with noBody); refuses the request when check, if not nil,
+// does; runs call bounded by timeout and by the request's context; and
+// answers status with call's result as JSON, or without a body when status
+// is 204 No Content. fail answers every error: a bad or oversized body is
+// an ErrInvalid (400), an operation that overran timeout a
+// context.DeadlineExceeded (504).
+func handle[Req, Res any](fail func(http.ResponseWriter, *http.Request, error), limit int64, timeout time.Duration,
+	check func(Req) error, call func(ctx context.Context, r *http.Request, req Req) (Res, error), status int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if limit != noBody {
+			if err := decodeJSON(w, r, limit, &req); err != nil {
+				fail(w, r, err)
+				return
+			}
+		}
+		if check != nil {
+			if err := check(req); err != nil {
+				fail(w, r, err)
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		res, err := call(ctx, r, req)
+		if err != nil {
+			fail(w, r, err)
+			return
+		}
+		if status == http.StatusNoContent {
+			w.WriteHeader(status)
+			return
+		}
+		writeJSON(w, status, res)
+	}
 }

@@ -129,13 +129,21 @@ func NewPeerServer(c Cluster, auth PeerAuthorizer, b Backend, log *slog.Logger) 
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &PeerServer{c: c, auth: auth, b: b, log: log.With("component", "peer-api"), mux: http.NewServeMux()}
-	s.mux.HandleFunc("POST /peer/v1/config", s.allow(true, s.config))
-	s.mux.HandleFunc("POST /peer/v1/admin", s.allow(true, s.admin))
-	s.mux.HandleFunc("POST /peer/v1/members", s.allow(true, s.join))
-	s.mux.HandleFunc("DELETE /peer/v1/members/{id}", s.allow(true, s.remove))
-	s.mux.HandleFunc("POST /peer/v1/failover", s.allow(false, s.failover))
-	s.mux.HandleFunc("GET /peer/v1/status", s.allow(false, s.status))
-	s.mux.HandleFunc("POST /peer/v1/leader-gone", s.allow(false, s.leaderGone))
+	const ok, noContent = http.StatusOK, http.StatusNoContent
+	s.mux.HandleFunc("POST /peer/v1/config",
+		s.allow(true, handle(s.fail, maxPeerBody, peerOpTimeout, nil, s.config, ok)))
+	s.mux.HandleFunc("POST /peer/v1/admin",
+		s.allow(true, handle(s.fail, maxPeerBody, peerOpTimeout, validPeerAdmin, s.admin, ok)))
+	s.mux.HandleFunc("POST /peer/v1/members",
+		s.allow(true, handle(s.fail, maxPeerBody, peerOpTimeout, ValidJoin, s.join, noContent)))
+	s.mux.HandleFunc("DELETE /peer/v1/members/{id}",
+		s.allow(true, handle(s.fail, noBody, peerOpTimeout, nil, s.remove, noContent)))
+	s.mux.HandleFunc("POST /peer/v1/failover",
+		s.allow(false, handle(s.fail, maxPeerBody, peerOpTimeout, nil, s.failover, noContent)))
+	s.mux.HandleFunc("GET /peer/v1/status",
+		s.allow(false, handle(s.fail, noBody, statusTimeout, nil, s.status, ok)))
+	s.mux.HandleFunc("POST /peer/v1/leader-gone",
+		s.allow(false, handle(s.fail, maxPeerBody, peerOpTimeout, validLeaderGone, s.leaderGone, noContent)))
 	return s
 }
 
@@ -171,151 +179,78 @@ func (s *PeerServer) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, s.log, r, err, http.StatusMisdirectedRequest)
 }
 
-func (s *PeerServer) config(w http.ResponseWriter, r *http.Request) {
-	var req PeerConfigRequest
-	if err := decodeJSON(w, r, maxPeerBody, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	// The submitter is who the connection proved, not what the body says.
+// config submits a spec in the name of the connection's proven identity
+// when it has one: the submitter is who the connection proved, not what
+// the body says.
+func (s *PeerServer) config(ctx context.Context, r *http.Request, req PeerConfigRequest) (PeerConfigResult, error) {
 	by := req.SubmittedBy
 	if p, ok := raft.PeerFrom(r.Context()); ok && p.Authenticated {
 		by = p.Identity.NodeID
 	}
-	ctx, cancel := opContext(r, peerOpTimeout)
-	defer cancel()
 	res, err := s.c.SubmitConfig(ctx, req.Spec, by)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, PeerConfigResult(res))
+	return PeerConfigResult(res), err
 }
 
-func (s *PeerServer) admin(w http.ResponseWriter, r *http.Request) {
-	var req PeerAdminRequest
-	if err := decodeJSON(w, r, maxPeerBody, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := validRef(req.Ref, req.State); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := opContext(r, peerOpTimeout)
-	defer cancel()
+func (s *PeerServer) admin(ctx context.Context, _ *http.Request, req PeerAdminRequest) (PeerAdminResult, error) {
 	res, err := s.c.SetAdmin(ctx, req.Ref, req.State)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, PeerAdminResult(res))
+	return PeerAdminResult(res), err
 }
 
-func (s *PeerServer) join(w http.ResponseWriter, r *http.Request) {
-	var req JoinRequest
-	if err := decodeJSON(w, r, maxPeerBody, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := ValidJoin(req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := opContext(r, peerOpTimeout)
-	defer cancel()
-	var err error
+func (s *PeerServer) join(ctx context.Context, _ *http.Request, req JoinRequest) (struct{}, error) {
 	if req.Voter {
-		err = s.c.AddVoter(ctx, req.ID, req.Address)
-	} else {
-		err = s.c.AddNonvoter(ctx, req.ID, req.Address)
+		return struct{}{}, s.c.AddVoter(ctx, req.ID, req.Address)
 	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return struct{}{}, s.c.AddNonvoter(ctx, req.ID, req.Address)
 }
 
-func (s *PeerServer) remove(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := opContext(r, peerOpTimeout)
-	defer cancel()
-	if err := s.c.RemoveServer(ctx, r.PathValue("id")); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+func (s *PeerServer) remove(ctx context.Context, r *http.Request, _ struct{}) (struct{}, error) {
+	return struct{}{}, s.c.RemoveServer(ctx, r.PathValue("id"))
 }
 
-func (s *PeerServer) failover(w http.ResponseWriter, r *http.Request) {
-	var req FailoverRequest
-	if err := decodeJSON(w, r, maxPeerBody, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := opContext(r, peerOpTimeout)
-	defer cancel()
+func (s *PeerServer) failover(ctx context.Context, _ *http.Request, req FailoverRequest) (struct{}, error) {
 	var to []string
 	if req.To != "" {
 		to = []string{req.To}
 	}
-	if err := s.c.TransferLeadership(ctx, to...); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return struct{}{}, s.c.TransferLeadership(ctx, to...)
 }
 
-func (s *PeerServer) leaderGone(w http.ResponseWriter, r *http.Request) {
-	var req LeaderGoneRequest
-	if err := decodeJSON(w, r, maxPeerBody, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if req.Leader == "" {
-		s.fail(w, r, fmt.Errorf("%w: leader-gone names no leader", ErrInvalid))
-		return
-	}
-	// Only the leader itself (its release-vips, with its certificate) may
-	// say it is gone.
+// leaderGone hands a leader-gone to the backend. Only the leader itself
+// (its release-vips, with its certificate) may say it is gone: a request
+// naming another leader than the connection proved is refused before the
+// backend is asked whether it handles leader-gone at all.
+func (s *PeerServer) leaderGone(ctx context.Context, r *http.Request, req LeaderGoneRequest) (struct{}, error) {
 	if p, ok := raft.PeerFrom(r.Context()); ok && p.Authenticated && p.Identity.NodeID != req.Leader {
-		s.fail(w, r, fmt.Errorf("%w: %s may not say that %s is gone", ErrForbidden, p, req.Leader))
-		return
+		return struct{}{}, fmt.Errorf("%w: %s may not say that %s is gone", ErrForbidden, p, req.Leader)
 	}
 	h, ok := s.b.(LeaderGoneHandler)
 	if !ok {
-		s.fail(w, r, fmt.Errorf("%w: this node does not stand for election on request", ErrNotFound))
-		return
+		return struct{}{}, fmt.Errorf("%w: this node does not stand for election on request", ErrNotFound)
 	}
-	ctx, cancel := opContext(r, peerOpTimeout)
-	defer cancel()
-	if err := h.LeaderGone(ctx, req.Leader); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return struct{}{}, h.LeaderGone(ctx, req.Leader)
 }
 
-func (s *PeerServer) status(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := opContext(r, statusTimeout)
-	defer cancel()
-	st, err := s.b.Status(ctx)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
+func (s *PeerServer) status(ctx context.Context, _ *http.Request, _ struct{}) (Status, error) {
+	return s.b.Status(ctx)
 }
 
-// validRef checks an admin request's reference and state (ErrInvalid).
-func validRef(ref raft.RealRef, state raft.Admin) error {
-	if ref.Service == "" {
+// validLeaderGone checks that a leader-gone names a leader (ErrInvalid).
+func validLeaderGone(req LeaderGoneRequest) error {
+	if req.Leader == "" {
+		return fmt.Errorf("%w: leader-gone names no leader", ErrInvalid)
+	}
+	return nil
+}
+
+// validPeerAdmin checks an admin request's reference and state (ErrInvalid).
+func validPeerAdmin(req PeerAdminRequest) error {
+	if req.Ref.Service == "" {
 		return fmt.Errorf("%w: no service", ErrInvalid)
 	}
-	if !ref.Address.IsValid() {
+	if !req.Ref.Address.IsValid() {
 		return fmt.Errorf("%w: no real address", ErrInvalid)
 	}
-	if _, err := raft.ParseAdmin(string(state)); err != nil {
+	if _, err := raft.ParseAdmin(string(req.State)); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return nil

@@ -80,13 +80,14 @@ func NewServer(b Backend, log *slog.Logger, opts ServerOptions) *Server {
 		opts.PeerTimeout = DefaultPeerStatusTimeout
 	}
 	s := &Server{b: b, log: log.With("component", "api"), opts: opts, mux: http.NewServeMux()}
-	s.mux.HandleFunc("GET /v1/status", s.status)
-	s.mux.HandleFunc("POST /v1/admin", s.admin)
-	s.mux.HandleFunc("POST /v1/failover", s.failover)
-	s.mux.HandleFunc("POST /v1/reload", s.reload)
-	s.mux.HandleFunc("GET /v1/members", s.members)
-	s.mux.HandleFunc("POST /v1/members", s.join)
-	s.mux.HandleFunc("DELETE /v1/members/{id}", s.remove)
+	const ok, noContent = http.StatusOK, http.StatusNoContent
+	s.mux.HandleFunc("GET /v1/status", handle(s.fail, noBody, statusTimeout, nil, s.status, ok))
+	s.mux.HandleFunc("POST /v1/admin", handle(s.fail, maxRequestBody, opTimeout, ValidAdmin, s.admin, ok))
+	s.mux.HandleFunc("POST /v1/failover", handle(s.fail, maxRequestBody, opTimeout, nil, s.failover, ok))
+	s.mux.HandleFunc("POST /v1/reload", handle(s.fail, noBody, opTimeout, nil, s.reload, ok))
+	s.mux.HandleFunc("GET /v1/members", handle(s.fail, noBody, statusTimeout, nil, s.members, ok))
+	s.mux.HandleFunc("POST /v1/members", handle(s.fail, maxRequestBody, opTimeout, ValidJoin, s.join, noContent))
+	s.mux.HandleFunc("DELETE /v1/members/{id}", handle(s.fail, noBody, opTimeout, nil, s.remove, noContent))
 	return s
 }
 
@@ -104,18 +105,17 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, s.log, r, err, http.StatusConflict)
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := opContext(r, statusTimeout)
-	defer cancel()
+// status is the node's status, with the other members' running state
+// when asked for (?peers=1) and a PeerClient is configured.
+func (s *Server) status(ctx context.Context, r *http.Request, _ struct{}) (Status, error) {
 	st, err := s.b.Status(ctx)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return Status{}, err
 	}
 	if r.URL.Query().Get("peers") == "1" && s.opts.Peers != nil {
 		st.Peers = s.peers(ctx, st)
 	}
-	writeJSON(w, http.StatusOK, st)
+	return st, nil
 }
 
 // peers asks every other member for its status at once, each within the
@@ -148,94 +148,33 @@ func (s *Server) peers(ctx context.Context, st Status) []Peer {
 	return out
 }
 
-func (s *Server) admin(w http.ResponseWriter, r *http.Request) {
-	var req AdminRequest
-	if err := decodeJSON(w, r, maxRequestBody, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := ValidAdmin(req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := opContext(r, opTimeout)
-	defer cancel()
-	res, err := s.b.SetAdmin(ctx, req)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+func (s *Server) admin(ctx context.Context, _ *http.Request, req AdminRequest) (AdminResult, error) {
+	return s.b.SetAdmin(ctx, req)
 }
 
-func (s *Server) failover(w http.ResponseWriter, r *http.Request) {
-	var req FailoverRequest
-	if err := decodeJSON(w, r, maxRequestBody, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := opContext(r, opTimeout)
-	defer cancel()
-	res, err := s.b.Failover(ctx, req.To)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+func (s *Server) failover(ctx context.Context, _ *http.Request, req FailoverRequest) (FailoverResult, error) {
+	return s.b.Failover(ctx, req.To)
 }
 
-func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := opContext(r, opTimeout)
-	defer cancel()
-	res, err := s.b.Reload(ctx)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+func (s *Server) reload(ctx context.Context, _ *http.Request, _ struct{}) (ReloadResult, error) {
+	return s.b.Reload(ctx)
 }
 
-func (s *Server) members(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := opContext(r, statusTimeout)
-	defer cancel()
+// members lists the members, as an empty list rather than null.
+func (s *Server) members(ctx context.Context, _ *http.Request, _ struct{}) ([]Member, error) {
 	ms, err := s.b.Members(ctx)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if ms == nil {
+	if err == nil && ms == nil {
 		ms = []Member{}
 	}
-	writeJSON(w, http.StatusOK, ms)
+	return ms, err
 }
 
-func (s *Server) join(w http.ResponseWriter, r *http.Request) {
-	var req JoinRequest
-	if err := decodeJSON(w, r, maxRequestBody, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := ValidJoin(req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := opContext(r, opTimeout)
-	defer cancel()
-	if err := s.b.Join(ctx, req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+func (s *Server) join(ctx context.Context, _ *http.Request, req JoinRequest) (struct{}, error) {
+	return struct{}{}, s.b.Join(ctx, req)
 }
 
-func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := opContext(r, opTimeout)
-	defer cancel()
-	if err := s.b.Remove(ctx, r.PathValue("id")); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+func (s *Server) remove(ctx context.Context, r *http.Request, _ struct{}) (struct{}, error) {
+	return struct{}{}, s.b.Remove(ctx, r.PathValue("id"))
 }
 
 // ValidAdmin checks an admin request: a service, a real address and a known
