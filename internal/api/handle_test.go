@@ -129,3 +129,21 @@ func TestHandle(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeJSONLimitCoversTrailingSpace: a body over the limit is refused
+// however it ends, white space after the value included.
+func TestDecodeJSONLimitCoversTrailingSpace(t *testing.T) {
+	for body, wantErr := range map[string]bool{
+		`{"n":1}`:        false,
+		`{"n":1}` + "\n": false,
+		`{"n":1}` + strings.Repeat(" ", 16) + `{}`: true,
+		`{"n":1}` + strings.Repeat(" ", 32):        true,
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		var v struct{ N int }
+		err := decodeJSON(httptest.NewRecorder(), r, 16, &v)
+		if (err != nil) != wantErr {
+			t.Errorf("body %q: %v, want error %v", body, err, wantErr)
+		}
+	}
+}

@@ -99,7 +99,8 @@ func writeError(w http.ResponseWriter, log *slog.Logger, r *http.Request, err er
 // decodeJSON reads the request body as JSON into v, at most limit bytes; a
 // bad body is an ErrInvalid, no body leaves v as it is.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	body := http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil // no body: the zero request
@@ -111,6 +112,19 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		return fmt.Errorf("%w: decode request body: %v", ErrInvalid, err)
 	}
 	if dec.More() {
+		return fmt.Errorf("%w: trailing data after the request body", ErrInvalid)
+	}
+	// White space may follow the value, within the limit like the rest:
+	// read what is left so that a body over the limit is refused however
+	// it ends.
+	rest, err := io.ReadAll(io.MultiReader(dec.Buffered(), body))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return fmt.Errorf("%w: request body larger than %d bytes", ErrInvalid, limit)
+	case err != nil:
+		return fmt.Errorf("%w: read request body: %v", ErrInvalid, err)
+	case len(bytes.TrimSpace(rest)) > 0:
 		return fmt.Errorf("%w: trailing data after the request body", ErrInvalid)
 	}
 	return nil
