@@ -33,7 +33,7 @@ type host struct {
 // lives as long as its handle: it goes with the test.
 func newHost(t *testing.T) *host {
 	t.Helper()
-	privileged.Require(t, "CAP_NET_ADMIN, to create network namespaces")
+	privileged.Require(t, privileged.NetNS("to create network namespaces"))
 	ns, err := netnsutil.New()
 	if err != nil {
 		t.Fatalf("create netns: %v", err)

@@ -22,7 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dsrd/dsrd/internal/netnsutil"
-	"github.com/dsrd/dsrd/internal/testutil"
+	"github.com/dsrd/dsrd/internal/testutil/privileged"
 )
 
 // These tests build a small L2 segment in two fresh network namespaces:
@@ -63,7 +63,9 @@ func mustMAC(s string) net.HardwareAddr {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	testutil.RequireRoot(t, "CAP_NET_ADMIN and CAP_NET_RAW, to create network namespaces, veth pairs and raw sockets")
+	privileged.Require(t,
+		privileged.NetNS("to create network namespaces and veth pairs"),
+		privileged.Caps("to send and capture ARP and NDP on packet sockets", privileged.CapNetRaw))
 	l := &lab{
 		dir:    newNetNS(t),
 		cli:    newNetNS(t),
