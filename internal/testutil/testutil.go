@@ -14,7 +14,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // levelTrace is the level of hashicorp/raft's trace messages (raft.LevelTrace,
