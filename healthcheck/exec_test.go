@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/config"
+
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // script writes an executable shell script into a temporary directory.
@@ -39,13 +41,13 @@ func processGone(pid int) bool {
 func readPID(t *testing.T, path string) int {
 	t.Helper()
 	var pid int
-	waitFor(t, "the child's pid", 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the child's pid", func() (bool, string) {
 		b, err := os.ReadFile(path)
 		if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
-			return false
+			return false, "not yet"
 		}
 		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
-		return err == nil
+		return err == nil, "not yet"
 	})
 	return pid
 }
@@ -100,7 +102,7 @@ echo env ok
 		case <-time.After(checkBound):
 			t.Fatal("exec check did not return at its timeout")
 		}
-		waitFor(t, "the child sleep to be killed", 5*time.Second, func() bool { return processGone(child) })
+		testutil.WaitFor(t, 5*time.Second, "the child sleep to be killed", func() (bool, string) { return processGone(child), "not yet" })
 	})
 	t.Run("children are killed when it exits", func(t *testing.T) {
 		// The child keeps stdout open: without the group kill, the check
@@ -111,7 +113,7 @@ echo env ok
 		r := runCheck(t, c, target)
 		want(t, r, true, ReasonOK, "done")
 		child := readPID(t, pidFile)
-		waitFor(t, "the child sleep to be killed", 5*time.Second, func() bool { return processGone(child) })
+		testutil.WaitFor(t, 5*time.Second, "the child sleep to be killed", func() (bool, string) { return processGone(child), "not yet" })
 	})
 	t.Run("canceled", func(t *testing.T) {
 		c := mustChecker(t, config.HealthCheck{Type: config.CheckExec, Timeout: ms(10000), Command: []string{script(t, "sleep 60\n")}})

@@ -100,18 +100,6 @@ func closedPort(t *testing.T, network, host string) string {
 // ms is a config.Duration of n milliseconds.
 func ms(n int) config.Duration { return config.Duration(time.Duration(n) * time.Millisecond) }
 
-// waitFor polls cond until it is true or the deadline passes.
-func waitFor(t *testing.T, what string, bound time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", bound, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling, not an assertion on time
-	}
-}
-
 // hasIPv6Loopback reports whether ::1 can be bound.
 func hasIPv6Loopback() bool {
 	ln, err := net.Listen("tcp", "[::1]:0")

@@ -3,37 +3,39 @@ package healthcheck
 import (
 	"errors"
 	"net/netip"
-	"syscall"
 	"testing"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/net/icmp"
 
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/testutil/privileged"
 )
 
-// skipWithoutICMP skips when neither datagram nor raw ICMP sockets of the
-// family can be opened here (no CAP_NET_RAW and ping_group_range excludes
-// us), the one case where an icmp check cannot work at all.
-func skipWithoutICMP(t *testing.T, v4 bool) {
+// requireICMP gates the tests that need ICMP sockets of the family: a
+// datagram one (net.ipv4.ping_group_range including our group) or a raw one
+// (CAP_NET_RAW), the one case where an icmp check cannot work at all.
+func requireICMP(t *testing.T, v4 bool) {
 	t.Helper()
 	dgram, raw := "udp4", "ip4:icmp"
 	if !v4 {
 		dgram, raw = "udp6", "ip6:ipv6-icmp"
 	}
-	var errs []error
-	for _, network := range []string{dgram, raw} {
-		c, err := icmp.ListenPacket(network, "")
-		if err == nil {
-			_ = c.Close()
-			return
-		}
-		errs = append(errs, err)
-	}
-	if errors.Is(errs[0], syscall.EACCES) || errors.Is(errs[0], syscall.EPERM) {
-		t.Skipf("sandbox forbids both ICMP socket kinds (datagram: %v, raw: %v): need net.ipv4.ping_group_range or CAP_NET_RAW", errs[0], errs[1])
-	}
-	t.Skipf("no ICMP socket: %v", errors.Join(errs...))
+	privileged.Require(t, privileged.Need{
+		What: "an ICMP socket (" + dgram + " with net.ipv4.ping_group_range including our group, or " + raw + " with CAP_NET_RAW), to send echo requests",
+		Missing: func() error {
+			var errs []error
+			for _, network := range []string{dgram, raw} {
+				c, err := icmp.ListenPacket(network, "")
+				if err == nil {
+					_ = c.Close()
+					return nil
+				}
+				errs = append(errs, err)
+			}
+			return errors.Join(errs...)
+		},
+	})
 }
 
 func TestICMP(t *testing.T) {
@@ -46,7 +48,7 @@ func TestICMP(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := netip.MustParseAddr(tt.addr)
-			skipWithoutICMP(t, addr.Is4())
+			requireICMP(t, addr.Is4())
 			if !addr.Is4() && !hasIPv6Loopback() {
 				t.Skip("no IPv6 loopback address (::1) in this sandbox")
 			}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/config"
+
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // eventBound is how long a scheduler test waits for the events it expects.
@@ -152,13 +154,13 @@ func settle(t *testing.T, f *fakeChecker, keys []Key, n int) {
 	for i, k := range keys {
 		base[i] = f.count(k)
 	}
-	waitFor(t, fmt.Sprintf("%d more runs of %d checks", n, len(keys)), eventBound, func() bool {
+	testutil.WaitFor(t, eventBound, fmt.Sprintf("%d more runs of %d checks", n, len(keys)), func() (bool, string) {
 		for i, k := range keys {
 			if f.count(k) < base[i]+n {
-				return false
+				return false, "not yet"
 			}
 		}
-		return true
+		return true, ""
 	})
 }
 
@@ -350,7 +352,7 @@ func TestSchedulerCancelEndsGoroutines(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	waitFor(t, "all workers busy", eventBound, func() bool { return f.inflight.Load() == 8 })
+	testutil.WaitFor(t, eventBound, "all workers busy", func() (bool, string) { return f.inflight.Load() == 8, "not yet" })
 	cancel()
 	select {
 	case err := <-done:
@@ -363,7 +365,7 @@ func TestSchedulerCancelEndsGoroutines(t *testing.T) {
 	if n := f.inflight.Load(); n != 0 {
 		t.Errorf("%d checks still running after Run returned", n)
 	}
-	waitFor(t, "goroutines back to the baseline", eventBound, func() bool { return runtime.NumGoroutine() <= baseline })
+	testutil.WaitFor(t, eventBound, "goroutines back to the baseline", func() (bool, string) { return runtime.NumGoroutine() <= baseline, "not yet" })
 	if err := s.Run(context.Background()); err == nil {
 		t.Error("second Run succeeded")
 	}
@@ -376,7 +378,7 @@ func TestSchedulerConcurrencyBound(t *testing.T) {
 	checks := fakeChecks(f, 0, 40, Params{Interval: time.Millisecond, Timeout: time.Hour})
 	s.Update(checks)
 	runScheduler(t, s)
-	waitFor(t, "4 checks in flight", eventBound, func() bool { return f.inflight.Load() == 4 })
+	testutil.WaitFor(t, eventBound, "4 checks in flight", func() (bool, string) { return f.inflight.Load() == 4, "not yet" })
 	close(f.gate)
 	settle(t, f, keysOf(checks), 1)
 	if m := f.maxIn.Load(); m != 4 {
@@ -497,7 +499,7 @@ func TestSchedulerSpreadAndPhase(t *testing.T) {
 	s.Update(fakeChecks(f, 0, n, Params{Interval: interval, Timeout: time.Second}))
 	runScheduler(t, s)
 	// The loop creates its timer after spreading the checks added before Run.
-	waitFor(t, "the loop to start", eventBound, func() bool { return clock.timerCount() > 0 })
+	testutil.WaitFor(t, eventBound, "the loop to start", func() (bool, string) { return clock.timerCount() > 0, "not yet" })
 
 	// First runs are spread uniformly over one interval from now.
 	first := make(map[Key]time.Time)
@@ -522,10 +524,10 @@ func TestSchedulerSpreadAndPhase(t *testing.T) {
 	// One interval later every check ran once, at its scheduled time, and
 	// is due again one interval after it: the phase is kept.
 	clock.Advance(interval)
-	waitFor(t, "every check to run", eventBound, func() bool {
+	testutil.WaitFor(t, eventBound, "every check to run", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(runs) == n
+		return len(runs) == n, "not yet"
 	})
 	mu.Lock()
 	defer mu.Unlock()

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dsrd/dsrd/internal/config"
+
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 // tcpServer serves each connection with handle until the test ends.
@@ -147,7 +149,7 @@ func TestTCPHandshakeInProgress(t *testing.T) {
 		// Once the check's SYN was dropped, draining the queue lets the
 		// retransmitted SYN (about 1 s later) in: the check must then see
 		// the connection complete in the poller.
-		waitFor(t, "a connection in SYN_SENT", checkBound, func() bool { return synSent(t, addr) })
+		testutil.WaitFor(t, checkBound, "a connection in SYN_SENT", func() (bool, string) { return synSent(t, addr), "not yet" })
 		go accept()
 		select {
 		case r := <-done:

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/netnsutil"
+	"github.com/dsrd/dsrd/internal/testutil/privileged"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -38,13 +39,10 @@ type vmNetns struct {
 // newVMNetns creates a namespace for the test and deletes it at the end.
 func newVMNetns(t *testing.T) *vmNetns {
 	t.Helper()
-	if os.Getenv("DSRD_VM") != "1" {
-		// As tests/e2e/lab: skip outside the lab, never skip inside it.
-		t.Skip("not in the VM lab (DSRD_VM=1 is not set): run it with tests/vm/run")
-	}
-	if err := Probe(); err != nil {
-		t.Fatal(err)
-	}
+	// As tests/e2e/lab: skip outside the lab, never skip inside it.
+	privileged.Require(t,
+		privileged.NetNS("to create a network namespace per test"),
+		privileged.Need{What: "kernel IPVS, which the VM lab has (tests/vm/run)", Missing: Probe})
 	name := fmt.Sprintf("ipvs-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
 	runtime.LockOSThread()
 	orig, err := netns.Get()

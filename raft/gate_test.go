@@ -61,14 +61,14 @@ func newGateCluster(t *testing.T) *gateCluster {
 		t.Cleanup(func() { n.Close() })
 		g.nodes[id] = n
 	}
-	waitTrue(t, testTimeout, "a leader over tls", func() bool {
+	testutil.WaitFor(t, testTimeout, "a leader over tls", func() (bool, string) {
 		for id, n := range g.nodes {
 			if n.IsLeader() {
 				g.leader = id
-				return true
+				return true, ""
 			}
 		}
-		return false
+		return false, "not yet"
 	})
 	// A witness that leads hands over to a director (the director
 	// package does that; here the test does); wait for a director.
@@ -77,14 +77,14 @@ func newGateCluster(t *testing.T) *gateCluster {
 			t.Fatal(err)
 		}
 	}
-	waitTrue(t, testTimeout, "a director to lead", func() bool {
+	testutil.WaitFor(t, testTimeout, "a director to lead", func() (bool, string) {
 		for _, id := range []string{"d1", "d2"} {
 			if g.nodes[id].IsLeader() {
 				g.leader = id
-				return true
+				return true, ""
 			}
 		}
-		return false
+		return false, "not yet"
 	})
 	if _, err := g.nodes[g.leader].SubmitConfig(testutil.Context(t, testTimeout), testSpec(1), ""); err != nil {
 		t.Fatal(err)
@@ -129,8 +129,8 @@ func expectRefusedRPC(t *testing.T, n *Node, err error, reason string) {
 	if err == nil {
 		t.Fatalf("%s: the rpc was accepted", reason)
 	}
-	waitTrue(t, testTimeout, "refusal "+reason+" counted", func() bool {
-		return n.TransportStats().Refused[reason] > 0
+	testutil.WaitFor(t, testTimeout, "refusal "+reason+" counted", func() (bool, string) {
+		return n.TransportStats().Refused[reason] > 0, "not yet"
 	})
 }
 
@@ -301,13 +301,13 @@ func TestRaftPortLimits(t *testing.T) {
 		defer c.Close()
 		conns = append(conns, c)
 	}
-	waitTrue(t, testTimeout, "two connections over the source limit refused", func() bool {
-		return server.Stats().Refused[RefusedSourceLimit] >= 2
+	testutil.WaitFor(t, testTimeout, "two connections over the source limit refused", func() (bool, string) {
+		return server.Stats().Refused[RefusedSourceLimit] >= 2, "not yet"
 	})
 	for _, c := range conns {
 		expectClosedByServer(t, c)
 	}
-	waitTrue(t, testTimeout, "the silent connections' slots freed", func() bool { return server.Stats().Conns == 0 })
+	testutil.WaitFor(t, testTimeout, "the silent connections' slots freed", func() (bool, string) { return server.Stats().Conns == 0, "not yet" })
 
 	// An RPC, then silence: closed after the idle deadline. The client
 	// redials a connection idle for 100ms (the server closes at 300ms).
@@ -325,8 +325,8 @@ func TestRaftPortLimits(t *testing.T) {
 	if err := ctr.AppendEntries("s", hraft.ServerAddress(addr), &hraft.AppendEntriesRequest{RPCHeader: header("c", client.Addr().String()), Term: 1}, &resp); err != nil {
 		t.Fatalf("an rpc within the limits: %v", err)
 	}
-	waitTrue(t, testTimeout, "the idle connection closed", func() bool {
-		return server.Stats().Conns == 0
+	testutil.WaitFor(t, testTimeout, "the idle connection closed", func() (bool, string) {
+		return server.Stats().Conns == 0, "not yet"
 	})
 	// The pooled connection was closed by the server: the client redials
 	// one idle past its redial time and the next RPC works.
@@ -357,15 +357,9 @@ func TestRaftPortRPCSize(t *testing.T) {
 	if err == nil {
 		t.Fatal("an rpc over the size limit was accepted")
 	}
-	waitTrue(t, testTimeout, "the oversized rpc counted", func() bool {
-		return server.Stats().Refused[RefusedTooLarge] >= 1
+	testutil.WaitFor(t, testTimeout, "the oversized rpc counted", func() (bool, string) {
+		return server.Stats().Refused[RefusedTooLarge] >= 1, "not yet"
 	})
-}
-
-// waitTrue waits for cond within testTimeout.
-func waitTrue(t *testing.T, _ time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testutil.WaitFor(t, testTimeout, what, func() (bool, string) { return cond(), "not yet" })
 }
 
 // TestCommandVersionGate: a leader appends a command newer than version 1
@@ -490,8 +484,8 @@ func TestRaftPortFlood(t *testing.T) {
 		t.Errorf("%d connections open, limit %d", st.Conns, defaultLimits.conns)
 	}
 	t.Logf("flood: %d connections held by the client side, %d open on the server, refused %v", len(held), st.Conns, st.Refused)
-	waitTrue(t, testTimeout, "the flood's connections closed by the handshake deadline", func() bool {
-		return server.Stats().Conns <= 1
+	testutil.WaitFor(t, testTimeout, "the flood's connections closed by the handshake deadline", func() (bool, string) {
+		return server.Stats().Conns <= 1, "not yet"
 	})
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dsrd/dsrd/internal/testutil"
 )
 
 func TestApplyFreshHost(t *testing.T) {
@@ -279,10 +281,10 @@ func TestMissingInterfaceSetLater(t *testing.T) {
 	a := newTestAgent(t, fk, Config{VIPs: []netip.Addr{vip4}, Interfaces: []string{"eth0", "eth1"}})
 	runAgent(t, a)
 	fk.AddLink(Link{Name: "eth1", Up: true, Running: true})
-	eventually(t, time.Second, "eth1 sysctls set", func() bool {
+	testutil.WaitFor(t, time.Second, "eth1 sysctls set", func() (bool, string) {
 		v1, _ := fk.Sysctl("net/ipv4/conf/eth1/arp_ignore")
 		v2, _ := fk.Sysctl("net/ipv4/conf/eth1/arp_announce")
-		return v1 == "1" && v2 == "2"
+		return v1 == "1" && v2 == "2", "not yet"
 	})
 }
 
@@ -293,16 +295,18 @@ func TestRunRepairs(t *testing.T) {
 
 	// An operator removes a VIP: back within a second, through the event.
 	must(fk.DelAddr(Addr{Link: "lo", Prefix: vipPrefix(vip4)}))
-	took := eventually(t, time.Second, "IPv4 VIP re-added", func() bool { return hasAddr(t, fk, "lo", vipPrefix(vip4)) })
+	start := time.Now()
+	testutil.WaitFor(t, time.Second, "IPv4 VIP re-added", func() (bool, string) { return hasAddr(t, fk, "lo", vipPrefix(vip4)), "not yet" })
+	took := time.Since(start)
 	t.Logf("repaired in %s", took)
 
 	// lo flaps: it comes back up with its IPv6 VIP (the kernel drops IPv6
 	// addresses from a lo that goes down).
 	must(fk.SetLinkDown("lo"))
-	eventually(t, time.Second, "lo up with the IPv6 VIP", func() bool {
+	testutil.WaitFor(t, time.Second, "lo up with the IPv6 VIP", func() (bool, string) {
 		links, _ := fk.Links()
 		lo, _ := loopback(links)
-		return lo.Up && hasAddr(t, fk, "lo", vipPrefix(vip6))
+		return lo.Up && hasAddr(t, fk, "lo", vipPrefix(vip6)), "not yet"
 	})
 	s := a.Stats()
 	if s.VIPRepairs < 2 || s.LoRepairs != 1 || s.Repairs < 3 || s.LastRepair.IsZero() {
@@ -316,9 +320,9 @@ func TestRunResyncRepairsSysctls(t *testing.T) {
 	runAgent(t, a)
 	// No event for sysctls: the resync catches it.
 	must(fk.SetSysctl("net/ipv4/conf/all/arp_ignore", "0"))
-	eventually(t, time.Second, "arp_ignore raised again", func() bool {
+	testutil.WaitFor(t, time.Second, "arp_ignore raised again", func() (bool, string) {
 		v, _ := fk.Sysctl("net/ipv4/conf/all/arp_ignore")
-		return v == "1"
+		return v == "1", "not yet"
 	})
 	if s := a.Stats(); s.SysctlRepairs == 0 {
 		t.Errorf("stats = %+v", s)
@@ -329,11 +333,11 @@ func TestRunResubscribes(t *testing.T) {
 	fk := newFakeHost()
 	a := newTestAgent(t, fk, Config{VIPs: []netip.Addr{vip4}, ResyncInterval: time.Hour})
 	runAgent(t, a)
-	eventually(t, time.Second, "subscribed", func() bool { return fk.Watchers() == 1 })
+	testutil.WaitFor(t, time.Second, "subscribed", func() (bool, string) { return fk.Watchers() == 1, "not yet" })
 	fk.FailWatch(errors.New("injected ENOBUFS"))
-	eventually(t, time.Second, "re-subscribed", func() bool { return fk.Watchers() == 1 && a.Stats().Resubscribes == 1 })
+	testutil.WaitFor(t, time.Second, "re-subscribed", func() (bool, string) { return fk.Watchers() == 1 && a.Stats().Resubscribes == 1, "not yet" })
 	must(fk.DelAddr(Addr{Link: "lo", Prefix: vipPrefix(vip4)}))
-	eventually(t, time.Second, "VIP re-added after re-subscription", func() bool { return hasAddr(t, fk, "lo", vipPrefix(vip4)) })
+	testutil.WaitFor(t, time.Second, "VIP re-added after re-subscription", func() (bool, string) { return hasAddr(t, fk, "lo", vipPrefix(vip4)), "not yet" })
 }
 
 func TestRunRetriesFailedApply(t *testing.T) {
@@ -342,7 +346,7 @@ func TestRunRetriesFailedApply(t *testing.T) {
 	runAgent(t, a)
 	fk.FailNext("AddAddr", errors.New("injected"))
 	must(fk.DelAddr(Addr{Link: "lo", Prefix: vipPrefix(vip4)}))
-	eventually(t, 3*time.Second, "VIP re-added after a failed attempt", func() bool { return hasAddr(t, fk, "lo", vipPrefix(vip4)) })
+	testutil.WaitFor(t, 3*time.Second, "VIP re-added after a failed attempt", func() (bool, string) { return hasAddr(t, fk, "lo", vipPrefix(vip4)), "not yet" })
 	if s := a.Stats(); s.ApplyErrors != 1 || s.LastError != "" {
 		t.Errorf("stats = %+v", s)
 	}

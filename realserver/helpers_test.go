@@ -96,22 +96,6 @@ func runAgent(t *testing.T, a *Agent) (stop func() error) {
 	return stop
 }
 
-// eventually polls cond every 10 ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(d)
-	for {
-		if cond() {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func hasAddr(t *testing.T, k Kernel, link string, p netip.Prefix) bool {
 	t.Helper()
 	addrs, err := k.Addrs()

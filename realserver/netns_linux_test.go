@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dsrd/dsrd/internal/netnsutil"
+	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/internal/testutil/privileged"
 )
 
@@ -33,7 +34,7 @@ type host struct {
 // lives as long as its handle: it goes with the test.
 func newHost(t *testing.T) *host {
 	t.Helper()
-	privileged.Require(t, "CAP_NET_ADMIN, to create network namespaces")
+	privileged.Require(t, privileged.NetNS("to create network namespaces"))
 	ns, err := netnsutil.New()
 	if err != nil {
 		t.Fatalf("create netns: %v", err)
@@ -275,9 +276,9 @@ func TestLinuxForeignVIPUntouched(t *testing.T) {
 func TestLinuxIPv6OnLoLeavesTentative(t *testing.T) {
 	rs, _ := realServer(t)
 	rs.addr(t, "lo", "2001:db8::10/128", "", 0)
-	eventually(t, time.Second, "IPv6 on lo without nodad usable", func() bool {
+	testutil.WaitFor(t, time.Second, "IPv6 on lo without nodad usable", func() (bool, string) {
 		a, ok := findAddr(t, rs.k, "lo", vipPrefix(vip6))
-		return ok && a.Flags&(FlagTentative|FlagDADFailed) == 0
+		return ok && a.Flags&(FlagTentative|FlagDADFailed) == 0, "not yet"
 	})
 }
 
@@ -286,16 +287,20 @@ func TestLinuxRepairAfterAddrDel(t *testing.T) {
 	a := newTestAgent(t, rs.k, Config{VIPs: []netip.Addr{vip4, vip6}, Interfaces: []string{"eth0"}, ResyncInterval: time.Hour})
 	runAgent(t, a)
 	rs.delAddr(t, "lo", "203.0.113.10/32")
-	took := eventually(t, time.Second, "IPv4 VIP back", func() bool {
+	start := time.Now()
+	testutil.WaitFor(t, time.Second, "IPv4 VIP back", func() (bool, string) {
 		got, ok := findAddr(t, rs.k, "lo", vipPrefix(vip4))
-		return ok && got.Label == "lo:dsrd"
+		return ok && got.Label == "lo:dsrd", "not yet"
 	})
+	took := time.Since(start)
 	t.Logf("IPv4 VIP repaired in %s", took)
 	rs.delAddr(t, "lo", "2001:db8::10/128")
-	took = eventually(t, time.Second, "IPv6 VIP back", func() bool {
+	start = time.Now()
+	testutil.WaitFor(t, time.Second, "IPv6 VIP back", func() (bool, string) {
 		_, ok := findAddr(t, rs.k, "lo", vipPrefix(vip6))
-		return ok
+		return ok, "not yet"
 	})
+	took = time.Since(start)
 	t.Logf("IPv6 VIP repaired in %s", took)
 	if s := a.Stats(); s.VIPRepairs != 2 {
 		t.Errorf("stats = %+v", s)
@@ -307,15 +312,17 @@ func TestLinuxRepairLoFlap(t *testing.T) {
 	a := newTestAgent(t, rs.k, Config{VIPs: []netip.Addr{vip4, vip6}, Interfaces: []string{"eth0"}, ResyncInterval: time.Hour})
 	runAgent(t, a)
 	rs.down(t, "lo")
-	took := eventually(t, time.Second, "lo up with both VIPs", func() bool {
+	start := time.Now()
+	testutil.WaitFor(t, time.Second, "lo up with both VIPs", func() (bool, string) {
 		l, err := rs.h.LinkByName("lo")
 		if err != nil || l.Attrs().RawFlags&unix.IFF_UP == 0 {
-			return false
+			return false, "not yet"
 		}
 		_, ok4 := findAddr(t, rs.k, "lo", vipPrefix(vip4))
 		_, ok6 := findAddr(t, rs.k, "lo", vipPrefix(vip6))
-		return ok4 && ok6
+		return ok4 && ok6, "not yet"
 	})
+	took := time.Since(start)
 	t.Logf("lo flap repaired in %s", took)
 	if s := a.Stats(); s.LoRepairs != 1 {
 		t.Errorf("stats = %+v", s)

@@ -4,7 +4,6 @@ package realserver
 
 import (
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/netnsutil"
 	"github.com/dsrd/dsrd/internal/testutil"
+	"github.com/dsrd/dsrd/internal/testutil/privileged"
 )
 
 // On the host's kernel: arp_ignore lowered on the director-facing
@@ -75,9 +75,7 @@ func BenchmarkSysctlPoll(b *testing.B) {
 		run(b, k)
 	})
 	b.Run("netns", func(b *testing.B) {
-		if os.Geteuid() != 0 {
-			b.Skip("needs root to create a network namespace")
-		}
+		privileged.Require(b, privileged.NetNS("to create a network namespace"))
 		ns, err := netnsutil.New()
 		if err != nil {
 			b.Fatal(err)

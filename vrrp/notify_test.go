@@ -22,19 +22,6 @@ func writeScript(t *testing.T, dir, name, body string) string {
 	return p
 }
 
-// waitFor polls cond until it holds or the (generous) deadline passes; it
-// bounds waiting for real processes, it measures nothing.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func readLines(path string) []string {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -66,11 +53,11 @@ func TestNotifyScriptsRunWithEnvironment(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
-	waitFor(t, "BACKUP", func() bool { return m.State() == StateBackup })
+	testutil.WaitFor(t, 20*time.Second, "BACKUP", func() (bool, string) { return m.State() == StateBackup, "not yet" })
 	m.SetLeader(true)
-	waitFor(t, "MASTER", func() bool { return m.State() == StateMaster })
+	testutil.WaitFor(t, 20*time.Second, "MASTER", func() (bool, string) { return m.State() == StateMaster, "not yet" })
 	k.SetLink("eth0", LinkDown)
-	waitFor(t, "six script runs", func() bool { return len(readLines(out)) == 6 })
+	testutil.WaitFor(t, 20*time.Second, "six script runs", func() (bool, string) { return len(readLines(out)) == 6, "not yet" })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -112,7 +99,7 @@ func TestNotifyTimeout(t *testing.T) {
 	defer stop()
 	n.enqueue(Transition{From: StateBackup, To: StateMaster, Reason: ReasonLeader})
 	n.enqueue(Transition{From: StateMaster, To: StateBackup, Reason: ReasonNotLeader})
-	waitFor(t, "the next script", func() bool { return len(readLines(out)) == 1 })
+	testutil.WaitFor(t, 20*time.Second, "the next script", func() (bool, string) { return len(readLines(out)) == 1, "not yet" })
 	if !strings.Contains(buf.String(), "notify script timed out and was killed") {
 		t.Fatalf("no timeout logged:\n%s", buf.String())
 	}
@@ -130,7 +117,7 @@ func TestNotifyQueueFull(t *testing.T) {
 	n, buf, stop := runNotifier(t, NotifyScripts{Master: []string{hang}, Queue: 1, Timeout: time.Minute})
 	tr := Transition{From: StateBackup, To: StateMaster, Reason: ReasonLeader}
 	n.enqueue(tr)
-	waitFor(t, "the first script", func() bool { _, err := os.Stat(started); return err == nil })
+	testutil.WaitFor(t, 20*time.Second, "the first script", func() (bool, string) { _, err := os.Stat(started); return err == nil, "not yet" })
 	n.enqueue(tr) // queued
 	n.enqueue(tr) // dropped
 	if got := strings.Count(buf.String(), "notify queue full"); got != 1 {
@@ -180,7 +167,7 @@ func TestNotifyScriptEnvironmentIsMinimal(t *testing.T) {
 	n, _, stop := runNotifier(t, NotifyScripts{Master: []string{script, out}})
 	defer stop()
 	n.enqueue(Transition{From: StateBackup, To: StateMaster, Reason: "leader", VIPs: []VIP{vip("203.0.113.10", "eth0", once())}})
-	waitFor(t, "the script's environment", func() bool { return len(readLines(out)) > 0 })
+	testutil.WaitFor(t, 20*time.Second, "the script's environment", func() (bool, string) { return len(readLines(out)) > 0, "not yet" })
 
 	var got []string
 	for _, kv := range readLines(out) {

@@ -311,8 +311,11 @@ func TestNewOwnerValidates(t *testing.T) {
 		{"no address", []VIP{{Interface: "eth0"}}, "without an address"},
 		{"no interface", []VIP{vip("203.0.113.10", "", once())}, "no interface"},
 		{"duplicate", []VIP{vip("203.0.113.10", "eth0", once()), vip("203.0.113.10", "eth1", once())}, "configured twice"},
-		{"multicast", []VIP{vip("ff02::1", "eth0", once())}, "not a unicast"},
-		{"link-local", []VIP{vip("fe80::1", "eth0", once())}, "not a unicast"},
+		{"multicast", []VIP{vip("ff02::1", "eth0", once())}, "multicast"},
+		{"link-local", []VIP{vip("fe80::1", "eth0", once())}, "link-local"},
+		{"ipv4 link-local", []VIP{vip("169.254.10.10", "eth0", once())}, "link-local"},
+		{"broadcast", []VIP{vip("255.255.255.255", "eth0", once())}, "broadcast"},
+		{"zone", []VIP{{Address: netip.MustParseAddr("2001:db8::1%eth0"), Interface: "eth0"}}, "zone"},
 		{"negative count", []VIP{vip("203.0.113.10", "eth0", Announce{Count: -1})}, "negative announce count"},
 	}
 	for _, tt := range tests {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/netnsutil"
 	"github.com/dsrd/dsrd/internal/testutil"
+	"github.com/dsrd/dsrd/internal/testutil/privileged"
 )
 
 // These tests build a small L2 segment in two fresh network namespaces:
@@ -63,7 +64,9 @@ func mustMAC(s string) net.HardwareAddr {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	testutil.RequireRoot(t, "CAP_NET_ADMIN and CAP_NET_RAW, to create network namespaces, veth pairs and raw sockets")
+	privileged.Require(t,
+		privileged.NetNS("to create network namespaces and veth pairs"),
+		privileged.Caps("to send and capture ARP and NDP on packet sockets", privileged.CapNetRaw))
 	l := &lab{
 		dir:    newNetNS(t),
 		cli:    newNetNS(t),
@@ -120,9 +123,9 @@ func newLab(t *testing.T) *lab {
 
 func (l *lab) waitUp(t *testing.T, h *netlink.Handle, name string) {
 	t.Helper()
-	waitFor(t, name+" up and running", func() bool {
+	testutil.WaitFor(t, 20*time.Second, name+" up and running", func() (bool, string) {
 		link, err := h.LinkByName(name)
-		return err == nil && linkStatus(link.Attrs().Flags) == LinkUp
+		return err == nil && linkStatus(link.Attrs().Flags) == LinkUp, "not yet"
 	})
 }
 
@@ -169,9 +172,9 @@ func (l *lab) setClientNeigh(t *testing.T, ip netip.Addr, mac net.HardwareAddr) 
 
 func (l *lab) waitClientNeigh(t *testing.T, ip netip.Addr, mac net.HardwareAddr) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("client neighbour %s at %s", ip, mac), func() bool {
+	testutil.WaitFor(t, 20*time.Second, fmt.Sprintf("client neighbour %s at %s", ip, mac), func() (bool, string) {
 		n, ok := l.clientNeigh(t, ip)
-		return ok && bytes.Equal(n.HardwareAddr, mac)
+		return ok && bytes.Equal(n.HardwareAddr, mac), "not yet"
 	})
 }
 
@@ -368,10 +371,10 @@ func TestPrivilegedAcquireAnnouncesOnTheWire(t *testing.T) {
 
 	// On the wire: the whole burst, both ARP forms, the NAs, from the
 	// director's MAC.
-	waitFor(t, "two gratuitous ARPs of each form and two NAs", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "two gratuitous ARPs of each form and two NAs", func() (bool, string) {
 		req, rep, _ := c.garps(v4, l.dirMAC)
 		na, _ := c.nas(v6, l.dirMAC)
-		return req >= 2 && rep >= 2 && na >= 2
+		return req >= 2 && rep >= 2 && na >= 2, "not yet"
 	})
 	if _, _, bad := c.garps(v4, l.dirMAC); len(bad) > 0 {
 		t.Errorf("malformed gratuitous ARP: %v", bad)
@@ -433,13 +436,13 @@ func TestPrivilegedClientCreatesEntriesOnlyWhenAccepting(t *testing.T) {
 		if err := lx.Announce(ctx, "dsrd0", ip); err != nil {
 			t.Fatalf("Announce %s: %v", ip, err)
 		}
-		waitFor(t, "the announcement of "+ip.String()+" at the client", func() bool {
+		testutil.WaitFor(t, 20*time.Second, "the announcement of "+ip.String()+" at the client", func() (bool, string) {
 			if ip.Is4() {
 				_, rep, _ := c.garps(ip, l.dirMAC)
-				return rep > 0
+				return rep > 0, "not yet"
 			}
 			n, _ := c.nas(ip, l.dirMAC)
-			return n > 0
+			return n > 0, "not yet"
 		})
 	}
 	// settle gives the client's kernel time to process a frame its packet
@@ -563,15 +566,15 @@ func TestPrivilegedMachineFollowsLink(t *testing.T) {
 		ps, err := lx.Addrs("dsrd0")
 		return err == nil && containsPrefix(ps, pfx("192.0.2.100/32"))
 	}
-	waitFor(t, "BACKUP", func() bool { return m.State() == StateBackup })
+	testutil.WaitFor(t, 20*time.Second, "BACKUP", func() (bool, string) { return m.State() == StateBackup, "not yet" })
 	m.SetLeader(true)
-	waitFor(t, "MASTER with the VIP", func() bool { return m.State() == StateMaster && has() })
+	testutil.WaitFor(t, 20*time.Second, "MASTER with the VIP", func() (bool, string) { return m.State() == StateMaster && has(), "not yet" })
 
 	link, _ := l.hDir.LinkByName("dsrd0")
 	if err := l.hDir.LinkSetDown(link); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "FAULT", func() bool { return m.State() == StateFault })
+	testutil.WaitFor(t, 20*time.Second, "FAULT", func() (bool, string) { return m.State() == StateFault, "not yet" })
 	if has() {
 		t.Fatal("VIP still on dsrd0 in FAULT")
 	}
@@ -586,9 +589,9 @@ func TestPrivilegedMachineFollowsLink(t *testing.T) {
 	if err := l.hDir.LinkSetUp(link); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "BACKUP after the link is back", func() bool { return m.State() == StateBackup })
+	testutil.WaitFor(t, 20*time.Second, "BACKUP after the link is back", func() (bool, string) { return m.State() == StateBackup, "not yet" })
 	if err := l.hDir.LinkDel(link); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "FAULT after the link is deleted", func() bool { return m.State() == StateFault })
+	testutil.WaitFor(t, 20*time.Second, "FAULT after the link is deleted", func() (bool, string) { return m.State() == StateFault, "not yet" })
 }

@@ -92,6 +92,34 @@ func (v VIP) key() key { return key{addr: v.Address, ifaceName: v.Interface} }
 // normalizeVIPs validates vips, applies the defaults and returns them sorted
 // by interface then address (the order every operation follows, so that
 // what is done is deterministic).
+// CheckVIP says why a is not an address a director can own as a VIP, or
+// returns nil when it is one: a unicast address reachable beyond its own
+// link, without a zone; not unspecified, multicast, loopback, link-local
+// or the IPv4 broadcast address. An IPv4-mapped IPv6 address is judged as
+// its IPv4 address. NewOwner applies it, and so does the configuration's
+// validation (dsrd config check, reloads), so that a file it accepts is
+// one the directors take.
+func CheckVIP(a netip.Addr) error {
+	a = a.Unmap()
+	switch {
+	case !a.IsValid():
+		return errors.New("no address")
+	case a.Zone() != "":
+		return fmt.Errorf("%s has a zone: a VIP cannot have one", a)
+	case a.IsUnspecified():
+		return fmt.Errorf("%s is the unspecified address", a)
+	case a.IsMulticast():
+		return fmt.Errorf("%s is a multicast address", a)
+	case a.IsLoopback():
+		return fmt.Errorf("%s is a loopback address", a)
+	case a.IsLinkLocalUnicast():
+		return fmt.Errorf("%s is a link-local address: not usable as a VIP", a)
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return fmt.Errorf("%s is the broadcast address", a)
+	}
+	return nil
+}
+
 func normalizeVIPs(vips []VIP) ([]VIP, error) {
 	var errs []error
 	out := make([]VIP, 0, len(vips))
@@ -102,11 +130,9 @@ func normalizeVIPs(vips []VIP) ([]VIP, error) {
 		case !v.Address.IsValid():
 			errs = append(errs, errors.New("vip without an address"))
 			continue
-		case v.Address.Zone() != "":
-			errs = append(errs, fmt.Errorf("vip %s: an address with a zone cannot be a vip", v.Address))
-			continue
-		case v.Address.IsUnspecified() || v.Address.IsMulticast() || v.Address.IsLoopback() || v.Address.IsLinkLocalUnicast():
-			errs = append(errs, fmt.Errorf("vip %s: not a unicast address usable as a vip", v.Address))
+		case CheckVIP(v.Address) != nil:
+			// "vip 169.254.10.10 is a link-local address: ..."
+			errs = append(errs, fmt.Errorf("vip %w", CheckVIP(v.Address)))
 			continue
 		case v.Interface == "":
 			errs = append(errs, fmt.Errorf("vip %s: no interface", v.Address))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/realserver"
+	"github.com/dsrd/dsrd/vrrp"
 )
 
 // Validate checks a complete director configuration, defaults included (as
@@ -430,7 +431,7 @@ func (v *validator) vips(vips []VIP, path string) map[netip.Addr]bool {
 		ap := joinPath(p, "address")
 		if !x.Address.IsValid() {
 			v.errorf(ap, "required")
-		} else if v.unicast(ap, x.Address) {
+		} else if v.vip(ap, x.Address) {
 			if f, dup := first[x.Address]; dup {
 				v.errorf(ap, "duplicate VIP %s, first at %s%s", x.Address, f, v.line(f))
 			} else {
@@ -474,6 +475,17 @@ const (
 	MaxAnnounceCount    = 100
 	MinAnnounceInterval = 10 * time.Millisecond
 )
+
+// vip checks that a is an address a director can own as a VIP, by the
+// rule vrrp.NewOwner applies (vrrp.CheckVIP): a file this accepts is one
+// the directors take.
+func (v *validator) vip(path string, a netip.Addr) bool {
+	if err := vrrp.CheckVIP(a); err != nil {
+		v.errorf(path, "%s", err)
+		return false
+	}
+	return true
+}
 
 // unicast checks that a is an address a host can own and be sent to.
 func (v *validator) unicast(path string, a netip.Addr) bool {

@@ -66,7 +66,7 @@ func (v *validator) service(s *Service, vips map[netip.Addr]bool, path string) {
 	case !fw:
 		if !s.VIP.IsValid() {
 			v.errorf(vp, "required: the virtual address, one of vips")
-		} else if v.unicast(vp, s.VIP) && vips != nil && !vips[s.VIP] {
+		} else if v.vip(vp, s.VIP) && vips != nil && !vips[s.VIP] {
 			v.errorf(vp, "%s is not one of the configured vips", s.VIP)
 		}
 		if s.Protocol == "" {
@@ -79,7 +79,7 @@ func (v *validator) service(s *Service, vips map[netip.Addr]bool, path string) {
 		}
 	default:
 		if s.VIP.IsValid() {
-			v.unicast(vp, s.VIP)
+			v.vip(vp, s.VIP)
 		}
 		if s.Port != 0 {
 			v.errorf(pp, "a fwmark service has no port: the firewall mark selects its traffic")

@@ -39,7 +39,7 @@ func TestRunWithoutNamespaceRunsDirectly(t *testing.T) {
 }
 
 func TestNewAndRun(t *testing.T) {
-	privileged.Require(t, "CAP_NET_ADMIN, to create network namespaces")
+	privileged.Require(t, privileged.NetNS("to create network namespaces"))
 	host := current(t)
 	ns, err := New()
 	if err != nil {

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/testutil/privileged"
 )
 
 // levelTrace is the level of hashicorp/raft's trace messages (raft.LevelTrace,
@@ -62,13 +60,6 @@ func (w *testWriter) stop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.out = nil
-}
-
-// RequireRoot skips t unless the test runs as root, saying what it needs
-// root for; see privileged.Require.
-func RequireRoot(t testing.TB, needs string) {
-	t.Helper()
-	privileged.Require(t, needs)
 }
 
 // Context returns a context that ends after d or with the test, whichever

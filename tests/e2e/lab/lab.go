@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/dsrd/dsrd/internal/testutil/privileged"
 )
 
 // Host is one network namespace of the standard lab, named after it.
@@ -68,16 +70,15 @@ func (h Host) MAC() string {
 	return "02:00:00:00:00:" + strconv.Itoa(h.part())
 }
 
-// Require skips the test outside the VM lab and fails it when the lab is
-// broken: inside the VM (DSRD_VM=1) a test never skips.
+// Require gates a test on the VM lab (root, kernel IPVS, the repository):
+// it skips the test anywhere else, and fails it when the lab is broken,
+// since tests/vm/run sets DSRD_TEST_PRIVILEGED=require (see privileged).
 func Require(t testing.TB) {
 	t.Helper()
-	if os.Getenv("DSRD_VM") != "1" {
-		t.Skip("not in the VM lab (DSRD_VM=1 is not set): run it with tests/vm/e2e")
-	}
-	if err := check(); err != nil {
-		t.Fatalf("in the VM lab (DSRD_VM=1) but %v", err)
-	}
+	privileged.Require(t, privileged.Need{
+		What:    "the VM lab (root, kernel IPVS, DSRD_REPO), which tests/vm/e2e boots",
+		Missing: check,
+	})
 }
 
 // check says what keeps this machine from being a usable lab.
