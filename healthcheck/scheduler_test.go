@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // eventBound is how long a scheduler test waits for the events it expects.
@@ -85,7 +83,7 @@ func fakeChecks(c Checker, from, n int, p Params) []Check {
 		k := fakeKey(from + i)
 		checks[i] = Check{
 			Key: k, Target: Target{Service: k.Service, Real: k.Real, Addr: k.Real},
-			Type: config.CheckTCP, Checker: c, Params: p, Fingerprint: "v1",
+			Type: TypeTCP, Checker: c, Params: p, Fingerprint: "v1",
 		}
 	}
 	return checks
@@ -220,7 +218,7 @@ func TestSchedulerEvents(t *testing.T) {
 		if _, isDown := downs[st.Key]; isDown {
 			wantState = StateDown
 		}
-		if st.State != wantState || st.Runs == 0 || st.LastRun.IsZero() || st.Type != config.CheckTCP {
+		if st.State != wantState || st.Runs == 0 || st.LastRun.IsZero() || st.Type != TypeTCP {
 			t.Fatalf("status %+v, want state %s", st, wantState)
 		}
 	}
