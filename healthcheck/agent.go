@@ -7,12 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
 	"unicode"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // agentChecker asks the realserver agent's status endpoint.
@@ -76,16 +75,16 @@ const (
 	AgentDown     = "down"
 )
 
-func newAgentChecker(hc *config.HealthCheck, timeout time.Duration) (*agentChecker, error) {
-	path := normalizePath(hc.Path, DefaultAgentPath)
+func newAgentChecker(p Agent, source netip.Addr, timeout time.Duration) (*agentChecker, error) {
+	path := normalizePath(p.Path, DefaultAgentPath)
 	if _, err := url.ParseRequestURI(path); err != nil {
-		return nil, fmt.Errorf("path %q: %w", hc.Path, err)
+		return nil, fmt.Errorf("path %q: %w", p.Path, err)
 	}
 	return &agentChecker{
 		timeout: timeout,
 		path:    path,
-		host:    hc.Host,
-		client:  newHTTPClient(hc.Source, nil),
+		host:    p.Host,
+		client:  newHTTPClient(source, nil),
 	}, nil
 }
 

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 func TestAgent(t *testing.T) {
@@ -59,19 +57,19 @@ func TestAgent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("path "+tt.path, func(t *testing.T) {
 			// The agent listens on the real's address, at its own port.
-			hc := config.HealthCheck{Type: config.CheckAgent, Path: tt.path, Port: agentAddr.Port()}
-			svc := config.Service{Name: "web", Port: 80}
-			real := config.Real{Address: agentAddr.Addr()}
-			target := TargetFor(svc, real, &hc)
+			spec := Spec{Port: agentAddr.Port(), Probe: Agent{Path: tt.path}}
+			svc := Service{Name: "web", Port: 80}
+			real := Real{Address: agentAddr.Addr(), Check: &spec}
+			target := TargetFor(svc, real)
 			if target.Addr != agentAddr || target.Real.Port() != 80 {
 				t.Fatalf("target %+v, want the agent at %s", target, agentAddr)
 			}
-			want(t, runCheck(t, mustChecker(t, hc), target), tt.up, tt.reason, tt.msg)
+			want(t, runCheck(t, mustChecker(t, spec), target), tt.up, tt.reason, tt.msg)
 		})
 	}
 	t.Run("default port", func(t *testing.T) {
-		hc := config.HealthCheck{Type: config.CheckAgent}
-		target := TargetFor(config.Service{Name: "web", Port: 80}, config.Real{Address: netip.MustParseAddr("192.0.2.1")}, &hc)
+		spec := Spec{Probe: Agent{}}
+		target := TargetFor(Service{Name: "web", Port: 80}, Real{Address: netip.MustParseAddr("192.0.2.1"), Check: &spec})
 		if target.Addr.String() != "192.0.2.1:9797" {
 			t.Errorf("agent target %s, want 192.0.2.1:9797", target.Addr)
 		}

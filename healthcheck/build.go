@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // Key identifies one check: a real server of a service.
@@ -45,21 +43,13 @@ type Params struct {
 	Initial State
 }
 
-// ParamsFrom returns hc's scheduling parameters, with this package's
-// fallback defaults for zero values: DefaultInterval, DefaultTimeout,
-// DefaultRise, DefaultFall and initial down.
-func ParamsFrom(hc *config.HealthCheck) Params {
+// ParamsFrom returns spec's scheduling parameters, with this package's
+// defaults for zero values: DefaultInterval, DefaultTimeout, DefaultRise,
+// DefaultFall and initial down. A nil spec has them all.
+func ParamsFrom(spec *Spec) Params {
 	var p Params
-	if hc != nil {
-		p = Params{
-			Interval: hc.Interval.D(),
-			Timeout:  hc.Timeout.D(),
-			Rise:     hc.Rise,
-			Fall:     hc.Fall,
-		}
-		if hc.Initial == "up" {
-			p.Initial = StateUp
-		}
+	if spec != nil {
+		p = spec.Params
 	}
 	return p.withDefaults()
 }
@@ -90,7 +80,7 @@ type Check struct {
 	Key    Key
 	Target Target
 	// Type is the checker's type, for status output.
-	Type    config.CheckType
+	Type    Type
 	Checker Checker
 	Params  Params
 	// Fingerprint identifies the check's definition: the scheduler keeps
@@ -99,22 +89,8 @@ type Check struct {
 	Fingerprint string
 }
 
-// Effective returns the health check that applies to real r of svc: the
-// real's own, else the service's; nil when there is none or its type is
-// "none" (the real is then always up).
-func Effective(svc config.Service, r config.Real) *config.HealthCheck {
-	hc := r.HealthCheck
-	if hc == nil {
-		hc = svc.HealthCheck
-	}
-	if hc == nil || hc.Type == config.CheckNone {
-		return nil
-	}
-	return hc
-}
-
 // RealKey returns the key of real r of svc.
-func RealKey(svc config.Service, r config.Real) Key {
+func RealKey(svc Service, r Real) Key {
 	port := r.Port
 	if port == 0 {
 		port = svc.Port
@@ -122,21 +98,21 @@ func RealKey(svc config.Service, r config.Real) Key {
 	return Key{Service: svc.Name, Real: netip.AddrPortFrom(r.Address.Unmap(), port)}
 }
 
-// TargetFor returns what hc probes for real r of svc: the real's address
-// and the service port, or hc's Address and Port when set; the agent port
+// TargetFor returns what r's check probes: the real's address and the
+// service port, or the check's Address and Port when set; the agent port
 // by default for agent checks.
-func TargetFor(svc config.Service, r config.Real, hc *config.HealthCheck) Target {
+func TargetFor(svc Service, r Real) Target {
 	k := RealKey(svc, r)
 	addr, port := k.Real.Addr(), k.Real.Port()
-	if hc != nil {
-		if hc.Type == config.CheckAgent {
+	if spec := r.Check; spec != nil {
+		if spec.Type() == TypeAgent {
 			port = DefaultAgentPort
 		}
-		if hc.Address.IsValid() {
-			addr = hc.Address.Unmap()
+		if spec.Address.IsValid() {
+			addr = spec.Address.Unmap()
 		}
-		if hc.Port != 0 {
-			port = hc.Port
+		if spec.Port != 0 {
+			port = spec.Port
 		}
 	}
 	return Target{Service: svc.Name, Real: k.Real, Addr: netip.AddrPortFrom(addr, port)}
@@ -146,41 +122,39 @@ func TargetFor(svc config.Service, r config.Real, hc *config.HealthCheck) Target
 // check. A check that cannot be built is still returned, with a checker
 // that always reports ReasonConfig, so that its real stays down and the
 // reason shows in status; the returned error lists every such check.
-func ChecksFor(services []config.Service, opts BuildOptions) ([]Check, error) {
+func ChecksFor(services []Service, opts BuildOptions) ([]Check, error) {
 	var (
 		checks []Check
 		errs   []error
 	)
 	for _, svc := range services {
-		opts := opts
-		opts.Protocol = svc.Protocol
-		// Reals sharing the service's check share one checker.
-		built := make(map[*config.HealthCheck]Checker)
+		// Reals sharing a spec share one checker.
+		built := make(map[*Spec]Checker)
 		for _, r := range svc.Reals {
-			hc := Effective(svc, r)
-			if hc == nil {
+			spec := r.Check
+			if spec == nil {
 				continue
 			}
 			key := RealKey(svc, r)
-			checker, ok := built[hc]
+			checker, ok := built[spec]
 			if !ok {
 				var err error
-				checker, err = NewChecker(hc, opts)
+				checker, err = NewChecker(*spec, opts)
 				if err != nil {
 					err = fmt.Errorf("service %s real %s: health check: %w", svc.Name, key.Real, err)
 					errs = append(errs, err)
 					checker = brokenChecker(err.Error())
 				}
-				built[hc] = checker
+				built[spec] = checker
 			}
-			target := TargetFor(svc, r, hc)
+			target := TargetFor(svc, r)
 			checks = append(checks, Check{
 				Key:         key,
 				Target:      target,
-				Type:        hc.Type,
+				Type:        spec.Type(),
 				Checker:     checker,
-				Params:      ParamsFrom(hc),
-				Fingerprint: fingerprint(hc, target, opts),
+				Params:      ParamsFrom(spec),
+				Fingerprint: fingerprint(spec, target, opts),
 			})
 		}
 	}
@@ -195,13 +169,15 @@ func brokenChecker(msg string) Checker {
 }
 
 // fingerprint encodes everything a check's behaviour depends on.
-func fingerprint(hc *config.HealthCheck, t Target, opts BuildOptions) string {
+func fingerprint(spec *Spec, t Target, opts BuildOptions) string {
+	// The probe's type is spelled out: two probes of other types can
+	// encode alike (ICMP and an empty Agent).
 	b, err := json.Marshal(struct {
-		HC       *config.HealthCheck
-		Target   Target
-		Protocol config.Protocol
-		RootCAs  bool
-	}{hc, t, opts.Protocol, opts.RootCAs != nil})
+		Spec    *Spec
+		Type    Type
+		Target  Target
+		RootCAs bool
+	}{spec, spec.Type(), t, opts.RootCAs != nil})
 	if err != nil {
 		return "" // never matches: the check is rebuilt
 	}

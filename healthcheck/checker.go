@@ -14,13 +14,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
-// Fallback defaults, used when a config.HealthCheck field is zero. The config
-// package applies the configuration's defaults first (the same values); these
-// only make a zero value safe.
+// Defaults, used when a field of a Spec or Params is zero. They are also
+// the configuration's defaults (internal/config defines its own as these),
+// so a zero value here means what an absent key means there.
 const (
 	// DefaultInterval spaces two checks of one real.
 	DefaultInterval = 2 * time.Second
@@ -30,9 +28,13 @@ const (
 	DefaultRise = 2
 	// DefaultFall is how many consecutive failures mark a real down.
 	DefaultFall = 3
-	// DefaultAgentPort is the realserver agent's status port.
+	// DefaultAgentPort is the port an agent check asks: the realserver
+	// agent's status port (realserver.DefaultStatusPort, which
+	// internal/config's tests hold equal: this package does not import
+	// the agent's).
 	DefaultAgentPort = 9797
-	// DefaultAgentPath is the realserver agent's status path.
+	// DefaultAgentPath is the realserver agent's status path
+	// (realserver.StatusPath, held equal the same way).
 	DefaultAgentPath = "/status"
 	// DefaultHTTPStatus is the accepted status range of http and https
 	// checks: any 2xx or 3xx (redirects are not followed).
@@ -283,47 +285,41 @@ func clip(s string) string {
 	return s
 }
 
-// BuildOptions carries what a checker needs beyond its config.HealthCheck.
+// BuildOptions carries what a checker needs beyond its Spec.
 type BuildOptions struct {
-	// Protocol is the service's protocol; a dns check of a tcp service
-	// queries over TCP, otherwise over UDP.
-	Protocol config.Protocol
-	// RootCAs verifies https servers when tls_verify is on; nil uses the
+	// RootCAs verifies https servers when TLSVerify is on; nil uses the
 	// system's roots.
 	RootCAs *x509.CertPool
 }
 
-// NewChecker builds the checker configured by hc. Zero fields of hc take the
-// fallback defaults of this package. It returns an error for a check that
-// cannot run: an unknown type, an invalid status range, regular expression,
-// DNS type or rcode, an empty exec command.
-func NewChecker(hc *config.HealthCheck, opts BuildOptions) (Checker, error) {
-	if hc == nil {
-		return nil, errors.New("no health check")
-	}
-	timeout := hc.Timeout.D()
+// NewChecker builds the checker of spec. Zero fields of spec take the
+// defaults of this package. It returns an error for a check that cannot
+// run: no probe, an invalid status range, regular expression, DNS type or
+// rcode, an empty exec command.
+func NewChecker(spec Spec, opts BuildOptions) (Checker, error) {
+	timeout := spec.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	switch hc.Type {
-	case config.CheckTCP, "":
-		return newTCPChecker(hc, timeout), nil
-	case config.CheckHTTP, config.CheckHTTPS:
-		return newHTTPChecker(hc, timeout, opts)
-	case config.CheckUDP:
-		return newUDPChecker(hc, timeout), nil
-	case config.CheckDNS:
-		return newDNSChecker(hc, timeout, opts)
-	case config.CheckICMP:
-		return newICMPChecker(hc, timeout), nil
-	case config.CheckExec:
-		return newExecChecker(hc, timeout)
-	case config.CheckAgent:
-		return newAgentChecker(hc, timeout)
-	case config.CheckNone:
-		return nil, errors.New("check type none has no checker")
+	switch p := spec.Probe.(type) {
+	case TCP:
+		return newTCPChecker(p, spec.Source, timeout), nil
+	case HTTP:
+		return newHTTPChecker(p, spec.Source, timeout, opts)
+	case UDP:
+		return newUDPChecker(p, spec.Source, timeout), nil
+	case DNS:
+		return newDNSChecker(p, spec.Source, timeout)
+	case ICMP:
+		return newICMPChecker(spec.Source, timeout), nil
+	case Exec:
+		return newExecChecker(p, timeout)
+	case Agent:
+		return newAgentChecker(p, spec.Source, timeout)
+	case nil:
+		return nil, errors.New("no probe: the check has no type")
 	}
-	return nil, fmt.Errorf("unknown check type %q", hc.Type)
+	return nil, fmt.Errorf("unknown probe %T", spec.Probe)
 }
 
 // withTimeout bounds ctx by the checker's timeout. When ctx already ends

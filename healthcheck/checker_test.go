@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 func TestReasonNames(t *testing.T) {
@@ -86,7 +84,7 @@ func TestParams(t *testing.T) {
 	if got := ParamsFrom(nil); got != (Params{Interval: DefaultInterval, Timeout: DefaultTimeout, Rise: DefaultRise, Fall: DefaultFall, Initial: StateDown}) {
 		t.Errorf("fallback defaults %+v", got)
 	}
-	got := ParamsFrom(&config.HealthCheck{Interval: ms(500), Timeout: ms(100), Rise: 1, Fall: 5, Initial: "up"})
+	got := ParamsFrom(&Spec{Params: Params{Interval: ms(500), Timeout: ms(100), Rise: 1, Fall: 5, Initial: StateUp}})
 	if got != (Params{Interval: 500 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 1, Fall: 5, Initial: StateUp}) {
 		t.Errorf("params %+v", got)
 	}
@@ -94,23 +92,22 @@ func TestParams(t *testing.T) {
 
 func TestChecksFor(t *testing.T) {
 	addr := netip.MustParseAddr
-	svcCheck := &config.HealthCheck{Type: config.CheckHTTP, Path: "/health"}
-	services := []config.Service{
+	svcCheck := &Spec{Probe: HTTP{Path: "/health"}}
+	services := []Service{
 		{
-			Name: "web", Port: 80, Protocol: config.TCP, HealthCheck: svcCheck,
-			Reals: []config.Real{
-				{Address: addr("192.0.2.1")},
-				{Address: addr("192.0.2.2")},
-				{Address: addr("192.0.2.3"), HealthCheck: &config.HealthCheck{Type: config.CheckAgent}},
-				{Address: addr("192.0.2.4"), HealthCheck: &config.HealthCheck{Type: config.CheckNone}},
-				{Address: addr("192.0.2.5"), HealthCheck: &config.HealthCheck{Type: config.CheckTCP, Address: addr("198.51.100.5"), Port: 8080}},
+			Name: "web", Port: 80,
+			Reals: []Real{
+				{Address: addr("192.0.2.1"), Check: svcCheck},
+				{Address: addr("192.0.2.2"), Check: svcCheck},
+				{Address: addr("192.0.2.3"), Check: &Spec{Probe: Agent{}}},
+				{Address: addr("192.0.2.4")},
+				{Address: addr("192.0.2.5"), Check: &Spec{Address: addr("198.51.100.5"), Port: 8080, Probe: TCP{}}},
 			},
 		},
-		{Name: "unchecked", Port: 53, Protocol: config.UDP, Reals: []config.Real{{Address: addr("192.0.2.9")}}},
+		{Name: "unchecked", Port: 53, Reals: []Real{{Address: addr("192.0.2.9")}}},
 		{
-			Name: "broken", Port: 443, Protocol: config.TCP,
-			HealthCheck: &config.HealthCheck{Type: config.CheckHTTP, BodyRegexp: "("},
-			Reals:       []config.Real{{Address: addr("192.0.2.10")}},
+			Name: "broken", Port: 443,
+			Reals: []Real{{Address: addr("192.0.2.10"), Check: &Spec{Probe: HTTP{BodyRegexp: "("}}}},
 		},
 	}
 	checks, err := ChecksFor(services, BuildOptions{})
@@ -155,7 +152,7 @@ func TestChecksFor(t *testing.T) {
 			t.Errorf("%s: fingerprint not stable", checks[i].Key)
 		}
 	}
-	svcCheck.Path = "/other"
+	svcCheck.Probe = HTTP{Path: "/other"}
 	changed, _ := ChecksFor(services, BuildOptions{})
 	if changed[0].Fingerprint == checks[0].Fingerprint || changed[4].Fingerprint != checks[4].Fingerprint {
 		t.Error("fingerprints do not follow the check definitions")

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // dnsChecker sends one query and tests the reply's rcode and, optionally,
@@ -28,29 +26,29 @@ type dnsChecker struct {
 	answer  string
 }
 
-func newDNSChecker(hc *config.HealthCheck, timeout time.Duration, opts BuildOptions) (*dnsChecker, error) {
-	typeName := strings.ToUpper(orDefault(hc.QueryType, DefaultDNSType))
+func newDNSChecker(p DNS, source netip.Addr, timeout time.Duration) (*dnsChecker, error) {
+	typeName := strings.ToUpper(orDefault(p.QueryType, DefaultDNSType))
 	qtype, ok := dns.StringToType[typeName]
 	if !ok {
-		return nil, fmt.Errorf("query_type %q is not a DNS type", hc.QueryType)
+		return nil, fmt.Errorf("query_type %q is not a DNS type", p.QueryType)
 	}
-	codeName := strings.ToUpper(orDefault(hc.ExpectCode, DefaultDNSRcode))
+	codeName := strings.ToUpper(orDefault(p.ExpectRcode, DefaultDNSRcode))
 	rcode, ok := dns.StringToRcode[codeName]
 	if !ok {
-		return nil, fmt.Errorf("expect_rcode %q is not a DNS rcode", hc.ExpectCode)
+		return nil, fmt.Errorf("expect_rcode %q is not a DNS rcode", p.ExpectRcode)
 	}
-	name := orDefault(hc.QueryName, DefaultDNSName)
+	name := orDefault(p.QueryName, DefaultDNSName)
 	if _, ok := dns.IsDomainName(name); !ok {
 		return nil, fmt.Errorf("query_name %q is not a domain name", name)
 	}
 	return &dnsChecker{
 		timeout: timeout,
-		source:  hc.Source,
-		tcp:     opts.Protocol == config.TCP,
+		source:  source,
+		tcp:     p.TCP,
 		name:    dns.Fqdn(name),
 		qtype:   qtype,
 		rcode:   rcode,
-		answer:  hc.ExpectAnswer,
+		answer:  p.ExpectAnswer,
 	}, nil
 }
 

@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // dnsHandler answers www.example.test A with 192.0.2.10, big.example.test
@@ -68,26 +66,25 @@ func TestDNS(t *testing.T) {
 	mute := udpServer(t, "127.0.0.1", func([]byte) []byte { return nil })
 	tests := []struct {
 		name   string
-		hc     config.HealthCheck
-		proto  config.Protocol
+		spec   Spec
 		addr   string
 		up     bool
 		reason Reason
 		msg    string
 	}{
-		{"noerror", config.HealthCheck{Type: config.CheckDNS, QueryName: "www.example.test"}, config.UDP, addr, true, ReasonOK, "NOERROR"},
-		{"answer", config.HealthCheck{Type: config.CheckDNS, QueryName: "www.example.test", QueryType: "a", ExpectAnswer: "192.0.2.10"}, config.UDP, addr, true, ReasonOK, "192.0.2.10"},
-		{"wrong answer", config.HealthCheck{Type: config.CheckDNS, QueryName: "www.example.test", ExpectAnswer: "192.0.2.99"}, config.UDP, addr, false, ReasonUnexpectedReply, "192.0.2.99"},
-		{"nxdomain", config.HealthCheck{Type: config.CheckDNS, QueryName: "nope.example.test"}, config.UDP, addr, false, ReasonUnexpectedReply, "rcode NXDOMAIN, want NOERROR"},
-		{"expected nxdomain", config.HealthCheck{Type: config.CheckDNS, QueryName: "nope.example.test", ExpectCode: "nxdomain"}, config.UDP, addr, true, ReasonOK, ""},
-		{"over tcp", config.HealthCheck{Type: config.CheckDNS, QueryName: "www.example.test", ExpectAnswer: "192.0.2.10"}, config.TCP, addr, true, ReasonOK, ""},
-		{"truncated, retried over tcp", config.HealthCheck{Type: config.CheckDNS, QueryName: "big.example.test", ExpectAnswer: "192.0.2.11"}, config.UDP, addr, true, ReasonOK, ""},
-		{"no server", config.HealthCheck{Type: config.CheckDNS, QueryName: "www.example.test"}, config.UDP, closedPort(t, "udp", "127.0.0.1"), false, ReasonRefused, ""},
-		{"no answer", config.HealthCheck{Type: config.CheckDNS, QueryName: "www.example.test", Timeout: ms(200)}, config.UDP, mute.String(), false, ReasonTimeout, ""},
+		{"noerror", Spec{Probe: DNS{QueryName: "www.example.test"}}, addr, true, ReasonOK, "NOERROR"},
+		{"answer", Spec{Probe: DNS{QueryName: "www.example.test", QueryType: "a", ExpectAnswer: "192.0.2.10"}}, addr, true, ReasonOK, "192.0.2.10"},
+		{"wrong answer", Spec{Probe: DNS{QueryName: "www.example.test", ExpectAnswer: "192.0.2.99"}}, addr, false, ReasonUnexpectedReply, "192.0.2.99"},
+		{"nxdomain", Spec{Probe: DNS{QueryName: "nope.example.test"}}, addr, false, ReasonUnexpectedReply, "rcode NXDOMAIN, want NOERROR"},
+		{"expected nxdomain", Spec{Probe: DNS{QueryName: "nope.example.test", ExpectRcode: "nxdomain"}}, addr, true, ReasonOK, ""},
+		{"over tcp", Spec{Probe: DNS{QueryName: "www.example.test", ExpectAnswer: "192.0.2.10", TCP: true}}, addr, true, ReasonOK, ""},
+		{"truncated, retried over tcp", Spec{Probe: DNS{QueryName: "big.example.test", ExpectAnswer: "192.0.2.11"}}, addr, true, ReasonOK, ""},
+		{"no server", Spec{Probe: DNS{QueryName: "www.example.test"}}, closedPort(t, "udp", "127.0.0.1"), false, ReasonRefused, ""},
+		{"no answer", Spec{Params: Params{Timeout: ms(200)}, Probe: DNS{QueryName: "www.example.test"}}, mute.String(), false, ReasonTimeout, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := NewChecker(&tt.hc, BuildOptions{Protocol: tt.proto})
+			c, err := NewChecker(tt.spec, BuildOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,28 +3,29 @@
 //
 // It has three parts:
 //
-//   - Checkers (Checker, built by NewChecker from a config.HealthCheck):
-//     tcp, http, https, udp, dns, icmp, exec and agent. A check probes a
-//     Target (the real's address and the service port unless the health
-//     check overrides them) once, within its timeout, and returns a Result
-//     with a typed Reason.
+//   - Checkers (Checker, built by NewChecker from a Spec, whose Probe is
+//     one of TCP, HTTP, UDP, DNS, ICMP, Exec and Agent). A check probes a
+//     Target (the real's address and the service port unless the Spec
+//     overrides them) once, within its timeout, and returns a Result with
+//     a typed Reason.
 //   - The Scheduler runs thousands of checks at their intervals on a
 //     bounded pool of workers, turns results into up/down states with rise
 //     and fall (RiseFall), reports state changes (Event) and keeps the last
 //     result of every check (Snapshot). ChecksFor builds its checks from
-//     the services of the configuration; Update applies a new
-//     configuration keeping the state of unchanged checks.
+//     Services (this package's own input: the caller translates its
+//     configuration); Update applies a new set keeping the state of
+//     unchanged checks.
 //   - The policy (Desire) maps a service, the health and admin state of its
 //     reals to the destinations and weights IPVS should have, with the
 //     sorry server and quorum. It is pure.
 //
 // # Defaults
 //
-// The config package applies the configuration's defaults. This package
-// does not rely on them: a zero field takes its own fallback, the same values,
-// documented on the Default* constants (interval 2 s, timeout 1 s, rise 2,
-// fall 3, initial down, status 200-399, tls_verify off, agent port 9797 and
-// path /status, dns query ". A" expecting NOERROR, 256 concurrent checks).
+// A zero field of a Spec takes the default documented on the Default*
+// constants: interval 2 s, timeout 1 s, rise 2, fall 3, initial down,
+// status 200-399, TLS verification off, agent port 9797 and path /status,
+// dns query ". A" expecting NOERROR, 256 concurrent checks. They are also
+// the configuration's defaults: internal/config defines its own as these.
 //
 // # Connections
 //

@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/execenv"
 )
 
@@ -38,13 +37,13 @@ type execChecker struct {
 	argv    []string
 }
 
-func newExecChecker(hc *config.HealthCheck, timeout time.Duration) (*execChecker, error) {
-	if len(hc.Command) == 0 || hc.Command[0] == "" {
+func newExecChecker(p Exec, timeout time.Duration) (*execChecker, error) {
+	if len(p.Command) == 0 || p.Command[0] == "" {
 		return nil, errors.New("exec check without a command")
 	}
 	return &execChecker{
 		timeout: timeout,
-		argv:    append([]string(nil), hc.Command...),
+		argv:    append([]string(nil), p.Command...),
 	}, nil
 }
 

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dsrd/dsrd/internal/config"
-
 	"github.com/dsrd/dsrd/internal/testutil"
 )
 
@@ -57,11 +55,11 @@ func TestExec(t *testing.T) {
 	target.Addr = netip.AddrPortFrom(target.Addr.Addr(), 9000)
 
 	t.Run("exit 0", func(t *testing.T) {
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckExec, Command: []string{script(t, "echo fine\nexit 0\n")}})
+		c := mustChecker(t, Spec{Probe: Exec{Command: []string{script(t, "echo fine\nexit 0\n")}}})
 		want(t, runCheck(t, c, target), true, ReasonOK, "exit 0: fine")
 	})
 	t.Run("exit 3", func(t *testing.T) {
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckExec, Command: []string{script(t, "echo broken thing >&2\nexit 3\n")}})
+		c := mustChecker(t, Spec{Probe: Exec{Command: []string{script(t, "echo broken thing >&2\nexit 3\n")}}})
 		want(t, runCheck(t, c, target), false, ReasonExitCode, "exit status 3: broken thing")
 	})
 	t.Run("arguments and environment", func(t *testing.T) {
@@ -74,15 +72,15 @@ func TestExec(t *testing.T) {
 [ -z "$HOME" ] || { echo "HOME leaked: $HOME"; exit 1; }
 echo env ok
 `
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckExec, Command: []string{script(t, body), "--flag"}})
+		c := mustChecker(t, Spec{Probe: Exec{Command: []string{script(t, body), "--flag"}}})
 		want(t, runCheck(t, c, target), true, ReasonOK, "env ok")
 	})
 	t.Run("not found", func(t *testing.T) {
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckExec, Command: []string{filepath.Join(t.TempDir(), "missing")}})
+		c := mustChecker(t, Spec{Probe: Exec{Command: []string{filepath.Join(t.TempDir(), "missing")}}})
 		want(t, runCheck(t, c, target), false, ReasonExec, "no such file")
 	})
 	t.Run("output is bounded", func(t *testing.T) {
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckExec, Command: []string{script(t, "head -c 1000000 /dev/zero | tr '\\0' x\nexit 1\n")}})
+		c := mustChecker(t, Spec{Probe: Exec{Command: []string{script(t, "head -c 1000000 /dev/zero | tr '\\0' x\nexit 1\n")}}})
 		r := runCheck(t, c, target)
 		want(t, r, false, ReasonExitCode, "xxxx")
 		if len(r.Message) > maxMessage {
@@ -92,7 +90,7 @@ echo env ok
 	t.Run("timeout kills the process group", func(t *testing.T) {
 		pidFile := filepath.Join(t.TempDir(), "child.pid")
 		body := "sleep 60 &\necho $! > " + pidFile + "\nsleep 60\n"
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckExec, Timeout: ms(500), Command: []string{script(t, body)}})
+		c := mustChecker(t, Spec{Params: Params{Timeout: ms(500)}, Probe: Exec{Command: []string{script(t, body)}}})
 		done := make(chan Result, 1)
 		go func() { done <- c.Check(t.Context(), target) }()
 		child := readPID(t, pidFile)
@@ -109,14 +107,14 @@ echo env ok
 		// would wait for it.
 		pidFile := filepath.Join(t.TempDir(), "child.pid")
 		body := "sleep 60 &\necho $! > " + pidFile + "\necho done\nexit 0\n"
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckExec, Timeout: ms(5000), Command: []string{script(t, body)}})
+		c := mustChecker(t, Spec{Params: Params{Timeout: ms(5000)}, Probe: Exec{Command: []string{script(t, body)}}})
 		r := runCheck(t, c, target)
 		want(t, r, true, ReasonOK, "done")
 		child := readPID(t, pidFile)
 		testutil.WaitFor(t, 5*time.Second, "the child sleep to be killed", func() (bool, string) { return processGone(child), "not yet" })
 	})
 	t.Run("canceled", func(t *testing.T) {
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckExec, Timeout: ms(10000), Command: []string{script(t, "sleep 60\n")}})
+		c := mustChecker(t, Spec{Params: Params{Timeout: ms(10000)}, Probe: Exec{Command: []string{script(t, "sleep 60\n")}}})
 		ctx, cancel := contextWithCancel(t)
 		done := make(chan Result, 1)
 		go func() { done <- c.Check(ctx, target) }()

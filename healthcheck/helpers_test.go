@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // checkBound is how long a test waits for one check to return. Checks in
@@ -33,11 +31,11 @@ func runCheck(t *testing.T, c Checker, target Target) Result {
 }
 
 // mustChecker builds a checker or fails the test.
-func mustChecker(t *testing.T, hc config.HealthCheck) Checker {
+func mustChecker(t *testing.T, spec Spec) Checker {
 	t.Helper()
-	c, err := NewChecker(&hc, BuildOptions{})
+	c, err := NewChecker(spec, BuildOptions{})
 	if err != nil {
-		t.Fatalf("NewChecker(%+v): %v", hc, err)
+		t.Fatalf("NewChecker(%+v): %v", spec, err)
 	}
 	return c
 }
@@ -97,8 +95,8 @@ func closedPort(t *testing.T, network, host string) string {
 	}
 }
 
-// ms is a config.Duration of n milliseconds.
-func ms(n int) config.Duration { return config.Duration(time.Duration(n) * time.Millisecond) }
+// ms is n milliseconds.
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
 // hasIPv6Loopback reports whether ::1 can be bound.
 func hasIPv6Loopback() bool {

@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // userAgent identifies dsrd's checks in backends' access logs.
@@ -40,37 +38,37 @@ type httpChecker struct {
 	client  *http.Client
 }
 
-func newHTTPChecker(hc *config.HealthCheck, timeout time.Duration, opts BuildOptions) (*httpChecker, error) {
-	status, err := parseStatuses(hc.ExpectStatus)
+func newHTTPChecker(p HTTP, source netip.Addr, timeout time.Duration, opts BuildOptions) (*httpChecker, error) {
+	status, err := parseStatuses(p.ExpectStatus)
 	if err != nil {
 		return nil, err
 	}
 	var body *regexp.Regexp
-	if hc.BodyRegexp != "" {
-		if body, err = regexp.Compile(hc.BodyRegexp); err != nil {
+	if p.BodyRegexp != "" {
+		if body, err = regexp.Compile(p.BodyRegexp); err != nil {
 			return nil, fmt.Errorf("body_regexp: %w", err)
 		}
 	}
-	path := normalizePath(hc.Path, "/")
+	path := normalizePath(p.Path, "/")
 	if _, err := url.ParseRequestURI(path); err != nil {
-		return nil, fmt.Errorf("path %q: %w", hc.Path, err)
+		return nil, fmt.Errorf("path %q: %w", p.Path, err)
 	}
 	scheme := "http"
 	var tlsConf *tls.Config
-	if hc.Type == config.CheckHTTPS {
+	if p.TLS {
 		scheme = "https"
-		serverName := hc.TLSServer
-		if serverName == "" && hc.Host != "" {
-			serverName = hostOnly(hc.Host)
+		serverName := p.TLSServerName
+		if serverName == "" && p.Host != "" {
+			serverName = hostOnly(p.Host)
 		}
 		tlsConf = &tls.Config{
 			ServerName: serverName,
-			// Verification is off unless tls_verify is true: reals are
+			// Verification is off unless TLSVerify is set: reals are
 			// reached by address, which their certificates rarely name
-			// (the config package's default too). With it on, the name
-			// verified is tls_server_name, else the Host header's host,
+			// (the configuration's default too). With it on, the name
+			// verified is TLSServerName, else the Host header's host,
 			// else the address.
-			InsecureSkipVerify: hc.TLSVerify == nil || !*hc.TLSVerify, //nolint:gosec // the operator's choice
+			InsecureSkipVerify: !p.TLSVerify, //nolint:gosec // the operator's choice
 			RootCAs:            opts.RootCAs,
 			MinVersion:         tls.VersionTLS12,
 		}
@@ -78,12 +76,12 @@ func newHTTPChecker(hc *config.HealthCheck, timeout time.Duration, opts BuildOpt
 	return &httpChecker{
 		timeout: timeout,
 		scheme:  scheme,
-		method:  orDefault(strings.ToUpper(hc.Method), http.MethodGet),
+		method:  orDefault(strings.ToUpper(p.Method), http.MethodGet),
 		path:    path,
-		host:    hc.Host,
+		host:    p.Host,
 		status:  status,
 		body:    body,
-		client:  newHTTPClient(hc.Source, tlsConf),
+		client:  newHTTPClient(source, tlsConf),
 	}, nil
 }
 

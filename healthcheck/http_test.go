@@ -12,8 +12,6 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // recorder keeps what the test server saw of the last request.
@@ -64,32 +62,31 @@ func TestHTTP(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		hc     config.HealthCheck
+		spec   Spec
 		addr   string
 		up     bool
 		reason Reason
 		msg    string
 	}{
-		{"ok", config.HealthCheck{Type: config.CheckHTTP}, addr, true, ReasonOK, "status 200"},
-		{"bad status", config.HealthCheck{Type: config.CheckHTTP, Path: "/fail"}, addr, false, ReasonBadStatus, "status 503, want 200-399"},
-		{"expected bad status", config.HealthCheck{Type: config.CheckHTTP, Path: "/fail", ExpectStatus: []string{"503"}}, addr, true, ReasonOK, ""},
-		{"redirect not followed", config.HealthCheck{Type: config.CheckHTTP, Path: "/redirect", ExpectStatus: []string{"200"}}, addr, false, ReasonBadStatus, "status 302, want 200"},
-		{"redirect accepted", config.HealthCheck{Type: config.CheckHTTP, Path: "/redirect", ExpectStatus: []string{"200", "300-399"}}, addr, true, ReasonOK, "302"},
-		{"body matches", config.HealthCheck{Type: config.CheckHTTP, BodyRegexp: `status: (green|yellow)`}, addr, true, ReasonOK, "body matches"},
-		{"body mismatch", config.HealthCheck{Type: config.CheckHTTP, BodyRegexp: `status: red`}, addr, false, ReasonBodyMismatch, "status: red"},
-		{"refused", config.HealthCheck{Type: config.CheckHTTP}, closedPort(t, "tcp", "127.0.0.1"), false, ReasonRefused, "connection refused"},
-		{"timeout", config.HealthCheck{Type: config.CheckHTTP, Path: "/slow", Timeout: ms(200)}, addr, false, ReasonTimeout, ""},
-		{"not tls", config.HealthCheck{Type: config.CheckHTTPS}, addr, false, ReasonTLS, ""},
+		{"ok", Spec{Probe: HTTP{}}, addr, true, ReasonOK, "status 200"},
+		{"bad status", Spec{Probe: HTTP{Path: "/fail"}}, addr, false, ReasonBadStatus, "status 503, want 200-399"},
+		{"expected bad status", Spec{Probe: HTTP{Path: "/fail", ExpectStatus: []string{"503"}}}, addr, true, ReasonOK, ""},
+		{"redirect not followed", Spec{Probe: HTTP{Path: "/redirect", ExpectStatus: []string{"200"}}}, addr, false, ReasonBadStatus, "status 302, want 200"},
+		{"redirect accepted", Spec{Probe: HTTP{Path: "/redirect", ExpectStatus: []string{"200", "300-399"}}}, addr, true, ReasonOK, "302"},
+		{"body matches", Spec{Probe: HTTP{BodyRegexp: `status: (green|yellow)`}}, addr, true, ReasonOK, "body matches"},
+		{"body mismatch", Spec{Probe: HTTP{BodyRegexp: `status: red`}}, addr, false, ReasonBodyMismatch, "status: red"},
+		{"refused", Spec{Probe: HTTP{}}, closedPort(t, "tcp", "127.0.0.1"), false, ReasonRefused, "connection refused"},
+		{"timeout", Spec{Params: Params{Timeout: ms(200)}, Probe: HTTP{Path: "/slow"}}, addr, false, ReasonTimeout, ""},
+		{"not tls", Spec{Probe: HTTP{TLS: true}}, addr, false, ReasonTLS, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			want(t, runCheck(t, mustChecker(t, tt.hc), targetOf(t, tt.addr)), tt.up, tt.reason, tt.msg)
+			want(t, runCheck(t, mustChecker(t, tt.spec), targetOf(t, tt.addr)), tt.up, tt.reason, tt.msg)
 		})
 	}
 
 	t.Run("method, host and source", func(t *testing.T) {
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckHTTP, Method: "head", Host: "www.example.test",
-			Source: netip.MustParseAddr("127.0.0.1")})
+		c := mustChecker(t, Spec{Source: netip.MustParseAddr("127.0.0.1"), Probe: HTTP{Method: "head", Host: "www.example.test"}})
 		want(t, runCheck(t, c, targetOf(t, addr)), true, ReasonOK, "")
 		got := rec.get()
 		if got.method != http.MethodHead || got.host != "www.example.test" {
@@ -112,7 +109,7 @@ func TestHTTP(t *testing.T) {
 		}))
 		srv.Start()
 		defer srv.Close()
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckHTTP})
+		c := mustChecker(t, Spec{Probe: HTTP{}})
 		for range 3 {
 			want(t, runCheck(t, c, targetOf(t, srv.Listener.Addr())), true, ReasonOK, "")
 		}
@@ -136,7 +133,7 @@ func TestHTTPIPv6(t *testing.T) {
 	srv.Listener = ln
 	srv.Start()
 	defer srv.Close()
-	want(t, runCheck(t, mustChecker(t, config.HealthCheck{Type: config.CheckHTTP}), targetOf(t, ln.Addr())), true, ReasonOK, "")
+	want(t, runCheck(t, mustChecker(t, Spec{Probe: HTTP{}}), targetOf(t, ln.Addr())), true, ReasonOK, "")
 }
 
 func TestHTTPS(t *testing.T) {
@@ -152,27 +149,26 @@ func TestHTTPS(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 	target := targetOf(t, srv.Listener.Addr())
-	on, off := true, false
 	roots := x509.NewCertPool()
 	roots.AddCert(srv.Certificate())
 
 	t.Run("verify off", func(t *testing.T) {
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckHTTPS, TLSVerify: &off, BodyRegexp: "green"})
+		c := mustChecker(t, Spec{Probe: HTTP{TLS: true, BodyRegexp: "green"}})
 		want(t, runCheck(t, c, target), true, ReasonOK, "")
 	})
 	t.Run("verify on, unknown authority", func(t *testing.T) {
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckHTTPS, TLSVerify: &on})
+		c := mustChecker(t, Spec{Probe: HTTP{TLS: true, TLSVerify: true}})
 		want(t, runCheck(t, c, target), false, ReasonTLS, "certificate")
 	})
 	t.Run("sni sent", func(t *testing.T) {
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckHTTPS, TLSVerify: &off, TLSServer: "backend.example.test"})
+		c := mustChecker(t, Spec{Probe: HTTP{TLS: true, TLSServerName: "backend.example.test"}})
 		want(t, runCheck(t, c, target), true, ReasonOK, "")
 		if got := rec.get().sni; got != "backend.example.test" {
 			t.Errorf("server got SNI %q, want backend.example.test", got)
 		}
 	})
 	t.Run("sni from host header", func(t *testing.T) {
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckHTTPS, Host: "www.example.test:8443"})
+		c := mustChecker(t, Spec{Probe: HTTP{TLS: true, Host: "www.example.test:8443"}})
 		want(t, runCheck(t, c, target), true, ReasonOK, "")
 		if got := rec.get().sni; got != "www.example.test" {
 			t.Errorf("server got SNI %q, want www.example.test", got)
@@ -188,8 +184,8 @@ func TestHTTPS(t *testing.T) {
 		{"verify on, trusted, name mismatch", "other.example.test", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			hc := config.HealthCheck{Type: config.CheckHTTPS, TLSVerify: &on, TLSServer: tt.serverName}
-			c, err := NewChecker(&hc, BuildOptions{RootCAs: roots})
+			spec := Spec{Probe: HTTP{TLS: true, TLSVerify: true, TLSServerName: tt.serverName}}
+			c, err := NewChecker(spec, BuildOptions{RootCAs: roots})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -204,26 +200,22 @@ func TestHTTPS(t *testing.T) {
 }
 
 func TestNewCheckerErrors(t *testing.T) {
-	for _, hc := range []config.HealthCheck{
-		{Type: "carrier-pigeon"},
-		{Type: config.CheckNone},
-		{Type: config.CheckHTTP, ExpectStatus: []string{"2xx"}},
-		{Type: config.CheckHTTP, ExpectStatus: []string{"299-200"}},
-		{Type: config.CheckHTTP, BodyRegexp: "("},
-		{Type: config.CheckDNS, QueryName: "example.test", QueryType: "BOGUS"},
-		{Type: config.CheckDNS, QueryName: "example.test", ExpectCode: "FINE"},
-		{Type: config.CheckExec},
+	for _, spec := range []Spec{
+		{},
+		{Probe: HTTP{ExpectStatus: []string{"2xx"}}},
+		{Probe: HTTP{ExpectStatus: []string{"299-200"}}},
+		{Probe: HTTP{BodyRegexp: "("}},
+		{Probe: DNS{QueryName: "example.test", QueryType: "BOGUS"}},
+		{Probe: DNS{QueryName: "example.test", ExpectRcode: "FINE"}},
+		{Probe: Exec{}},
 	} {
-		t.Run(fmt.Sprintf("%s %v%v%s%s%s", hc.Type, hc.ExpectStatus, hc.Command, hc.BodyRegexp, hc.QueryType, hc.ExpectCode), func(t *testing.T) {
-			if c, err := NewChecker(&hc, BuildOptions{}); err == nil {
+		t.Run(fmt.Sprintf("%s %+v", spec.Type(), spec.Probe), func(t *testing.T) {
+			if c, err := NewChecker(spec, BuildOptions{}); err == nil {
 				t.Errorf("NewChecker = %T, want an error", c)
 			} else {
 				t.Log(err)
 			}
 		})
-	}
-	if _, err := NewChecker(nil, BuildOptions{}); err == nil {
-		t.Error("NewChecker(nil) succeeded")
 	}
 }
 

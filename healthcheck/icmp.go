@@ -17,8 +17,6 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // icmpChecker sends one ICMP or ICMPv6 echo request and waits for the
@@ -42,8 +40,8 @@ type icmpChecker struct {
 	rawOnly atomic.Bool
 }
 
-func newICMPChecker(hc *config.HealthCheck, timeout time.Duration) *icmpChecker {
-	return &icmpChecker{timeout: timeout, source: hc.Source}
+func newICMPChecker(source netip.Addr, timeout time.Duration) *icmpChecker {
+	return &icmpChecker{timeout: timeout, source: source}
 }
 
 // Check implements Checker.

@@ -8,7 +8,6 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/net/icmp"
 
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/testutil/privileged"
 )
 
@@ -52,7 +51,7 @@ func TestICMP(t *testing.T) {
 			if !addr.Is4() && !hasIPv6Loopback() {
 				t.Skip("no IPv6 loopback address (::1) in this sandbox")
 			}
-			c := mustChecker(t, config.HealthCheck{Type: config.CheckICMP, Timeout: ms(2000)})
+			c := mustChecker(t, Spec{Params: Params{Timeout: ms(2000)}, Probe: ICMP{}})
 			target := Target{Service: "ping", Real: netip.AddrPortFrom(addr, 80), Addr: netip.AddrPortFrom(addr, 80)}
 			// Several in a row and at once: sequence numbers and
 			// identifiers must keep the replies apart.
@@ -70,7 +69,7 @@ func TestICMP(t *testing.T) {
 		})
 	}
 	t.Run("source of another family", func(t *testing.T) {
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckICMP, Source: netip.MustParseAddr("::1")})
+		c := mustChecker(t, Spec{Source: netip.MustParseAddr("::1"), Probe: ICMP{}})
 		want(t, runCheck(t, c, targetOf(t, "127.0.0.1:0")), false, ReasonConfig, "families")
 	})
 }

@@ -1,10 +1,6 @@
 package healthcheck
 
-import (
-	"net/netip"
-
-	"github.com/dsrd/dsrd/internal/config"
-)
+import "net/netip"
 
 // Admin is an operator's setting for a real server, kept in the cluster
 // state and applied on top of its health.
@@ -59,7 +55,7 @@ type DesiredReal struct {
 	// Weight is the IPVS weight: 0 takes no new connections.
 	Weight int
 	// UpperThreshold and LowerThreshold are the real's connection
-	// thresholds, copied from its configuration.
+	// thresholds, copied from its Real.
 	UpperThreshold, LowerThreshold uint32
 	// Sorry marks the sorry server.
 	Sorry bool
@@ -121,7 +117,7 @@ type Desired struct {
 // DefaultWeight is the weight of a healthy real without a configured weight.
 const DefaultWeight = 1
 
-// Desire maps a service's configuration and the states of its reals (keyed
+// Desire maps a service and the states of its reals (keyed
 // by RealKey) to the IPVS destinations and weights it should have:
 //
 //	admin     health / last reason        on_down   destination
@@ -144,15 +140,15 @@ const DefaultWeight = 1
 // VIP) is the caller's decision.
 //
 // Desire is pure: the same input always gives the same output.
-func Desire(svc config.Service, reals map[Key]RealState) Desired {
+func Desire(svc Service, reals map[Key]RealState) Desired {
 	quorum := max(svc.Quorum, 1)
 	out := Desired{Reals: make([]DesiredReal, 0, len(svc.Reals)+1)}
 	healthy := 0
 	for _, r := range svc.Reals {
 		key := RealKey(svc, r)
 		st := reals[key]
-		up := realUp(svc, r, st)
-		draining := st.Reason == ReasonDraining && Effective(svc, r) != nil
+		up := realUp(r, st)
+		draining := st.Reason == ReasonDraining && r.Check != nil
 		if up && !draining && st.Admin == AdminEnabled {
 			healthy++
 		}
@@ -187,25 +183,24 @@ func Desire(svc config.Service, reals map[Key]RealState) Desired {
 
 // realUp reports whether real r counts as up: always without a health
 // check, else its state, the check's initial state while unknown.
-func realUp(svc config.Service, r config.Real, st RealState) bool {
-	hc := Effective(svc, r)
-	if hc == nil {
+func realUp(r Real, st RealState) bool {
+	if r.Check == nil {
 		return true
 	}
 	if st.Health == StateUnknown {
-		return ParamsFrom(hc).Initial == StateUp
+		return ParamsFrom(r.Check).Initial == StateUp
 	}
 	return st.Health == StateUp
 }
 
 // realWeight applies the decision table of Desire to one real.
-func realWeight(svc config.Service, r config.Real, admin Admin, up, draining bool) (weight int, present bool) {
+func realWeight(svc Service, r Real, admin Admin, up, draining bool) (weight int, present bool) {
 	switch {
 	case admin == AdminDisabled:
 		return 0, false
 	case draining:
 		return 0, true
-	case !up && svc.OnDown == config.DownRemove:
+	case !up && svc.OnDown == DownRemove:
 		return 0, false
 	case !up, admin == AdminDrained:
 		return 0, true

@@ -6,31 +6,36 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // policyService is a service of three reals (weights 10, default 1, 0)
 // with a sorry server.
-func policyService(onDown config.DownPolicy, quorum int) config.Service {
+func policyService(onDown DownPolicy, quorum int) Service {
 	w10, w0 := 10, 0
-	return config.Service{
-		Name: "web", VIP: netip.MustParseAddr("192.0.2.100"), Port: 80, Protocol: config.TCP,
+	check := &Spec{Probe: TCP{}}
+	return Service{
+		Name: "web", Port: 80,
 		OnDown: onDown, Quorum: quorum,
 		SorryServer: netip.MustParseAddr("198.51.100.9"),
-		HealthCheck: &config.HealthCheck{Type: config.CheckTCP},
-		Reals: []config.Real{
-			{Address: netip.MustParseAddr("192.0.2.1"), Weight: &w10, UpperThreshold: 100},
-			{Address: netip.MustParseAddr("192.0.2.2")},
-			{Address: netip.MustParseAddr("192.0.2.3"), Weight: &w0},
+		Reals: []Real{
+			{Address: netip.MustParseAddr("192.0.2.1"), Weight: &w10, UpperThreshold: 100, Check: check},
+			{Address: netip.MustParseAddr("192.0.2.2"), Check: check},
+			{Address: netip.MustParseAddr("192.0.2.3"), Weight: &w0, Check: check},
 		},
+	}
+}
+
+// setCheck gives every real of svc the check spec (nil: none).
+func setCheck(svc *Service, spec *Spec) {
+	for i := range svc.Reals {
+		svc.Reals[i].Check = spec
 	}
 }
 
 // states builds the policy input from "U", "D", "?" (unknown) and "R"
 // (up but the agent says draining) per real, and admin states "e", "d"
 // (drained), "x" (disabled).
-func states(svc config.Service, health, admin string) map[Key]RealState {
+func states(svc Service, health, admin string) map[Key]RealState {
 	m := make(map[Key]RealState)
 	for i, r := range svc.Reals {
 		var st RealState
@@ -71,7 +76,7 @@ func format(reals []DesiredReal) string {
 func TestDesire(t *testing.T) {
 	tests := []struct {
 		name          string
-		onDown        config.DownPolicy
+		onDown        DownPolicy
 		quorum        int
 		health, admin string
 		want          string
@@ -79,25 +84,25 @@ func TestDesire(t *testing.T) {
 		reason        ServiceReason
 		healthy       int
 	}{
-		{"all up", "", 0, "UUU", "eee", "192.0.2.1=10 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 3},
-		{"down is weight 0 by default", "", 0, "DUU", "eee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
-		{"down is weight 0 with weight0", config.DownWeightZero, 0, "DUU", "eee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
-		{"down is removed with remove", config.DownRemove, 0, "DUD", "eee", "192.0.2.2=1", true, ServiceOK, 1},
-		{"unknown is the initial state (down)", "", 0, "?UU", "eee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
-		{"drained is weight 0", "", 0, "UUU", "dee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
-		{"drained and down with remove is removed", config.DownRemove, 0, "DUU", "dee", "192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
-		{"disabled is absent", "", 0, "UUU", "xee", "192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
-		{"disabled and down is absent", "", 0, "DUU", "xee", "192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
-		{"agent draining while still up is weight 0", "", 0, "RUU", "eee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
-		{"agent draining is weight 0 even with remove", config.DownRemove, 0, "rUU", "eee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
-		{"all down: sorry server in", "", 0, "DDD", "eee", "192.0.2.1=0 192.0.2.2=0 192.0.2.3=0 198.51.100.9=1*", false, ServiceAllDown, 0},
-		{"all down with remove: only the sorry server", config.DownRemove, 0, "DDD", "eee", "198.51.100.9=1*", false, ServiceAllDown, 0},
-		{"all drained: sorry server in", "", 0, "UUU", "ddd", "192.0.2.1=0 192.0.2.2=0 192.0.2.3=0 198.51.100.9=1*", false, ServiceAllDown, 0},
-		{"all disabled: sorry server only", "", 0, "UUU", "xxx", "198.51.100.9=1*", false, ServiceAllDown, 0},
-		{"one up: sorry server out", "", 0, "DDU", "eee", "192.0.2.1=0 192.0.2.2=0 192.0.2.3=0", true, ServiceOK, 1},
-		{"below quorum: down, reals kept", "", 2, "DUD", "eee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", false, ServiceBelowQuorum, 1},
-		{"at quorum: up", "", 2, "UUD", "eee", "192.0.2.1=10 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
-		{"drained does not count for quorum", "", 2, "UUD", "dee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", false, ServiceBelowQuorum, 1},
+		{"all up", DownWeightZero, 0, "UUU", "eee", "192.0.2.1=10 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 3},
+		{"down is weight 0 by default", 0, 0, "DUU", "eee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
+		{"down is weight 0 with weight0", DownWeightZero, 0, "DUU", "eee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
+		{"down is removed with remove", DownRemove, 0, "DUD", "eee", "192.0.2.2=1", true, ServiceOK, 1},
+		{"unknown is the initial state (down)", DownWeightZero, 0, "?UU", "eee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
+		{"drained is weight 0", DownWeightZero, 0, "UUU", "dee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
+		{"drained and down with remove is removed", DownRemove, 0, "DUU", "dee", "192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
+		{"disabled is absent", DownWeightZero, 0, "UUU", "xee", "192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
+		{"disabled and down is absent", DownWeightZero, 0, "DUU", "xee", "192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
+		{"agent draining while still up is weight 0", DownWeightZero, 0, "RUU", "eee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
+		{"agent draining is weight 0 even with remove", DownRemove, 0, "rUU", "eee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
+		{"all down: sorry server in", DownWeightZero, 0, "DDD", "eee", "192.0.2.1=0 192.0.2.2=0 192.0.2.3=0 198.51.100.9=1*", false, ServiceAllDown, 0},
+		{"all down with remove: only the sorry server", DownRemove, 0, "DDD", "eee", "198.51.100.9=1*", false, ServiceAllDown, 0},
+		{"all drained: sorry server in", DownWeightZero, 0, "UUU", "ddd", "192.0.2.1=0 192.0.2.2=0 192.0.2.3=0 198.51.100.9=1*", false, ServiceAllDown, 0},
+		{"all disabled: sorry server only", DownWeightZero, 0, "UUU", "xxx", "198.51.100.9=1*", false, ServiceAllDown, 0},
+		{"one up: sorry server out", DownWeightZero, 0, "DDU", "eee", "192.0.2.1=0 192.0.2.2=0 192.0.2.3=0", true, ServiceOK, 1},
+		{"below quorum: down, reals kept", DownWeightZero, 2, "DUD", "eee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", false, ServiceBelowQuorum, 1},
+		{"at quorum: up", DownWeightZero, 2, "UUD", "eee", "192.0.2.1=10 192.0.2.2=1 192.0.2.3=0", true, ServiceOK, 2},
+		{"drained does not count for quorum", DownWeightZero, 2, "UUD", "dee", "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0", false, ServiceBelowQuorum, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,7 +125,7 @@ func TestDesire(t *testing.T) {
 
 func TestDesireDetails(t *testing.T) {
 	t.Run("ports, thresholds and order", func(t *testing.T) {
-		svc := policyService("", 0)
+		svc := policyService(DownWeightZero, 0)
 		got := Desire(svc, states(svc, "UUU", "eee"))
 		if r := got.Reals[0]; r.Port != 80 || r.UpperThreshold != 100 || r.Address != netip.MustParseAddr("192.0.2.1") {
 			t.Errorf("first destination %+v", r)
@@ -130,7 +135,7 @@ func TestDesireDetails(t *testing.T) {
 		}
 	})
 	t.Run("sorry server back out when a real comes up", func(t *testing.T) {
-		svc := policyService("", 0)
+		svc := policyService(DownWeightZero, 0)
 		down := Desire(svc, states(svc, "DDD", "eee"))
 		up := Desire(svc, states(svc, "DUD", "eee"))
 		if !down.Status.Sorry || up.Status.Sorry || strings.Contains(format(up.Reals), "198.51.100.9") {
@@ -138,7 +143,7 @@ func TestDesireDetails(t *testing.T) {
 		}
 	})
 	t.Run("no sorry server configured", func(t *testing.T) {
-		svc := policyService("", 0)
+		svc := policyService(DownWeightZero, 0)
 		svc.SorryServer = netip.Addr{}
 		got := Desire(svc, states(svc, "DDD", "eee"))
 		if format(got.Reals) != "192.0.2.1=0 192.0.2.2=0 192.0.2.3=0" || got.Status.Sorry {
@@ -146,7 +151,7 @@ func TestDesireDetails(t *testing.T) {
 		}
 	})
 	t.Run("sorry server that is also a real", func(t *testing.T) {
-		svc := policyService("", 0)
+		svc := policyService(DownWeightZero, 0)
 		svc.SorryServer = netip.MustParseAddr("192.0.2.2")
 		got := Desire(svc, states(svc, "DDD", "eee"))
 		if format(got.Reals) != "192.0.2.1=0 192.0.2.2=1* 192.0.2.3=0" {
@@ -154,34 +159,33 @@ func TestDesireDetails(t *testing.T) {
 		}
 	})
 	t.Run("no health check: always up", func(t *testing.T) {
-		svc := policyService("", 0)
-		svc.HealthCheck = nil
+		svc := policyService(DownWeightZero, 0)
+		setCheck(&svc, nil)
 		got := Desire(svc, states(svc, "DDD", "eee"))
 		if format(got.Reals) != "192.0.2.1=10 192.0.2.2=1 192.0.2.3=0" || !got.Status.Up {
 			t.Errorf("got %s %+v", format(got.Reals), got.Status)
 		}
-		svc.HealthCheck = &config.HealthCheck{Type: config.CheckNone}
 		if got := Desire(svc, nil); format(got.Reals) != "192.0.2.1=10 192.0.2.2=1 192.0.2.3=0" {
-			t.Errorf("type none: got %s", format(got.Reals))
+			t.Errorf("no states: got %s", format(got.Reals))
 		}
 	})
 	t.Run("initial up", func(t *testing.T) {
-		svc := policyService("", 0)
-		svc.HealthCheck.Initial = "up"
+		svc := policyService(DownWeightZero, 0)
+		setCheck(&svc, &Spec{Params: Params{Initial: StateUp}, Probe: TCP{}})
 		if got := Desire(svc, nil); format(got.Reals) != "192.0.2.1=10 192.0.2.2=1 192.0.2.3=0" {
 			t.Errorf("got %s", format(got.Reals))
 		}
 	})
 	t.Run("per-real check override", func(t *testing.T) {
-		svc := policyService("", 0)
-		svc.Reals[1].HealthCheck = &config.HealthCheck{Type: config.CheckNone}
+		svc := policyService(DownWeightZero, 0)
+		svc.Reals[1].Check = nil
 		got := Desire(svc, states(svc, "DDD", "eee"))
 		if format(got.Reals) != "192.0.2.1=0 192.0.2.2=1 192.0.2.3=0" {
 			t.Errorf("got %s", format(got.Reals))
 		}
 	})
 	t.Run("no reals", func(t *testing.T) {
-		svc := policyService("", 0)
+		svc := policyService(DownWeightZero, 0)
 		svc.Reals = nil
 		got := Desire(svc, nil)
 		if got.Status.Up || got.Status.Reason != ServiceNoReals || format(got.Reals) != "198.51.100.9=1*" {
@@ -189,7 +193,7 @@ func TestDesireDetails(t *testing.T) {
 		}
 	})
 	t.Run("ipv4-mapped addresses", func(t *testing.T) {
-		svc := policyService("", 0)
+		svc := policyService(DownWeightZero, 0)
 		svc.Reals[0].Address = netip.MustParseAddr("::ffff:192.0.2.1")
 		got := Desire(svc, states(svc, "UUU", "eee"))
 		if got.Reals[0].Address != netip.MustParseAddr("192.0.2.1") || got.Reals[0].Weight != 10 {

@@ -10,8 +10,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // DefaultConcurrency is how many checks run at once when
@@ -50,7 +48,7 @@ type Run struct {
 type Status struct {
 	Key    Key
 	Target Target
-	Type   config.CheckType
+	Type   Type
 	// State is the rise/fall state, Since when it was entered (or the
 	// check added).
 	State State

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dsrd/dsrd/internal/config"
-
 	"github.com/dsrd/dsrd/internal/testutil"
 )
 
@@ -87,7 +85,7 @@ func fakeChecks(c Checker, from, n int, p Params) []Check {
 		k := fakeKey(from + i)
 		checks[i] = Check{
 			Key: k, Target: Target{Service: k.Service, Real: k.Real, Addr: k.Real},
-			Type: config.CheckTCP, Checker: c, Params: p, Fingerprint: "v1",
+			Type: TypeTCP, Checker: c, Params: p, Fingerprint: "v1",
 		}
 	}
 	return checks
@@ -222,7 +220,7 @@ func TestSchedulerEvents(t *testing.T) {
 		if _, isDown := downs[st.Key]; isDown {
 			wantState = StateDown
 		}
-		if st.State != wantState || st.Runs == 0 || st.LastRun.IsZero() || st.Type != config.CheckTCP {
+		if st.State != wantState || st.Runs == 0 || st.LastRun.IsZero() || st.Type != TypeTCP {
 			t.Fatalf("status %+v, want state %s", st, wantState)
 		}
 	}

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // tcpChecker connects to the target and, optionally, sends bytes and
@@ -29,12 +27,12 @@ type tcpChecker struct {
 	expect  []byte
 }
 
-func newTCPChecker(hc *config.HealthCheck, timeout time.Duration) *tcpChecker {
+func newTCPChecker(p TCP, source netip.Addr, timeout time.Duration) *tcpChecker {
 	return &tcpChecker{
 		timeout: timeout,
-		source:  hc.Source,
-		send:    []byte(hc.Send),
-		expect:  []byte(hc.Expect),
+		source:  source,
+		send:    []byte(p.Send),
+		expect:  []byte(p.Expect),
 	}
 }
 

@@ -14,8 +14,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dsrd/dsrd/internal/config"
-
 	"github.com/dsrd/dsrd/internal/testutil"
 )
 
@@ -60,25 +58,25 @@ func TestTCP(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		hc     config.HealthCheck
+		spec   Spec
 		addr   string
 		up     bool
 		reason Reason
 		msg    string
 	}{
-		{"connect", config.HealthCheck{Type: config.CheckTCP}, closeAtOnce.String(), true, ReasonOK, "connected"},
-		{"refused", config.HealthCheck{Type: config.CheckTCP}, closedPort(t, "tcp", "127.0.0.1"), false, ReasonRefused, "refused"},
-		{"send and expect", config.HealthCheck{Type: config.CheckTCP, Send: "PING\r\n", Expect: "+PONG"}, pingPong.String(), true, ReasonOK, "+PONG"},
-		{"unexpected reply", config.HealthCheck{Type: config.CheckTCP, Send: "HELLO\r\n", Expect: "+PONG"}, pingPong.String(), false, ReasonUnexpectedReply, "-ERR"},
-		{"closed without reply", config.HealthCheck{Type: config.CheckTCP, Send: "PING\r\n", Expect: "+PONG"}, closeAtOnce.String(), false, ReasonConnection, ""},
-		{"never answers", config.HealthCheck{Type: config.CheckTCP, Timeout: ms(200), Send: "PING\r\n", Expect: "+PONG"}, mute.String(), false, ReasonTimeout, "+PONG"},
-		{"source address", config.HealthCheck{Type: config.CheckTCP, Source: netip.MustParseAddr("127.0.0.1")}, closeAtOnce.String(), true, ReasonOK, ""},
-		{"source of another family", config.HealthCheck{Type: config.CheckTCP, Source: netip.MustParseAddr("::1")}, closeAtOnce.String(), false, ReasonConfig, "address families"},
-		{"no port", config.HealthCheck{Type: config.CheckTCP}, "127.0.0.1:0", false, ReasonConfig, "no port"},
+		{"connect", Spec{Probe: TCP{}}, closeAtOnce.String(), true, ReasonOK, "connected"},
+		{"refused", Spec{Probe: TCP{}}, closedPort(t, "tcp", "127.0.0.1"), false, ReasonRefused, "refused"},
+		{"send and expect", Spec{Probe: TCP{Send: "PING\r\n", Expect: "+PONG"}}, pingPong.String(), true, ReasonOK, "+PONG"},
+		{"unexpected reply", Spec{Probe: TCP{Send: "HELLO\r\n", Expect: "+PONG"}}, pingPong.String(), false, ReasonUnexpectedReply, "-ERR"},
+		{"closed without reply", Spec{Probe: TCP{Send: "PING\r\n", Expect: "+PONG"}}, closeAtOnce.String(), false, ReasonConnection, ""},
+		{"never answers", Spec{Params: Params{Timeout: ms(200)}, Probe: TCP{Send: "PING\r\n", Expect: "+PONG"}}, mute.String(), false, ReasonTimeout, "+PONG"},
+		{"source address", Spec{Source: netip.MustParseAddr("127.0.0.1"), Probe: TCP{}}, closeAtOnce.String(), true, ReasonOK, ""},
+		{"source of another family", Spec{Source: netip.MustParseAddr("::1"), Probe: TCP{}}, closeAtOnce.String(), false, ReasonConfig, "address families"},
+		{"no port", Spec{Probe: TCP{}}, "127.0.0.1:0", false, ReasonConfig, "no port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := runCheck(t, mustChecker(t, tt.hc), targetOf(t, tt.addr))
+			r := runCheck(t, mustChecker(t, tt.spec), targetOf(t, tt.addr))
 			if tt.reason == ReasonConnection && !r.Up && (r.Reason == ReasonConnection || r.Reason == ReasonUnexpectedReply) {
 				return // EOF or reset, depending on timing
 			}
@@ -92,8 +90,8 @@ func TestTCPIPv6(t *testing.T) {
 		t.Skip("no IPv6 loopback address (::1) in this sandbox")
 	}
 	addr := tcpServer(t, "::1", func(net.Conn) {})
-	want(t, runCheck(t, mustChecker(t, config.HealthCheck{Type: config.CheckTCP}), targetOf(t, addr)), true, ReasonOK, "")
-	want(t, runCheck(t, mustChecker(t, config.HealthCheck{Type: config.CheckTCP}), targetOf(t, closedPort(t, "tcp", "::1"))), false, ReasonRefused, "")
+	want(t, runCheck(t, mustChecker(t, Spec{Probe: TCP{}}), targetOf(t, addr)), true, ReasonOK, "")
+	want(t, runCheck(t, mustChecker(t, Spec{Probe: TCP{}}), targetOf(t, closedPort(t, "tcp", "::1"))), false, ReasonRefused, "")
 }
 
 // fullListener returns the address of a loopback listener whose accept
@@ -138,12 +136,12 @@ func fullListener(t *testing.T) (addr string, accept func()) {
 func TestTCPHandshakeInProgress(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
 		addr, _ := fullListener(t)
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckTCP, Timeout: ms(300)})
+		c := mustChecker(t, Spec{Params: Params{Timeout: ms(300)}, Probe: TCP{}})
 		want(t, runCheck(t, c, targetOf(t, addr)), false, ReasonTimeout, "connect")
 	})
 	t.Run("completes in the poller", func(t *testing.T) {
 		addr, accept := fullListener(t)
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckTCP, Timeout: ms(8000)})
+		c := mustChecker(t, Spec{Params: Params{Timeout: ms(8000)}, Probe: TCP{}})
 		done := make(chan Result, 1)
 		go func() { done <- c.Check(t.Context(), targetOf(t, addr)) }()
 		// Once the check's SYN was dropped, draining the queue lets the
@@ -160,7 +158,7 @@ func TestTCPHandshakeInProgress(t *testing.T) {
 	})
 	t.Run("canceled", func(t *testing.T) {
 		addr, _ := fullListener(t)
-		c := mustChecker(t, config.HealthCheck{Type: config.CheckTCP, Timeout: ms(8000)})
+		c := mustChecker(t, Spec{Params: Params{Timeout: ms(8000)}, Probe: TCP{}})
 		ctx, cancel := contextWithCancel(t)
 		done := make(chan Result, 1)
 		go func() { done <- c.Check(ctx, targetOf(t, addr)) }()

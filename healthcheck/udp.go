@@ -10,8 +10,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // udpChecker sends a datagram from a connected UDP socket and waits for a
@@ -30,13 +28,13 @@ type udpChecker struct {
 	buffers sync.Pool
 }
 
-func newUDPChecker(hc *config.HealthCheck, timeout time.Duration) *udpChecker {
+func newUDPChecker(p UDP, source netip.Addr, timeout time.Duration) *udpChecker {
 	return &udpChecker{
 		timeout:     timeout,
-		source:      hc.Source,
-		send:        []byte(hc.Send),
-		expect:      []byte(hc.Expect),
-		noReplyIsUp: hc.NoReplyIsUp,
+		source:      source,
+		send:        []byte(p.Send),
+		expect:      []byte(p.Expect),
+		noReplyIsUp: p.NoReplyIsUp,
 	}
 }
 

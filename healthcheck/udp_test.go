@@ -4,8 +4,6 @@ import (
 	"net"
 	"sync"
 	"testing"
-
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 // udpServer answers each datagram with reply(datagram), or not at all when
@@ -40,23 +38,23 @@ func TestUDP(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		hc     config.HealthCheck
+		spec   Spec
 		addr   string
 		up     bool
 		reason Reason
 		msg    string
 	}{
-		{"reply", config.HealthCheck{Type: config.CheckUDP, Send: "ping"}, echo.String(), true, ReasonOK, "reply of 9 bytes"},
-		{"expected reply", config.HealthCheck{Type: config.CheckUDP, Send: "ping", Expect: "pong:ping"}, echo.String(), true, ReasonOK, ""},
-		{"unexpected reply", config.HealthCheck{Type: config.CheckUDP, Send: "ping", Expect: "PONG"}, echo.String(), false, ReasonUnexpectedReply, "pong:ping"},
-		{"port unreachable", config.HealthCheck{Type: config.CheckUDP, Send: "ping"}, closed, false, ReasonRefused, "ICMP port unreachable"},
-		{"port unreachable with no_reply_is_up", config.HealthCheck{Type: config.CheckUDP, Send: "ping", NoReplyIsUp: true, Timeout: ms(2000)}, closed, false, ReasonRefused, ""},
-		{"no reply", config.HealthCheck{Type: config.CheckUDP, Send: "ping", Timeout: ms(200)}, mute.String(), false, ReasonTimeout, ""},
-		{"no reply is up", config.HealthCheck{Type: config.CheckUDP, Send: "ping", Timeout: ms(200), NoReplyIsUp: true}, mute.String(), true, ReasonNoReply, "no ICMP"},
+		{"reply", Spec{Probe: UDP{Send: "ping"}}, echo.String(), true, ReasonOK, "reply of 9 bytes"},
+		{"expected reply", Spec{Probe: UDP{Send: "ping", Expect: "pong:ping"}}, echo.String(), true, ReasonOK, ""},
+		{"unexpected reply", Spec{Probe: UDP{Send: "ping", Expect: "PONG"}}, echo.String(), false, ReasonUnexpectedReply, "pong:ping"},
+		{"port unreachable", Spec{Probe: UDP{Send: "ping"}}, closed, false, ReasonRefused, "ICMP port unreachable"},
+		{"port unreachable with no_reply_is_up", Spec{Params: Params{Timeout: ms(2000)}, Probe: UDP{Send: "ping", NoReplyIsUp: true}}, closed, false, ReasonRefused, ""},
+		{"no reply", Spec{Params: Params{Timeout: ms(200)}, Probe: UDP{Send: "ping"}}, mute.String(), false, ReasonTimeout, ""},
+		{"no reply is up", Spec{Params: Params{Timeout: ms(200)}, Probe: UDP{Send: "ping", NoReplyIsUp: true}}, mute.String(), true, ReasonNoReply, "no ICMP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			want(t, runCheck(t, mustChecker(t, tt.hc), targetOf(t, tt.addr)), tt.up, tt.reason, tt.msg)
+			want(t, runCheck(t, mustChecker(t, tt.spec), targetOf(t, tt.addr)), tt.up, tt.reason, tt.msg)
 		})
 	}
 }
@@ -66,7 +64,7 @@ func TestUDPIPv6(t *testing.T) {
 		t.Skip("no IPv6 loopback address (::1) in this sandbox")
 	}
 	echo := udpServer(t, "::1", func(b []byte) []byte { return b })
-	c := mustChecker(t, config.HealthCheck{Type: config.CheckUDP, Send: "ping", Expect: "ping"})
+	c := mustChecker(t, Spec{Probe: UDP{Send: "ping", Expect: "ping"}})
 	want(t, runCheck(t, c, targetOf(t, echo)), true, ReasonOK, "")
 	want(t, runCheck(t, c, targetOf(t, closedPort(t, "udp", "::1"))), false, ReasonRefused, "")
 }

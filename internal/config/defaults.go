@@ -3,7 +3,7 @@ package config
 import (
 	"time"
 
-	"github.com/dsrd/dsrd/realserver"
+	"github.com/dsrd/dsrd/healthcheck"
 )
 
 // Every default of the three files, each with the reason for its value. A
@@ -96,6 +96,8 @@ const (
 // Health check defaults. A service without a health_check gets a tcp check
 // on the service port: a real is in service only while it accepts
 // connections. Type none disables checking (every real is always up).
+// Where healthcheck has the same default (the value of a zero field of its
+// Spec), it is defined once, there, and the file's is defined as it.
 const (
 	// DefaultCheckType is tcp, the check that works for any TCP service.
 	DefaultCheckType = CheckTCP
@@ -103,11 +105,11 @@ const (
 	// about six seconds (three failures two seconds apart); DefaultCheckRise
 	// takes a real back only after two good checks in a row, so a flapping
 	// real does not flap the traffic.
-	DefaultCheckInterval = 2 * time.Second
+	DefaultCheckInterval = healthcheck.DefaultInterval
 	// DefaultCheckTimeout is half the interval: a check ends before the next.
-	DefaultCheckTimeout = 1 * time.Second
-	DefaultCheckRise    = 2
-	DefaultCheckFall    = 3
+	DefaultCheckTimeout = healthcheck.DefaultTimeout
+	DefaultCheckRise    = healthcheck.DefaultRise
+	DefaultCheckFall    = healthcheck.DefaultFall
 	// DefaultCheckInitial is down: a new real gets traffic only after it
 	// has proven itself.
 	DefaultCheckInitial = "down"
@@ -116,20 +118,21 @@ const (
 	// live server), as HAProxy's httpchk does.
 	DefaultHTTPMethod   = "GET"
 	DefaultHTTPPath     = "/"
-	DefaultExpectStatus = "200-399"
+	DefaultExpectStatus = healthcheck.DefaultHTTPStatus
 	// DefaultDNSQueryType and DefaultDNSRcode: an A query answered with
 	// NOERROR.
-	DefaultDNSQueryType = "A"
-	DefaultDNSRcode     = "NOERROR"
+	DefaultDNSQueryType = healthcheck.DefaultDNSType
+	DefaultDNSRcode     = healthcheck.DefaultDNSRcode
 	// DefaultAgentPort is the port of the realserver agent's status
 	// endpoint that an agent check asks: the agent's own default
-	// (realserver.DefaultStatusPort). The agent serves it only when its
-	// status_address is set (off by default).
-	DefaultAgentPort = realserver.DefaultStatusPort
+	// (realserver.DefaultStatusPort, which this package's tests hold
+	// equal). The agent serves it only when its status_address is set (off
+	// by default).
+	DefaultAgentPort = healthcheck.DefaultAgentPort
 	// DefaultAgentPath and DefaultAgentStatus are the agent's contract:
 	// GET /status (realserver.StatusPath) answers 200 when every VIP is in
 	// place and 503 when the backend is draining or broken.
-	DefaultAgentPath   = realserver.StatusPath
+	DefaultAgentPath   = healthcheck.DefaultAgentPath
 	DefaultAgentStatus = "200"
 )
 

@@ -11,7 +11,7 @@ import (
 // must not depend on this package (DESIGN.md, "Decisions"); the edge
 // (internal/director, internal/cli) translates. Add each package as it
 // gets there.
-var ownTheirInput = []string{"./ipvs", "./raft", "./realserver", "./vrrp"}
+var ownTheirInput = []string{"./healthcheck", "./ipvs", "./raft", "./realserver", "./vrrp"}
 
 const configPath = "github.com/dsrd/dsrd/internal/config"
 

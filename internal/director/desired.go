@@ -59,19 +59,20 @@ func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft
 		if err != nil {
 			return nil, nil, fmt.Errorf("service %s: %w", svc.Name, err)
 		}
+		hsvc := healthService(svc)
 		reals := make(map[healthcheck.Key]healthcheck.RealState, len(svc.Reals))
 		pending := map[healthcheck.Key]bool{}
 		for j := range svc.Reals {
 			r := &svc.Reals[j]
-			hk := healthcheck.RealKey(svc, *r)
+			hk := healthcheck.RealKey(hsvc, hsvc.Reals[j])
 			rs := healthcheck.RealState{Admin: adminOf(admin[realRef(&svc, r)])}
-			if in, ok := health(hk, healthcheck.ParamsFrom(svc.CheckFor(r))); ok {
+			if in, ok := health(hk, healthcheck.ParamsFrom(hsvc.Reals[j].Check)); ok {
 				rs.Health, rs.Reason = in.State, in.Reason
 				pending[hk] = !in.Settled
 			}
 			reals[hk] = rs
 		}
-		want := healthcheck.Desire(svc, reals)
+		want := healthcheck.Desire(hsvc, reals)
 
 		s := ipvs.NewService(key, svc.Scheduler)
 		flags, err := ipvs.ParseSchedFlags(svc.Scheduler, svc.SchedulerFlags)

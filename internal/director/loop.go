@@ -262,7 +262,7 @@ func (d *Director) followSpec(ctx context.Context, cc raft.ClusterConfig) error 
 		return nil
 	}
 	services, vips, ipvsCfg := clusterspec.Services(cc.Spec), clusterspec.VIPs(cc.Spec), clusterspec.IPVS(cc.Spec)
-	checks, err := healthcheck.ChecksFor(services, healthcheck.BuildOptions{})
+	checks, err := healthcheck.ChecksFor(healthServices(services), healthcheck.BuildOptions{})
 	if err != nil {
 		// A check that cannot be built stays scheduled and reports down
 		// with the reason; the rest of the configuration still applies.

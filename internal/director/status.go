@@ -138,9 +138,10 @@ func serviceStatus(v serviceView, k ipvs.Service, admin map[raft.RealRef]raft.Ad
 	if !out.Up {
 		out.Reason = v.Desired.Status.Reason.String()
 	}
+	hsvc := healthService(svc)
 	for i := range svc.Reals {
 		r := &svc.Reals[i]
-		hk := healthcheck.RealKey(svc, *r)
+		hk := healthcheck.RealKey(hsvc, hsvc.Reals[i])
 		a := raft.AdminEnabled
 		if x, ok := admin[realRef(&svc, r)]; ok {
 			a = x
@@ -151,7 +152,7 @@ func serviceStatus(v serviceView, k ipvs.Service, admin map[raft.RealRef]raft.Ad
 		}
 		if s, ok := checks.Status(hk); ok {
 			rs.Health = s.State.String()
-			if !settled(s, healthcheck.ParamsFrom(svc.CheckFor(r))) {
+			if !settled(s, healthcheck.ParamsFrom(hsvc.Reals[i].Check)) {
 				// No verdict yet: the initial state is no finding, and an
 				// adopted real keeps its kernel weight meanwhile.
 				rs.Health = healthcheck.StateUnknown.String()

@@ -34,7 +34,6 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
-	"github.com/dsrd/dsrd/internal/config"
 )
 
 func main() {
@@ -79,7 +78,7 @@ func main() {
 	noop := healthcheck.CheckerFunc(func(context.Context, healthcheck.Target) healthcheck.Result {
 		return healthcheck.Result{Up: true}
 	})
-	tcp, err := healthcheck.NewChecker(&config.HealthCheck{Type: config.CheckTCP, Timeout: config.Duration(*timeout)}, healthcheck.BuildOptions{})
+	tcp, err := healthcheck.NewChecker(healthcheck.Spec{Params: healthcheck.Params{Timeout: *timeout}, Probe: healthcheck.TCP{}}, healthcheck.BuildOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -174,7 +173,7 @@ func (b benchConfig) schedulerRow(ctx context.Context, name string, checker heal
 		checks[i] = healthcheck.Check{
 			Key:     key,
 			Target:  healthcheck.Target{Service: key.Service, Real: addr, Addr: addr},
-			Type:    config.CheckTCP,
+			Type:    healthcheck.TypeTCP,
 			Checker: checker,
 			Params: healthcheck.Params{Interval: b.interval, Timeout: b.timeout, Rise: 2, Fall: 3,
 				Initial: healthcheck.StateDown},
