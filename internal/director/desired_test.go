@@ -136,17 +136,22 @@ func TestDesiredPersistenceAndFWMark(t *testing.T) {
 	}
 }
 
+// adoptedWeb is a kernel that holds web's three reals at weight 77, as a
+// restarted director finds them.
+func adoptedWeb() ipvs.State {
+	s := ipvs.NewService(web, "mh")
+	for _, a := range []string{"192.0.2.21", "192.0.2.22", "192.0.2.23"} {
+		s.Put(ipvs.NewDestination(netip.MustParseAddr(a), 80, 77))
+	}
+	return ipvs.State{web: s}
+}
+
 // A restarted director adopts its kernel entries: a real whose check has
 // no verdict yet keeps the weight the kernel holds instead of dropping to
 // the initial state's weight 0, so no traffic is lost during the rise.
 func TestDesiredKeepsKernelWeightUntilFirstVerdict(t *testing.T) {
 	spec := testSpec(t)
-	actual := ipvs.State{}
-	s := ipvs.NewService(web, "mh")
-	for _, a := range []string{"192.0.2.21", "192.0.2.22", "192.0.2.23"} {
-		s.Put(ipvs.NewDestination(netip.MustParseAddr(a), 80, 77))
-	}
-	actual.Put(s)
+	actual := adoptedWeb()
 	h := health{
 		key("web", "192.0.2.21", 80): down(1), // initial down, one run: no verdict yet
 		key("web", "192.0.2.22", 80): down(3), // fall reached: a verdict
@@ -311,12 +316,7 @@ func TestAbsentRealsDeletedRemovedRealsDrained(t *testing.T) {
 // initial state (down) under on_down remove: it keeps the kernel's entry
 // until the check's first verdict, then deletes it if that is down.
 func TestDesiredAdoptsRemovableRealUntilFirstVerdict(t *testing.T) {
-	actual := ipvs.State{}
-	s := ipvs.NewService(web, "mh")
-	for _, a := range []string{"192.0.2.21", "192.0.2.22", "192.0.2.23"} {
-		s.Put(ipvs.NewDestination(netip.MustParseAddr(a), 80, 77))
-	}
-	actual.Put(s)
+	actual := adoptedWeb()
 	h := health{
 		key("web", "192.0.2.21", 80): down(1), // initial down, no verdict yet
 		key("web", "192.0.2.22", 80): down(3), // fall reached: down
