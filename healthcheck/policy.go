@@ -1,6 +1,9 @@
 package healthcheck
 
-import "net/netip"
+import (
+	"net/netip"
+	"slices"
+)
 
 // Admin is an operator's setting for a real server, kept in the cluster
 // state and applied on top of its health.
@@ -61,6 +64,39 @@ type DesiredReal struct {
 	Sorry bool
 }
 
+// AbsentReason says why a configured real is not among a service's
+// destinations.
+type AbsentReason uint8
+
+// The absent reasons.
+const (
+	// AbsentDown is a real that is down where the service removes down
+	// reals (on_down: remove).
+	AbsentDown AbsentReason = iota + 1
+	// AbsentDisabled is a real an operator disabled.
+	AbsentDisabled
+)
+
+// String returns "down" or "disabled".
+func (r AbsentReason) String() string {
+	switch r {
+	case AbsentDown:
+		return "down"
+	case AbsentDisabled:
+		return "disabled"
+	}
+	return "present"
+}
+
+// AbsentReal is a configured real the policy keeps out of IPVS, and why.
+// It is taken out at once, not drained: that is only for a real removed
+// from the configuration.
+type AbsentReal struct {
+	Address netip.Addr
+	Port    uint16
+	Reason  AbsentReason
+}
+
 // ServiceReason says why a service is down.
 type ServiceReason uint8
 
@@ -110,7 +146,10 @@ type ServiceStatus struct {
 type Desired struct {
 	// Reals are the destinations, in configuration order, the sorry
 	// server last.
-	Reals  []DesiredReal
+	Reals []DesiredReal
+	// Absent are the configured reals not in Reals, in configuration
+	// order, with the reason.
+	Absent []AbsentReal
 	Status ServiceStatus
 }
 
@@ -121,12 +160,16 @@ const DefaultWeight = 1
 // by RealKey) to the IPVS destinations and weights it should have:
 //
 //	admin     health / last reason        on_down   destination
-//	disabled  any                         any       absent
+//	disabled  any                         any       absent (disabled)
 //	any       last reason draining        any       weight 0
-//	any       down                        remove    absent
+//	any       down                        remove    absent (down)
 //	any       down                        weight0   weight 0 (the default)
 //	drained   up                          any       weight 0
 //	enabled   up                          any       configured weight (1)
+//
+// Every configured real that is absent is listed in Absent with its
+// reason, so that the caller can take it out at once rather than drain it
+// as it drains a real removed from the configuration.
 //
 // A real is healthy when it is enabled, up and not draining. With no
 // healthy real the sorry server, when configured, is added with weight 1
@@ -152,8 +195,9 @@ func Desire(svc Service, reals map[Key]RealState) Desired {
 		if up && !draining && st.Admin == AdminEnabled {
 			healthy++
 		}
-		weight, present := realWeight(svc, r, st.Admin, up, draining)
-		if !present {
+		weight, absent := realWeight(svc, r, st.Admin, up, draining)
+		if absent != 0 {
+			out.Absent = append(out.Absent, AbsentReal{Address: key.Real.Addr(), Port: key.Real.Port(), Reason: absent})
 			continue
 		}
 		out.Reals = append(out.Reals, DesiredReal{
@@ -176,7 +220,13 @@ func Desire(svc Service, reals map[Key]RealState) Desired {
 	}
 	if healthy == 0 && svc.SorryServer.IsValid() {
 		out.Status.Sorry = true
-		out.Reals = addSorry(out.Reals, netip.AddrPortFrom(svc.SorryServer.Unmap(), svc.Port))
+		sorry := netip.AddrPortFrom(svc.SorryServer.Unmap(), svc.Port)
+		out.Reals = addSorry(out.Reals, sorry)
+		// A sorry server that is also an absent real serves as the
+		// sorry server: present, so not absent.
+		out.Absent = slices.DeleteFunc(out.Absent, func(a AbsentReal) bool {
+			return a.Address == sorry.Addr() && a.Port == sorry.Port()
+		})
 	}
 	return out
 }
@@ -193,22 +243,23 @@ func realUp(r Real, st RealState) bool {
 	return st.Health == StateUp
 }
 
-// realWeight applies the decision table of Desire to one real.
-func realWeight(svc Service, r Real, admin Admin, up, draining bool) (weight int, present bool) {
+// realWeight applies the decision table of Desire to one real: its weight,
+// or why it is absent.
+func realWeight(svc Service, r Real, admin Admin, up, draining bool) (weight int, absent AbsentReason) {
 	switch {
 	case admin == AdminDisabled:
-		return 0, false
+		return 0, AbsentDisabled
 	case draining:
-		return 0, true
+		return 0, 0
 	case !up && svc.OnDown == DownRemove:
-		return 0, false
+		return 0, AbsentDown
 	case !up, admin == AdminDrained:
-		return 0, true
+		return 0, 0
 	}
 	if r.Weight == nil {
-		return DefaultWeight, true
+		return DefaultWeight, 0
 	}
-	return min(max(*r.Weight, 0), 65535), true
+	return min(max(*r.Weight, 0), 65535), 0
 }
 
 // addSorry adds the sorry server with weight 1, or turns the destination

@@ -201,3 +201,52 @@ func TestDesireDetails(t *testing.T) {
 		}
 	})
 }
+
+// formatAbsent writes absent reals as "addr:reason".
+func formatAbsent(reals []AbsentReal) string {
+	parts := make([]string, len(reals))
+	for i, r := range reals {
+		parts[i] = fmt.Sprintf("%s:%s", r.Address, r.Reason)
+	}
+	return strings.Join(parts, " ")
+}
+
+// Every configured real missing from the destinations is named with its
+// reason: the caller deletes those at once, and drains only reals that
+// left the configuration.
+func TestDesireAbsent(t *testing.T) {
+	tests := []struct {
+		name          string
+		onDown        DownPolicy
+		health, admin string
+		sorry         string
+		want          string
+	}{
+		{"all up and enabled", DownRemove, "UUU", "eee", "", ""},
+		{"drained is present, disabled absent", DownRemove, "UUU", "edx", "", "192.0.2.3:disabled"},
+		{"down with weight0 is present", DownWeightZero, "DDU", "eee", "", ""},
+		{"down with remove", DownRemove, "DUD", "eee", "", "192.0.2.1:down 192.0.2.3:down"},
+		{"disabled wins over down", DownRemove, "DUU", "xee", "", "192.0.2.1:disabled"},
+		{"agent draining is present", DownRemove, "rUU", "eee", "", ""},
+		{"absent real serving as the sorry server", DownRemove, "DDD", "eee", "192.0.2.2", "192.0.2.1:down 192.0.2.3:down"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc := policyService(tt.onDown, 0)
+			if tt.sorry != "" {
+				svc.SorryServer = netip.MustParseAddr(tt.sorry)
+			}
+			got := Desire(svc, states(svc, tt.health, tt.admin))
+			if s := formatAbsent(got.Absent); s != tt.want {
+				t.Errorf("absent %q, want %q (destinations %s)", s, tt.want, format(got.Reals))
+			}
+			for _, a := range got.Absent {
+				for _, r := range got.Reals {
+					if r.Address == a.Address && r.Port == a.Port {
+						t.Errorf("%s both present and absent", a.Address)
+					}
+				}
+			}
+		})
+	}
+}

@@ -9,13 +9,16 @@ import (
 // state, and each removed service, has been draining. It is used under the
 // Reconciler's lock.
 //
-// A removed destination is kept at weight 0 (no new connections,
+// A removed destination (in the kernel, neither in the desired service's
+// Dests nor in its Absent) is kept at weight 0 (no new connections,
 // established ones continue) until its active plus inactive connections
 // reach 0 or its service's DrainTimeout has passed; then the diff deletes
-// it. A removed service is drained the same way as a whole: all its
-// destinations at weight 0 until none has a connection or the service's
-// last DrainTimeout has passed. A weight of 0 in the desired state (a real
-// that failed its checks) is an ordinary weight, not a drain.
+// it. An absent destination (Service.Absent: down with on_down remove,
+// disabled) is not drained: the diff deletes it at once, and a drain it
+// was in ends. A removed service is drained the same way as a whole: all
+// its destinations at weight 0 until none has a connection or the
+// service's last DrainTimeout has passed. A weight of 0 in the desired
+// state (a real that failed its checks) is an ordinary weight, not a drain.
 type drainer struct {
 	dests map[ServiceKey]map[DestKey]time.Time
 	svcs  map[ServiceKey]time.Time
@@ -53,6 +56,12 @@ func (dr *drainer) plan(log *slog.Logger, actual, desired State, removed map[Ser
 		cloned := false
 		for dk, ad := range a.Dests {
 			if _, want := d.Dests[dk]; want {
+				continue
+			}
+			if why, absent := d.Absent[dk]; absent {
+				delete(started, dk) // the diff deletes it
+				log.Info("ipvs deleting real without drain", "service", k.String(), "real", dk.String(),
+					"reason", why.String(), "conns", ad.Conns())
 				continue
 			}
 			if started == nil {

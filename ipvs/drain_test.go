@@ -192,3 +192,98 @@ func TestDrainRemovedServiceIdle(t *testing.T) {
 		t.Fatal("an idle removed service was kept")
 	}
 }
+
+// Why a real leaves the desired state decides how it leaves the kernel:
+// removed from the service (not in Dests nor Absent) it drains; down with
+// on_down remove or disabled (Absent) it is deleted at once, connections
+// or not, so that expire_nodest_conn fails them fast.
+func TestDrainOnlyRemovedReals(t *testing.T) {
+	tests := []struct {
+		name    string
+		absent  Absence // 0: removed from the service
+		kept    bool
+		drained int
+	}{
+		{"removed from the service drains", 0, true, 1},
+		{"down with on_down remove is deleted at once", AbsentDown, false, 0},
+		{"disabled is deleted at once", AbsentDisabled, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newDrainFixture(t)
+			k := fx.full.Key
+			fx.conns(k, fx.gone, 5, 2)
+			want := fx.one.Clone()
+			if tt.absent != 0 {
+				want.SetAbsent(fx.gone, tt.absent)
+			}
+			fx.apply(state(want))
+			d, ok := fx.dest(k, fx.gone)
+			if ok != tt.kept || (ok && d.Weight != 0) {
+				t.Errorf("real with 7 connections: present %v weight %d, want present %v (at weight 0)", ok, d.Weight, tt.kept)
+			}
+			if fx.r.Draining() != tt.drained {
+				t.Errorf("draining %d, want %d", fx.r.Draining(), tt.drained)
+			}
+			if d, ok := fx.dest(k, DestKey{addr("198.51.100.1"), 80}); !ok || d.Weight != 5 {
+				t.Errorf("the other real: %+v present %v, want weight 5", d, ok)
+			}
+		})
+	}
+}
+
+// A real that drains because it left the service and then comes back as an
+// absent one (re-added while disabled) is deleted at once, not left to
+// finish the drain.
+func TestAbsentEndsADrain(t *testing.T) {
+	fx := newDrainFixture(t)
+	k := fx.full.Key
+	fx.conns(k, fx.gone, 3, 0)
+	fx.apply(state(fx.one))
+	if _, ok := fx.dest(k, fx.gone); !ok || fx.r.Draining() != 1 {
+		t.Fatalf("removed real with connections not draining (draining %d)", fx.r.Draining())
+	}
+	fx.clock.advance(time.Second)
+	disabled := fx.one.Clone()
+	disabled.SetAbsent(fx.gone, AbsentDisabled)
+	fx.apply(state(disabled))
+	if _, ok := fx.dest(k, fx.gone); ok {
+		t.Fatal("a draining real that is now disabled was kept")
+	}
+	if fx.r.Draining() != 0 {
+		t.Errorf("draining %d, want 0", fx.r.Draining())
+	}
+	// Enabled again and removed again: a drain of its own, from scratch.
+	fx.apply(state(fx.full))
+	fx.conns(k, fx.gone, 1, 0)
+	fx.apply(state(fx.one))
+	if d, ok := fx.dest(k, fx.gone); !ok || d.Weight != 0 {
+		t.Errorf("removed again: %+v present %v, want drained at weight 0", d, ok)
+	}
+}
+
+// An absent real that is not in the kernel costs nothing, and one that is
+// both present and absent is refused rather than guessed at.
+func TestAbsentValidation(t *testing.T) {
+	fx := newDrainFixture(t)
+	k := fx.full.Key
+	fx.apply(state(fx.one)) // idle: deleted
+	fx.f.ResetCalls()
+	again := fx.one.Clone()
+	again.SetAbsent(fx.gone, AbsentDown)
+	fx.apply(state(again))
+	if n := fx.f.Writes(); n != 0 {
+		t.Errorf("an absent real the kernel lacks cost %d writes: %v", n, fx.f.Calls())
+	}
+	both := fx.full.Clone()
+	both.SetAbsent(fx.gone, AbsentDisabled)
+	if err := both.Validate(); err == nil {
+		t.Errorf("a real both present and absent passed validation")
+	}
+	if _, err := fx.r.Apply(context.Background(), state(both)); err == nil {
+		t.Errorf("Apply took a real both present and absent")
+	}
+	if _, ok := fx.f.State()[k]; !ok {
+		t.Errorf("the invalid service was deleted")
+	}
+}

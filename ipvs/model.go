@@ -5,8 +5,10 @@
 // the kernel normalises them and returns the operations that turn one into
 // the other: adds before updates before deletes, an update never a
 // delete-and-add. A Reconciler reads the kernel through the small Kernel
-// interface, drains removed destinations (weight 0 until idle or a timeout),
-// applies the operations and reports the state it actually reached. It
+// interface, drains removed destinations (weight 0 until idle or a timeout)
+// but deletes at once those the desired state names absent (a real down or
+// disabled), applies the operations and reports the state it actually
+// reached. It
 // touches only what it owns: the services of its desired state and the
 // services it created or adopted before; an operator's or another program's
 // services are never read in detail nor changed.
@@ -368,6 +370,34 @@ func (d Destination) sameConfig(o Destination) bool {
 		d.UpperThreshold == o.UpperThreshold && d.LowerThreshold == o.LowerThreshold
 }
 
+// Absence says why a destination is kept out of a desired service while
+// the service still has it as a real (Service.Absent). Every absence
+// deletes the destination at once: with net.ipv4.vs.expire_nodest_conn
+// its connections then fail fast instead of hanging. Only a destination
+// that is no longer the service's at all (removed from the configuration)
+// drains at weight 0.
+type Absence uint8
+
+// The absences.
+const (
+	// AbsentDown is a real that failed its health checks where the
+	// service takes failed reals out (on_down: remove).
+	AbsentDown Absence = iota + 1
+	// AbsentDisabled is a real an operator disabled (dsrd disable).
+	AbsentDisabled
+)
+
+// String returns "down" or "disabled", for logs.
+func (a Absence) String() string {
+	switch a {
+	case AbsentDown:
+		return "down"
+	case AbsentDisabled:
+		return "disabled"
+	}
+	return fmt.Sprintf("absence(%d)", uint8(a))
+}
+
 // DefaultScheduler is the scheduler of a service whose Scheduler is empty,
 // as in ipvsadm.
 const DefaultScheduler = "wlc"
@@ -400,6 +430,13 @@ type Service struct {
 	// Dests are the destinations by key. Services read from the kernel
 	// that the reader does not manage have nil Dests (not read).
 	Dests map[DestKey]Destination
+	// Absent names, in a desired state, destinations of the service that
+	// are kept out of Dests on purpose, and why: they leave the kernel at
+	// once, connections or not. A kernel destination that is neither in
+	// Dests nor in Absent was removed from the service and drains (see
+	// DrainTimeout). A key may not be in both. Like DrainTimeout it is
+	// dsrd's, never programmed nor compared; nil is empty.
+	Absent map[DestKey]Absence
 
 	// Stats are read from the kernel; ignored in comparisons.
 	Stats Stats
@@ -436,17 +473,31 @@ func (s *Service) Put(d Destination) {
 	s.Dests[d.Key] = d
 }
 
+// SetAbsent records that the destination key is kept out of the service
+// for reason a: it is deleted at once rather than drained.
+func (s *Service) SetAbsent(key DestKey, a Absence) {
+	if s.Absent == nil {
+		s.Absent = map[DestKey]Absence{}
+	}
+	key.Addr = key.Addr.Unmap()
+	s.Absent[key] = a
+}
+
 // Clone returns a copy that shares no map with s.
 func (s Service) Clone() Service {
 	if s.Dests != nil {
 		s.Dests = maps.Clone(s.Dests)
 	}
+	if s.Absent != nil {
+		s.Absent = maps.Clone(s.Absent)
+	}
 	return s
 }
 
-// withoutDests returns a copy of the service's attributes with no Dests.
+// withoutDests returns a copy of the service's attributes with no Dests
+// (and no Absent).
 func (s Service) withoutDests() Service {
-	s.Dests = nil
+	s.Dests, s.Absent = nil, nil
 	return s
 }
 
@@ -498,7 +549,8 @@ func (s Service) sameConfig(d Service) bool {
 // Validate reports what in the service the kernel would reject or dsrd does
 // not support, all at once: mismatched families, a DR destination on
 // another port, weights out of range, thresholds in the wrong order, a
-// persistence netmask or timeout out of range, port 0 without persistence.
+// persistence netmask or timeout out of range, port 0 without persistence,
+// a destination both in Dests and Absent.
 func (s Service) Validate() error {
 	var errs []error
 	k := s.Key
@@ -553,6 +605,11 @@ func (s Service) Validate() error {
 		}
 		if d.LowerThreshold > d.UpperThreshold {
 			errs = append(errs, fmt.Errorf("destination %s: lower threshold %d above upper threshold %d", d.Key, d.LowerThreshold, d.UpperThreshold))
+		}
+	}
+	for dk, a := range s.Absent {
+		if _, ok := s.Dests[dk]; ok {
+			errs = append(errs, fmt.Errorf("destination %s is both present and absent (%s)", dk, a))
 		}
 	}
 	if len(errs) > 0 {

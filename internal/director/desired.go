@@ -44,11 +44,15 @@ type serviceView struct {
 }
 
 // desiredState maps the cluster's services, the local health view and the
-// admin state to the IPVS state this director should hold. actual is the
-// kernel's state as last read: a real that is in the kernel and whose
-// check has not reached its first verdict keeps its kernel weight, so a
-// restarted director adopts its entries without setting them to weight 0
-// for the rise period (no blip on restart).
+// admin state to the IPVS state this director should hold. A configured
+// real the policy keeps out (down with on_down remove, disabled) is named
+// in its service's Absent, so the reconciler deletes it at once; only a
+// real that left the configuration is drained. actual is the kernel's
+// state as last read: a real that is in the kernel and whose check has
+// not reached its first verdict keeps its kernel weight (and is not taken
+// out for its initial state), so a restarted director adopts its entries
+// without setting them to weight 0 or deleting them for the rise period
+// (no blip on restart).
 func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft.Admin, actual ipvs.State) (ipvs.State, []serviceView, error) {
 	services := clusterspec.Services(spec)
 	st := make(ipvs.State, len(services))
@@ -102,6 +106,22 @@ func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft
 			}
 			s.Put(d)
 		}
+		for _, ar := range want.Absent {
+			port := ar.Port
+			if key.IsFWMark() {
+				port = 0
+			}
+			dk := ipvs.NewDestination(ar.Address, port, 0).Key
+			if hadOld && ar.Reason == healthcheck.AbsentDown && pending[healthcheck.Key{Service: svc.Name, Real: netip.AddrPortFrom(ar.Address, ar.Port)}] {
+				if cur, ok := old.Dests[dk]; ok {
+					// Down only by its initial state: adopted as it is,
+					// like a present real, until its check has a verdict.
+					s.Put(cur)
+					continue
+				}
+			}
+			s.SetAbsent(dk, absenceOf(ar.Reason))
+		}
 		st.Put(s)
 		views = append(views, serviceView{Config: svc, Key: key, Desired: want})
 	}
@@ -135,6 +155,14 @@ func serviceKey(svc config.Service) (ipvs.ServiceKey, error) {
 		return ipvs.ServiceKey{}, err
 	}
 	return ipvs.NewServiceKey(p, netip.AddrPortFrom(svc.VIP, svc.Port)), nil
+}
+
+// absenceOf converts the policy's reason for an absent real to IPVS's.
+func absenceOf(r healthcheck.AbsentReason) ipvs.Absence {
+	if r == healthcheck.AbsentDisabled {
+		return ipvs.AbsentDisabled
+	}
+	return ipvs.AbsentDown
 }
 
 // adminOf converts the replicated admin state to the policy's.

@@ -357,8 +357,14 @@ func clusterWeightsOf(except map[string]int) map[string]map[string]int {
 // want, and returns how long that took.
 func clusterWaitWeights(t *testing.T, want map[string]map[string]int) time.Duration {
 	t.Helper()
+	return clusterWaitWeightsWithin(t, want, clusterConverge)
+}
+
+// clusterWaitWeightsWithin is clusterWaitWeights with its own bound.
+func clusterWaitWeightsWithin(t *testing.T, want map[string]map[string]int, timeout time.Duration) time.Duration {
+	t.Helper()
 	start := time.Now()
-	lab.Eventually(t, clusterConverge, 100*time.Millisecond, func() error {
+	lab.Eventually(t, timeout, 100*time.Millisecond, func() error {
 		for _, d := range lab.ClusterDirectors() {
 			got, err := lab.ClusterIPVSWeights(clusterCtx(t), d)
 			if err != nil {
