@@ -2,6 +2,8 @@ package director
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -151,4 +153,46 @@ func TestUnknownCheckTypeIsAConfigError(t *testing.T) {
 	if r.Up || r.Reason != healthcheck.ReasonConfig || !strings.Contains(r.Message, "no probe") {
 		t.Errorf("result %s, want a configuration error", r)
 	}
+}
+
+// TestAcceptedChecksBuild: every health check of every director file that
+// config check accepts builds a checker (accept implies construct), so that
+// config validation and healthcheck's constructors cannot drift apart: a
+// file that passes `dsrd config check` never runs a check that reports
+// "config" as its reason.
+func TestAcceptedChecksBuild(t *testing.T) {
+	var files []string
+	for _, glob := range []string{
+		"../config/testdata/valid/*.yaml", "../config/testdata/fuzz/*.yaml",
+		"../../packaging/examples/*.yaml", "../../raft/testdata/wire/*.yaml",
+	} {
+		m, err := filepath.Glob(glob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, m...)
+	}
+	built := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kind, err := config.Detect(data); err != nil || kind != config.KindDirector {
+			continue
+		}
+		d, err := config.ParseDirector(f, data)
+		if err != nil {
+			continue // refused by config: nothing to construct
+		}
+		checks, err := healthcheck.ChecksFor(healthServices(d.Services), healthcheck.BuildOptions{})
+		if err != nil {
+			t.Errorf("%s: config accepts it, healthcheck cannot build: %v", f, err)
+		}
+		built += len(checks)
+	}
+	if built == 0 {
+		t.Fatal("no check built: the globs found no accepted director file")
+	}
+	t.Logf("%d checks built from %d files", built, len(files))
 }
