@@ -111,9 +111,17 @@ func TestClusterRefusesStaleTimeoutNow(t *testing.T) {
 			t.Fatalf("timeout-now from follower %s to %s: err = %v, want %v", c.peers[from].ID, c.peers[dst].ID, err, ErrStaleTimeoutNow)
 		}
 	}
-	// Give an obeyed request time to show: an election at these timings
-	// takes a few hundred milliseconds.
-	time.Sleep(time.Second)
+	// The refusals came from the guard (raft answers an obeyed TimeoutNow
+	// with success, never with ErrStaleTimeoutNow), so no request reached
+	// raft and there is nothing to wait for. A write committed by every
+	// node is the synchronisation point: the leader still leads and every
+	// node has heard from it since.
+	if _, err := leader.SubmitConfig(testutil.Context(t, testTimeout), testSpec(3), ""); err != nil {
+		t.Fatalf("a write after the refused requests: %v", err)
+	}
+	for _, n := range c.nodes {
+		waitGeneration(t, n, 1)
+	}
 	for i, n := range c.nodes {
 		st := n.Stats()
 		if st.Term != term {
