@@ -136,7 +136,7 @@ const (
 	DefaultAgentStatus = "200"
 )
 
-// IPVS defaults (see DESIGN.md): sloppy_tcp lets a new director pick up
+// IPVS defaults (docs/config.md, "ipvs"): sloppy_tcp lets a new director pick up
 // established TCP flows mid-stream after a failover; expire_nodest_conn
 // drops the connections of a deleted real at once, so their clients
 // retry instead of sending into a black hole until the connection times

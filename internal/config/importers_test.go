@@ -8,7 +8,7 @@ import (
 )
 
 // ownTheirInput are the domain packages that own their input types and
-// must not depend on this package (DESIGN.md, "Decisions"); the edge
+// must not depend on this package (README.md, "Code map"; the project design's "Decisions"); the edge
 // (internal/director, internal/cli) translates. Add each package as it
 // gets there.
 var ownTheirInput = []string{"./healthcheck", "./ipvs", "./raft", "./realserver", "./vrrp"}
