@@ -8,9 +8,8 @@ import (
 )
 
 // ownTheirInput are the domain packages that own their input types and
-// must not depend on this package (README.md, "Code map"; the project design's "Decisions"); the edge
-// (internal/director, internal/cli) translates. Add each package as it
-// gets there.
+// must not depend on this package (README.md, "Code map"); the edge
+// (internal/director, internal/clusterspec, internal/cli) translates.
 var ownTheirInput = []string{"./healthcheck", "./ipvs", "./raft", "./realserver", "./vrrp"}
 
 const configPath = "github.com/dsrd/dsrd/internal/config"
