@@ -239,7 +239,17 @@ func (v *validator) logging(path, level, format string) {
 	}
 }
 
+// cluster validates the cluster section of node n, written at path.
 func (v *validator) cluster(c *Cluster, n *Node, path string) {
+	v.clusterAddresses(c, path)
+	self := v.clusterPeers(c, n, path)
+	v.clusterSelf(c, n, self, path)
+	v.clusterTLS(c, path)
+	v.clusterTimings(c, path)
+}
+
+// clusterAddresses checks the bind address and the advertised address.
+func (v *validator) clusterAddresses(c *Cluster, path string) {
 	bind := joinPath(path, "bind")
 	adv := joinPath(path, "advertise")
 	switch {
@@ -262,7 +272,10 @@ func (v *validator) cluster(c *Cluster, n *Node, path string) {
 			v.errorf(adv, "%s has no port", c.Advertise)
 		}
 	}
+}
 
+// clusterPeers checks the peers are valid and unique; it returns node n's index in them, or -1.
+func (v *validator) clusterPeers(c *Cluster, n *Node, path string) int {
 	peers := joinPath(path, "peers")
 	if len(c.Peers) == 0 {
 		v.errorf(peers, "required: every voter, this node included, as id@ip:port")
@@ -299,32 +312,44 @@ func (v *validator) cluster(c *Cluster, n *Node, path string) {
 			self = i
 		}
 	}
+	return self
+}
+
+// clusterSelf checks that node n is among the peers (at self), at its advertised address.
+func (v *validator) clusterSelf(c *Cluster, n *Node, self int, path string) {
+	peers := joinPath(path, "peers")
 	if len(c.Peers) > 0 && n.ID != "" && self < 0 && checkName(n.ID) == nil {
 		v.errorf(peers, "this node (node.id %q) is not among the peers", n.ID)
 	}
 	if self >= 0 && c.Advertise.IsValid() && !c.Advertise.Addr().IsUnspecified() &&
 		c.Peers[self].Address.IsValid() && c.Peers[self].Address != c.Advertise {
 		what := "cluster.advertise"
-		if !v.pos.isSet(adv) {
+		if !v.pos.isSet(joinPath(path, "advertise")) {
 			what = "cluster.bind (advertise is unset)"
 		}
 		v.errorf(indexPath(peers, self), "this node's peer address %s differs from %s %s", c.Peers[self].Address, what, c.Advertise)
 	}
+}
 
-	tls := joinPath(path, "tls")
+// clusterTLS checks that mutual TLS is set where required, and set whole.
+func (v *validator) clusterTLS(c *Cluster, path string) {
 	v.clusterTrust(c, path)
-	if c.TLS.Enabled() {
-		var missing []string
-		for _, f := range []struct{ name, val string }{{"cert", c.TLS.Cert}, {"key", c.TLS.Key}, {"ca", c.TLS.CA}} {
-			if f.val == "" {
-				missing = append(missing, f.name)
-			}
-		}
-		if len(missing) > 0 {
-			v.errorf(tls, "cert, key and ca must all be set for mutual TLS, or none: missing %s", strings.Join(missing, ", "))
+	if !c.TLS.Enabled() {
+		return
+	}
+	var missing []string
+	for _, f := range []struct{ name, val string }{{"cert", c.TLS.Cert}, {"key", c.TLS.Key}, {"ca", c.TLS.CA}} {
+		if f.val == "" {
+			missing = append(missing, f.name)
 		}
 	}
+	if len(missing) > 0 {
+		v.errorf(joinPath(path, "tls"), "cert, key and ca must all be set for mutual TLS, or none: missing %s", strings.Join(missing, ", "))
+	}
+}
 
+// clusterTimings checks the Raft timings against their minimums and each other.
+func (v *validator) clusterTimings(c *Cluster, path string) {
 	hb := joinPath(path, "heartbeat_timeout")
 	el := joinPath(path, "election_timeout")
 	ls := joinPath(path, "leader_lease_timeout")

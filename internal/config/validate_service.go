@@ -48,22 +48,38 @@ func (v *validator) hasIdentity(s *Service, path string) bool {
 	return false
 }
 
+// service validates one service, written at path; vips is as for services.
 func (v *validator) service(s *Service, vips map[netip.Addr]bool, path string) {
+	v.serviceName(s, path)
+	v.serviceIdentity(s, vips, path)
+	v.serviceScheduler(s, path)
+	fam := s.Family()
+	v.servicePersistence(s, fam, path)
+	v.serviceOptions(s, path)
+	v.sorryServer(s, fam, path)
+	v.serviceHealthCheck(s, path)
+	v.serviceReals(s, fam, path)
+}
+
+// serviceName checks that the service has a valid name.
+func (v *validator) serviceName(s *Service, path string) {
 	np := joinPath(path, "name")
 	if s.Name == "" {
 		v.errorf(np, "required: a unique name for the service")
 	} else if err := checkName(s.Name); err != nil {
 		v.errorf(np, "%q %v", s.Name, err)
 	}
+}
 
+// serviceIdentity checks the VIP, protocol and port (absent on a fwmark service).
+func (v *validator) serviceIdentity(s *Service, vips map[netip.Addr]bool, path string) {
 	vp := joinPath(path, "vip")
 	pp := joinPath(path, "port")
 	prp := joinPath(path, "protocol")
-	fw := s.FWMark != 0
 	switch {
 	case v.pos.isBad(joinPath(path, "fwmark")):
 		// Whether it is a fwmark service is unknown: judge neither way.
-	case !fw:
+	case s.FWMark == 0:
 		if !s.VIP.IsValid() {
 			v.errorf(vp, "required: the virtual address, one of vips")
 		} else if v.vip(vp, s.VIP) && vips != nil && !vips[s.VIP] {
@@ -88,7 +104,10 @@ func (v *validator) service(s *Service, vips map[netip.Addr]bool, path string) {
 			v.errorf(prp, "a fwmark service has no protocol: the firewall mark selects its traffic")
 		}
 	}
+}
 
+// serviceScheduler checks the scheduler, and its flags: known, unique, for it.
+func (v *validator) serviceScheduler(s *Service, path string) {
 	sp := joinPath(path, "scheduler")
 	schedOK, hint := oneOf(s.Scheduler, "rr", "wrr", "lc", "wlc", "sh", "mh")
 	if !schedOK {
@@ -110,8 +129,10 @@ func (v *validator) service(s *Service, vips map[netip.Addr]bool, path string) {
 			v.errorf(fp, "%q applies only to the %s scheduler, not %s", f, f[:2], s.Scheduler)
 		}
 	}
+}
 
-	fam := s.Family()
+// servicePersistence checks the persistence timeout, and its netmask for family fam.
+func (v *validator) servicePersistence(s *Service, fam int, path string) {
 	pe := joinPath(path, "persistence")
 	v.wholeSeconds(joinPath(pe, "timeout"), s.Persistence.Timeout)
 	if s.Persistence.Timeout == 0 {
@@ -127,8 +148,11 @@ func (v *validator) service(s *Service, vips map[netip.Addr]bool, path string) {
 			v.errorf(joinPath(pe, "netmask"), "%d is out of range for IPv%d (1 to %d)", s.Persistence.Netmask, fam, bits)
 		}
 	}
+}
 
-	if s.OnePacket && !fw && s.Protocol != UDP {
+// serviceOptions checks one_packet, drain_timeout, quorum and on_down.
+func (v *validator) serviceOptions(s *Service, path string) {
+	if s.OnePacket && s.FWMark == 0 && s.Protocol != UDP {
 		v.errorf(joinPath(path, "one_packet"), "applies only to udp (or fwmark) services")
 	}
 	if s.DrainTimeout < 0 {
@@ -144,26 +168,36 @@ func (v *validator) service(s *Service, vips map[netip.Addr]bool, path string) {
 	if ok, hint := oneOf(string(s.OnDown), string(DownWeightZero), string(DownRemove)); !ok {
 		v.errorf(joinPath(path, "on_down"), "unknown policy %q%s", s.OnDown, hint)
 	}
+}
 
-	if s.SorryServer.IsValid() {
-		ssp := joinPath(path, "sorry_server")
-		if v.unicast(ssp, s.SorryServer) {
-			switch {
-			case fam != 0 && family(s.SorryServer) != fam:
-				v.errorf(ssp, "%s is IPv%d but the service is IPv%d", s.SorryServer, family(s.SorryServer), fam)
-			case s.SorryServer == s.VIP:
-				v.errorf(ssp, "%s is the VIP itself", s.SorryServer)
-			}
+// sorryServer checks a sorry server if set: unicast, of family fam, not the VIP.
+func (v *validator) sorryServer(s *Service, fam int, path string) {
+	if !s.SorryServer.IsValid() {
+		return
+	}
+	ssp := joinPath(path, "sorry_server")
+	if v.unicast(ssp, s.SorryServer) {
+		switch {
+		case fam != 0 && family(s.SorryServer) != fam:
+			v.errorf(ssp, "%s is IPv%d but the service is IPv%d", s.SorryServer, family(s.SorryServer), fam)
+		case s.SorryServer == s.VIP:
+			v.errorf(ssp, "%s is the VIP itself", s.SorryServer)
 		}
 	}
+}
 
+// serviceHealthCheck checks that the health check is set, and validates it.
+func (v *validator) serviceHealthCheck(s *Service, path string) {
 	hp := joinPath(path, "health_check")
 	if s.HealthCheck == nil {
 		v.errorf(hp, "not set")
 	} else {
 		v.check(s.HealthCheck, s, path, hp)
 	}
+}
 
+// serviceReals validates the reals, at least one, with no address twice.
+func (v *validator) serviceReals(s *Service, fam int, path string) {
 	rp := joinPath(path, "reals")
 	if len(s.Reals) == 0 {
 		v.errorf(rp, "at least one real is required")
