@@ -252,26 +252,64 @@ func diagnose(k Kernel, vips []netip.Addr, configured []string, opts CheckOption
 	if err != nil {
 		return Report{}, err
 	}
+	h := newHostView(links, addrs)
+	var rs reasons
+	loName := checkLoopback(links, &rs)
+	// The interfaces the directors' packets come in by.
+	var facing []string
+	if len(configured) > 0 {
+		facing = checkConfiguredInterfaces(h, configured, &rs)
+	} else {
+		facing = findFacingInterfaces(h, loName, &rs)
+	}
+	// IPv4 sysctls, effective value max(all, interface).
+	if err := checkSysctls(k, facing, opts.Sources, &rs); err != nil {
+		return Report{}, err
+	}
+	rep := Report{Interfaces: facing, VIPs: []VIPStatus{}}
+	if rep.Interfaces == nil {
+		rep.Interfaces = []string{}
+	}
+	for _, vip := range vips {
+		rep.VIPs = append(rep.VIPs, h.vipStatus(vip, loName, &rs))
+	}
+	return rep, nil
+}
+
+// hostView is the links and addresses diagnose reads from the kernel once.
+type hostView struct {
+	links  []Link
+	byName map[string]Link
+	addrs  []Addr
+}
+
+// newHostView indexes links by name.
+func newHostView(links []Link, addrs []Addr) hostView {
 	byName := map[string]Link{}
 	for _, l := range links {
 		byName[l.Name] = l
 	}
-	hasAddr := func(link string, family int) bool {
-		return slices.ContainsFunc(addrs, func(a Addr) bool {
-			ip := a.Prefix.Addr()
-			if a.Link != link {
-				return false
-			}
-			if family == 4 {
-				return ip.Is4()
-			}
-			// The directors reach a real at its configured address; a
-			// link-local one is not what IPVS destinations are made of.
-			return ip.Is6() && !ip.IsLinkLocalUnicast()
-		})
-	}
+	return hostView{links: links, byName: byName, addrs: addrs}
+}
 
-	var rs reasons
+// hasAddr reports whether link has an address of family the directors can reach.
+func (h hostView) hasAddr(link string, family int) bool {
+	return slices.ContainsFunc(h.addrs, func(a Addr) bool {
+		ip := a.Prefix.Addr()
+		if a.Link != link {
+			return false
+		}
+		if family == 4 {
+			return ip.Is4()
+		}
+		// The directors reach a real at its configured address; a
+		// link-local one is not what IPVS destinations are made of.
+		return ip.Is6() && !ip.IsLinkLocalUnicast()
+	})
+}
+
+// checkLoopback adds the findings about lo and returns its name.
+func checkLoopback(links []Link, rs *reasons) string {
 	lo, ok := loopback(links)
 	switch {
 	case !ok:
@@ -281,111 +319,117 @@ func diagnose(k Kernel, vips []netip.Addr, configured []string, opts CheckOption
 		rs.add(0, Reason{Code: CodeLoDown, Severity: SeverityFail, Interface: lo.Name,
 			Detail: "lo is down: the kernel accepts nothing for the addresses on it"})
 	}
-	loName := "lo"
 	if ok {
-		loName = lo.Name
+		return lo.Name
 	}
+	return "lo"
+}
 
-	// The interfaces the directors' packets come in by.
+// checkConfiguredInterfaces checks the configured director-facing interfaces; it returns those that exist.
+func checkConfiguredInterfaces(h hostView, configured []string, rs *reasons) []string {
 	var facing []string
-	if len(configured) > 0 {
-		for _, name := range configured {
-			l, ok := byName[name]
-			switch {
-			case !ok:
-				rs.add(0, Reason{Code: CodeInterfaceMissing, Severity: SeverityFail, Interface: name,
-					Detail: "configured director-facing interface does not exist"})
-				continue
-			case !l.Up || !l.Running:
-				rs.add(0, Reason{Code: CodeInterfaceDown, Severity: SeverityFail, Interface: name,
-					Detail: "director-facing interface is down or has no carrier"})
-			}
-			facing = append(facing, name)
-			for _, fam := range []int{4, 6} {
-				if !hasAddr(name, fam) {
-					rs.add(fam, Reason{Code: CodeInterfaceNoAddress, Severity: SeverityFail, Interface: name,
-						Detail: fmt.Sprintf("no IPv%d address: the directors cannot reach this host on it", fam)})
-				}
-			}
+	for _, name := range configured {
+		l, ok := h.byName[name]
+		switch {
+		case !ok:
+			rs.add(0, Reason{Code: CodeInterfaceMissing, Severity: SeverityFail, Interface: name,
+				Detail: "configured director-facing interface does not exist"})
+			continue
+		case !l.Up || !l.Running:
+			rs.add(0, Reason{Code: CodeInterfaceDown, Severity: SeverityFail, Interface: name,
+				Detail: "director-facing interface is down or has no carrier"})
 		}
-	} else {
-		found := map[int]bool{}
-		for _, l := range links {
-			if l.Name == loName || !l.Up {
-				continue
-			}
-			facing = append(facing, l.Name)
-			if l.Running {
-				found[4] = found[4] || hasAddr(l.Name, 4)
-				found[6] = found[6] || hasAddr(l.Name, 6)
-			}
-		}
+		facing = append(facing, name)
 		for _, fam := range []int{4, 6} {
-			if !found[fam] {
-				rs.add(fam, Reason{Code: CodeNoDirectorInterface, Severity: SeverityFail,
-					Detail: fmt.Sprintf("no interface besides lo is up with an IPv%d address: nothing connects this host to the directors", fam)})
+			if !h.hasAddr(name, fam) {
+				rs.add(fam, Reason{Code: CodeInterfaceNoAddress, Severity: SeverityFail, Interface: name,
+					Detail: fmt.Sprintf("no IPv%d address: the directors cannot reach this host on it", fam)})
 			}
 		}
 	}
+	return facing
+}
 
-	// IPv4 sysctls, effective value max(all, interface).
-	if err := checkSysctls(k, facing, opts.Sources, &rs); err != nil {
-		return Report{}, err
+// findFacingInterfaces returns the up interfaces but lo, with a finding per family none of them serves.
+func findFacingInterfaces(h hostView, loName string, rs *reasons) []string {
+	var facing []string
+	found := map[int]bool{}
+	for _, l := range h.links {
+		if l.Name == loName || !l.Up {
+			continue
+		}
+		facing = append(facing, l.Name)
+		if l.Running {
+			found[4] = found[4] || h.hasAddr(l.Name, 4)
+			found[6] = found[6] || h.hasAddr(l.Name, 6)
+		}
 	}
+	for _, fam := range []int{4, 6} {
+		if !found[fam] {
+			rs.add(fam, Reason{Code: CodeNoDirectorInterface, Severity: SeverityFail,
+				Detail: fmt.Sprintf("no interface besides lo is up with an IPv%d address: nothing connects this host to the directors", fam)})
+		}
+	}
+	return facing
+}
 
-	rep := Report{Interfaces: facing, VIPs: []VIPStatus{}}
-	if rep.Interfaces == nil {
-		rep.Interfaces = []string{}
+// vipStatus is the verdict for vip: the host-wide findings, its own, then its family's.
+func (h hostView) vipStatus(vip netip.Addr, loName string, rs *reasons) VIPStatus {
+	st := VIPStatus{VIP: vip}
+	st.Reasons = append(st.Reasons, rs.all...)
+	onLo, elsewhere := h.vipPlacement(vip, loName)
+	st.Reasons = append(st.Reasons, elsewhere...)
+	st.Reasons = append(st.Reasons, loAddrReasons(onLo, loName)...)
+	if vip.Is6() {
+		st.Reasons = append(st.Reasons, rs.v6...)
+	} else {
+		st.Reasons = append(st.Reasons, rs.v4...)
 	}
-	for _, vip := range vips {
-		st := VIPStatus{VIP: vip}
-		st.Reasons = append(st.Reasons, rs.all...)
-		fam := 4
-		if vip.Is6() {
-			fam = 6
+	st.OK = !slices.ContainsFunc(st.Reasons, func(r Reason) bool { return r.Severity == SeverityFail })
+	return st
+}
+
+// vipPlacement returns the lo addresses that make vip local, and findings for ARP interfaces holding it.
+func (h hostView) vipPlacement(vip netip.Addr, loName string) (onLo []Addr, found []Reason) {
+	for _, a := range h.addrs {
+		// An IPv4 prefix on lo makes every address in it local (127.0.0.1/8
+		// does), so an operator's 203.0.113.0/24 on lo accepts the VIP too.
+		if a.Link == loName && (a.Prefix.Addr() == vip || vip.Is4() && a.Prefix.Contains(vip)) {
+			onLo = append(onLo, a)
+			continue
 		}
-		var onLo []Addr
-		for _, a := range addrs {
-			// An IPv4 prefix on lo makes every address in it local (127.0.0.1/8
-			// does), so an operator's 203.0.113.0/24 on lo accepts the VIP too.
-			if a.Link == loName && (a.Prefix.Addr() == vip || vip.Is4() && a.Prefix.Contains(vip)) {
-				onLo = append(onLo, a)
-				continue
+		if a.Prefix.Addr() != vip {
+			continue
+		}
+		if l, ok := h.byName[a.Link]; ok && !l.NoARP {
+			what := "answers ARP for it"
+			if vip.Is6() {
+				what = "answers neighbour solicitations for it"
 			}
-			if a.Prefix.Addr() != vip {
-				continue
-			}
-			if l, ok := byName[a.Link]; ok && !l.NoARP {
-				what := "answers ARP for it"
-				if fam == 6 {
-					what = "answers neighbour solicitations for it"
-				}
-				st.Reasons = append(st.Reasons, Reason{Code: CodeVIPOnARPInterface, Severity: SeverityFail, Interface: a.Link,
-					Detail: fmt.Sprintf("VIP is also on %s, which %s: the host takes the VIP from the director (remove it there, or set NOARP)", a.Link, what)})
-			}
+			found = append(found, Reason{Code: CodeVIPOnARPInterface, Severity: SeverityFail, Interface: a.Link,
+				Detail: fmt.Sprintf("VIP is also on %s, which %s: the host takes the VIP from the director (remove it there, or set NOARP)", a.Link, what)})
 		}
-		if len(onLo) == 0 {
-			st.Reasons = append(st.Reasons, Reason{Code: CodeVIPMissing, Severity: SeverityFail, Interface: loName,
-				Detail: "VIP is not on lo: the host drops packets for it"})
-		}
-		for _, a := range onLo {
-			if a.Flags&FlagDADFailed != 0 {
-				st.Reasons = append(st.Reasons, Reason{Code: CodeIPv6DADFailed, Severity: SeverityFail, Interface: loName,
-					Detail: fmt.Sprintf("%s failed duplicate address detection: the kernel does not use it (add it with nodad)", a.Prefix)})
-			} else if a.Flags&FlagTentative != 0 {
-				st.Reasons = append(st.Reasons, Reason{Code: CodeIPv6Tentative, Severity: SeverityFail, Interface: loName,
-					Detail: fmt.Sprintf("%s is tentative (duplicate address detection running): not usable yet (add it with nodad)", a.Prefix)})
-			}
-		}
-		if fam == 4 {
-			st.Reasons = append(st.Reasons, rs.v4...)
-		} else {
-			st.Reasons = append(st.Reasons, rs.v6...)
-		}
-		st.OK = !slices.ContainsFunc(st.Reasons, func(r Reason) bool { return r.Severity == SeverityFail })
-		rep.VIPs = append(rep.VIPs, st)
 	}
-	return rep, nil
+	return onLo, found
+}
+
+// loAddrReasons returns the findings about the VIP's addresses on lo: none, or failing DAD.
+func loAddrReasons(onLo []Addr, loName string) []Reason {
+	var found []Reason
+	if len(onLo) == 0 {
+		found = append(found, Reason{Code: CodeVIPMissing, Severity: SeverityFail, Interface: loName,
+			Detail: "VIP is not on lo: the host drops packets for it"})
+	}
+	for _, a := range onLo {
+		if a.Flags&FlagDADFailed != 0 {
+			found = append(found, Reason{Code: CodeIPv6DADFailed, Severity: SeverityFail, Interface: loName,
+				Detail: fmt.Sprintf("%s failed duplicate address detection: the kernel does not use it (add it with nodad)", a.Prefix)})
+		} else if a.Flags&FlagTentative != 0 {
+			found = append(found, Reason{Code: CodeIPv6Tentative, Severity: SeverityFail, Interface: loName,
+				Detail: fmt.Sprintf("%s is tentative (duplicate address detection running): not usable yet (add it with nodad)", a.Prefix)})
+		}
+	}
+	return found
 }
 
 // checkSysctls adds the IPv4 ARP and rp_filter findings for the facing
@@ -448,37 +492,41 @@ func checkSysctls(k Kernel, facing []string, sources []netip.Addr, rs *reasons) 
 				Detail: fmt.Sprintf("effective %s %d (all=%d, %s=%d), want >= %d: %s",
 					s.Name, eff[s.Name], all[s.Name], iface, raw[s.Name], s.Min, s.Why)})
 		}
-		if eff["rp_filter"] != 1 {
-			continue
+		if eff["rp_filter"] == 1 {
+			checkStrictRPFilter(k, iface, sources, all["rp_filter"], raw["rp_filter"], rs)
 		}
-		var wrong []string
-		for _, src := range sources {
-			if !src.Is4() {
-				continue
-			}
-			out, err := k.RouteInterface(src)
-			if err != nil {
-				wrong = append(wrong, fmt.Sprintf("%s (no route)", src))
-				continue
-			}
-			if out != iface {
-				wrong = append(wrong, fmt.Sprintf("%s (routed via %s)", src, out))
-			}
-		}
-		detail := fmt.Sprintf("strict rp_filter (all=%d, %s=%d)", all["rp_filter"], iface, raw["rp_filter"])
-		if len(wrong) > 0 {
-			rs.add(4, Reason{Code: CodeRPFilter, Severity: SeverityFail, Interface: iface,
-				Detail: detail + " drops packets arriving on " + iface + " from clients routed elsewhere: " +
-					strings.Join(wrong, ", ") + "; use loose mode (2)"})
-			continue
-		}
-		checked := ""
-		if len(sources) > 0 {
-			checked = " (it does for the sample clients)"
-		}
-		rs.add(4, Reason{Code: CodeRPFilter, Severity: SeverityWarn, Interface: iface,
-			Detail: detail + ": fine while the route back to every client leaves by " + iface + checked +
-				"; loose mode (2) is safer with asymmetric routing"})
 	}
 	return nil
+}
+
+// checkStrictRPFilter adds the finding for strict rp_filter on iface (all and own are the sysctls).
+func checkStrictRPFilter(k Kernel, iface string, sources []netip.Addr, all, own int, rs *reasons) {
+	var wrong []string
+	for _, src := range sources {
+		if !src.Is4() {
+			continue
+		}
+		out, err := k.RouteInterface(src)
+		if err != nil {
+			wrong = append(wrong, fmt.Sprintf("%s (no route)", src))
+			continue
+		}
+		if out != iface {
+			wrong = append(wrong, fmt.Sprintf("%s (routed via %s)", src, out))
+		}
+	}
+	detail := fmt.Sprintf("strict rp_filter (all=%d, %s=%d)", all, iface, own)
+	if len(wrong) > 0 {
+		rs.add(4, Reason{Code: CodeRPFilter, Severity: SeverityFail, Interface: iface,
+			Detail: detail + " drops packets arriving on " + iface + " from clients routed elsewhere: " +
+				strings.Join(wrong, ", ") + "; use loose mode (2)"})
+		return
+	}
+	checked := ""
+	if len(sources) > 0 {
+		checked = " (it does for the sample clients)"
+	}
+	rs.add(4, Reason{Code: CodeRPFilter, Severity: SeverityWarn, Interface: iface,
+		Detail: detail + ": fine while the route back to every client leaves by " + iface + checked +
+			"; loose mode (2) is safer with asymmetric routing"})
 }
