@@ -3,6 +3,7 @@ package realserver
 import (
 	"errors"
 	"fmt"
+	"github.com/dsrd/dsrd/vrrp"
 	"net/netip"
 	"strings"
 )
@@ -37,26 +38,12 @@ func CheckInterface(name string) error {
 }
 
 // CheckVIP reports why a cannot be one of Config.VIPs, or nil when it can:
-// a unicast address without a zone that is neither unspecified, loopback,
-// link-local nor the IPv4 broadcast address. An IPv4-mapped IPv6 address
-// is judged, and put on lo, as its IPv4 address.
+// the addresses a director can own as a VIP (vrrp.CheckVIP: one rule for
+// both ends of direct routing). An IPv4-mapped IPv6 address is judged, and
+// put on lo, as its IPv4 address.
 func CheckVIP(a netip.Addr) error {
-	a = a.Unmap()
-	switch {
-	case !a.IsValid():
+	if !a.IsValid() {
 		return errors.New("invalid VIP")
-	case a.Zone() != "":
-		return fmt.Errorf("%s has a zone: zones are not allowed", a)
-	case a.IsUnspecified():
-		return fmt.Errorf("%s is the unspecified address", a)
-	case a.IsMulticast():
-		return fmt.Errorf("%s is a multicast address", a)
-	case a.IsLoopback():
-		return fmt.Errorf("%s is a loopback address", a)
-	case a.IsLinkLocalUnicast():
-		return fmt.Errorf("%s is a link-local address: not usable as a VIP", a)
-	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return fmt.Errorf("%s is the broadcast address", a)
 	}
-	return nil
+	return vrrp.CheckVIP(a)
 }

@@ -2,8 +2,8 @@ package config
 
 import (
 	"fmt"
+	"github.com/dsrd/dsrd/raft"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -95,15 +95,12 @@ func (s *Service) Family() int {
 	return 0
 }
 
-// Key returns the stable identity of the service in IPVS:
-// "tcp/203.0.113.10:80", "udp/[2001:db8::53]:53" or, for a firewall-mark
-// service, "fwmark/4/1" (family, then mark). Two services with the same key
-// would be the same IPVS service.
+// Key returns the stable identity of the service in IPVS and in the
+// replicated admin states (raft.ServiceKey): "tcp/203.0.113.10:80",
+// "udp/[2001:db8::53]:53" or, for a firewall-mark service, "fwmark/4/1".
+// Two services with the same key would be the same IPVS service.
 func (s *Service) Key() string {
-	if s.FWMark != 0 {
-		return "fwmark/" + strconv.Itoa(s.Family()) + "/" + strconv.FormatUint(uint64(s.FWMark), 10)
-	}
-	return string(s.Protocol) + "/" + netip.AddrPortFrom(s.VIP, s.Port).String()
+	return raft.ServiceKey(string(s.Protocol), s.VIP, s.Port, s.FWMark, s.Family())
 }
 
 // CheckFor returns the health check that applies to r: its own, else the
