@@ -484,6 +484,13 @@ func TestRaftPortFlood(t *testing.T) {
 		t.Errorf("%d connections open, limit %d", st.Conns, defaultLimits.conns)
 	}
 	t.Logf("flood: %d connections held by the client side, %d open on the server, refused %v", len(held), st.Conns, st.Refused)
+	var refused uint64
+	for _, n := range st.Refused {
+		refused += n
+	}
+	if refused < 1000 {
+		t.Errorf("the flood was not a flood: %d connections opened, %d refused", len(held), refused)
+	}
 	testutil.WaitFor(t, testTimeout, "the flood's connections closed by the handshake deadline", func() (bool, string) {
 		return server.Stats().Conns <= 1, "not yet"
 	})
