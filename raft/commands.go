@@ -26,6 +26,10 @@ const (
 	CommandSetConfig CommandType = 1
 	// CommandSetAdmin sets the admin state of one real (SetAdminCommand).
 	CommandSetAdmin CommandType = 2
+	// CommandSetConfigV2 replaces the cluster configuration with a spec
+	// that needs version 2 (a VIP with a Mode: Spec.Version). Its body is
+	// a SetConfigCommand, as for CommandSetConfig.
+	CommandSetConfigV2 CommandType = 3
 )
 
 // CommandVersion is the highest command version this binary can apply.
@@ -39,7 +43,7 @@ const (
 // Bump it with every new command type, and never tighten the validation
 // of an existing type without one: an entry older members accept and
 // newer ones reject would split their states.
-const CommandVersion = 1
+const CommandVersion = 2
 
 // Version returns the command version that introduced t; 0 for a type
 // this binary does not know.
@@ -47,6 +51,8 @@ func (t CommandType) Version() int {
 	switch t {
 	case CommandSetConfig, CommandSetAdmin:
 		return 1
+	case CommandSetConfigV2:
+		return 2
 	}
 	return 0
 }
@@ -56,6 +62,8 @@ func (t CommandType) String() string {
 	switch t {
 	case CommandSetConfig:
 		return "set-config"
+	case CommandSetConfigV2:
+		return "set-config-v2"
 	case CommandSetAdmin:
 		return "set-admin"
 	}

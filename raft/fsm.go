@@ -124,8 +124,8 @@ func (f *FSM) Apply(l *hraft.Log) any {
 		return f.reject(l.Index, fmt.Errorf("log index %d: %w", l.Index, err))
 	}
 	switch t {
-	case CommandSetConfig:
-		return f.applySetConfig(l.Index, body)
+	case CommandSetConfig, CommandSetConfigV2:
+		return f.applySetConfig(l.Index, t, body)
 	case CommandSetAdmin:
 		return f.applySetAdmin(l.Index, body)
 	}
@@ -138,13 +138,19 @@ func (f *FSM) Apply(l *hraft.Log) any {
 		ErrUnknownCommand, uint8(t), l.Index))
 }
 
-func (f *FSM) applySetConfig(index uint64, body []byte) any {
+func (f *FSM) applySetConfig(index uint64, t CommandType, body []byte) any {
 	var cmd SetConfigCommand
 	if err := json.Unmarshal(body, &cmd); err != nil {
-		return f.reject(index, fmt.Errorf("decode %s command at log index %d: %w", CommandSetConfig, index, err))
+		return f.reject(index, fmt.Errorf("decode %s command at log index %d: %w", t, index, err))
+	}
+	if t == CommandSetConfig {
+		// A version 1 command means what a version 1 binary reads in it:
+		// fields it does not know are dropped, so every member applies it
+		// alike.
+		cmd.Spec = cmd.Spec.asVersion1()
 	}
 	if err := checkSetConfig(&cmd, f.validate); err != nil {
-		return f.reject(index, fmt.Errorf("%s command at log index %d: %w", CommandSetConfig, index, err))
+		return f.reject(index, fmt.Errorf("%s command at log index %d: %w", t, index, err))
 	}
 	if cmd.Hash == f.cfg.Hash {
 		return SetConfigResult{Generation: f.cfg.Generation, Changed: false}

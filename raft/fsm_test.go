@@ -44,7 +44,7 @@ func (a *applier) setConfig(spec Spec, by string) any {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	return a.cmd(CommandSetConfig, SetConfigCommand{Spec: spec, Hash: hash, Keys: spec.Keys(),
+	return a.cmd(spec.setConfigType(), SetConfigCommand{Spec: spec, Hash: hash, Keys: spec.Keys(),
 		SubmittedBy: by, SubmittedAt: time.Date(2026, 11, 2, 3, 4, 5, 6, time.UTC)})
 }
 
@@ -273,6 +273,7 @@ func TestCommandTypeString(t *testing.T) {
 	for typ, want := range map[CommandType]string{
 		CommandSetConfig:      "set-config",
 		CommandSetAdmin:       "set-admin",
+		CommandSetConfigV2:    "set-config-v2",
 		9:                     "unknown(9)",
 		IgnoreUnknownFlag | 9: "unknown-ignorable(9)",
 	} {
@@ -528,5 +529,46 @@ func TestAppendEntriesIndexOverflow(t *testing.T) {
 		Entries: []*hraft.Log{{Index: 0, Term: 1, Type: hraft.LogNoop}}}
 	if err := checkAppendEntries(req); !errors.Is(err, ErrRefused) {
 		t.Fatalf("checkAppendEntries = %v, want a refusal", err)
+	}
+}
+
+// TestFSMVIPModeNeedsVersion2: a VIP's mode travels in a version 2
+// set-config; in a version 1 command it means what a version 1 binary
+// reads there, nothing, so members of both versions apply the same state.
+func TestFSMVIPModeNeedsVersion2(t *testing.T) {
+	spec := testSpec(1)
+	if spec.Version() != 1 || spec.setConfigType() != CommandSetConfig {
+		t.Fatalf("a spec without modes: version %d, type %s", spec.Version(), spec.setConfigType())
+	}
+	spec.VIPs[0].Mode = VIPModeBGP
+	if spec.Version() != 2 || spec.setConfigType() != CommandSetConfigV2 {
+		t.Fatalf("a spec with a bgp VIP: version %d, type %s", spec.Version(), spec.setConfigType())
+	}
+	hash, err := spec.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := SetConfigCommand{Spec: spec, Hash: hash, Keys: spec.Keys()}
+
+	v1 := &applier{t: t, fsm: NewFSM(testutil.Logger(t), testValidate)}
+	if res, ok := v1.cmd(CommandSetConfig, cmd).(SetConfigResult); !ok || !res.Changed {
+		t.Fatalf("version 1 command: %#v", res)
+	}
+	if got := v1.fsm.State().Config.Spec.VIPs[0].Mode; got != "" {
+		t.Errorf("a version 1 command kept the VIP mode %q an older member drops", got)
+	}
+	if spec.VIPs[0].Mode != VIPModeBGP {
+		t.Error("applying changed the caller's spec")
+	}
+
+	v2 := &applier{t: t, fsm: NewFSM(testutil.Logger(t), testValidate)}
+	if res, ok := v2.cmd(CommandSetConfigV2, cmd).(SetConfigResult); !ok || !res.Changed {
+		t.Fatalf("version 2 command: %#v", res)
+	}
+	if got := v2.fsm.State().Config.Spec.VIPs[0].Mode; got != VIPModeBGP {
+		t.Errorf("a version 2 command lost the VIP mode: %q", got)
+	}
+	if CommandSetConfigV2.Version() != 2 || CommandVersion < 2 {
+		t.Error("set-config-v2 is command version 2")
 	}
 }

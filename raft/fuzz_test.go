@@ -75,7 +75,7 @@ func FuzzFSMApply(f *testing.F) {
 		res := fsm.Apply(&hraft.Log{Index: 3, Term: 1, Type: hraft.LogCommand, Data: data})
 		after := fsm.State()
 
-		mustStop := len(data) > 0 && data[0] != byte(CommandSetConfig) && data[0] != byte(CommandSetAdmin) &&
+		mustStop := len(data) > 0 && CommandType(data[0]).Version() == 0 &&
 			CommandType(data[0])&IgnoreUnknownFlag == 0
 		stopped := fsm.Err() != nil
 		if stopped != mustStop {

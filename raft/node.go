@@ -563,7 +563,7 @@ func (n *Node) SubmitConfig(ctx context.Context, spec Spec, submittedBy string) 
 	if submittedBy == "" {
 		submittedBy = n.cfg.NodeID
 	}
-	resp, err := n.apply(ctx, CommandSetConfig, SetConfigCommand{
+	resp, err := n.apply(ctx, spec.setConfigType(), SetConfigCommand{
 		Spec:        spec,
 		Hash:        hash,
 		Keys:        spec.Keys(),

@@ -42,9 +42,52 @@ type IPVSSettings struct {
 // VIP is a virtual IP address; an empty Interface means each director's
 // node.interface.
 type VIP struct {
-	Address   netip.Addr `json:"Address"`
-	Interface string     `json:"Interface"`
-	Announce  Announce   `json:"Announce"`
+	Address netip.Addr `json:"Address"`
+	// Mode is how the VIP is owned: "" (ARP: the leader holds it) or
+	// VIPModeBGP. Added in command version 2: an older member would ignore
+	// it and take a bgp VIP for an ARP one, so a spec that uses it travels
+	// only in CommandSetConfigV2 (Spec.Version).
+	Mode      string   `json:"Mode,omitempty"`
+	Interface string   `json:"Interface"`
+	Announce  Announce `json:"Announce"`
+}
+
+// VIPModeBGP is the Mode of a VIP every ready director holds on lo and
+// announces over BGP.
+const VIPModeBGP = "bgp"
+
+// Version returns the command version a set-config of this spec needs: 1,
+// or 2 when a VIP has a Mode.
+func (s Spec) Version() int {
+	for _, v := range s.VIPs {
+		if v.Mode != "" {
+			return 2
+		}
+	}
+	return 1
+}
+
+// asVersion1 returns s as a binary of command version 1 decodes it: VIP
+// modes are unknown there.
+func (s Spec) asVersion1() Spec {
+	if s.Version() < 2 {
+		return s
+	}
+	vips := make([]VIP, len(s.VIPs))
+	copy(vips, s.VIPs)
+	for i := range vips {
+		vips[i].Mode = ""
+	}
+	s.VIPs = vips
+	return s
+}
+
+// setConfigType returns the command type that carries a set-config of s.
+func (s Spec) setConfigType() CommandType {
+	if s.Version() >= 2 {
+		return CommandSetConfigV2
+	}
+	return CommandSetConfig
 }
 
 // Announce is a VIP's takeover announcements.

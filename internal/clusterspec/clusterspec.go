@@ -45,6 +45,19 @@ func FromConfig(x config.IPVS, vips []config.VIP, services []config.Service) raf
 		s.VIPs[i] = raft.VIP{Address: v.Address, Interface: v.Interface, Announce: raft.Announce{
 			Count: v.Announce.Count, Interval: raft.Duration(v.Announce.Interval), Refresh: convertPtr(v.Announce.Refresh, toDuration),
 		}}
+		switch v.Mode {
+		case config.ModeARP, "":
+			// An arp VIP's spec stays byte for byte what it was before
+			// modes existed (version 1).
+		case config.ModeBGP:
+			// Every director holds a bgp VIP on lo: no interface
+			// travels.
+			s.VIPs[i].Mode = raft.VIPModeBGP
+			s.VIPs[i].Interface = ""
+		default:
+			// Unknown: carried as written, for validation to refuse.
+			s.VIPs[i].Mode = string(v.Mode)
+		}
 	}
 	for i := range services {
 		c := &services[i]
@@ -91,9 +104,16 @@ func VIPs(s raft.Spec) []config.VIP {
 	}
 	out := make([]config.VIP, len(s.VIPs))
 	for i, v := range s.VIPs {
-		out[i] = config.VIP{Address: v.Address, Interface: v.Interface, Announce: config.Announce{
+		out[i] = config.VIP{Address: v.Address, Mode: config.ModeARP, Interface: v.Interface, Announce: config.Announce{
 			Count: v.Announce.Count, Interval: config.Duration(v.Announce.Interval), Refresh: convertPtr(v.Announce.Refresh, fromDuration),
 		}}
+		if v.Mode == raft.VIPModeBGP {
+			out[i].Mode = config.ModeBGP
+			out[i].Interface = config.BGPInterface
+		} else if v.Mode != "" {
+			// Unknown to this binary: validation refuses it by name.
+			out[i].Mode = config.VIPMode(v.Mode)
+		}
 	}
 	return out
 }

@@ -26,14 +26,40 @@ var updateWire = flag.Bool("update-wire", false, "rewrite raft/testdata/wire/"+w
 var wireDir = filepath.Join("..", "..", "raft", "testdata", "wire")
 
 // wireVersion is the directory of the golden files this binary writes.
-const wireVersion = "v1"
+const wireVersion = "v2"
 
-// wireState is what the golden files hold, built from testdata/wire/spec.yaml
-// by the current binary: a set-config entry, a set-admin entry, and the
-// snapshot of the state both make.
-func wireState(t *testing.T) (spec raft.Spec, entries map[string][]byte, snapshot []byte) {
+// wireVersions returns the golden directories of every wire version.
+func wireVersions(t *testing.T) []string {
 	t.Helper()
-	d, err := config.LoadDirector(filepath.Join(wireDir, "spec.yaml"))
+	dirs, err := filepath.Glob(filepath.Join(wireDir, "v*"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no wire versions: %v", err)
+	}
+	return dirs
+}
+
+// specFile returns the director file a version's goldens encode: its own
+// spec.yaml (a version that added fields uses them), else the first
+// version's testdata/wire/spec.yaml.
+func specFile(dir string) string {
+	if p := filepath.Join(dir, "spec.yaml"); fileExists(p) {
+		return p
+	}
+	return filepath.Join(wireDir, "spec.yaml")
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// wireState is what the golden files of the version in dir hold, built
+// from its spec file (specFile) by the current binary: a set-config entry
+// (of the command type the spec needs), a set-admin entry, and the
+// snapshot of the state both make.
+func wireState(t *testing.T, dir string) (spec raft.Spec, entries map[string][]byte, snapshot []byte) {
+	t.Helper()
+	d, err := config.LoadDirector(specFile(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +68,11 @@ func wireState(t *testing.T) (spec raft.Spec, entries map[string][]byte, snapsho
 	if err != nil {
 		t.Fatal(err)
 	}
-	setConfig, err := entry(raft.CommandSetConfig, raft.SetConfigCommand{
+	typ := raft.CommandSetConfig
+	if spec.Version() >= 2 {
+		typ = raft.CommandSetConfigV2
+	}
+	setConfig, err := entry(typ, raft.SetConfigCommand{
 		Spec: spec, Hash: hash, Keys: spec.Keys(), SubmittedBy: "dir1",
 		SubmittedAt: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC),
 	})
@@ -99,18 +129,25 @@ func (*sink) Cancel() error { return nil }
 func (*sink) Close() error  { return nil }
 
 // TestWireGolden: the current binary encodes the log entries and the
-// snapshot byte for byte as the golden files of the current wire version
-// say. A renamed field, a changed json tag or a changed encoding fails
-// here: it would change what older members read and the spec's hash.
+// snapshot byte for byte as the golden files of every wire version say,
+// each from its own spec file. A renamed field, a changed json tag or a
+// changed encoding fails here: it would change what older members read and
+// the spec's hash.
 func TestWireGolden(t *testing.T) {
-	_, entries, snapshot := wireState(t)
+	for _, dir := range wireVersions(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) { checkGolden(t, dir) })
+	}
+}
+
+func checkGolden(t *testing.T, dir string) {
+	_, entries, snapshot := wireState(t, dir)
 	files := map[string][]byte{"snapshot": snapshot}
 	for k, v := range entries {
 		files[k] = v
 	}
 	for name, got := range files {
-		path := filepath.Join(wireDir, wireVersion, name+".golden")
-		if *updateWire {
+		path := filepath.Join(dir, name+".golden")
+		if *updateWire && filepath.Base(dir) == wireVersion {
 			if err := os.WriteFile(path, got, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -130,13 +167,9 @@ func TestWireGolden(t *testing.T) {
 // into the state the spec describes, through Apply (entries) and Restore
 // (snapshot): a binary must read what any earlier release wrote.
 func TestWireCompatibility(t *testing.T) {
-	spec, _, _ := wireState(t)
-	dirs, err := filepath.Glob(filepath.Join(wireDir, "v*"))
-	if err != nil || len(dirs) == 0 {
-		t.Fatalf("no wire versions: %v", err)
-	}
-	for _, dir := range dirs {
+	for _, dir := range wireVersions(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
+			spec, _, _ := wireState(t, dir)
 			read := func(name string) []byte {
 				b, err := os.ReadFile(filepath.Join(dir, name+".golden"))
 				if err != nil {

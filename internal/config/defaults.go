@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
@@ -26,6 +27,33 @@ const (
 	DefaultLogLevel = "info"
 	// DefaultLogFormat is text, which reads best in journalctl.
 	DefaultLogFormat = "text"
+)
+
+// BGP defaults (mode bgp VIPs; see docs/bgp.md).
+const (
+	// BGPInterface holds every bgp VIP: lo does not answer ARP for an
+	// address on another interface once arp_ignore is 1, and is always up.
+	BGPInterface = "lo"
+	// DefaultBGPPort is BGP's port.
+	DefaultBGPPort = 179
+	// DefaultBGPHoldTime: 9 s (keepalive 3 s), the data-centre timers FRR
+	// ships, not RFC 4271's 90 s: a director that dies without BFD should
+	// leave the routers' ECMP set in seconds, not minutes. BFD, when
+	// configured, is faster still.
+	DefaultBGPHoldTime = 9 * time.Second
+	// DefaultBFDInterval and DefaultBFDMultiplier detect a lost director
+	// in under a second (300 ms x 3).
+	DefaultBFDInterval   = 300 * time.Millisecond
+	DefaultBFDMultiplier = 3
+	// DefaultBGPDrainDelay is how long a draining director announces with
+	// GRACEFUL_SHUTDOWN before it withdraws: long enough for the routers
+	// to prefer the others and for short flows to finish.
+	DefaultBGPDrainDelay = 10 * time.Second
+	// DefaultBGPPartitionHold is how long a director cut off from the Raft
+	// majority keeps announcing with its last configuration: it rides out
+	// a leader election and a short network hiccup, and gives up before
+	// its view can drift far from the cluster's.
+	DefaultBGPPartitionHold = 15 * time.Second
 )
 
 // Raft timing defaults. hashicorp/raft requires HeartbeatTimeout,
@@ -177,6 +205,9 @@ func defaultDirector(d *Director, set setFunc) {
 	for i := range d.Services {
 		defaultService(&d.Services[i], indexPath("services", i), set)
 	}
+	if d.BGP != nil {
+		defaultBGP(d.BGP, d.Cluster.Advertise, "bgp", set)
+	}
 }
 
 // defaultWitness fills in the defaults of a witness configuration.
@@ -218,8 +249,15 @@ func defaultIPVS(v *IPVS) {
 }
 
 func defaultVIP(v *VIP, nodeInterface, path string, set setFunc) {
-	// A VIP goes on the node's interface unless it names its own.
-	setString(&v.Interface, nodeInterface, joinPath(path, "interface"), set)
+	setString((*string)(&v.Mode), string(ModeARP), joinPath(path, "mode"), set)
+	// An arp VIP goes on the node's interface unless it names its own; a
+	// bgp VIP is held on lo, where the director does not answer ARP for
+	// it (the routers send its traffic by the BGP next hop).
+	iface := nodeInterface
+	if v.Mode == ModeBGP {
+		iface = BGPInterface
+	}
+	setString(&v.Interface, iface, joinPath(path, "interface"), set)
 	a := joinPath(path, "announce")
 	if !set(joinPath(a, "count")) {
 		v.Announce.Count = DefaultAnnounceCount
@@ -228,6 +266,37 @@ func defaultVIP(v *VIP, nodeInterface, path string, set setFunc) {
 	if v.Announce.Refresh == nil {
 		r := Duration(DefaultAnnounceRefresh)
 		v.Announce.Refresh = &r
+	}
+}
+
+func defaultBGP(b *BGP, advertise netip.AddrPort, path string, set setFunc) {
+	// The router id is the node's cluster address when that is IPv4: an
+	// address the operator already keeps unique per director.
+	if !set(joinPath(path, "router_id")) {
+		if a := advertise.Addr().Unmap(); a.Is4() && !a.IsUnspecified() {
+			b.RouterID = a
+		}
+	}
+	setDuration(&b.DrainDelay, DefaultBGPDrainDelay, joinPath(path, "drain_delay"), set)
+	setDuration(&b.PartitionHold, DefaultBGPPartitionHold, joinPath(path, "partition_hold"), set)
+	for i := range b.Peers {
+		p := &b.Peers[i]
+		pp := indexPath(joinPath(path, "peers"), i)
+		if !set(joinPath(pp, "port")) {
+			p.Port = DefaultBGPPort
+		}
+		setDuration(&p.HoldTime, DefaultBGPHoldTime, joinPath(pp, "hold_time"), set)
+		// The keepalive is a third of the hold time, as RFC 4271
+		// suggests, whichever of the two was written.
+		setDuration(&p.KeepaliveTime, p.HoldTime.D()/3, joinPath(pp, "keepalive_time"), set)
+		if p.BFD != nil {
+			bp := joinPath(pp, "bfd")
+			setDuration(&p.BFD.MinRx, DefaultBFDInterval, joinPath(bp, "min_rx"), set)
+			setDuration(&p.BFD.MinTx, DefaultBFDInterval, joinPath(bp, "min_tx"), set)
+			if !set(joinPath(bp, "multiplier")) {
+				p.BFD.Multiplier = DefaultBFDMultiplier
+			}
+		}
 	}
 }
 

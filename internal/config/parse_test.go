@@ -57,6 +57,7 @@ func TestParseDirectorDefaults(t *testing.T) {
 		IPVS: IPVS{SloppyTCP: ptr(true), ExpireNodestConn: ptr(true), ExpireQuiescentTemplate: ptr(true)},
 		VIPs: []VIP{{
 			Address:   netip.MustParseAddr("203.0.113.10"),
+			Mode:      ModeARP,
 			Interface: "eth0",
 			Announce:  Announce{Count: 3, Interval: dur(1100 * time.Millisecond), Refresh: ptr(dur(30 * time.Second))},
 		}},

@@ -28,6 +28,9 @@ type Director struct {
 	IPVS     IPVS      `yaml:"ipvs"`
 	VIPs     []VIP     `yaml:"vips"`
 	Services []Service `yaml:"services"`
+	// BGP is this director's BGP speaker, which announces the VIPs of
+	// mode bgp to the routers. Node-local: never replicated.
+	BGP *BGP `yaml:"bgp"`
 }
 
 // Witness is the configuration of a witness: a Raft voter that never owns
@@ -138,13 +141,85 @@ type IPVS struct {
 	ConnReuseMode *int `yaml:"conn_reuse_mode" json:"ConnReuseMode"`
 }
 
-// VIP is a virtual IP address owned by the Raft leader.
+// VIP is a virtual IP address: in mode arp owned by the Raft leader and
+// announced with gratuitous ARP / unsolicited NA, in mode bgp held on lo by
+// every ready director and announced over BGP.
 type VIP struct {
 	Address netip.Addr `yaml:"address" json:"Address"`
-	// Interface overrides Node.Interface for this VIP.
+	// Mode is how the VIP is owned and announced: arp (the default) or
+	// bgp.
+	Mode VIPMode `yaml:"mode" json:"Mode,omitempty"`
+	// Interface overrides Node.Interface for this VIP (mode arp); a bgp
+	// VIP is held on lo.
 	Interface string `yaml:"interface" json:"Interface"`
 	// Announce configures gratuitous ARP (IPv4) or unsolicited NA (IPv6).
 	Announce Announce `yaml:"announce" json:"Announce"`
+}
+
+// VIPMode is how a VIP is owned and announced.
+type VIPMode string
+
+// The VIP modes.
+const (
+	// ModeARP: the Raft leader holds the VIP on its interface and
+	// announces it with gratuitous ARP / unsolicited NA.
+	ModeARP VIPMode = "arp"
+	// ModeBGP: every ready director holds the VIP on lo and announces it
+	// over BGP; the routers spread flows over them by ECMP.
+	ModeBGP VIPMode = "bgp"
+)
+
+// BGP is a director's BGP speaker: who it is and which routers it
+// announces the bgp VIPs to. See docs/bgp.md.
+type BGP struct {
+	// ASN is this director's autonomous system number.
+	ASN uint32 `yaml:"asn"`
+	// RouterID is the BGP identifier, an IPv4 address; the node's cluster
+	// address by default when that is IPv4.
+	RouterID netip.Addr `yaml:"router_id"`
+	// Communities are added to every announcement, each "asn:value".
+	Communities []string `yaml:"communities"`
+	// MED is the multi-exit discriminator of every announcement.
+	MED *uint32 `yaml:"med"`
+	// DrainDelay is how long a draining director keeps announcing with
+	// the GRACEFUL_SHUTDOWN community before it withdraws (RFC 8326).
+	DrainDelay Duration `yaml:"drain_delay"`
+	// PartitionHold is how long a director cut off from the Raft majority
+	// keeps announcing with its last configuration before it withdraws.
+	PartitionHold Duration `yaml:"partition_hold"`
+	// Peers are the routers.
+	Peers []BGPPeer `yaml:"peers"`
+}
+
+// BGPPeer is one router the director announces to.
+type BGPPeer struct {
+	// Address is the router's address; its family is the family of the
+	// VIPs announced to it.
+	Address netip.Addr `yaml:"address"`
+	// ASN is the router's autonomous system number.
+	ASN uint32 `yaml:"asn"`
+	// Port is the router's BGP port (179).
+	Port uint16 `yaml:"port"`
+	// Password enables TCP-MD5 signatures (RFC 2385).
+	Password string `yaml:"password"`
+	// HoldTime and KeepaliveTime are the session's timers.
+	HoldTime      Duration `yaml:"hold_time"`
+	KeepaliveTime Duration `yaml:"keepalive_time"`
+	// SourceAddress is the local address of the session.
+	SourceAddress netip.Addr `yaml:"source_address"`
+	// EBGPMultihop is the TTL of an eBGP session to a router that is not
+	// directly connected; zero is a direct session.
+	EBGPMultihop uint8 `yaml:"ebgp_multihop"`
+	// BFD, when set, runs Bidirectional Forwarding Detection on the
+	// session so a lost director is noticed in a second.
+	BFD *BFD `yaml:"bfd"`
+}
+
+// BFD are a session's BFD timers.
+type BFD struct {
+	MinRx      Duration `yaml:"min_rx"`
+	MinTx      Duration `yaml:"min_tx"`
+	Multiplier uint8    `yaml:"multiplier"`
 }
 
 // Announce configures how a new VIP owner tells its L2 segment.

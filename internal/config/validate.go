@@ -100,6 +100,37 @@ func (v *validator) director(d *Director) {
 		}
 	}
 	v.services(d.Services, vips, "services")
+	v.bgpVIPsNeedSpeaker(d)
+}
+
+// bgpVIPsNeedSpeaker checks that every bgp VIP can be announced: the file
+// has a bgp section with a peer of the VIP's family.
+func (v *validator) bgpVIPsNeedSpeaker(d *Director) {
+	for i := range d.VIPs {
+		x := &d.VIPs[i]
+		if x.Mode != ModeBGP || !x.Address.IsValid() {
+			continue
+		}
+		mp := joinPath(indexPath("vips", i), "mode")
+		if d.BGP == nil {
+			v.errorf(mp, "a bgp VIP needs the bgp section: this director's ASN and its routers")
+			continue
+		}
+		fam := "IPv4"
+		if !x.Address.Is4() {
+			fam = "IPv6"
+		}
+		found := false
+		for _, p := range d.BGP.Peers {
+			if p.Address.Unmap().Is4() == x.Address.Is4() {
+				found = true
+				break
+			}
+		}
+		if !found && len(d.BGP.Peers) > 0 {
+			v.errorf(mp, "bgp VIP %s has no %s peer to be announced to: routes go to peers of their own family", x.Address, fam)
+		}
+	}
 }
 
 func (v *validator) witness(w *Witness) {
@@ -447,8 +478,8 @@ func (v *validator) wholeSeconds(path string, d Duration) {
 const maxIPVSSeconds = 1<<31/1000 - 1
 
 // vips validates the VIP list and returns the set of valid VIPs.
-func (v *validator) vips(vips []VIP, path string) map[netip.Addr]bool {
-	set := make(map[netip.Addr]bool)
+func (v *validator) vips(vips []VIP, path string) vipSet {
+	set := make(vipSet)
 	first := make(map[netip.Addr]string)
 	for i := range vips {
 		x := &vips[i]
@@ -461,8 +492,18 @@ func (v *validator) vips(vips []VIP, path string) map[netip.Addr]bool {
 				v.errorf(ap, "duplicate VIP %s, first at %s%s", x.Address, f, v.line(f))
 			} else {
 				first[x.Address] = ap
-				set[x.Address] = true
+				set[x.Address] = x.Mode
 			}
+		}
+		mp := joinPath(p, "mode")
+		switch x.Mode {
+		case ModeARP:
+		case ModeBGP:
+			v.bgpVIP(x, p)
+			continue
+		default:
+			_, hint := oneOf(string(x.Mode), string(ModeARP), string(ModeBGP))
+			v.errorf(mp, "unknown mode %q%s", x.Mode, hint)
 		}
 		ip := joinPath(p, "interface")
 		if x.Interface == "" {
@@ -492,6 +533,16 @@ func (v *validator) vips(vips []VIP, path string) map[netip.Addr]bool {
 		}
 	}
 	return set
+}
+
+// bgpVIP checks a VIP of mode bgp, written at path.
+func (v *validator) bgpVIP(x *VIP, path string) {
+	if x.Interface != BGPInterface && !(v.shared && x.Interface == "") {
+		v.errorf(joinPath(path, "interface"), "a bgp VIP is held on %s by every director: on %s it would be answered by ARP; remove the interface", BGPInterface, x.Interface)
+	}
+	if v.pos.isSet(joinPath(path, "announce")) {
+		v.errorf(joinPath(path, "announce"), "a bgp VIP is announced over BGP, not by gratuitous ARP / NA: remove announce")
+	}
 }
 
 // Bounds of a VIP's takeover announcements: a burst is a handful of

@@ -2,9 +2,12 @@ package config
 
 import "net/netip"
 
+// vipSet maps each valid VIP to its mode.
+type vipSet map[netip.Addr]VIPMode
+
 // services validates the services; vips is the set of valid VIPs, nil
 // when it is not known (a VIP did not decode).
-func (v *validator) services(svcs []Service, vips map[netip.Addr]bool, path string) {
+func (v *validator) services(svcs []Service, vips vipSet, path string) {
 	names := make(map[string]int)
 	keys := make(map[string]int)
 	for i := range svcs {
@@ -49,10 +52,11 @@ func (v *validator) hasIdentity(s *Service, path string) bool {
 }
 
 // service validates one service, written at path; vips is as for services.
-func (v *validator) service(s *Service, vips map[netip.Addr]bool, path string) {
+func (v *validator) service(s *Service, vips vipSet, path string) {
 	v.serviceName(s, path)
 	v.serviceIdentity(s, vips, path)
 	v.serviceScheduler(s, path)
+	v.serviceOnBGP(s, vips, path)
 	fam := s.Family()
 	v.servicePersistence(s, fam, path)
 	v.serviceOptions(s, path)
@@ -72,7 +76,7 @@ func (v *validator) serviceName(s *Service, path string) {
 }
 
 // serviceIdentity checks the VIP, protocol and port (absent on a fwmark service).
-func (v *validator) serviceIdentity(s *Service, vips map[netip.Addr]bool, path string) {
+func (v *validator) serviceIdentity(s *Service, vips vipSet, path string) {
 	vp := joinPath(path, "vip")
 	pp := joinPath(path, "port")
 	prp := joinPath(path, "protocol")
@@ -82,8 +86,10 @@ func (v *validator) serviceIdentity(s *Service, vips map[netip.Addr]bool, path s
 	case s.FWMark == 0:
 		if !s.VIP.IsValid() {
 			v.errorf(vp, "required: the virtual address, one of vips")
-		} else if v.vip(vp, s.VIP) && vips != nil && !vips[s.VIP] {
-			v.errorf(vp, "%s is not one of the configured vips", s.VIP)
+		} else if v.vip(vp, s.VIP) && vips != nil {
+			if _, ok := vips[s.VIP]; !ok {
+				v.errorf(vp, "%s is not one of the configured vips", s.VIP)
+			}
 		}
 		if s.Protocol == "" {
 			v.errorf(prp, "required: tcp, udp or sctp")
@@ -128,6 +134,19 @@ func (v *validator) serviceScheduler(s *Service, path string) {
 		if schedOK && f[:2] != s.Scheduler {
 			v.errorf(fp, "%q applies only to the %s scheduler, not %s", f, f[:2], s.Scheduler)
 		}
+	}
+}
+
+// serviceOnBGP checks what a service on a bgp VIP needs: the routers may
+// send any packet of a flow to any director, so every director must send a
+// flow to the same real, which only the hashing schedulers do (the
+// directors hold the same reals in the same order: docs/bgp.md).
+func (v *validator) serviceOnBGP(s *Service, vips vipSet, path string) {
+	if s.FWMark != 0 || vips[s.VIP] != ModeBGP {
+		return
+	}
+	if s.Scheduler != "mh" && s.Scheduler != "sh" && !s.OnePacket {
+		v.errorf(joinPath(path, "scheduler"), "%s on bgp VIP %s: the routers spread a flow's packets over the directors by ECMP, and only mh (or sh) sends a flow to the same real from every director; use mh, or one_packet for single-datagram UDP", s.Scheduler, s.VIP)
 	}
 }
 
