@@ -30,6 +30,9 @@ const (
 	// that needs version 2 (a VIP with a Mode: Spec.Version). Its body is
 	// a SetConfigCommand, as for CommandSetConfig.
 	CommandSetConfigV2 CommandType = 3
+	// CommandSetHealth changes the cluster's health verdicts on reals
+	// (SetHealthCommand).
+	CommandSetHealth CommandType = 4
 )
 
 // CommandVersion is the highest command version this binary can apply.
@@ -51,7 +54,7 @@ func (t CommandType) Version() int {
 	switch t {
 	case CommandSetConfig, CommandSetAdmin:
 		return 1
-	case CommandSetConfigV2:
+	case CommandSetConfigV2, CommandSetHealth:
 		return 2
 	}
 	return 0
@@ -64,6 +67,8 @@ func (t CommandType) String() string {
 		return "set-config"
 	case CommandSetConfigV2:
 		return "set-config-v2"
+	case CommandSetHealth:
+		return "set-health"
 	case CommandSetAdmin:
 		return "set-admin"
 	}

@@ -43,6 +43,9 @@ type State struct {
 	Config ClusterConfig
 	// Admin holds the reals whose admin state is not AdminEnabled.
 	Admin map[RealRef]Admin
+	// Health holds the cluster's verdicts on reals (SetHealthCommand);
+	// a real without one is judged by each director's own checks.
+	Health map[RealRef]HealthVerdict
 	// Index is the Raft log index of the last change of the state (a new
 	// generation or an admin state change); it only grows, so a reader can
 	// tell a state replayed from the log at start from a later one. 0 for
@@ -69,6 +72,7 @@ type FSM struct {
 	cfg     ClusterConfig // never modified in place once installed
 	cfgJSON []byte        // encoding of cfg, nil before the first config
 	admin   map[RealRef]Admin
+	health  map[RealRef]HealthVerdict
 	index   uint64        // log index of the last change (State.Index)
 	changed chan struct{} // closed and replaced on every change
 	failed  chan struct{} // closed when err is set
@@ -85,6 +89,7 @@ func NewFSM(logger *slog.Logger, validate SpecValidator) *FSM {
 		log:      logger,
 		validate: validate,
 		admin:    map[RealRef]Admin{},
+		health:   map[RealRef]HealthVerdict{},
 		changed:  make(chan struct{}),
 		failed:   make(chan struct{}),
 	}
@@ -128,6 +133,8 @@ func (f *FSM) Apply(l *hraft.Log) any {
 		return f.applySetConfig(l.Index, t, body)
 	case CommandSetAdmin:
 		return f.applySetAdmin(l.Index, body)
+	case CommandSetHealth:
+		return f.applySetHealth(l.Index, body)
 	}
 	if t&IgnoreUnknownFlag != 0 {
 		f.log.Warn("ignoring unknown raft command flagged ignorable",
@@ -176,6 +183,7 @@ func (f *FSM) applySetConfig(index uint64, t CommandType, body []byte) any {
 			delete(f.admin, ref)
 		}
 	}
+	f.pruneHealthLocked(&next)
 	f.notifyLocked()
 	f.log.Info("cluster configuration changed", "generation", next.Generation,
 		"hash", next.Hash, "submitted_by", next.SubmittedBy, "index", index)
@@ -347,9 +355,10 @@ func (f *FSM) State() State {
 	f.mu.RLock()
 	b := f.cfgJSON
 	admin := cloneAdmin(f.admin)
+	health := cloneHealth(f.health)
 	index := f.index
 	f.mu.RUnlock()
-	return State{Config: f.decodeConfig(b), Admin: admin, Index: index}
+	return State{Config: f.decodeConfig(b), Admin: admin, Health: health, Index: index}
 }
 
 func (f *FSM) decodeConfig(b []byte) ClusterConfig {
@@ -383,6 +392,9 @@ type snapshotFile struct {
 	// Index is State.Index; absent from the snapshots of earlier versions
 	// (readers of the same format ignore it).
 	Index uint64 `json:"index,omitempty"`
+	// Health are the verdicts (command version 2); absent when there are
+	// none, so a snapshot without verdicts is what version 1 wrote.
+	Health []HealthVerdict `json:"health,omitempty"`
 }
 
 type adminEntry struct {
@@ -411,7 +423,11 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 		return a.Ref.Address.Compare(b.Ref.Address)
 	})
 	// cfgJSON is never modified once installed: sharing it is safe.
-	return &fsmSnapshot{file: snapshotFile{Format: snapshotFormat, Config: f.cfgJSON, Admin: entries, Index: f.index}}, nil
+	file := snapshotFile{Format: snapshotFormat, Config: f.cfgJSON, Admin: entries, Index: f.index}
+	if len(f.health) > 0 {
+		file.Health = sortedVerdicts(f.health)
+	}
+	return &fsmSnapshot{file: file}, nil
 }
 
 // Restore replaces the state with a snapshot's, under the lock readers
@@ -457,13 +473,17 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			admin[e.Ref] = e.State
 		}
 	}
+	health, err := restoreHealth(file.Health, &cfg)
+	if err != nil {
+		return err
+	}
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
 		return fmt.Errorf("fsm stopped: %w", f.err)
 	}
-	f.cfg, f.cfgJSON, f.admin = cfg, cfgJSON, admin
+	f.cfg, f.cfgJSON, f.admin, f.health = cfg, cfgJSON, admin, health
 	f.index = max(file.Index, cfg.Index)
 	f.notifyLocked()
 	f.log.Info("state restored from snapshot", "generation", cfg.Generation, "admin_entries", len(admin))

@@ -274,6 +274,7 @@ func TestCommandTypeString(t *testing.T) {
 		CommandSetConfig:      "set-config",
 		CommandSetAdmin:       "set-admin",
 		CommandSetConfigV2:    "set-config-v2",
+		CommandSetHealth:      "set-health",
 		9:                     "unknown(9)",
 		IgnoreUnknownFlag | 9: "unknown-ignorable(9)",
 	} {

@@ -598,6 +598,26 @@ func (n *Node) SetAdmin(ctx context.Context, ref RealRef, state Admin) (SetAdmin
 	return res, nil
 }
 
+// SetHealth replicates changes of the cluster's health verdicts; only the
+// leader accepts it, and only once every member can apply it (command
+// version 2). Verdicts for reals the configuration lacks are skipped.
+func (n *Node) SetHealth(ctx context.Context, verdicts []HealthVerdict) (SetHealthResult, error) {
+	for _, v := range verdicts {
+		if err := checkVerdict(v); err != nil {
+			return SetHealthResult{}, fmt.Errorf("set health: %w", err)
+		}
+	}
+	resp, err := n.apply(ctx, CommandSetHealth, SetHealthCommand{Verdicts: verdicts})
+	if err != nil {
+		return SetHealthResult{}, fmt.Errorf("set health: %w", err)
+	}
+	res, ok := resp.(SetHealthResult)
+	if !ok {
+		return SetHealthResult{}, fmt.Errorf("set health: unexpected fsm response %T", resp)
+	}
+	return res, nil
+}
+
 // apply commits one command on the leader and returns the FSM's response
 // (an error response is returned as the error).
 func (n *Node) apply(ctx context.Context, t CommandType, body any) (any, error) {

@@ -93,6 +93,20 @@ func wireState(t *testing.T, dir string) (spec raft.Spec, entries map[string][]b
 	if res, ok := apply(fsm, 2, setAdmin).(raft.SetAdminResult); !ok || !res.Changed {
 		t.Fatalf("apply set-admin: %#v", res)
 	}
+	if spec.Version() >= 2 {
+		// Version 2 added health verdicts.
+		setHealth, err := entry(raft.CommandSetHealth, raft.SetHealthCommand{Verdicts: []raft.HealthVerdict{
+			{Ref: raft.RealRef{Service: spec.Services[0].Key(), Address: spec.Services[0].Reals[0].Address}, State: raft.HealthDown, Reason: "connection refused"},
+			{Ref: raft.RealRef{Service: spec.Services[0].Key(), Address: spec.Services[0].Reals[1].Address}, State: raft.HealthUp},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries["set-health"] = setHealth
+		if res, ok := apply(fsm, 3, setHealth).(raft.SetHealthResult); !ok || res.Changed != 2 {
+			t.Fatalf("apply set-health: %#v", res)
+		}
+	}
 	return spec, entries, persist(t, fsm)
 }
 
@@ -183,6 +197,11 @@ func TestWireCompatibility(t *testing.T) {
 			}
 			if res, ok := apply(fsm, 2, read("set-admin")).(raft.SetAdminResult); !ok || !res.Changed {
 				t.Fatalf("set-admin: %#v", res)
+			}
+			if fileExists(filepath.Join(dir, "set-health.golden")) {
+				if res, ok := apply(fsm, 3, read("set-health")).(raft.SetHealthResult); !ok || res.Changed == 0 {
+					t.Fatalf("set-health: %#v", res)
+				}
 			}
 			applied := fsm.State()
 			if !reflect.DeepEqual(applied.Config.Spec, spec) {
