@@ -94,6 +94,15 @@ func (b fuzzGoneBackend) LeaderGone(_ context.Context, leader string) error {
 	return nil
 }
 
+// HealthView takes a view, and fails the test when one the server should
+// have refused reaches it.
+func (b fuzzGoneBackend) HealthView(_ context.Context, from string, req api.HealthViewRequest) error {
+	if err := api.ValidHealthView(req); err != nil {
+		b.t.Errorf("peer api passed an invalid health view from %q: %v", from, err)
+	}
+	return nil
+}
+
 // checkedBackend is a local API backend that fails the test when the
 // server hands it a request it should have refused.
 type checkedBackend struct {
@@ -157,7 +166,7 @@ func checkAnswer(t *testing.T, route string, rec *httptest.ResponseRecorder, bod
 	}
 }
 
-var peerRoutes = []string{"/peer/v1/config", "/peer/v1/admin", "/peer/v1/members", "/peer/v1/failover", "/peer/v1/leader-gone"}
+var peerRoutes = []string{"/peer/v1/config", "/peer/v1/admin", "/peer/v1/members", "/peer/v1/failover", "/peer/v1/leader-gone", "/peer/v1/health-view"}
 
 // FuzzPeerRequests posts arbitrary bodies to every POST route of the peer
 // protocol, on a leader (whose backend takes leader-gone) and on a
@@ -196,9 +205,12 @@ func TestFuzzSeeds(t *testing.T) {
 			"join-bad-address": api.JoinRequest{ID: "d3", Address: "0.0.0.0:7946"},
 			"failover":         api.FailoverRequest{To: "d2"},
 			"leader-gone":      api.LeaderGoneRequest{Leader: "d1"},
-			"trailing":         json.RawMessage(`{"to":"d2"} {}`),
-			"null":             json.RawMessage(`null`),
-			"array":            json.RawMessage(`[1,2]`),
+			"health-view": api.HealthViewRequest{Node: "d1", Generation: 3, Reals: []api.RealView{
+				{Ref: webRef, State: raft.HealthDown, Reason: "refused"}}},
+			"health-view-bad-state": api.HealthViewRequest{Reals: []api.RealView{{Ref: webRef, State: "maybe"}}},
+			"trailing":              json.RawMessage(`{"to":"d2"} {}`),
+			"null":                  json.RawMessage(`null`),
+			"array":                 json.RawMessage(`[1,2]`),
 		},
 		"FuzzLocalAPIRequests": {
 			"admin":            api.AdminRequest{Service: "web", Real: webRef.Address, State: "drained"},

@@ -86,6 +86,37 @@ type LeaderGoneHandler interface {
 	LeaderGone(ctx context.Context, leader string) error
 }
 
+// HealthViewRequest is the body of POST /peer/v1/health-view: a director's
+// own view of every real it checks, sent to the leader, which aggregates
+// the directors' views into the cluster's verdicts (raft.HealthVerdict).
+// Node is the sender, taken from the connection's certificate when it
+// proved one; Generation is the configuration generation the view is of.
+type HealthViewRequest struct {
+	Node       string     `json:"node"`
+	Generation uint64     `json:"generation"`
+	Reals      []RealView `json:"reals"`
+}
+
+// RealView is one director's view of one real: its check state, and the
+// reason of the last result (a healthcheck.Reason name). A real whose
+// check has not reached its first verdict is not listed.
+type RealView struct {
+	Ref    raft.RealRef `json:"ref"`
+	State  raft.Health  `json:"state"`
+	Reason string       `json:"reason,omitempty"`
+}
+
+// MaxHealthViewReals bounds a health view: more reals than any
+// configuration a peer request can carry.
+const MaxHealthViewReals = 1 << 17
+
+// HealthViewHandler is a Backend that takes directors' health views (a
+// director: the leader aggregates them; a follower answers 421 with the
+// leader). A backend without it (a witness) answers 404.
+type HealthViewHandler interface {
+	HealthView(ctx context.Context, from string, req HealthViewRequest) error
+}
+
 // PeerAuthorizer decides what a peer protocol request may do from the
 // identity its connection proved (raft.Peer): read the node's status
 // (write false), or change the cluster (write true). *raft.Node is one.
@@ -144,6 +175,8 @@ func NewPeerServer(c Cluster, auth PeerAuthorizer, b Backend, log *slog.Logger) 
 		s.allow(false, handle(s.fail, noBody, statusTimeout, nil, s.status, ok)))
 	s.mux.HandleFunc("POST /peer/v1/leader-gone",
 		s.allow(false, handle(s.fail, maxPeerBody, peerOpTimeout, validLeaderGone, s.leaderGone, noContent)))
+	s.mux.HandleFunc("POST /peer/v1/health-view",
+		s.allow(true, handle(s.fail, maxPeerBody, peerOpTimeout, ValidHealthView, s.healthView, noContent)))
 	return s
 }
 
@@ -230,6 +263,20 @@ func (s *PeerServer) leaderGone(ctx context.Context, r *http.Request, req Leader
 	return struct{}{}, h.LeaderGone(ctx, req.Leader)
 }
 
+// healthView hands a director's view to the backend, in the name of the
+// identity the connection proved when it proved one.
+func (s *PeerServer) healthView(ctx context.Context, r *http.Request, req HealthViewRequest) (struct{}, error) {
+	from := req.Node
+	if p, ok := raft.PeerFrom(r.Context()); ok && p.Authenticated {
+		from = p.Identity.NodeID
+	}
+	h, ok := s.b.(HealthViewHandler)
+	if !ok {
+		return struct{}{}, fmt.Errorf("%w: this node does not aggregate health views", ErrNotFound)
+	}
+	return struct{}{}, h.HealthView(ctx, from, req)
+}
+
 func (s *PeerServer) status(ctx context.Context, _ *http.Request, _ struct{}) (Status, error) {
 	return s.b.Status(ctx)
 }
@@ -252,6 +299,26 @@ func validPeerAdmin(req PeerAdminRequest) error {
 	}
 	if _, err := raft.ParseAdmin(string(req.State)); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// ValidHealthView checks a health view's size and each real's reference,
+// state and reason (ErrInvalid).
+func ValidHealthView(req HealthViewRequest) error {
+	if len(req.Reals) > MaxHealthViewReals {
+		return fmt.Errorf("%w: %d reals in a health view, at most %d", ErrInvalid, len(req.Reals), MaxHealthViewReals)
+	}
+	for _, v := range req.Reals {
+		if v.Ref.Service == "" || !v.Ref.Address.IsValid() {
+			return fmt.Errorf("%w: a real without a service or address", ErrInvalid)
+		}
+		if v.State != raft.HealthUp && v.State != raft.HealthDown {
+			return fmt.Errorf("%w: real %s: state %q is not up or down", ErrInvalid, v.Ref, v.State)
+		}
+		if len(v.Reason) > raft.MaxHealthReason {
+			return fmt.Errorf("%w: real %s: reason of %d bytes, at most %d", ErrInvalid, v.Ref, len(v.Reason), raft.MaxHealthReason)
+		}
 	}
 	return nil
 }
@@ -340,6 +407,11 @@ func (c PeerClient) Failover(ctx context.Context, address, to string) error {
 // cluster, has died; nil when the member took it and stands for election.
 func (c PeerClient) LeaderGone(ctx context.Context, address, leader string) error {
 	return c.do(ctx, address, http.MethodPost, "/peer/v1/leader-gone", LeaderGoneRequest{Leader: leader}, nil)
+}
+
+// HealthView sends this director's health view to the leader at address.
+func (c PeerClient) HealthView(ctx context.Context, address string, req HealthViewRequest) error {
+	return c.do(ctx, address, http.MethodPost, "/peer/v1/health-view", req, nil)
 }
 
 // Status asks the member at address for its own status.
