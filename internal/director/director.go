@@ -64,14 +64,9 @@ type Director struct {
 
 	healthChanged chan struct{} // capacity 1: a pending "recompute"
 
-	// inputs are the health inputs the last desired computation used, by
-	// check, with the parameters and the computation (epoch) they are
-	// from; checkRan compares each run's outcome with them. Guarded by
-	// inmu, which is held across reading a check's status and recording
-	// it (see healthOf).
-	inmu   sync.Mutex
-	inputs map[healthcheck.Key]usedInput
-	epoch  uint64
+	// inputs are the health inputs the last desired computation used;
+	// checkRan compares each run's outcome with them.
+	inputs *healthInputs
 
 	// Touched by the reconcile loop only (and Run before it starts).
 	dataDir   string    // the data dir Run started with
@@ -90,13 +85,6 @@ type Director struct {
 	lastSync   api.Reconcile
 	actual     ipvs.State // the kernel as last reached
 	actualRead bool
-}
-
-// usedInput is a health input as the last desired computation used it.
-type usedInput struct {
-	in     healthInput
-	params healthcheck.Params
-	epoch  uint64
 }
 
 // appliedSpec identifies the cluster configuration the local parts follow.
@@ -135,7 +123,6 @@ func New(opts Options) (*Director, error) {
 		file:          cfg,
 		loadedAt:      time.Now(),
 		healthChanged: make(chan struct{}, 1),
-		inputs:        map[healthcheck.Key]usedInput{},
 		// No reload yet ("none"): the start-up submission records its
 		// outcome once the cluster has accepted the file.
 		reload: api.ReloadResult{OK: true},
@@ -220,6 +207,7 @@ func (d *Director) Run(ctx context.Context) error {
 		Logger: log,
 		OnRun:  d.checkRan,
 	})
+	d.inputs = newHealthInputs(d.checks.Status)
 
 	node, err := raft.New(raft.Config{NodeID: cfg.Node.ID, DataDir: cfg.Node.DataDir, Cluster: clusterspec.Settings(cfg.Cluster), Role: pki.RoleDirector, ValidateSpec: clusterspec.Validate, MemberVersions: memberVersions(func() *api.PeerClient { return d.peers }), Logger: log})
 	if err != nil {

@@ -105,8 +105,9 @@ func TestCheckRanPokesOnEveryInputChange(t *testing.T) {
 	var result atomic.Pointer[healthcheck.Result]
 	set := func(r healthcheck.Result) { result.Store(&r) }
 	set(healthcheck.Result{Reason: healthcheck.ReasonRefused})
-	d := &Director{healthChanged: make(chan struct{}, 1), inputs: map[healthcheck.Key]usedInput{}}
+	d := &Director{healthChanged: make(chan struct{}, 1)}
 	d.checks = healthcheck.NewScheduler(healthcheck.SchedulerOptions{OnRun: d.checkRan})
+	d.inputs = newHealthInputs(d.checks.Status)
 	k := key("web", "192.0.2.21", 80)
 	p := healthcheck.Params{Interval: 10 * time.Millisecond, Timeout: 5 * time.Millisecond, Rise: 1, Fall: 3, Initial: healthcheck.StateUp}
 	d.checks.Add(healthcheck.Check{Key: k, Params: p, Checker: healthcheck.CheckerFunc(func(context.Context, healthcheck.Target) healthcheck.Result {
@@ -120,8 +121,8 @@ func TestCheckRanPokesOnEveryInputChange(t *testing.T) {
 	runs := func() uint64 { s, _ := d.checks.Status(k); return s.Runs }
 	// compute stands for a desired computation: it records the input.
 	compute := func() healthInput {
-		d.nextEpoch()
-		in, ok := d.healthOf(k, p)
+		d.inputs.begin()
+		in, ok := d.inputs.view(k, p)
 		if !ok {
 			t.Fatal("no status")
 		}

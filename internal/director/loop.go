@@ -113,9 +113,9 @@ func (d *Director) sync(ctx context.Context) (err error) {
 		}
 		actual = read
 	}
-	epoch := d.nextEpoch()
-	desired, views, err := desiredState(st.Config.Spec, d.healthOf, st.Admin, actual)
-	d.forgetInputsBefore(epoch)
+	epoch := d.inputs.begin()
+	desired, views, err := desiredState(st.Config.Spec, d.inputs.view, st.Admin, actual)
+	d.inputs.end(epoch)
 	if err != nil {
 		return errors.Join(specErr, err)
 	}
@@ -191,58 +191,15 @@ func (d *Director) saveOwned(desired ipvs.State, index uint64, applied bool) {
 	d.saved = next
 }
 
-// nextEpoch starts a desired computation: the health inputs it reads are
-// recorded under the new epoch.
-func (d *Director) nextEpoch() uint64 {
-	d.inmu.Lock()
-	defer d.inmu.Unlock()
-	d.epoch++
-	return d.epoch
-}
-
-// forgetInputsBefore drops the recorded inputs the computation of epoch
-// did not read (checks no longer configured).
-func (d *Director) forgetInputsBefore(epoch uint64) {
-	d.inmu.Lock()
-	defer d.inmu.Unlock()
-	for k, u := range d.inputs {
-		if u.epoch < epoch {
-			delete(d.inputs, k)
-		}
-	}
-}
-
-// healthOf is the health view of the scheduler. It records what it
-// returns, atomically with reading it, for checkRan.
-func (d *Director) healthOf(k healthcheck.Key, p healthcheck.Params) (healthInput, bool) {
-	d.inmu.Lock()
-	defer d.inmu.Unlock()
-	s, ok := d.checks.Status(k)
-	if !ok {
-		delete(d.inputs, k)
-		return healthInput{}, false
-	}
-	in := inputOf(s, p)
-	d.inputs[k] = usedInput{in: in, params: p, epoch: d.epoch}
-	return in, true
-}
-
 // checkRan is the scheduler's OnRun: it asks for a recomputation when a
 // run changed the input of its check from the one the last computation
 // used. A change of state is one such change, but not the only one: a
 // check's first verdict that confirms its initial state (an adopted real
 // found down, whose kernel weight must go), or a realserver agent's drain
 // answer before fall is reached, change no state and emit no event, yet
-// change the desired state. Reading the status and comparing under inmu,
-// which healthOf holds across its read and record, leaves no window: a
-// run either lands before a computation reads its check, or is compared
-// with what that computation recorded.
+// change the desired state (healthInputs.changed leaves no window).
 func (d *Director) checkRan(r healthcheck.Run) {
-	d.inmu.Lock()
-	u, known := d.inputs[r.Key]
-	s, ok := d.checks.Status(r.Key)
-	stale := !known || !ok || inputOf(s, u.params) != u.in
-	d.inmu.Unlock()
+	s, stale := d.inputs.changed(r.Key)
 	if stale {
 		d.poke()
 	}
