@@ -68,23 +68,24 @@ type Director struct {
 	// checkRan compares each run's outcome with them.
 	inputs *healthInputs
 
-	// Touched by the reconcile loop only (and Run before it starts).
-	dataDir   string    // the data dir Run started with
-	started   time.Time // when Run started
-	holdBelow uint64    // hold IPVS while the Raft state index is below (catchUp)
-	saved     owned     // the owned file as last written or read
+	// loop is touched by the reconcile loop only (and Run before it
+	// starts): no lock.
+	loop loopState
 
-	mu         sync.Mutex
-	file       *config.Director // the file as last loaded successfully
-	loadedAt   time.Time        // when file was loaded
-	reload     api.ReloadResult
-	reloaded   bool        // Reload was called: the start-up submission records nothing
-	applied    appliedSpec // what the health checks, VIPs and sysctls follow
-	running    uint64      // generation IPVS last converged on
-	views      []serviceView
-	lastSync   api.Reconcile
-	actual     ipvs.State // the kernel as last reached
-	actualRead bool
+	mu       sync.Mutex
+	file     *config.Director // the file as last loaded successfully
+	loadedAt time.Time        // when file was loaded
+	reload   api.ReloadResult
+	reloaded bool        // Reload was called: the start-up submission records nothing
+	applied  appliedSpec // what the health checks, VIPs and sysctls follow
+
+	progress progress // what the reconcile loop reached
+}
+
+// loopState is the reconcile loop's own state.
+type loopState struct {
+	hold  catchUp    // IPVS held at start while Raft replays older states
+	owned ownedSaver // the owned file
 }
 
 // appliedSpec identifies the cluster configuration the local parts follow.
@@ -170,12 +171,12 @@ func (d *Director) Run(ctx context.Context) error {
 	// The services owned before the restart: one removed from the
 	// configuration meanwhile is drained and deleted, not left behind as
 	// foreign. A file that cannot be read costs only that.
-	d.started, d.dataDir = time.Now(), cfg.Node.DataDir
-	saved, err := loadOwned(d.dataDir)
+	saved, err := loadOwned(cfg.Node.DataDir)
 	if err != nil {
 		log.Error("owned ipvs services unknown: services removed from the configuration while this director was down stay in ipvs", "error", err)
 	}
-	d.saved, d.holdBelow = saved, saved.index
+	d.loop.hold = catchUp{log: d.log, started: time.Now(), below: saved.index}
+	d.loop.owned = ownedSaver{log: d.log, dataDir: cfg.Node.DataDir, saved: saved}
 	recOpts := []ipvs.Option{ipvs.WithOwnedServices(saved.services)}
 	if m := d.opts.Metrics; m != nil {
 		recOpts = append(recOpts, ipvs.WithOnWrite(m.IPVSWrite))

@@ -214,7 +214,7 @@ func TestRestartHoldsIPVSWhileRaftReplays(t *testing.T) {
 
 func TestCatchUp(t *testing.T) {
 	start := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
-	d := &Director{log: testutil.Logger(t), started: start, holdBelow: 10}
+	d := &catchUp{log: testutil.Logger(t), started: start, below: 10}
 	at := func(index uint64) raft.State { return raft.State{Index: index} }
 	steps := []struct {
 		name   string
@@ -230,18 +230,18 @@ func TestCatchUp(t *testing.T) {
 		{"over for good", 4, true, 3 * time.Second, false},
 	}
 	for _, s := range steps {
-		err := d.catchUp(at(s.index), s.leader, start.Add(s.after))
+		err := d.check(at(s.index), s.leader, start.Add(s.after))
 		if hold := errors.Is(err, errCatchingUp); hold != s.hold || (err != nil && !hold) {
 			t.Errorf("%s: catchUp = %v, want hold %v", s.name, err, s.hold)
 		}
 	}
 	// A state that stays older while a leader is known: the cluster went
 	// back (rebuilt); followed after catchUpMax.
-	d = &Director{log: testutil.Logger(t), started: start, holdBelow: 10}
-	if err := d.catchUp(at(2), true, start.Add(catchUpMax-time.Millisecond)); !errors.Is(err, errCatchingUp) {
+	d = &catchUp{log: testutil.Logger(t), started: start, below: 10}
+	if err := d.check(at(2), true, start.Add(catchUpMax-time.Millisecond)); !errors.Is(err, errCatchingUp) {
 		t.Errorf("before catchUpMax: %v, want a hold", err)
 	}
-	if err := d.catchUp(at(2), true, start.Add(catchUpMax)); err != nil {
+	if err := d.check(at(2), true, start.Add(catchUpMax)); err != nil {
 		t.Errorf("after catchUpMax with a leader: %v, want none", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
@@ -23,22 +22,6 @@ const (
 	retryFirst = 250 * time.Millisecond
 	retryMax   = 10 * time.Second
 )
-
-// catchUpPoll is how often a director holding its IPVS at start (catchUp)
-// looks again besides the Raft state's own changes: only to notice that
-// the hold has lasted catchUpMax.
-const catchUpPoll = 250 * time.Millisecond
-
-// catchUpMax bounds the hold of catchUp while a leader is known. A follower
-// replays its log within a few heartbeats of hearing from the leader; a
-// state still older than the one recorded after that long means the
-// cluster's state went back (a cluster rebuilt from scratch over a kept
-// data dir), and the director follows it rather than wait forever.
-const catchUpMax = 10 * time.Second
-
-// errCatchingUp is sync's answer while the Raft state is older than the
-// one the kernel already holds: not a failure, nothing was touched.
-var errCatchingUp = errors.New("raft state older than the one ipvs last followed: catching up")
 
 // reconcileLoop recomputes the desired IPVS state and applies it whenever
 // the cluster state or a health input changes, after a failure (with
@@ -90,7 +73,7 @@ func (d *Director) sync(ctx context.Context) (err error) {
 	if st.Config.Generation == 0 {
 		return nil // no configuration yet: touch nothing, adopt later
 	}
-	if err := d.catchUp(st, d.node.LeaderID() != "", time.Now()); err != nil {
+	if err := d.loop.hold.check(st, d.node.LeaderID() != "", time.Now()); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -101,9 +84,7 @@ func (d *Director) sync(ctx context.Context) (err error) {
 		}
 	}()
 	specErr := d.followSpec(ctx, st.Config)
-	d.mu.Lock()
-	actual, haveActual := d.actual, d.actualRead
-	d.mu.Unlock()
+	actual, haveActual := d.progress.kernel()
 	if !haveActual {
 		// First pass: read what the kernel holds so adopted entries keep
 		// their weights until their checks have a verdict.
@@ -120,75 +101,10 @@ func (d *Director) sync(ctx context.Context) (err error) {
 		return errors.Join(specErr, err)
 	}
 	reached, applyErr := d.rec.Apply(ctx, desired)
-	d.saveOwned(desired, st.Index, applyErr == nil)
+	d.loop.owned.save(d.rec.Owned(), desired, st.Index, applyErr == nil)
 	err = errors.Join(specErr, applyErr)
-	now := time.Now()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.views = views
-	d.actual, d.actualRead = reached, true
-	if applyErr == nil {
-		d.running = st.Config.Generation
-	}
-	if err != nil {
-		d.lastSync = api.Reconcile{At: now, OK: false, Error: err.Error()}
-		return err
-	}
-	d.lastSync = api.Reconcile{At: now, OK: true}
-	return nil
-}
-
-// catchUp holds the kernel at start while the Raft state is older than
-// the one IPVS last followed in full (the owned file's index): Raft
-// replays its log through every older state, and programming one would
-// undo for a moment what the kernel already holds (delete a real added
-// since and add it back at weight 0, drain a service created since),
-// which is the blip a restart must not cause. Once the state has caught
-// up the hold is over for good; while a leader is known it lasts at most
-// catchUpMax (leaderKnown: this node knows a leader; now: the time).
-func (d *Director) catchUp(st raft.State, leaderKnown bool, now time.Time) error {
-	if d.holdBelow == 0 {
-		return nil
-	}
-	if st.Index >= d.holdBelow {
-		d.holdBelow = 0
-		return nil
-	}
-	if leaderKnown && now.Sub(d.started) >= catchUpMax {
-		d.log.Warn("the cluster's state is older than the one ipvs last followed (was the cluster rebuilt?): following it",
-			"index", st.Index, "ipvs_index", d.holdBelow)
-		d.holdBelow = 0
-		return nil
-	}
-	return errCatchingUp
-}
-
-// saveOwned records the reconciler's owned services with their drain
-// timeouts (desired's, or as recorded before for those no longer desired),
-// and the state index when the apply of desired succeeded, in the data dir
-// when they changed. A failure is logged and retried after the next apply.
-func (d *Director) saveOwned(desired ipvs.State, index uint64, applied bool) {
-	next := owned{index: d.saved.index}
-	if applied {
-		next.index = index
-	}
-	for _, k := range d.rec.Owned() {
-		s := ipvs.Service{Key: k, DrainTimeout: config.DefaultDrainTimeout}
-		if ds, ok := desired[k]; ok {
-			s.DrainTimeout = ds.DrainTimeout
-		} else if i := slices.IndexFunc(d.saved.services, func(o ipvs.Service) bool { return o.Key == k }); i >= 0 {
-			s.DrainTimeout = d.saved.services[i].DrainTimeout
-		}
-		next.services = append(next.services, s)
-	}
-	if next.equal(d.saved) {
-		return
-	}
-	if err := saveOwned(d.dataDir, next); err != nil {
-		d.log.Error("cannot record the owned ipvs services", "error", err)
-		return
-	}
-	d.saved = next
+	d.progress.record(time.Now(), views, reached, st.Config.Generation, applyErr == nil, err)
+	return err
 }
 
 // checkRan is the scheduler's OnRun: it asks for a recomputation when a

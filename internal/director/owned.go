@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/ipvs"
 )
 
@@ -215,4 +217,48 @@ func writeFileAtomic(dir, name string, data []byte) (err error) {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// ownedSaver keeps the owned file of a data dir up to date with the
+// reconciler's owned services. The reconcile loop owns it: no lock.
+type ownedSaver struct {
+	log     *slog.Logger
+	dataDir string
+	saved   owned // the file as last written or read
+}
+
+// save records the owned services with their drain timeouts (desired's,
+// or as recorded before for those no longer desired), and the state
+// index when the apply of desired succeeded (applied), when they changed.
+// A failure is logged and retried after the next apply.
+func (s *ownedSaver) save(owned []ipvs.ServiceKey, desired ipvs.State, index uint64, applied bool) {
+	next := ownedRecordOf(s.saved, owned, desired, index, applied)
+	if next.equal(s.saved) {
+		return
+	}
+	if err := saveOwned(s.dataDir, next); err != nil {
+		s.log.Error("cannot record the owned ipvs services", "error", err)
+		return
+	}
+	s.saved = next
+}
+
+// ownedRecordOf is the record that follows prev once the reconciler owns
+// the services keys after applying desired (applied: without error, at
+// the state index).
+func ownedRecordOf(prev owned, keys []ipvs.ServiceKey, desired ipvs.State, index uint64, applied bool) owned {
+	next := owned{index: prev.index}
+	if applied {
+		next.index = index
+	}
+	for _, k := range keys {
+		s := ipvs.Service{Key: k, DrainTimeout: config.DefaultDrainTimeout}
+		if ds, ok := desired[k]; ok {
+			s.DrainTimeout = ds.DrainTimeout
+		} else if i := slices.IndexFunc(prev.services, func(o ipvs.Service) bool { return o.Key == k }); i >= 0 {
+			s.DrainTimeout = prev.services[i].DrainTimeout
+		}
+		next.services = append(next.services, s)
+	}
+	return next
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/ipvs"
 )
 
@@ -70,5 +72,42 @@ func TestOwnedFileRejectsWhatItCannotTrust(t *testing.T) {
 		if got, err := loadOwned(dir); err == nil {
 			t.Errorf("loadOwned(%s) = %+v, want an error", bad, got)
 		}
+	}
+}
+
+// The saver writes only what changed: the owned services keep desired's
+// drain timeouts, else the recorded ones; the index moves only with a
+// successful apply.
+func TestOwnedSaver(t *testing.T) {
+	dir := t.TempDir()
+	gone := ipvs.NewServiceKey(ipvs.TCP, netip.MustParseAddrPort("203.0.113.10:81"))
+	s := ownedSaver{log: testutil.Logger(t), dataDir: dir, saved: owned{index: 3, services: []ipvs.Service{{Key: gone, DrainTimeout: time.Minute}}}}
+	desired := ipvs.State{}
+	svc := ipvs.NewService(web, "wlc")
+	svc.DrainTimeout = 2 * time.Second
+	desired.Put(svc)
+
+	s.save([]ipvs.ServiceKey{web, gone}, desired, 9, false) // apply failed
+	want := owned{index: 3, services: []ipvs.Service{{Key: web, DrainTimeout: 2 * time.Second}, {Key: gone, DrainTimeout: time.Minute}}}
+	if got, err := loadOwned(dir); err != nil || !got.equal(want) {
+		t.Fatalf("after a failed apply: %+v, %v; want %+v", got, err, want)
+	}
+	s.save([]ipvs.ServiceKey{web}, desired, 9, true)
+	want = owned{index: 9, services: []ipvs.Service{{Key: web, DrainTimeout: 2 * time.Second}}}
+	if got, err := loadOwned(dir); err != nil || !got.equal(want) {
+		t.Fatalf("after an apply: %+v, %v; want %+v", got, err, want)
+	}
+	// Nothing changed: nothing written (a removed file stays removed).
+	if err := os.Remove(filepath.Join(dir, ownedFileName)); err != nil {
+		t.Fatal(err)
+	}
+	s.save([]ipvs.ServiceKey{web}, desired, 9, true)
+	if _, err := os.Stat(filepath.Join(dir, ownedFileName)); !os.IsNotExist(err) {
+		t.Errorf("an unchanged record was written again: %v", err)
+	}
+	// An owned service neither desired nor recorded: the default timeout.
+	other := ipvs.FWMarkKey(ipvs.IPv4, 7)
+	if got := ownedRecordOf(s.saved, []ipvs.ServiceKey{other}, desired, 10, true); got.services[0].DrainTimeout != config.DefaultDrainTimeout {
+		t.Errorf("drain timeout %v, want the default", got.services[0].DrainTimeout)
 	}
 }

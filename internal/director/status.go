@@ -52,11 +52,10 @@ func (d *Director) status(ctx context.Context, traffic map[metrics.RealID]ipvs.S
 		st.VIPs = append(st.VIPs, api.VIP{Address: v.Address, Interface: v.Interface, Held: held[v.Address.String()+"%"+v.Interface]})
 	}
 
+	running, last, views := d.progress.status()
+	st.RunningGeneration, st.Reconcile = running, last
 	d.mu.Lock()
-	st.RunningGeneration = d.running
 	st.Reload = d.reload
-	st.Reconcile = d.lastSync
-	views := d.views
 	d.mu.Unlock()
 
 	rctx, cancel := context.WithTimeout(ctx, statusReadTimeout)
