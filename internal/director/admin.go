@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/api"
-	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/raft"
 )
@@ -61,33 +60,9 @@ func (d *Director) Reload(ctx context.Context) (api.ReloadResult, error) {
 	if err := d.waitReady(ctx); err != nil {
 		return api.ReloadResult{}, err
 	}
-	now := time.Now()
-	d.mu.Lock()
-	d.reloaded = true // the start-up submission records nothing over this
-	d.mu.Unlock()
-	cfg, err := Load(d.opts.ConfigPath, d.opts.Override)
-	if err != nil {
-		res := api.ReloadResult{At: now, OK: false, Errors: errorLines(err), Generation: d.node.Config().Generation}
-		d.mu.Lock()
-		d.reload = res
-		d.mu.Unlock()
-		d.log.Error("reload rejected: the running configuration stays", "errors", len(res.Errors))
-		return res, nil
-	}
-	sub, err := d.submit(ctx, clusterspec.FromDirector(cfg))
-	if err != nil {
-		res := api.ReloadResult{At: now, OK: false, Errors: []string{fmt.Sprintf("submit to the cluster: %v", err)}, Generation: d.node.Config().Generation}
-		d.mu.Lock()
-		d.reload = res
-		d.mu.Unlock()
-		return res, nil
-	}
-	res := api.ReloadResult{At: now, OK: true, Generation: sub.Generation, Changed: sub.Changed}
-	d.mu.Lock()
-	d.file, d.loadedAt = cfg, now
-	d.reload = res
-	d.mu.Unlock()
-	return res, nil
+	return d.sub.reload(ctx, raftSubmit{d.node, d.fw}, func() (*config.Director, error) {
+		return Load(d.opts.ConfigPath, d.opts.Override)
+	}), nil
 }
 
 // waitReady waits until Run has started Raft (d.node is set), logging

@@ -72,12 +72,8 @@ type Director struct {
 	// starts): no lock.
 	loop loopState
 
-	mu       sync.Mutex
-	file     *config.Director // the file as last loaded successfully
-	loadedAt time.Time        // when file was loaded
-	reload   api.ReloadResult
-	reloaded bool        // Reload was called: the start-up submission records nothing
-	applied  appliedSpec // what the health checks, VIPs and sysctls follow
+	// sub owns the file as last loaded and the last reload's outcome.
+	sub *submitter
 
 	progress progress // what the reconcile loop reached
 }
@@ -86,6 +82,9 @@ type Director struct {
 type loopState struct {
 	hold  catchUp    // IPVS held at start while Raft replays older states
 	owned ownedSaver // the owned file
+	// applied is the cluster configuration the health checks, VIPs and
+	// sysctls follow (followSpec).
+	applied appliedSpec
 }
 
 // appliedSpec identifies the cluster configuration the local parts follow.
@@ -121,13 +120,9 @@ func New(opts Options) (*Director, error) {
 	d := &Director{
 		opts:          opts,
 		log:           opts.Logger,
-		file:          cfg,
-		loadedAt:      time.Now(),
+		sub:           newSubmitter(opts.Logger, cfg, time.Now()),
 		healthChanged: make(chan struct{}, 1),
-		// No reload yet ("none"): the start-up submission records its
-		// outcome once the cluster has accepted the file.
-		reload: api.ReloadResult{OK: true},
-		ready:  make(chan struct{}),
+		ready:         make(chan struct{}),
 	}
 	opts.Metrics.Watch(d.metricsSnapshot)
 	return d, nil
@@ -138,7 +133,7 @@ func New(opts Options) (*Director, error) {
 // VIPs are released and Raft is shut down (leadership handed over first);
 // IPVS entries stay, so a restart adopts them without a blip.
 func (d *Director) Run(ctx context.Context) error {
-	cfg := d.file
+	cfg := d.sub.current()
 	log := d.log.With("node", cfg.Node.ID)
 
 	// The API socket first: another dsrd answering there is fatal before
@@ -256,7 +251,7 @@ func (d *Director) Run(ctx context.Context) error {
 
 	spawn("leadership", d.followLeadership)
 	spawn("faults", d.handleFaults)
-	spawn("submit", func(ctx context.Context) error { d.submitUntilAccepted(ctx, cfg); return nil })
+	spawn("submit", func(ctx context.Context) error { d.sub.untilAccepted(ctx, raftSubmit{node, d.fw}, cfg); return nil })
 	spawn("api", func(ctx context.Context) error {
 		return api.NewServer(d, log, api.ServerOptions{Peers: d.peers}).Serve(ctx, apiLn)
 	})

@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
-	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/clusterspec"
-	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
 	"github.com/dsrd/dsrd/vrrp"
@@ -127,11 +125,7 @@ func (d *Director) checkRan(r healthcheck.Run) {
 // configuration did not change since the last call. Every part is tried;
 // a failed part makes the next call try again.
 func (d *Director) followSpec(ctx context.Context, cc raft.ClusterConfig) error {
-	d.mu.Lock()
-	same := d.applied == appliedSpec{generation: cc.Generation, hash: cc.Hash}
-	iface := d.file.Node.Interface
-	d.mu.Unlock()
-	if same {
+	if d.loop.applied == (appliedSpec{generation: cc.Generation, hash: cc.Hash}) {
 		return nil
 	}
 	services, vips, ipvsCfg := clusterspec.Services(cc.Spec), clusterspec.VIPs(cc.Spec), clusterspec.IPVS(cc.Spec)
@@ -150,7 +144,7 @@ func (d *Director) followSpec(ctx context.Context, cc raft.ClusterConfig) error 
 		m.RetainServices(names)
 	}
 	var errs []error
-	if err := d.machine.Update(ctx, vipsOf(vips, iface)); err != nil {
+	if err := d.machine.Update(ctx, vipsOf(vips, d.sub.current().Node.Interface)); err != nil {
 		errs = append(errs, fmt.Errorf("update vips: %w", err))
 	}
 	settings := ipvsSettings(ipvsCfg)
@@ -165,9 +159,7 @@ func (d *Director) followSpec(ctx context.Context, cc raft.ClusterConfig) error 
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	d.mu.Lock()
-	d.applied = appliedSpec{generation: cc.Generation, hash: cc.Hash}
-	d.mu.Unlock()
+	d.loop.applied = appliedSpec{generation: cc.Generation, hash: cc.Hash}
 	d.log.Info("following cluster configuration", "generation", cc.Generation, "services", len(cc.Services), "vips", len(cc.VIPs), "submitted_by", cc.SubmittedBy)
 	return nil
 }
@@ -238,79 +230,4 @@ func (d *Director) reassertWhenHealthy(ctx context.Context) {
 			return
 		}
 	}
-}
-
-// submitUntilAccepted proposes the director's file as loaded at start to
-// the cluster until the cluster runs it: at start the leader may not be
-// known yet, so it retries with backoff. It stops early when a Reload has
-// submitted a newer file. Its outcome is the first "last reload" of dsrd
-// status, recorded as Reload records its own, unless a Reload came first.
-func (d *Director) submitUntilAccepted(ctx context.Context, cfg *config.Director) {
-	spec := clusterspec.FromDirector(cfg)
-	if hash, err := spec.Hash(); err == nil {
-		last, err := loadSubmitted(cfg.Node.DataDir)
-		if err != nil {
-			d.log.Warn("submitting the file at start", "error", err)
-		}
-		if last != "" && last == hash {
-			d.log.Info("configuration file unchanged since this director last submitted it: following the cluster's configuration", "hash", hash)
-			return
-		}
-	}
-	backoff := retryFirst
-	for {
-		d.mu.Lock()
-		superseded := d.file != cfg
-		d.mu.Unlock()
-		if superseded {
-			return // a Reload submitted a newer file
-		}
-		res, err := d.submit(ctx, spec)
-		if err == nil {
-			d.log.Info("configuration submitted", "generation", res.Generation, "changed", res.Changed)
-			d.mu.Lock()
-			if !d.reloaded {
-				d.reload = api.ReloadResult{At: d.loadedAt, OK: true, Generation: res.Generation, Changed: res.Changed}
-			}
-			d.mu.Unlock()
-			return
-		}
-		d.log.Debug("configuration not submitted yet", "error", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
-}
-
-// submit sends spec to the leader unless the cluster already runs it.
-func (d *Director) submit(ctx context.Context, spec raft.Spec) (raft.SetConfigResult, error) {
-	hash, err := spec.Hash()
-	if err != nil {
-		return raft.SetConfigResult{}, err
-	}
-	if cur := d.node.Config(); cur.Hash == hash {
-		d.mu.Lock()
-		dataDir := d.file.Node.DataDir
-		d.mu.Unlock()
-		if err := saveSubmitted(dataDir, hash); err != nil {
-			d.log.Warn("configuration already running", "error", err)
-		}
-		return raft.SetConfigResult{Generation: cur.Generation}, nil
-	}
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	res, err := d.fw.SubmitConfig(sctx, spec, d.node.ID())
-	if err != nil {
-		return res, err
-	}
-	d.mu.Lock()
-	dataDir := d.file.Node.DataDir
-	d.mu.Unlock()
-	if err := saveSubmitted(dataDir, hash); err != nil {
-		d.log.Warn("configuration submitted", "error", err)
-	}
-	return res, nil
 }

@@ -54,9 +54,7 @@ func (d *Director) status(ctx context.Context, traffic map[metrics.RealID]ipvs.S
 
 	running, last, views := d.progress.status()
 	st.RunningGeneration, st.Reconcile = running, last
-	d.mu.Lock()
-	st.Reload = d.reload
-	d.mu.Unlock()
+	st.Reload = d.sub.last()
 
 	rctx, cancel := context.WithTimeout(ctx, statusReadTimeout)
 	defer cancel()
