@@ -1,12 +1,10 @@
 package director
 
 import (
-	"fmt"
 	"net/netip"
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
-	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
@@ -35,15 +33,26 @@ func inputOf(s healthcheck.Status, p healthcheck.Params) healthInput {
 	return healthInput{State: s.State, Reason: s.Last.Reason, Settled: settled(s, p)}
 }
 
-// serviceView is one service's desired destinations and status, kept for
-// dsrd status.
+// serviceView is one service's translation and its desired destinations
+// and status, kept for dsrd status.
 type serviceView struct {
-	Config  config.Service
-	Key     ipvs.ServiceKey
+	*serviceSpec
 	Desired healthcheck.Desired
 }
 
 // desiredState maps the cluster's services, the local health view and the
+// admin state to the IPVS state this director should hold (desiredOf of
+// the spec's translation).
+func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft.Admin, actual ipvs.State) (ipvs.State, []serviceView, error) {
+	services, err := translateSpec(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, views := desiredOf(services, health, admin, actual)
+	return st, views, nil
+}
+
+// desiredOf maps the translated services, the local health view and the
 // admin state to the IPVS state this director should hold. A configured
 // real the policy keeps out (down with on_down remove, disabled) is named
 // in its service's Absent, so the reconciler deletes it at once; only a
@@ -53,44 +62,26 @@ type serviceView struct {
 // out for its initial state), so a restarted director adopts its entries
 // without setting them to weight 0 or deleting them for the rise period
 // (no blip on restart).
-func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft.Admin, actual ipvs.State) (ipvs.State, []serviceView, error) {
-	services := clusterspec.Services(spec)
+func desiredOf(services []serviceSpec, health healthView, admin map[raft.RealRef]raft.Admin, actual ipvs.State) (ipvs.State, []serviceView) {
 	st := make(ipvs.State, len(services))
 	views := make([]serviceView, 0, len(services))
 	for i := range services {
-		svc := services[i]
-		key, err := serviceKey(svc)
-		if err != nil {
-			return nil, nil, fmt.Errorf("service %s: %w", svc.Name, err)
-		}
-		hsvc := healthService(svc)
-		reals := make(map[healthcheck.Key]healthcheck.RealState, len(svc.Reals))
+		svc := &services[i]
+		key := svc.Key
+		reals := make(map[healthcheck.Key]healthcheck.RealState, len(svc.checks))
 		pending := map[healthcheck.Key]bool{}
-		for j := range svc.Reals {
-			r := &svc.Reals[j]
-			hk := healthcheck.RealKey(hsvc, hsvc.Reals[j])
-			rs := healthcheck.RealState{Admin: adminOf(admin[realRef(&svc, r)])}
-			if in, ok := health(hk, healthcheck.ParamsFrom(hsvc.Reals[j].Check)); ok {
+		for j, hk := range svc.checks {
+			rs := healthcheck.RealState{Admin: adminOf(admin[svc.refs[j]])}
+			if in, ok := health(hk, svc.params[j]); ok {
 				rs.Health, rs.Reason = in.State, in.Reason
 				pending[hk] = !in.Settled
 			}
 			reals[hk] = rs
 		}
-		want := healthcheck.Desire(hsvc, reals)
+		want := healthcheck.Desire(svc.Health, reals)
 
-		s := ipvs.NewService(key, svc.Scheduler)
-		flags, err := ipvs.ParseSchedFlags(svc.Scheduler, svc.SchedulerFlags)
-		if err != nil {
-			return nil, nil, fmt.Errorf("service %s: %w", svc.Name, err)
-		}
-		s.Flags |= flags
-		if svc.OnePacket {
-			s.Flags |= ipvs.FlagOnePacket
-		}
-		if svc.Persistence.Timeout > 0 {
-			s.SetPersistence(svc.Persistence.Timeout.D(), svc.Persistence.Netmask)
-		}
-		s.DrainTimeout = svc.DrainTimeout.D()
+		s := svc.base
+		s.Dests = make(map[ipvs.DestKey]ipvs.Destination, len(want.Reals))
 		old, hadOld := actual[key]
 		for _, dr := range want.Reals {
 			port := dr.Port
@@ -99,7 +90,7 @@ func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft
 			}
 			d := ipvs.NewDestination(dr.Address, port, dr.Weight)
 			d.UpperThreshold, d.LowerThreshold = dr.UpperThreshold, dr.LowerThreshold
-			if hadOld && !dr.Sorry && pending[healthcheck.Key{Service: svc.Name, Real: netip.AddrPortFrom(dr.Address, dr.Port)}] {
+			if hadOld && !dr.Sorry && pending[healthcheck.Key{Service: svc.Config.Name, Real: netip.AddrPortFrom(dr.Address, dr.Port)}] {
 				if cur, ok := old.Dests[d.Key]; ok {
 					d.Weight = cur.Weight
 				}
@@ -112,7 +103,7 @@ func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft
 				port = 0
 			}
 			dk := ipvs.NewDestination(ar.Address, port, 0).Key
-			if hadOld && ar.Reason == healthcheck.AbsentDown && pending[healthcheck.Key{Service: svc.Name, Real: netip.AddrPortFrom(ar.Address, ar.Port)}] {
+			if hadOld && ar.Reason == healthcheck.AbsentDown && pending[healthcheck.Key{Service: svc.Config.Name, Real: netip.AddrPortFrom(ar.Address, ar.Port)}] {
 				if cur, ok := old.Dests[dk]; ok {
 					// Down only by its initial state: adopted as it is,
 					// like a present real, until its check has a verdict.
@@ -123,9 +114,9 @@ func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft
 			s.SetAbsent(dk, absenceOf(ar.Reason))
 		}
 		st.Put(s)
-		views = append(views, serviceView{Config: svc, Key: key, Desired: want})
+		views = append(views, serviceView{serviceSpec: svc, Desired: want})
 	}
-	return st, views, nil
+	return st, views
 }
 
 // settled reports whether a check with parameters p has reached its first

@@ -38,22 +38,42 @@ func benchSpec(b *testing.B, n, reals int) raft.Spec {
 
 // BenchmarkDesiredState measures one reconcile pass's computation of the
 // desired IPVS state from an unchanged cluster spec (1,000 services x 10
-// reals, every check up), the work every pass repeats.
+// reals, every check up), the work every pass repeats: "translate" turns
+// the replicated spec into this director's services on every pass (as
+// sync did before the translation was cached), "cached" is what sync does
+// now (the translation cached per generation).
 func BenchmarkDesiredState(b *testing.B) {
 	spec := benchSpec(b, 1000, 10)
+	cc := raft.ClusterConfig{Generation: 1, Hash: "h", Spec: spec}
 	upInput := func(k healthcheck.Key, p healthcheck.Params) (healthInput, bool) {
 		return healthInput{State: healthcheck.StateUp, Settled: true}, true
 	}
 	admin := map[raft.RealRef]raft.Admin{}
-	var actual ipvs.State
-	b.ReportAllocs()
-	for b.Loop() {
-		st, _, err := desiredState(spec, upInput, admin, actual)
-		if err != nil {
-			b.Fatal(err)
-		}
+	check := func(b *testing.B, st ipvs.State) {
 		if len(st) != 1000 || len(st[ipvs.NewServiceKey(ipvs.TCP, netip.MustParseAddrPort("203.0.113.10:1000"))].Dests) != 10 {
 			b.Fatalf("desired state has %d services", len(st))
 		}
 	}
+	b.Run("translate", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			st, _, err := desiredState(spec, upInput, admin, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			check(b, st)
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		var c specCache
+		b.ReportAllocs()
+		for b.Loop() {
+			services, err := c.get(cc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			st, _ := desiredOf(services, upInput, admin, nil)
+			check(b, st)
+		}
+	})
 }

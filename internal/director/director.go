@@ -80,17 +80,10 @@ type Director struct {
 
 // loopState is the reconcile loop's own state.
 type loopState struct {
-	hold  catchUp    // IPVS held at start while Raft replays older states
-	owned ownedSaver // the owned file
-	// applied is the cluster configuration the health checks, VIPs and
-	// sysctls follow (followSpec).
-	applied appliedSpec
-}
-
-// appliedSpec identifies the cluster configuration the local parts follow.
-type appliedSpec struct {
-	generation uint64
-	hash       string
+	hold   catchUp      // IPVS held at start while Raft replays older states
+	owned  ownedSaver   // the owned file
+	specs  specCache    // the cluster configuration, translated
+	follow specFollower // the checks, VIPs and sysctls follow it
 }
 
 // Load reads, overrides and validates the director's file.
@@ -204,6 +197,10 @@ func (d *Director) Run(ctx context.Context) error {
 		OnRun:  d.checkRan,
 	})
 	d.inputs = newHealthInputs(d.checks.Status)
+	d.loop.follow = specFollower{
+		log: d.log, checks: d.checks, vips: d.machine, sysctls: d.sysctls, kernel: d.kernel, metrics: d.opts.Metrics,
+		iface: func() string { return d.sub.current().Node.Interface },
+	}
 
 	node, err := raft.New(raft.Config{NodeID: cfg.Node.ID, DataDir: cfg.Node.DataDir, Cluster: clusterspec.Settings(cfg.Cluster), Role: pki.RoleDirector, ValidateSpec: clusterspec.Validate, MemberVersions: memberVersions(func() *api.PeerClient { return d.peers }), Logger: log})
 	if err != nil {

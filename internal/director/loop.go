@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
-	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/ipvs"
-	"github.com/dsrd/dsrd/raft"
 	"github.com/dsrd/dsrd/vrrp"
 )
 
@@ -81,7 +79,8 @@ func (d *Director) sync(ctx context.Context) (err error) {
 			d.opts.Metrics.Reconciled(end, end.Sub(start), err)
 		}
 	}()
-	specErr := d.followSpec(ctx, st.Config)
+	services, translateErr := d.loop.specs.get(st.Config)
+	specErr := d.loop.follow.follow(ctx, st.Config, services)
 	actual, haveActual := d.progress.kernel()
 	if !haveActual {
 		// First pass: read what the kernel holds so adopted entries keep
@@ -92,12 +91,12 @@ func (d *Director) sync(ctx context.Context) (err error) {
 		}
 		actual = read
 	}
-	epoch := d.inputs.begin()
-	desired, views, err := desiredState(st.Config.Spec, d.inputs.view, st.Admin, actual)
-	d.inputs.end(epoch)
-	if err != nil {
-		return errors.Join(specErr, err)
+	if translateErr != nil {
+		return errors.Join(specErr, translateErr)
 	}
+	epoch := d.inputs.begin()
+	desired, views := desiredOf(services, d.inputs.view, st.Admin, actual)
+	d.inputs.end(epoch)
 	reached, applyErr := d.rec.Apply(ctx, desired)
 	d.loop.owned.save(d.rec.Owned(), desired, st.Index, applyErr == nil)
 	err = errors.Join(specErr, applyErr)
@@ -118,50 +117,6 @@ func (d *Director) checkRan(r healthcheck.Run) {
 		d.poke()
 	}
 	d.opts.Metrics.CheckRan(string(s.Type), r)
-}
-
-// followSpec points the health checks, the VIP owner and the IPVS sysctls
-// and timeouts at a new cluster configuration; nothing is done when the
-// configuration did not change since the last call. Every part is tried;
-// a failed part makes the next call try again.
-func (d *Director) followSpec(ctx context.Context, cc raft.ClusterConfig) error {
-	if d.loop.applied == (appliedSpec{generation: cc.Generation, hash: cc.Hash}) {
-		return nil
-	}
-	services, vips, ipvsCfg := clusterspec.Services(cc.Spec), clusterspec.VIPs(cc.Spec), clusterspec.IPVS(cc.Spec)
-	checks, err := healthcheck.ChecksFor(healthServices(services), healthcheck.BuildOptions{})
-	if err != nil {
-		// A check that cannot be built stays scheduled and reports down
-		// with the reason; the rest of the configuration still applies.
-		d.log.Error("health checks", "error", err)
-	}
-	d.checks.Update(checks)
-	if m := d.opts.Metrics; m != nil {
-		names := make([]string, 0, len(services))
-		for _, svc := range services {
-			names = append(names, svc.Name)
-		}
-		m.RetainServices(names)
-	}
-	var errs []error
-	if err := d.machine.Update(ctx, vipsOf(vips, d.sub.current().Node.Interface)); err != nil {
-		errs = append(errs, fmt.Errorf("update vips: %w", err))
-	}
-	settings := ipvsSettings(ipvsCfg)
-	if err := ipvs.ApplySysctls(ctx, d.sysctls, ipvs.DirectorSysctls(settings)); err != nil {
-		errs = append(errs, fmt.Errorf("ipvs sysctls: %w", err))
-	}
-	if ts, ok := d.kernel.(ipvs.TimeoutSetter); ok {
-		if err := ipvs.ApplyTimeouts(ctx, ts, settings.Timeouts); err != nil {
-			errs = append(errs, fmt.Errorf("ipvs timeouts: %w", err))
-		}
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	d.loop.applied = appliedSpec{generation: cc.Generation, hash: cc.Hash}
-	d.log.Info("following cluster configuration", "generation", cc.Generation, "services", len(cc.Services), "vips", len(cc.VIPs), "submitted_by", cc.SubmittedBy)
-	return nil
 }
 
 // followLeadership gives the VIPs to the machine while this node leads:

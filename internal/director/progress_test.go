@@ -18,7 +18,7 @@ func TestProgressRecord(t *testing.T) {
 	at := time.Unix(100, 0)
 	reached := ipvs.State{}
 	reached.Put(ipvs.NewService(web, "wlc"))
-	p.record(at, []serviceView{{Key: web}}, reached, 3, true, nil)
+	p.record(at, []serviceView{{serviceSpec: &serviceSpec{Key: web}}}, reached, 3, true, nil)
 	if running, last, views := p.status(); running != 3 || !last.OK || !last.At.Equal(at) || len(views) != 1 {
 		t.Errorf("after a good pass: running %d, last %+v, %d views", running, last, len(views))
 	}

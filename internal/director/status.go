@@ -135,12 +135,11 @@ func serviceStatus(v serviceView, k ipvs.Service, admin map[raft.RealRef]raft.Ad
 	if !out.Up {
 		out.Reason = v.Desired.Status.Reason.String()
 	}
-	hsvc := healthService(svc)
 	for i := range svc.Reals {
 		r := &svc.Reals[i]
-		hk := healthcheck.RealKey(hsvc, hsvc.Reals[i])
+		hk := v.checks[i]
 		a := raft.AdminEnabled
-		if x, ok := admin[realRef(&svc, r)]; ok {
+		if x, ok := admin[v.refs[i]]; ok {
 			a = x
 		}
 		rs := api.Real{Address: r.Address, Port: hk.Real.Port(), Admin: string(a), Health: "up", IPVSWeight: -1}
@@ -149,7 +148,7 @@ func serviceStatus(v serviceView, k ipvs.Service, admin map[raft.RealRef]raft.Ad
 		}
 		if s, ok := checks.Status(hk); ok {
 			rs.Health = s.State.String()
-			if !settled(s, healthcheck.ParamsFrom(hsvc.Reals[i].Check)) {
+			if !settled(s, v.params[i]) {
 				// No verdict yet: the initial state is no finding, and an
 				// adopted real keeps its kernel weight meanwhile.
 				rs.Health = healthcheck.StateUnknown.String()
