@@ -244,7 +244,7 @@ func testKernelContract(t *testing.T, k Kernel, ipvsadm func() string) {
 	if !errors.As(err, &se) || se.Scheduler != "nosuch" {
 		t.Errorf("unknown scheduler: %v is not a SchedulerError for nosuch", err)
 	}
-	if want := "new service tcp 192.0.2.2:80: scheduler nosuch is not available: load the ip_vs_nosuch module"; err == nil || err.Error() != want {
+	if want := "new service tcp/192.0.2.2:80: scheduler nosuch is not available: load the ip_vs_nosuch module"; err == nil || err.Error() != want {
 		t.Errorf("unknown scheduler message:\n got %v\nwant %s", err, want)
 	}
 

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -133,16 +134,103 @@ func FWMarkKey(f Family, mark uint32) ServiceKey {
 // IsFWMark reports whether the key names a firewall-mark service.
 func (k ServiceKey) IsFWMark() bool { return k.FWMark != 0 }
 
-// String returns a short human form for logs: "tcp 192.0.2.1:80",
-// "udp [2001:db8::1]:53", "fwmark 7", "fwmark 8 ipv6".
+// String returns the service's identity as dsrd writes it everywhere (the
+// configuration's duplicate check, the replicated admin and health states,
+// dsrd status, logs): "tcp/192.0.2.1:80", "udp/[2001:db8::1]:53" or, for a
+// firewall-mark service, "fwmark/4/7" (family 4 or 6, then the mark).
+// ParseServiceKey reads it back. It is part of the replicated format:
+// never change it.
 func (k ServiceKey) String() string {
 	if k.IsFWMark() {
-		if k.Family == IPv6 {
-			return fmt.Sprintf("fwmark %d ipv6", k.FWMark)
-		}
-		return fmt.Sprintf("fwmark %d", k.FWMark)
+		return "fwmark/" + strconv.Itoa(int(k.Family)) + "/" + strconv.FormatUint(uint64(k.FWMark), 10)
 	}
-	return k.Protocol.String() + " " + netip.AddrPortFrom(k.Addr, k.Port).String()
+	return k.Protocol.String() + "/" + netip.AddrPortFrom(k.Addr, k.Port).String()
+}
+
+// MarshalText encodes the key as String does: a JSON string.
+func (k ServiceKey) MarshalText() ([]byte, error) {
+	return []byte(k.String()), nil
+}
+
+// UnmarshalText decodes a key written by MarshalText (ParseServiceKey).
+func (k *ServiceKey) UnmarshalText(b []byte) error {
+	x, err := ParseServiceKey(string(b))
+	if err != nil {
+		return err
+	}
+	*k = x
+	return nil
+}
+
+// ParseServiceKey parses a key as String writes it, into canonical form:
+// "tcp/192.0.2.1:80", "udp/[2001:db8::1]:53", "fwmark/6/8". Only the
+// canonical text is accepted, so that a parsed key prints as it was read.
+func ParseServiceKey(s string) (ServiceKey, error) {
+	kind, rest, ok := strings.Cut(s, "/")
+	if !ok {
+		return ServiceKey{}, fmt.Errorf("service key %q: want protocol/address:port or fwmark/family/mark", s)
+	}
+	if kind == "fwmark" {
+		fam, mark, ok := strings.Cut(rest, "/")
+		f := Family(0)
+		switch fam {
+		case "4":
+			f = IPv4
+		case "6":
+			f = IPv6
+		}
+		m, err := strconv.ParseUint(mark, 10, 32)
+		if !ok || f == 0 || err != nil || m == 0 || strconv.FormatUint(m, 10) != mark {
+			return ServiceKey{}, fmt.Errorf("service key %q: want fwmark/4/mark or fwmark/6/mark with a mark from 1", s)
+		}
+		return FWMarkKey(f, uint32(m)), nil
+	}
+	p, err := ParseProtocol(kind)
+	if err != nil || p.String() != kind {
+		return ServiceKey{}, fmt.Errorf("service key %q: unknown protocol %q: want tcp, udp or sctp", s, kind)
+	}
+	ap, err := netip.ParseAddrPort(rest)
+	if err != nil {
+		return ServiceKey{}, fmt.Errorf("service key %q: %w", s, err)
+	}
+	k := NewServiceKey(p, ap)
+	if k.String() != s {
+		return ServiceKey{}, fmt.Errorf("service key %q is not in canonical form %q", s, k.String())
+	}
+	return k, nil
+}
+
+// MustParseServiceKey is ParseServiceKey for keys known to be valid (in
+// tests, constants): it panics on an error.
+func MustParseServiceKey(s string) ServiceKey {
+	k, err := ParseServiceKey(s)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// ServiceKeyOf returns the key of a service as the configuration gives
+// it: a firewall mark of family 4 or 6 when fwmark is not 0, else
+// protocol ("tcp", "udp" or "sctp"), VIP and port.
+func ServiceKeyOf(protocol string, vip netip.Addr, port uint16, fwmark uint32, family int) (ServiceKey, error) {
+	if fwmark != 0 {
+		switch family {
+		case 4:
+			return FWMarkKey(IPv4, fwmark), nil
+		case 6:
+			return FWMarkKey(IPv6, fwmark), nil
+		}
+		return ServiceKey{}, fmt.Errorf("fwmark %d: unknown family %d", fwmark, family)
+	}
+	p, err := ParseProtocol(protocol)
+	if err != nil {
+		return ServiceKey{}, err
+	}
+	if !vip.IsValid() {
+		return ServiceKey{}, fmt.Errorf("%s service on port %d: no VIP", protocol, port)
+	}
+	return NewServiceKey(p, netip.AddrPortFrom(vip, port)), nil
 }
 
 // DestKey identifies a destination (real server) within a service.

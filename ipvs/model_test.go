@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -11,20 +13,80 @@ func TestServiceKey(t *testing.T) {
 		k    ServiceKey
 		want string
 	}{
-		{NewServiceKey(TCP, ap("192.0.2.1:80")), "tcp 192.0.2.1:80"},
-		{NewServiceKey(UDP, ap("[::ffff:192.0.2.1]:53")), "udp 192.0.2.1:53"},
-		{NewServiceKey(SCTP, ap("[2001:db8::1]:9")), "sctp [2001:db8::1]:9"},
-		{FWMarkKey(IPv4, 7), "fwmark 7"},
-		{FWMarkKey(IPv6, 8), "fwmark 8 ipv6"},
+		{NewServiceKey(TCP, ap("192.0.2.1:80")), "tcp/192.0.2.1:80"},
+		{NewServiceKey(UDP, ap("[::ffff:192.0.2.1]:53")), "udp/192.0.2.1:53"},
+		{NewServiceKey(SCTP, ap("[2001:db8::1]:9")), "sctp/[2001:db8::1]:9"},
+		{FWMarkKey(IPv4, 7), "fwmark/4/7"},
+		{FWMarkKey(IPv6, 8), "fwmark/6/8"},
 	}
 	for _, tt := range tests {
 		if got := tt.k.String(); got != tt.want {
 			t.Errorf("%#v: %q, want %q", tt.k, got, tt.want)
 		}
+		if got, err := ParseServiceKey(tt.want); err != nil || got != tt.k {
+			t.Errorf("ParseServiceKey(%q) = %#v, %v; want %#v", tt.want, got, err, tt.k)
+		}
+		b, err := json.Marshal(map[ServiceKey]ServiceKey{tt.k: tt.k})
+		if want := `{"` + tt.want + `":"` + tt.want + `"}`; err != nil || string(b) != want {
+			t.Errorf("JSON of %s: %s, %v; want %s", tt.want, b, err, want)
+		}
+		var back map[ServiceKey]ServiceKey
+		if err := json.Unmarshal(b, &back); err != nil || back[tt.k] != tt.k {
+			t.Errorf("JSON round trip of %s: %v, %v", tt.want, back, err)
+		}
 	}
 	if NewServiceKey(TCP, ap("[::ffff:192.0.2.1]:80")) != tcp("192.0.2.1:80") {
 		t.Error("an IPv4-mapped address makes another key")
 	}
+	for _, bad := range []string{"", "tcp", "tcp 192.0.2.1:80", "TCP/192.0.2.1:80", "icmp/192.0.2.1:80", "tcp/192.0.2.1",
+		"tcp/[::ffff:192.0.2.1]:80", "tcp/192.0.2.01:80", "fwmark/7", "fwmark/0/7", "fwmark/4/0", "fwmark/4/07", "fwmark/4/x", "fwmark/4/4294967296"} {
+		if k, err := ParseServiceKey(bad); err == nil {
+			t.Errorf("ParseServiceKey(%q) = %v, want an error", bad, k)
+		}
+	}
+}
+
+func TestServiceKeyOf(t *testing.T) {
+	a := netip.MustParseAddr("203.0.113.10")
+	for _, tt := range []struct {
+		proto  string
+		vip    netip.Addr
+		port   uint16
+		fwmark uint32
+		fam    int
+		want   string
+	}{
+		{"tcp", a, 80, 0, 4, "tcp/203.0.113.10:80"},
+		{"udp", netip.MustParseAddr("2001:db8::53"), 53, 0, 6, "udp/[2001:db8::53]:53"},
+		{"", a, 0, 4, 4, "fwmark/4/4"},
+		{"", netip.Addr{}, 0, 1, 6, "fwmark/6/1"},
+	} {
+		k, err := ServiceKeyOf(tt.proto, tt.vip, tt.port, tt.fwmark, tt.fam)
+		if err != nil || k.String() != tt.want {
+			t.Errorf("ServiceKeyOf(%q, %v, %d, %d, %d) = %v, %v; want %s", tt.proto, tt.vip, tt.port, tt.fwmark, tt.fam, k, err, tt.want)
+		}
+	}
+	for _, bad := range [][]any{{"icmp", a, uint16(80), uint32(0), 4}, {"tcp", netip.Addr{}, uint16(80), uint32(0), 4}, {"", a, uint16(0), uint32(3), 0}} {
+		if k, err := ServiceKeyOf(bad[0].(string), bad[1].(netip.Addr), bad[2].(uint16), bad[3].(uint32), bad[4].(int)); err == nil {
+			t.Errorf("ServiceKeyOf(%v) = %v, want an error", bad, k)
+		}
+	}
+}
+
+// FuzzParseServiceKey: a key that parses prints as it was read.
+func FuzzParseServiceKey(f *testing.F) {
+	for _, s := range []string{"tcp/192.0.2.1:80", "udp/[2001:db8::1]:53", "fwmark/4/7", "fwmark/6/8", "sctp/[::ffff:1.2.3.4]:9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := ParseServiceKey(s)
+		if err != nil {
+			return
+		}
+		if k.String() != s {
+			t.Errorf("ParseServiceKey(%q) prints %q", s, k.String())
+		}
+	})
 }
 
 func TestParseProtocol(t *testing.T) {

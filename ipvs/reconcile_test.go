@@ -497,8 +497,8 @@ func TestChangesAreLogged(t *testing.T) {
 	}
 	got := h.attrs("ipvs change")
 	want := []map[string]string{
-		{"op": "add-service", "service": "tcp 192.0.2.1:80", "cmd": "-A -t 192.0.2.1:80 -s rr"},
-		{"op": "add-dest", "service": "tcp 192.0.2.1:80", "real": "198.51.100.1:80", "weight": "4",
+		{"op": "add-service", "service": "tcp/192.0.2.1:80", "cmd": "-A -t 192.0.2.1:80 -s rr"},
+		{"op": "add-dest", "service": "tcp/192.0.2.1:80", "real": "198.51.100.1:80", "weight": "4",
 			"cmd": "-a -t 192.0.2.1:80 -r 198.51.100.1:80 -g -w 4"},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/dsrd/dsrd/ipvs"
 )
 
 // CommandType is the first byte of every Raft log command; the rest is the
@@ -83,8 +85,8 @@ func (t CommandType) String() string {
 var ErrInvalidSpec = errors.New("invalid cluster configuration")
 
 // Keys returns the service keys of the spec, in order.
-func (s Spec) Keys() []string {
-	keys := make([]string, len(s.Services))
+func (s Spec) Keys() []ipvs.ServiceKey {
+	keys := make([]ipvs.ServiceKey, len(s.Services))
 	for i := range s.Services {
 		keys[i] = s.Services[i].Key()
 	}
@@ -132,11 +134,11 @@ func (s Spec) Hash() (string, error) {
 // (Keys[i] = Spec.Services[i].Key()), which the FSM matches admin states
 // against: Apply never depends on how a binary formats a key.
 type SetConfigCommand struct {
-	Spec        Spec      `json:"spec"`
-	Hash        string    `json:"hash"`
-	Keys        []string  `json:"keys"`
-	SubmittedBy string    `json:"submitted_by"`
-	SubmittedAt time.Time `json:"submitted_at"`
+	Spec        Spec              `json:"spec"`
+	Hash        string            `json:"hash"`
+	Keys        []ipvs.ServiceKey `json:"keys"`
+	SubmittedBy string            `json:"submitted_by"`
+	SubmittedAt time.Time         `json:"submitted_at"`
 }
 
 // SetAdminCommand sets the admin state of one real. Setting AdminEnabled
@@ -169,13 +171,13 @@ func ParseAdmin(s string) (Admin, error) {
 	return "", fmt.Errorf("unknown admin state %q (want enabled, drained or disabled)", s)
 }
 
-// RealRef identifies a real of a service: the service's key
-// (ServiceKey: "tcp/203.0.113.10:80", "fwmark/4/1"), its identity
-// in IPVS, and the real's address (a real's port always equals the service
-// port in DR mode). The API layer resolves service names to keys.
+// RealRef identifies a real of a service: the service's identity in IPVS
+// (encoded as ipvs.ServiceKey writes it: "tcp/203.0.113.10:80",
+// "fwmark/4/1"), and the real's address (a real's port always equals the
+// service port in DR mode). The API layer resolves service names to keys.
 type RealRef struct {
-	Service string     `json:"service"`
-	Address netip.Addr `json:"address"`
+	Service ipvs.ServiceKey `json:"service"`
+	Address netip.Addr      `json:"address"`
 }
 
 // RefOf returns the reference of real r of service s.
@@ -184,7 +186,7 @@ func RefOf(s *Service, r *Real) RealRef {
 }
 
 // String formats the reference as service/address.
-func (r RealRef) String() string { return r.Service + "/" + r.Address.String() }
+func (r RealRef) String() string { return r.Service.String() + "/" + r.Address.String() }
 
 // SetConfigResult is what applying a SetConfigCommand returns.
 type SetConfigResult struct {

@@ -14,6 +14,7 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 
+	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft/pki"
 )
 
@@ -29,7 +30,7 @@ type ClusterConfig struct {
 	Hash string `json:"hash"`
 	// Keys are the service keys, Keys[i] being Services[i].Key() as the
 	// submitter computed it; admin states refer to them.
-	Keys []string `json:"keys"`
+	Keys []ipvs.ServiceKey `json:"keys"`
 	// SubmittedBy names the node that submitted it.
 	SubmittedBy string `json:"submitted_by"`
 	// SubmittedAt is the submitting leader's clock at submission.
@@ -237,9 +238,9 @@ func checkSetConfig(cmd *SetConfigCommand, validate SpecValidator) error {
 	if len(cmd.Keys) != len(cmd.Spec.Services) {
 		return fmt.Errorf("%d service keys for %d services", len(cmd.Keys), len(cmd.Spec.Services))
 	}
-	seen := make(map[string]bool, len(cmd.Keys))
+	seen := make(map[ipvs.ServiceKey]bool, len(cmd.Keys))
 	for _, k := range cmd.Keys {
-		if k == "" || seen[k] {
+		if k == (ipvs.ServiceKey{}) || seen[k] {
 			return fmt.Errorf("service key %q empty or listed twice", k)
 		}
 		seen[k] = true
@@ -417,7 +418,7 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 		entries = append(entries, adminEntry{Ref: ref, State: st})
 	}
 	slices.SortFunc(entries, func(a, b adminEntry) int {
-		if c := strings.Compare(a.Ref.Service, b.Ref.Service); c != 0 {
+		if c := strings.Compare(a.Ref.Service.String(), b.Ref.Service.String()); c != 0 {
 			return c
 		}
 		return a.Ref.Address.Compare(b.Ref.Address)

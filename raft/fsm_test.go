@@ -15,6 +15,7 @@ import (
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/dsrd/dsrd/internal/testutil"
+	"github.com/dsrd/dsrd/ipvs"
 )
 
 // applier applies commands to an FSM directly, numbering the log entries.
@@ -150,7 +151,7 @@ func TestFSMSetAdmin(t *testing.T) {
 			map[RealRef]Admin{r11: AdminDisabled}},
 		{"unknown real", webRef("198.51.100.99"), AdminDrained, SetAdminResult{}, ErrUnknownReal,
 			map[RealRef]Admin{r11: AdminDisabled}},
-		{"unknown service", RealRef{Service: "udp/192.0.2.100:53", Address: r10.Address}, AdminDrained,
+		{"unknown service", RealRef{Service: ipvs.MustParseServiceKey("udp/192.0.2.100:53"), Address: r10.Address}, AdminDrained,
 			SetAdminResult{}, ErrUnknownReal, map[RealRef]Admin{r11: AdminDisabled}},
 		{"bad state", r10, Admin("sleepy"), SetAdminResult{}, errors.New("any"),
 			map[RealRef]Admin{r11: AdminDisabled}},

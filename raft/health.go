@@ -128,7 +128,7 @@ func sortedVerdicts(m map[RealRef]HealthVerdict) []HealthVerdict {
 		out = append(out, v)
 	}
 	slices.SortFunc(out, func(a, b HealthVerdict) int {
-		if c := strings.Compare(a.Ref.Service, b.Ref.Service); c != 0 {
+		if c := strings.Compare(a.Ref.Service.String(), b.Ref.Service.String()); c != 0 {
 			return c
 		}
 		return a.Ref.Address.Compare(b.Ref.Address)

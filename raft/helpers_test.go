@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/dsrd/dsrd/internal/testutil"
+	"github.com/dsrd/dsrd/ipvs"
 	"net/netip"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func testValidate(s Spec) error {
 
 // webRef is a real of testSpec's service.
 func webRef(addr string) RealRef {
-	return RealRef{Service: "tcp/192.0.2.100:80", Address: netip.MustParseAddr(addr)}
+	return RealRef{Service: ipvs.MustParseServiceKey("tcp/192.0.2.100:80"), Address: netip.MustParseAddr(addr)}
 }
 
 // bufSink is an in-memory hraft.SnapshotSink.

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"time"
+
+	"github.com/dsrd/dsrd/ipvs"
 )
 
 // The replicated specification: the wire types of the load-balancing part
@@ -198,21 +199,12 @@ func (s *Service) Family() int {
 	return 0
 }
 
-// Key returns the stable identity of the service (ServiceKey).
-func (s *Service) Key() string {
-	return ServiceKey(s.Protocol, s.VIP, s.Port, s.FWMark, s.Family())
-}
-
-// ServiceKey is the identity of a service in IPVS and in the replicated
-// admin states: "tcp/203.0.113.10:80", "udp/[2001:db8::53]:53" or, for a
-// firewall-mark service, "fwmark/4/1" (family, then mark). Two services
-// with the same key would be the same IPVS service. It is part of the
-// replicated format (admin states refer to it): never change it.
-func ServiceKey(protocol string, vip netip.Addr, port uint16, fwmark uint32, fam int) string {
-	if fwmark != 0 {
-		return "fwmark/" + strconv.Itoa(fam) + "/" + strconv.FormatUint(uint64(fwmark), 10)
-	}
-	return protocol + "/" + netip.AddrPortFrom(vip, port).String()
+// Key returns the identity of the service in IPVS and in the replicated
+// admin and health states; the zero key when the service has none (a spec
+// that fails validation).
+func (s *Service) Key() ipvs.ServiceKey {
+	k, _ := ipvs.ServiceKeyOf(s.Protocol, s.VIP, s.Port, s.FWMark, s.Family())
+	return k
 }
 
 // family returns 4 or 6.

@@ -18,6 +18,7 @@ import (
 	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/testutil"
+	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
 	"github.com/dsrd/dsrd/raft/pki"
 )
@@ -221,7 +222,7 @@ func testSpec(weight int) raft.Spec {
 	return clusterspec.FromDirector(webDirector(&testing.T{}, "203.0.113.10", weight))
 }
 
-var webRef = raft.RealRef{Service: "tcp/203.0.113.10:80", Address: netip.MustParseAddr("198.51.100.10")}
+var webRef = raft.RealRef{Service: ipvs.MustParseServiceKey("tcp/203.0.113.10:80"), Address: netip.MustParseAddr("198.51.100.10")}
 
 // notLeader is a Cluster that is never the leader and names a fixed one.
 type notLeader struct{ leaderAddr string }

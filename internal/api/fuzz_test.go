@@ -24,6 +24,7 @@ import (
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/api/apitest"
 	"github.com/dsrd/dsrd/internal/clusterspec"
+	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
 )
 
@@ -43,7 +44,7 @@ func (c checkedCluster) SubmitConfig(_ context.Context, spec raft.Spec, by strin
 }
 
 func (c checkedCluster) SetAdmin(_ context.Context, ref raft.RealRef, state raft.Admin) (raft.SetAdminResult, error) {
-	if _, err := raft.ParseAdmin(string(state)); err != nil || ref.Service == "" || !ref.Address.IsValid() {
+	if _, err := raft.ParseAdmin(string(state)); err != nil || ref.Service == (ipvs.ServiceKey{}) || !ref.Address.IsValid() {
 		c.t.Errorf("peer server set the admin state %q of %+v", state, ref)
 	}
 	if ref != webRef {

@@ -12,6 +12,7 @@ import (
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/api/apitest"
 	"github.com/dsrd/dsrd/internal/testutil"
+	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
 )
 
@@ -44,7 +45,7 @@ func TestPeerHealthView(t *testing.T) {
 	}}
 	addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
 	ctx := testutil.Context(t, testTimeout)
-	ref := raft.RealRef{Service: "tcp/203.0.113.10:80", Address: netip.MustParseAddr("198.51.100.21")}
+	ref := raft.RealRef{Service: ipvs.MustParseServiceKey("tcp/203.0.113.10:80"), Address: netip.MustParseAddr("198.51.100.21")}
 
 	view := api.HealthViewRequest{Node: "d1", Generation: 4, Reals: []api.RealView{{Ref: ref, State: raft.HealthDown, Reason: "refused"}}}
 	if err := c.HealthView(ctx, addr(director), view); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
 )
 
@@ -291,7 +292,7 @@ func validLeaderGone(req LeaderGoneRequest) error {
 
 // validPeerAdmin checks an admin request's reference and state (ErrInvalid).
 func validPeerAdmin(req PeerAdminRequest) error {
-	if req.Ref.Service == "" {
+	if req.Ref.Service == (ipvs.ServiceKey{}) {
 		return fmt.Errorf("%w: no service", ErrInvalid)
 	}
 	if !req.Ref.Address.IsValid() {
@@ -310,7 +311,7 @@ func ValidHealthView(req HealthViewRequest) error {
 		return fmt.Errorf("%w: %d reals in a health view, at most %d", ErrInvalid, len(req.Reals), MaxHealthViewReals)
 	}
 	for _, v := range req.Reals {
-		if v.Ref.Service == "" || !v.Ref.Address.IsValid() {
+		if v.Ref.Service == (ipvs.ServiceKey{}) || !v.Ref.Address.IsValid() {
 			return fmt.Errorf("%w: a real without a service or address", ErrInvalid)
 		}
 		if v.State != raft.HealthUp && v.State != raft.HealthDown {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dsrd/dsrd/ipvs"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -101,7 +103,7 @@ func TestExplicitZeros(t *testing.T) {
 	if s.Persistence.Netmask != 128 || s.Persistence.Timeout != dur(time.Hour) {
 		t.Errorf("persistence = %+v, want /128 for 1h", s.Persistence)
 	}
-	if got := s.Key(); got != "fwmark/6/16" {
+	if got := s.Key().String(); got != "fwmark/6/16" {
 		t.Errorf("key = %q", got)
 	}
 	if s.Reals[0].Port != 0 {
@@ -114,7 +116,7 @@ func TestExplicitZeros(t *testing.T) {
 		t.Errorf("real 0 check = %+v, want the service's", c)
 	}
 	all := d.Services[1]
-	if all.Port != 0 || all.Persistence.Netmask != 64 || all.HealthCheck.Port != 0 || all.Key() != "udp/[2001:db8::10]:0" {
+	if all.Port != 0 || all.Persistence.Netmask != 64 || all.HealthCheck.Port != 0 || all.Key().String() != "udp/[2001:db8::10]:0" {
 		t.Errorf("all-ports service = %+v (%s)", all, all.Key())
 	}
 	if c := d.Services[2].HealthCheck; c.Port != DefaultAgentPort || c.Path != DefaultAgentPath || c.Method != "GET" || !reflect.DeepEqual(c.ExpectStatus, []string{"200"}) {
@@ -323,10 +325,14 @@ func TestServiceKey(t *testing.T) {
 		{Service{Protocol: UDP, VIP: netip.MustParseAddr("2001:db8::53"), Port: 53}, "udp/[2001:db8::53]:53"},
 		{Service{FWMark: 1, VIP: netip.MustParseAddr("203.0.113.10")}, "fwmark/4/1"},
 		{Service{FWMark: 4294967295, Reals: []Real{{Address: netip.MustParseAddr("2001:db8::1")}}}, "fwmark/6/4294967295"},
-		{Service{FWMark: 2}, "fwmark/0/2"},
 	} {
-		if got := tc.s.Key(); got != tc.want {
+		if got := tc.s.Key().String(); got != tc.want {
 			t.Errorf("Key() = %q, want %q", got, tc.want)
+		}
+	}
+	for _, none := range []Service{{FWMark: 2}, {Protocol: "icmp", VIP: netip.MustParseAddr("203.0.113.10"), Port: 80}} {
+		if k := none.Key(); k != (ipvs.ServiceKey{}) {
+			t.Errorf("%+v: Key() = %v, want none", none, k)
 		}
 	}
 }

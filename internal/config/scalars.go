@@ -2,7 +2,7 @@ package config
 
 import (
 	"fmt"
-	"github.com/dsrd/dsrd/raft"
+	"github.com/dsrd/dsrd/ipvs"
 	"net/netip"
 	"strings"
 	"time"
@@ -95,12 +95,14 @@ func (s *Service) Family() int {
 	return 0
 }
 
-// Key returns the stable identity of the service in IPVS and in the
-// replicated admin states (raft.ServiceKey): "tcp/203.0.113.10:80",
-// "udp/[2001:db8::53]:53" or, for a firewall-mark service, "fwmark/4/1".
-// Two services with the same key would be the same IPVS service.
-func (s *Service) Key() string {
-	return raft.ServiceKey(string(s.Protocol), s.VIP, s.Port, s.FWMark, s.Family())
+// Key returns the identity of the service in IPVS and in the replicated
+// admin and health states (ipvs.ServiceKey): "tcp/203.0.113.10:80",
+// "udp/[2001:db8::53]:53" or, for a firewall-mark service, "fwmark/4/1";
+// the zero key when the service has none (validation reports why). Two
+// services with the same key would be the same IPVS service.
+func (s *Service) Key() ipvs.ServiceKey {
+	k, _ := ipvs.ServiceKeyOf(string(s.Protocol), s.VIP, s.Port, s.FWMark, s.Family())
+	return k
 }
 
 // CheckFor returns the health check that applies to r: its own, else the

@@ -1,6 +1,10 @@
 package config
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/dsrd/dsrd/ipvs"
+)
 
 // vipSet maps each valid VIP to its mode.
 type vipSet map[netip.Addr]VIPMode
@@ -9,7 +13,7 @@ type vipSet map[netip.Addr]VIPMode
 // when it is not known (a VIP did not decode).
 func (v *validator) services(svcs []Service, vips vipSet, path string) {
 	names := make(map[string]int)
-	keys := make(map[string]int)
+	keys := make(map[ipvs.ServiceKey]int)
 	for i := range svcs {
 		s := &svcs[i]
 		p := indexPath(path, i)

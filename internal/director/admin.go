@@ -23,7 +23,7 @@ func (d *Director) SetAdmin(ctx context.Context, req api.AdminRequest) (api.Admi
 	cc := d.node.Config()
 	for i := range cc.Services {
 		svc := &cc.Services[i]
-		if svc.Name != req.Service && svc.Key() != req.Service {
+		if svc.Name != req.Service && svc.Key().String() != req.Service {
 			continue
 		}
 		for j := range svc.Reals {
@@ -34,7 +34,7 @@ func (d *Director) SetAdmin(ctx context.Context, req api.AdminRequest) (api.Admi
 			if err != nil {
 				return api.AdminResult{}, err
 			}
-			return api.AdminResult{Service: svc.Key(), Previous: string(res.Previous), Changed: res.Changed}, nil
+			return api.AdminResult{Service: svc.Key().String(), Previous: string(res.Previous), Changed: res.Changed}, nil
 		}
 		return api.AdminResult{}, fmt.Errorf("%w: service %s has no real %s", api.ErrNotFound, svc.Name, req.Real)
 	}

@@ -132,22 +132,6 @@ func settled(s healthcheck.Status, p healthcheck.Params) bool {
 	return s.Runs >= uint64(max(p.Rise, p.Fall, 1))
 }
 
-// serviceKey is the IPVS identity of a configured service.
-func serviceKey(svc config.Service) (ipvs.ServiceKey, error) {
-	if svc.FWMark != 0 {
-		fam := ipvs.IPv4
-		if svc.Family() == 6 {
-			fam = ipvs.IPv6
-		}
-		return ipvs.FWMarkKey(fam, svc.FWMark), nil
-	}
-	p, err := ipvs.ParseProtocol(string(svc.Protocol))
-	if err != nil {
-		return ipvs.ServiceKey{}, err
-	}
-	return ipvs.NewServiceKey(p, netip.AddrPortFrom(svc.VIP, svc.Port)), nil
-}
-
 // absenceOf converts the policy's reason for an absent real to IPVS's.
 func absenceOf(r healthcheck.AbsentReason) ipvs.Absence {
 	if r == healthcheck.AbsentDisabled {

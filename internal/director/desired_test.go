@@ -104,7 +104,7 @@ func TestDesiredWeightsFollowHealthAndAdmin(t *testing.T) {
 		key("web", "192.0.2.22", 80): up(5),
 		key("web", "192.0.2.23", 80): down(5),
 	}
-	admin := map[raft.RealRef]raft.Admin{{Service: "tcp/203.0.113.10:80", Address: netip.MustParseAddr("192.0.2.21")}: raft.AdminDrained}
+	admin := map[raft.RealRef]raft.Admin{{Service: ipvs.MustParseServiceKey("tcp/203.0.113.10:80"), Address: netip.MustParseAddr("192.0.2.21")}: raft.AdminDrained}
 	st, views, err := desiredState(spec, h.view, admin, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +193,7 @@ func removeSpec(t *testing.T) raft.Spec {
 	return specOf(t, strings.Replace(testDirector, "    scheduler: mh\n", "    scheduler: mh\n    on_down: remove\n", 1))
 }
 
-var disable21 = map[raft.RealRef]raft.Admin{{Service: "tcp/203.0.113.10:80", Address: netip.MustParseAddr("192.0.2.21")}: raft.AdminDisabled}
+var disable21 = map[raft.RealRef]raft.Admin{{Service: ipvs.MustParseServiceKey("tcp/203.0.113.10:80"), Address: netip.MustParseAddr("192.0.2.21")}: raft.AdminDisabled}
 
 // absent lists a service's absent destinations as "addr:port=reason".
 func absent(st ipvs.State, k ipvs.ServiceKey) string {
@@ -243,7 +243,7 @@ func TestDesiredNamesAbsentReals(t *testing.T) {
 		})
 	}
 	t.Run("fwmark destinations on port 0", func(t *testing.T) {
-		admin := map[raft.RealRef]raft.Admin{{Service: "fwmark/4/7", Address: netip.MustParseAddr("192.0.2.21")}: raft.AdminDisabled}
+		admin := map[raft.RealRef]raft.Admin{{Service: ipvs.MustParseServiceKey("fwmark/4/7"), Address: netip.MustParseAddr("192.0.2.21")}: raft.AdminDisabled}
 		st, _, err := desiredState(spec, h.view, admin, nil)
 		if err != nil {
 			t.Fatal(err)

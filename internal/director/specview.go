@@ -38,9 +38,9 @@ func translateSpec(spec raft.Spec) ([]serviceSpec, error) {
 	var first error
 	for i := range services {
 		svc := services[i]
-		key, err := serviceKey(svc)
-		if err != nil && first == nil {
-			first = fmt.Errorf("service %s: %w", svc.Name, err)
+		key := svc.Key()
+		if key == (ipvs.ServiceKey{}) && first == nil {
+			first = fmt.Errorf("service %s: no ipvs identity (protocol %q, vip %s, fwmark %d)", svc.Name, svc.Protocol, svc.VIP, svc.FWMark)
 		}
 		flags, err := ipvs.ParseSchedFlags(svc.Scheduler, svc.SchedulerFlags)
 		if err != nil && first == nil {

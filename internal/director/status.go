@@ -126,7 +126,7 @@ func serviceStatus(v serviceView, k ipvs.Service, admin map[raft.RealRef]raft.Ad
 	svc := v.Config
 	out := api.Service{
 		Name:      svc.Name,
-		Key:       svc.Key(),
+		Key:       v.Key.String(),
 		Scheduler: svc.Scheduler,
 		Up:        v.Desired.Status.Up,
 		Healthy:   v.Desired.Status.Healthy,

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
 )
 
 func TestAggregateVerdicts(t *testing.T) {
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	ref := raft.RealRef{Service: "tcp/203.0.113.10:80", Address: netip.MustParseAddr("198.51.100.21")}
+	ref := raft.RealRef{Service: ipvs.MustParseServiceKey("tcp/203.0.113.10:80"), Address: netip.MustParseAddr("198.51.100.21")}
 	refs := []raft.RealRef{ref}
 	view := func(state raft.Health, reason string, age time.Duration) nodeView {
 		return nodeView{At: now.Add(-age), Reals: map[raft.RealRef]api.RealView{ref: {Ref: ref, State: state, Reason: reason}}}
