@@ -3,9 +3,12 @@ package director
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
+	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/ipvs"
@@ -54,25 +57,54 @@ type serviceView struct {
 // without setting them to weight 0 or deleting them for the rise period
 // (no blip on restart).
 func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft.Admin, actual ipvs.State) (ipvs.State, []serviceView, error) {
+	st, views, _, err := desiredStateWith(spec, health, admin, nil, actual)
+	return st, views, err
+}
+
+// desiredStateWith is desiredState with the cluster's health verdicts:
+// the reals of a service on a bgp VIP, which every director serves at
+// once, follow the cluster's verdict where there is one (so every
+// director holds the same destinations and weights, and mh sends a flow
+// to the same real through any of them); every other real, and one
+// without a verdict yet, follows this director's own checks. own is this
+// director's own view of the bgp services' reals whose checks have
+// reached a verdict, for the leader's aggregation (verdict.go), sorted by
+// reference.
+func desiredStateWith(spec raft.Spec, health healthView, admin map[raft.RealRef]raft.Admin, verdicts map[raft.RealRef]raft.HealthVerdict, actual ipvs.State) (st ipvs.State, views []serviceView, own []api.RealView, err error) {
+	bgpVIPs := map[netip.Addr]bool{}
+	for _, v := range spec.VIPs {
+		if v.Mode == raft.VIPModeBGP {
+			bgpVIPs[v.Address] = true
+		}
+	}
 	services := clusterspec.Services(spec)
-	st := make(ipvs.State, len(services))
-	views := make([]serviceView, 0, len(services))
+	st = make(ipvs.State, len(services))
+	views = make([]serviceView, 0, len(services))
 	for i := range services {
 		svc := services[i]
 		key, err := serviceKey(svc)
 		if err != nil {
-			return nil, nil, fmt.Errorf("service %s: %w", svc.Name, err)
+			return nil, nil, nil, fmt.Errorf("service %s: %w", svc.Name, err)
 		}
+		anycast := svc.FWMark == 0 && bgpVIPs[svc.VIP]
 		hsvc := healthService(svc)
 		reals := make(map[healthcheck.Key]healthcheck.RealState, len(svc.Reals))
 		pending := map[healthcheck.Key]bool{}
 		for j := range svc.Reals {
 			r := &svc.Reals[j]
 			hk := healthcheck.RealKey(hsvc, hsvc.Reals[j])
-			rs := healthcheck.RealState{Admin: adminOf(admin[realRef(&svc, r)])}
+			ref := realRef(&svc, r)
+			rs := healthcheck.RealState{Admin: adminOf(admin[ref])}
 			if in, ok := health(hk, healthcheck.ParamsFrom(hsvc.Reals[j].Check)); ok {
 				rs.Health, rs.Reason = in.State, in.Reason
 				pending[hk] = !in.Settled
+				if anycast && in.Settled && (in.State == healthcheck.StateUp || in.State == healthcheck.StateDown) {
+					own = append(own, api.RealView{Ref: ref, State: healthOf(in.State), Reason: in.Reason.String()})
+				}
+				if v, ok := verdicts[ref]; anycast && ok {
+					rs.Health, rs.Reason = verdictState(v)
+					pending[hk] = false
+				}
 			}
 			reals[hk] = rs
 		}
@@ -81,7 +113,7 @@ func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft
 		s := ipvs.NewService(key, svc.Scheduler)
 		flags, err := ipvs.ParseSchedFlags(svc.Scheduler, svc.SchedulerFlags)
 		if err != nil {
-			return nil, nil, fmt.Errorf("service %s: %w", svc.Name, err)
+			return nil, nil, nil, fmt.Errorf("service %s: %w", svc.Name, err)
 		}
 		s.Flags |= flags
 		if svc.OnePacket {
@@ -125,7 +157,34 @@ func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft
 		st.Put(s)
 		views = append(views, serviceView{Config: svc, Key: key, Desired: want})
 	}
-	return st, views, nil
+	slices.SortFunc(own, func(a, b api.RealView) int { return strings.Compare(a.Ref.String(), b.Ref.String()) })
+	return st, views, own, nil
+}
+
+// healthOf is the replicated form of a check's state (up or down).
+func healthOf(s healthcheck.State) raft.Health {
+	if s == healthcheck.StateUp {
+		return raft.HealthUp
+	}
+	return raft.HealthDown
+}
+
+// verdictState is the policy's input of a cluster verdict: its state, and
+// its reason where this binary knows the name (a realserver agent's
+// "draining" must drain here as it does on the director that saw it).
+func verdictState(v raft.HealthVerdict) (healthcheck.State, healthcheck.Reason) {
+	st := healthcheck.StateDown
+	if v.State == raft.HealthUp {
+		st = healthcheck.StateUp
+	}
+	r, ok := healthcheck.ParseReason(v.Reason)
+	if !ok {
+		r = healthcheck.ReasonOK
+		if st == healthcheck.StateDown {
+			r = healthcheck.ReasonError
+		}
+	}
+	return st, r
 }
 
 // settled reports whether a check with parameters p has reached its first

@@ -114,10 +114,13 @@ func (d *Director) sync(ctx context.Context) (err error) {
 		actual = read
 	}
 	epoch := d.nextEpoch()
-	desired, views, err := desiredState(st.Config.Spec, d.healthOf, st.Admin, actual)
+	desired, views, own, err := desiredStateWith(st.Config.Spec, d.healthOf, st.Admin, st.Health, actual)
 	d.forgetInputsBefore(epoch)
 	if err != nil {
 		return errors.Join(specErr, err)
+	}
+	if d.verdicts != nil {
+		d.verdicts.setOwn(st.Config.Generation, own)
 	}
 	reached, applyErr := d.rec.Apply(ctx, desired)
 	d.saveOwned(desired, st.Index, applyErr == nil)
@@ -129,6 +132,15 @@ func (d *Director) sync(ctx context.Context) (err error) {
 	d.actual, d.actualRead = reached, true
 	if applyErr == nil {
 		d.running = st.Config.Generation
+	}
+	if d.anycast != nil {
+		// The configuration is followed in full only when the VIPs are
+		// held too (specErr): a director without the VIP on lo would
+		// drop what the routers send it.
+		if applyErr == nil && specErr == nil {
+			d.anycastApplied = st.Config.Generation
+		}
+		d.anycast.observe(anycastVIPsOf(st.Config.Spec, views), st.Config.Generation, d.anycastApplied, partitionHoldOf(d.file))
 	}
 	if err != nil {
 		d.lastSync = api.Reconcile{At: now, OK: false, Error: err.Error()}
@@ -279,6 +291,9 @@ func (d *Director) followSpec(ctx context.Context, cc raft.ClusterConfig) error 
 	var errs []error
 	if err := d.machine.Update(ctx, vipsOf(vips, iface)); err != nil {
 		errs = append(errs, fmt.Errorf("update vips: %w", err))
+	}
+	if err := d.lo.update(ctx, d.sysctls, bgpVIPsOf(cc.Spec)); err != nil {
+		errs = append(errs, fmt.Errorf("update bgp vips: %w", err))
 	}
 	settings := ipvsSettings(ipvsCfg)
 	if err := ipvs.ApplySysctls(ctx, d.sysctls, ipvs.DirectorSysctls(settings)); err != nil {
