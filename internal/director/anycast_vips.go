@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
@@ -32,11 +34,20 @@ var anycastSysctls = []ipvs.Sysctl{
 	{Family: "net.ipv4.conf.all", Name: "arp_announce", Value: "2", Why: "a bgp VIP on lo must not be the source of ARP requests"},
 }
 
-// loVIPs keeps the bgp VIPs on lo. Used by the reconcile loop only (and
-// Run's deferred release after the loop ended).
+// loVIPs keeps the bgp VIPs on lo. update and release are called by the
+// reconcile loop only (and Run's deferred release after the loop ended);
+// mu guards held for heldNow (dsrd status).
 type loVIPs struct {
 	k    vrrp.Kernel
+	mu   sync.Mutex
 	held []netip.Addr // added by this process, sorted
+}
+
+// heldNow lists the VIPs held on lo.
+func (h *loVIPs) heldNow() []netip.Addr {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.held)
 }
 
 // update holds exactly vips on lo: adds the missing ones, removes the ones
@@ -56,6 +67,8 @@ func (h *loVIPs) update(ctx context.Context, sysctls ipvs.SysctlWriter, vips []n
 			errs = append(errs, fmt.Errorf("hold bgp vip %s on %s: %w", v, config.BGPInterface, err))
 		}
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	var kept []netip.Addr
 	for _, v := range h.held {
 		if _, found := slices.BinarySearchFunc(vips, v, netip.Addr.Compare); found {
@@ -74,6 +87,8 @@ func (h *loVIPs) update(ctx context.Context, sysctls ipvs.SysctlWriter, vips []n
 
 // release removes every bgp VIP this process holds on lo.
 func (h *loVIPs) release() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	var errs []error
 	for _, v := range h.held {
 		if err := h.k.DelAddr(config.BGPInterface, netip.PrefixFrom(v, v.BitLen())); err != nil {
@@ -120,4 +135,42 @@ func partitionHoldOf(f *config.Director) time.Duration {
 		return 0
 	}
 	return f.BGP.PartitionHold.D()
+}
+
+// anycastStatus lists the bgp VIPs for dsrd status, and fills in st's
+// BGP section when this director has a speaker.
+func (d *Director) anycastStatus(st *api.Status) []api.VIP {
+	vips := bgpVIPsOf(d.node.State().Config.Spec)
+	var held []netip.Addr
+	if d.lo != nil {
+		held = d.lo.heldNow()
+	}
+	var as anycastStatus
+	if d.anycast != nil {
+		as = d.anycast.status()
+		st.BGP = &api.BGP{Graceful: as.Decision.Graceful, Detail: as.Decision.Detail, Peers: []api.BGPPeer{}}
+		if as.Err != nil {
+			st.BGP.Error = as.Err.Error()
+		}
+		if d.speakerStatus != nil {
+			st.BGP.Peers = d.speakerStatus()
+		}
+	}
+	out := make([]api.VIP, 0, len(vips))
+	for _, v := range vips {
+		x := api.VIP{Address: v, Interface: config.BGPInterface, Mode: raft.VIPModeBGP, Held: slices.Contains(held, v)}
+		switch {
+		case d.anycast == nil:
+			x.Withdrawn = "no-bgp-speaker"
+		case slices.Contains(as.Decision.Announce, netip.PrefixFrom(v, v.BitLen())):
+			x.Announced = true
+		default:
+			x.Withdrawn = as.Decision.Withdrawn[v]
+			if x.Withdrawn == "" {
+				x.Withdrawn = withdrawStarting
+			}
+		}
+		out = append(out, x)
+	}
+	return out
 }

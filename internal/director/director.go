@@ -71,6 +71,8 @@ type Director struct {
 	// has a bgp section (nil otherwise).
 	lo      *loVIPs
 	anycast *anycaster
+	// speakerStatus reports the BGP sessions (nil without a speaker).
+	speakerStatus func() []api.BGPPeer
 
 	healthChanged chan struct{} // capacity 1: a pending "recompute"
 
