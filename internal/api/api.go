@@ -121,7 +121,7 @@ type VIP struct {
 	Mode string `json:"mode,omitempty"`
 	// Announced: this director announces the bgp VIP to its routers;
 	// Withdrawn says why not (no-service-up, ipvs-not-converged,
-	// cut-off-from-cluster, drained, starting, or no-bgp-speaker).
+	// cut-off-from-cluster, health-view-disagrees, drained, starting, or no-bgp-speaker).
 	Announced bool   `json:"announced,omitempty"`
 	Withdrawn string `json:"withdrawn,omitempty"`
 }

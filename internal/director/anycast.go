@@ -31,6 +31,11 @@ const (
 	// withdrawDrained: the director is draining (planned stop, or dsrd
 	// drain), and its drain delay is over.
 	withdrawDrained = "drained"
+	// withdrawDisagrees: this director's own checks see down a real of
+	// the VIP's services that the cluster's verdict says is up: the
+	// flows mh maps to that real would fail through this director, so it
+	// leaves them to the directors that reach it.
+	withdrawDisagrees = "health-view-disagrees"
 	// withdrawStarting: the director has not yet followed any
 	// configuration.
 	withdrawStarting = "starting"
@@ -49,6 +54,9 @@ type anycastVIP struct {
 	// Serving: at least one of the VIP's services meets its quorum in the
 	// desired state this director programs.
 	Serving bool
+	// Disagrees: this director's own checks see down a real of the VIP's
+	// services that the cluster's verdict says is up.
+	Disagrees bool
 }
 
 // anycastInput is what the reconcile loop knows when it decides.
@@ -114,6 +122,8 @@ func decideAnycast(in anycastInput) anycastDecision {
 			d.Withdrawn[v.Address] = cause
 		case !v.Serving:
 			d.Withdrawn[v.Address] = withdrawNoQuorum
+		case v.Disagrees:
+			d.Withdrawn[v.Address] = withdrawDisagrees
 		default:
 			d.Announce = append(d.Announce, netip.PrefixFrom(v.Address, v.Address.BitLen()))
 		}

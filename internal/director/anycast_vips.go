@@ -111,19 +111,22 @@ func bgpVIPsOf(spec raft.Spec) []netip.Addr {
 }
 
 // anycastVIPsOf is the anycaster's view of a pass: each bgp VIP of spec,
-// serving when at least one of its services meets its quorum in views.
+// serving when at least one of its services meets its quorum in views,
+// disagreeing when this director's own checks contradict the cluster's
+// verdict on a real of one of them.
 func anycastVIPsOf(spec raft.Spec, views []serviceView) []anycastVIP {
 	vips := bgpVIPsOf(spec)
 	out := make([]anycastVIP, 0, len(vips))
 	for _, v := range vips {
-		serving := false
+		x := anycastVIP{Address: v}
 		for i := range views {
-			if views[i].Config.FWMark == 0 && views[i].Config.VIP == v && views[i].Desired.Status.Up {
-				serving = true
-				break
+			if views[i].Config.FWMark != 0 || views[i].Config.VIP != v {
+				continue
 			}
+			x.Serving = x.Serving || views[i].Desired.Status.Up
+			x.Disagrees = x.Disagrees || views[i].Disagrees
 		}
-		out = append(out, anycastVIP{Address: v, Serving: serving})
+		out = append(out, x)
 	}
 	return out
 }

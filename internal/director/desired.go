@@ -44,6 +44,9 @@ type serviceView struct {
 	Config  config.Service
 	Key     ipvs.ServiceKey
 	Desired healthcheck.Desired
+	// Disagrees: a bgp service one of whose reals this director's own
+	// check sees down while the cluster's verdict says up.
+	Disagrees bool
 }
 
 // desiredState maps the cluster's services, the local health view and the
@@ -87,6 +90,7 @@ func desiredStateWith(spec raft.Spec, health healthView, admin map[raft.RealRef]
 			return nil, nil, nil, fmt.Errorf("service %s: %w", svc.Name, err)
 		}
 		anycast := svc.FWMark == 0 && bgpVIPs[svc.VIP]
+		disagrees := false
 		hsvc := healthService(svc)
 		reals := make(map[healthcheck.Key]healthcheck.RealState, len(svc.Reals))
 		pending := map[healthcheck.Key]bool{}
@@ -102,6 +106,9 @@ func desiredStateWith(spec raft.Spec, health healthView, admin map[raft.RealRef]
 					own = append(own, api.RealView{Ref: ref, State: healthOf(in.State), Reason: in.Reason.String()})
 				}
 				if v, ok := verdicts[ref]; anycast && ok {
+					if in.Settled && in.State == healthcheck.StateDown && v.State == raft.HealthUp {
+						disagrees = true
+					}
 					rs.Health, rs.Reason = verdictState(v)
 					pending[hk] = false
 				}
@@ -155,7 +162,7 @@ func desiredStateWith(spec raft.Spec, health healthView, admin map[raft.RealRef]
 			s.SetAbsent(dk, absenceOf(ar.Reason))
 		}
 		st.Put(s)
-		views = append(views, serviceView{Config: svc, Key: key, Desired: want})
+		views = append(views, serviceView{Config: svc, Key: key, Desired: want, Disagrees: disagrees})
 	}
 	slices.SortFunc(own, func(a, b api.RealView) int { return strings.Compare(a.Ref.String(), b.Ref.String()) })
 	return st, views, own, nil

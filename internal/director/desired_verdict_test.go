@@ -54,7 +54,7 @@ func TestDesiredBGPServicesFollowTheClusterVerdicts(t *testing.T) {
 		// VIP's owner forwards, its own checks decide.
 		ref("tcp/203.0.113.20:80", "192.0.2.21"): {Ref: ref("tcp/203.0.113.20:80", "192.0.2.21"), State: raft.HealthUp},
 	}
-	st, _, own, err := desiredStateWith(spec, h.view, nil, verdicts, nil)
+	st, views, own, err := desiredStateWith(spec, h.view, nil, verdicts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +78,12 @@ func TestDesiredBGPServicesFollowTheClusterVerdicts(t *testing.T) {
 	for i := range own {
 		if own[i].Ref != wantOwn[i].Ref || own[i].State != wantOwn[i].State {
 			t.Errorf("own[%d] = %+v, want %+v", i, own[i], wantOwn[i])
+		}
+	}
+
+	for _, v := range views {
+		if want := v.Config.Name == "any"; v.Disagrees != want {
+			t.Errorf("service %s: disagrees = %v, want %v (own down, cluster up on 192.0.2.21)", v.Config.Name, v.Disagrees, want)
 		}
 	}
 

@@ -150,7 +150,7 @@ func New(role Role) *Set {
 	}
 	s.bgpWithdrawals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "bgp_withdrawals_total",
-		Help: "Times this director stopped announcing a bgp VIP, by cause (no-service-up, ipvs-not-converged, cut-off-from-cluster, drained).",
+		Help: "Times this director stopped announcing a bgp VIP, by cause (no-service-up, ipvs-not-converged, cut-off-from-cluster, health-view-disagrees, drained).",
 	}, []string{"cause"})
 	s.reg.MustRegister(s.checkDuration, s.checkResults, s.checkDelay, s.reconcileDuration, s.reconcileErrors, s.ipvsWrites, s.bgpWithdrawals)
 	return s
