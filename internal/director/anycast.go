@@ -55,9 +55,19 @@ type anycastVIP struct {
 	// desired state this director programs.
 	Serving bool
 	// Disagrees: this director's own checks see down a real of the VIP's
-	// services that the cluster's verdict says is up.
-	Disagrees bool
+	// services that the cluster's verdict says is up; DisagreesSince is
+	// since when (the anycaster keeps it). The VIP is withdrawn once the
+	// disagreement has lasted disagreeGrace.
+	Disagrees      bool
+	DisagreesSince time.Time
 }
+
+// disagreeGrace is how long a director's own view may contradict the
+// cluster's verdict before it withdraws: a real that fails is seen down by
+// the directors one after the other, within a check interval, and the
+// verdict follows the majority within a view report and a Raft commit;
+// a director should not withdraw for that moment.
+const disagreeGrace = 5 * time.Second
 
 // anycastInput is what the reconcile loop knows when it decides.
 type anycastInput struct {
@@ -122,7 +132,7 @@ func decideAnycast(in anycastInput) anycastDecision {
 			d.Withdrawn[v.Address] = cause
 		case !v.Serving:
 			d.Withdrawn[v.Address] = withdrawNoQuorum
-		case v.Disagrees:
+		case v.Disagrees && !v.DisagreesSince.IsZero() && in.Now.Sub(v.DisagreesSince) >= disagreeGrace:
 			d.Withdrawn[v.Address] = withdrawDisagrees
 		default:
 			d.Announce = append(d.Announce, netip.PrefixFrom(v.Address, v.Address.BitLen()))

@@ -56,8 +56,11 @@ func TestDecideAnycast(t *testing.T) {
 			in.Draining, in.DrainUntil = true, t0
 		}, nil, all(withdrawDrained), false},
 		{"own checks contradict the cluster's verdict on a real of b", func(in *anycastInput) {
-			in.VIPs[1].Disagrees = true
+			in.VIPs[1].Disagrees, in.VIPs[1].DisagreesSince = true, t0.Add(-disagreeGrace)
 		}, []string{"203.0.113.10/32"}, map[netip.Addr]string{b: withdrawDisagrees, c: withdrawNoQuorum}, false},
+		{"own checks contradict the verdict for less than the grace", func(in *anycastInput) {
+			in.VIPs[1].Disagrees, in.VIPs[1].DisagreesSince = true, t0.Add(-disagreeGrace+time.Millisecond)
+		}, []string{"203.0.113.10/32", "2001:db8::10/128"}, map[netip.Addr]string{c: withdrawNoQuorum}, false},
 		{"draining with nothing to announce is not graceful", func(in *anycastInput) {
 			in.Draining, in.DrainUntil = true, t0.Add(time.Second)
 			in.VIPs = []anycastVIP{{Address: c}}

@@ -72,8 +72,26 @@ func (a *anycaster) poke() {
 // partition_hold. It keeps when each generation was first seen.
 func (a *anycaster) observe(vips []anycastVIP, generation, applied uint64, partitionHold time.Duration) {
 	a.mu.Lock()
+	now := a.now()
 	if generation != a.in.Generation {
-		a.in.GenerationSeen = a.now()
+		a.in.GenerationSeen = now
+	}
+	since := map[netip.Addr]time.Time{}
+	for _, v := range a.in.VIPs {
+		if v.Disagrees {
+			since[v.Address] = v.DisagreesSince
+		}
+	}
+	vips = slices.Clone(vips)
+	for i := range vips {
+		if !vips[i].Disagrees {
+			continue
+		}
+		if t, ok := since[vips[i].Address]; ok {
+			vips[i].DisagreesSince = t
+		} else {
+			vips[i].DisagreesSince = now
+		}
 	}
 	a.in.VIPs, a.in.Generation, a.in.Applied, a.in.PartitionHold = vips, generation, applied, partitionHold
 	a.observed = true

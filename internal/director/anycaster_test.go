@@ -197,3 +197,27 @@ func TestAnycasterRetriesAFailedCall(t *testing.T) {
 		t.Errorf("status error = %v after a successful retry", st.Err)
 	}
 }
+
+func TestAnycasterWithdrawsAfterALastingDisagreement(t *testing.T) {
+	ctx := context.Background()
+	r := newAnycastRig()
+	r.a.observe([]anycastVIP{{Address: vipA, Serving: true, Disagrees: true}}, 3, 3, 15*time.Second)
+	r.a.step(ctx)
+	r.expect(t, "disagreeing for 0s", hostRoutes(vipA), false)
+	r.now = r.now.Add(disagreeGrace / 2)
+	// A new pass keeps the disagreement's start.
+	r.a.observe([]anycastVIP{{Address: vipA, Serving: true, Disagrees: true}}, 3, 3, 15*time.Second)
+	r.a.step(ctx)
+	r.expect(t, "disagreeing for half the grace", hostRoutes(vipA), false)
+	r.now = r.now.Add(disagreeGrace / 2)
+	r.a.step(ctx)
+	r.expect(t, "disagreeing for the grace", nil, false)
+	// Agreement again: announced again, and a new disagreement starts
+	// its grace afresh.
+	r.a.observe([]anycastVIP{{Address: vipA, Serving: true}}, 3, 3, 15*time.Second)
+	r.a.step(ctx)
+	r.expect(t, "agreeing", hostRoutes(vipA), false)
+	r.a.observe([]anycastVIP{{Address: vipA, Serving: true, Disagrees: true}}, 3, 3, 15*time.Second)
+	r.a.step(ctx)
+	r.expect(t, "disagreeing anew", hostRoutes(vipA), false)
+}
