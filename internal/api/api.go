@@ -51,6 +51,8 @@ type Status struct {
 	VRRPState string `json:"vrrp_state,omitempty"`
 	// VIPs are the configured VIPs and whether this node holds them.
 	VIPs []VIP `json:"vips,omitempty"`
+	// BGP is the director's BGP speaker, when it has a bgp section.
+	BGP *BGP `json:"bgp,omitempty"`
 	// Generation is the cluster configuration's generation;
 	// RunningGeneration the one this director's IPVS runs.
 	Generation        uint64 `json:"generation"`
@@ -114,6 +116,37 @@ type VIP struct {
 	Address   netip.Addr `json:"address"`
 	Interface string     `json:"interface"`
 	Held      bool       `json:"held"`
+	// Mode is "bgp" for a VIP every ready director announces over BGP;
+	// empty for an arp VIP.
+	Mode string `json:"mode,omitempty"`
+	// Announced: this director announces the bgp VIP to its routers;
+	// Withdrawn says why not (no-service-up, ipvs-not-converged,
+	// cut-off-from-cluster, health-view-disagrees, drained, starting, or no-bgp-speaker).
+	Announced bool   `json:"announced,omitempty"`
+	Withdrawn string `json:"withdrawn,omitempty"`
+}
+
+// BGP is a director's BGP speaker as dsrd status shows it.
+type BGP struct {
+	// Graceful: the announcements carry GRACEFUL_SHUTDOWN (a drain).
+	Graceful bool `json:"graceful,omitempty"`
+	// Detail explains a director-wide withdrawal.
+	Detail string `json:"detail,omitempty"`
+	// Error is the last failure to update the announcements.
+	Error string    `json:"error,omitempty"`
+	Peers []BGPPeer `json:"peers"`
+}
+
+// BGPPeer is one BGP session.
+type BGPPeer struct {
+	Address netip.Addr `json:"address"`
+	ASN     uint32     `json:"asn"`
+	// State is the session's state (established, active, connect, idle...).
+	State string `json:"state"`
+	// Since is when the session was established (zero when it is not).
+	Since time.Time `json:"since,omitzero"`
+	// BFD is the BFD session's state (up, down, init), empty without BFD.
+	BFD string `json:"bfd,omitempty"`
 }
 
 // Reconcile is the outcome of the last IPVS reconcile.

@@ -104,7 +104,18 @@ func writeStatus(w io.Writer, st api.Status) error {
 			if v.Held {
 				held = "held"
 			}
+			if v.Mode != "" {
+				ann := "announced"
+				if !v.Announced {
+					ann = "not announced: " + orDash(v.Withdrawn)
+				}
+				line(key, "%s on %s (%s): %s, %s", v.Address, orDash(v.Interface), v.Mode, held, ann)
+				continue
+			}
 			line(key, "%s on %s: %s", v.Address, orDash(v.Interface), held)
+		}
+		if b := st.BGP; b != nil {
+			bgpLines(line, b)
 		}
 	}
 	gen := fmt.Sprint(st.Generation)
@@ -307,4 +318,34 @@ func joinNonEmpty(sep string, parts ...string) string {
 		}
 	}
 	return strings.Join(out, sep)
+}
+
+// bgpLines prints a director's BGP speaker: one line per session.
+func bgpLines(line func(key, format string, args ...any), b *api.BGP) {
+	if len(b.Peers) == 0 {
+		line("bgp", "no peers")
+	}
+	for i, p := range b.Peers {
+		key := ""
+		if i == 0 {
+			key = "bgp"
+		}
+		s := fmt.Sprintf("%s (AS %d): %s", p.Address, p.ASN, orDash(p.State))
+		if !p.Since.IsZero() {
+			s += fmt.Sprintf(" for %s", time.Since(p.Since).Round(time.Second))
+		}
+		if p.BFD != "" {
+			s += ", bfd " + p.BFD
+		}
+		line(key, "%s", s)
+	}
+	if b.Graceful {
+		line("", "announcing as leaving (graceful shutdown)")
+	}
+	if b.Detail != "" {
+		line("", "%s", b.Detail)
+	}
+	if b.Error != "" {
+		line("", "WARNING: %s", b.Error)
+	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,6 +51,21 @@ func healthyStatus() api.Status {
 	return st
 }
 
+// anycastStatus is a director with bgp VIPs: one announced, one withdrawn
+// because its service is down, and a BGP section with two routers.
+func anycastStatus() api.Status {
+	st := healthyStatus()
+	st.VIPs = append(st.VIPs,
+		api.VIP{Address: netip.MustParseAddr("203.0.113.20"), Interface: "lo", Held: true, Mode: "bgp", Announced: true},
+		api.VIP{Address: netip.MustParseAddr("203.0.113.21"), Interface: "lo", Held: true, Mode: "bgp", Withdrawn: "no-service-up"},
+	)
+	st.BGP = &api.BGP{Peers: []api.BGPPeer{
+		{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64500, State: "established", BFD: "up"},
+		{Address: netip.MustParseAddr("192.0.2.2"), ASN: 64500, State: "active", BFD: "down"},
+	}, Error: "announce 203.0.113.20/32: context deadline exceeded"}
+	return st
+}
+
 // witnessStatus is a witness following d1, during an election's aftermath.
 func witnessStatus() api.Status {
 	st := apitest.SampleStatus()
@@ -80,6 +96,7 @@ func TestRenderStatusGolden(t *testing.T) {
 		"status_healthy.golden":   healthyStatus(),
 		"status_witness.golden":   witnessStatus(),
 		"status_no_leader.golden": noLeader,
+		"status_anycast.golden":   anycastStatus(),
 	} {
 		t.Run(name, func(t *testing.T) {
 			var buf bytes.Buffer

@@ -31,6 +31,11 @@ const (
 	// withdrawDrained: the director is draining (planned stop, or dsrd
 	// drain), and its drain delay is over.
 	withdrawDrained = "drained"
+	// withdrawDisagrees: this director's own checks see down a real of
+	// the VIP's services that the cluster's verdict says is up: the
+	// flows mh maps to that real would fail through this director, so it
+	// leaves them to the directors that reach it.
+	withdrawDisagrees = "health-view-disagrees"
 	// withdrawStarting: the director has not yet followed any
 	// configuration.
 	withdrawStarting = "starting"
@@ -49,7 +54,20 @@ type anycastVIP struct {
 	// Serving: at least one of the VIP's services meets its quorum in the
 	// desired state this director programs.
 	Serving bool
+	// Disagrees: this director's own checks see down a real of the VIP's
+	// services that the cluster's verdict says is up; DisagreesSince is
+	// since when (the anycaster keeps it). The VIP is withdrawn once the
+	// disagreement has lasted disagreeGrace.
+	Disagrees      bool
+	DisagreesSince time.Time
 }
+
+// disagreeGrace is how long a director's own view may contradict the
+// cluster's verdict before it withdraws: a real that fails is seen down by
+// the directors one after the other, within a check interval, and the
+// verdict follows the majority within a view report and a Raft commit;
+// a director should not withdraw for that moment.
+const disagreeGrace = 5 * time.Second
 
 // anycastInput is what the reconcile loop knows when it decides.
 type anycastInput struct {
@@ -114,6 +132,8 @@ func decideAnycast(in anycastInput) anycastDecision {
 			d.Withdrawn[v.Address] = cause
 		case !v.Serving:
 			d.Withdrawn[v.Address] = withdrawNoQuorum
+		case v.Disagrees && !v.DisagreesSince.IsZero() && in.Now.Sub(v.DisagreesSince) >= disagreeGrace:
+			d.Withdrawn[v.Address] = withdrawDisagrees
 		default:
 			d.Announce = append(d.Announce, netip.PrefixFrom(v.Address, v.Address.BitLen()))
 		}

@@ -55,6 +55,12 @@ func TestDecideAnycast(t *testing.T) {
 		{"drained", func(in *anycastInput) {
 			in.Draining, in.DrainUntil = true, t0
 		}, nil, all(withdrawDrained), false},
+		{"own checks contradict the cluster's verdict on a real of b", func(in *anycastInput) {
+			in.VIPs[1].Disagrees, in.VIPs[1].DisagreesSince = true, t0.Add(-disagreeGrace)
+		}, []string{"203.0.113.10/32"}, map[netip.Addr]string{b: withdrawDisagrees, c: withdrawNoQuorum}, false},
+		{"own checks contradict the verdict for less than the grace", func(in *anycastInput) {
+			in.VIPs[1].Disagrees, in.VIPs[1].DisagreesSince = true, t0.Add(-disagreeGrace+time.Millisecond)
+		}, []string{"203.0.113.10/32", "2001:db8::10/128"}, map[netip.Addr]string{c: withdrawNoQuorum}, false},
 		{"draining with nothing to announce is not graceful", func(in *anycastInput) {
 			in.Draining, in.DrainUntil = true, t0.Add(time.Second)
 			in.VIPs = []anycastVIP{{Address: c}}
@@ -78,7 +84,7 @@ func TestDecideAnycast(t *testing.T) {
 				t.Errorf("graceful %v, want %v", got.Graceful, tc.graceful)
 			}
 			for _, cause := range got.Withdrawn {
-				if cause != withdrawNoQuorum && got.Detail == "" {
+				if cause != withdrawNoQuorum && cause != withdrawDisagrees && got.Detail == "" {
 					t.Errorf("a director-wide withdrawal (%s) without a detail for the log", cause)
 				}
 			}

@@ -2,9 +2,12 @@ package director
 
 import (
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
+	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
@@ -38,18 +41,27 @@ func inputOf(s healthcheck.Status, p healthcheck.Params) healthInput {
 type serviceView struct {
 	*serviceSpec
 	Desired healthcheck.Desired
+	// Disagrees: a bgp service one of whose reals this director's own
+	// check sees down while the cluster's verdict says up.
+	Disagrees bool
 }
 
 // desiredState maps the cluster's services, the local health view and the
 // admin state to the IPVS state this director should hold (desiredOf of
-// the spec's translation).
+// the spec's translation, without verdicts).
 func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft.Admin, actual ipvs.State) (ipvs.State, []serviceView, error) {
+	st, views, _, err := desiredStateWith(spec, health, admin, nil, actual)
+	return st, views, err
+}
+
+// desiredStateWith is desiredOf of the spec's translation.
+func desiredStateWith(spec raft.Spec, health healthView, admin map[raft.RealRef]raft.Admin, verdicts map[raft.RealRef]raft.HealthVerdict, actual ipvs.State) (ipvs.State, []serviceView, []api.RealView, error) {
 	services, err := translateSpec(spec)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	st, views := desiredOf(services, health, admin, actual)
-	return st, views, nil
+	st, views, own := desiredOf(services, health, admin, verdicts, actual)
+	return st, views, own, nil
 }
 
 // desiredOf maps the translated services, the local health view and the
@@ -62,19 +74,40 @@ func desiredState(spec raft.Spec, health healthView, admin map[raft.RealRef]raft
 // out for its initial state), so a restarted director adopts its entries
 // without setting them to weight 0 or deleting them for the rise period
 // (no blip on restart).
-func desiredOf(services []serviceSpec, health healthView, admin map[raft.RealRef]raft.Admin, actual ipvs.State) (ipvs.State, []serviceView) {
-	st := make(ipvs.State, len(services))
-	views := make([]serviceView, 0, len(services))
+//
+// verdicts are the cluster's health verdicts: the reals of a service on a
+// bgp VIP, which every director serves at once, follow the cluster's
+// verdict where there is one (so every director holds the same
+// destinations and weights, and mh sends a flow to the same real through
+// any of them); every other real, and one without a verdict yet, follows
+// this director's own checks. own is this director's own view of the bgp
+// services' reals whose checks have reached a verdict, for the leader's
+// aggregation (verdict.go), sorted by reference.
+func desiredOf(services []serviceSpec, health healthView, admin map[raft.RealRef]raft.Admin, verdicts map[raft.RealRef]raft.HealthVerdict, actual ipvs.State) (st ipvs.State, views []serviceView, own []api.RealView) {
+	st = make(ipvs.State, len(services))
+	views = make([]serviceView, 0, len(services))
 	for i := range services {
 		svc := &services[i]
 		key := svc.Key
+		disagrees := false
 		reals := make(map[healthcheck.Key]healthcheck.RealState, len(svc.checks))
 		pending := map[healthcheck.Key]bool{}
 		for j, hk := range svc.checks {
-			rs := healthcheck.RealState{Admin: adminOf(admin[svc.refs[j]])}
+			ref := svc.refs[j]
+			rs := healthcheck.RealState{Admin: adminOf(admin[ref])}
 			if in, ok := health(hk, svc.params[j]); ok {
 				rs.Health, rs.Reason = in.State, in.Reason
 				pending[hk] = !in.Settled
+				if svc.anycast && in.Settled && (in.State == healthcheck.StateUp || in.State == healthcheck.StateDown) {
+					own = append(own, api.RealView{Ref: ref, State: healthOf(in.State), Reason: in.Reason.String()})
+				}
+				if v, ok := verdicts[ref]; svc.anycast && ok {
+					if in.Settled && in.State == healthcheck.StateDown && v.State == raft.HealthUp {
+						disagrees = true
+					}
+					rs.Health, rs.Reason = verdictState(v)
+					pending[hk] = false
+				}
 			}
 			reals[hk] = rs
 		}
@@ -114,9 +147,36 @@ func desiredOf(services []serviceSpec, health healthView, admin map[raft.RealRef
 			s.SetAbsent(dk, absenceOf(ar.Reason))
 		}
 		st.Put(s)
-		views = append(views, serviceView{serviceSpec: svc, Desired: want})
+		views = append(views, serviceView{serviceSpec: svc, Desired: want, Disagrees: disagrees})
 	}
-	return st, views
+	slices.SortFunc(own, func(a, b api.RealView) int { return strings.Compare(a.Ref.String(), b.Ref.String()) })
+	return st, views, own
+}
+
+// healthOf is the replicated form of a check's state (up or down).
+func healthOf(s healthcheck.State) raft.Health {
+	if s == healthcheck.StateUp {
+		return raft.HealthUp
+	}
+	return raft.HealthDown
+}
+
+// verdictState is the policy's input of a cluster verdict: its state, and
+// its reason where this binary knows the name (a realserver agent's
+// "draining" must drain here as it does on the director that saw it).
+func verdictState(v raft.HealthVerdict) (healthcheck.State, healthcheck.Reason) {
+	st := healthcheck.StateDown
+	if v.State == raft.HealthUp {
+		st = healthcheck.StateUp
+	}
+	r, ok := healthcheck.ParseReason(v.Reason)
+	if !ok {
+		r = healthcheck.ReasonOK
+		if st == healthcheck.StateDown {
+			r = healthcheck.ReasonError
+		}
+	}
+	return st, r
 }
 
 // settled reports whether a check with parameters p has reached its first

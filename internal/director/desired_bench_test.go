@@ -72,7 +72,7 @@ func BenchmarkDesiredState(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			st, _ := desiredOf(services, upInput, admin, nil)
+			st, _, _ := desiredOf(services, upInput, admin, nil, nil)
 			check(b, st)
 		}
 	})

@@ -8,8 +8,11 @@ package director
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -61,6 +64,15 @@ type Director struct {
 	checks  *healthcheck.Scheduler
 	machine *vrrp.Machine
 	owner   *vrrp.Owner
+	// verdicts sends this director's view of the bgp services' reals to
+	// the leader and, on the leader, replicates the cluster's verdicts.
+	verdicts *verdicts
+	// lo holds the bgp VIPs; anycast announces them when this director
+	// has a bgp section (nil otherwise).
+	lo      *loVIPs
+	anycast *anycaster
+	// speakerStatus reports the BGP sessions (nil without a speaker).
+	speakerStatus func() []api.BGPPeer
 
 	healthChanged chan struct{} // capacity 1: a pending "recompute"
 
@@ -84,6 +96,9 @@ type loopState struct {
 	owned  ownedSaver   // the owned file
 	specs  specCache    // the cluster configuration, translated
 	follow specFollower // the checks, VIPs and sysctls follow it
+	// anycastApplied is the generation last followed in full (IPVS and
+	// the VIPs on lo), for the anycaster.
+	anycastApplied uint64
 }
 
 // Load reads, overrides and validates the director's file.
@@ -190,6 +205,12 @@ func (d *Director) Run(ctx context.Context) error {
 		return fmt.Errorf("vips: %w", err)
 	}
 	d.owner = owner
+	d.lo = &loVIPs{k: vk}
+	defer func() {
+		if err := d.lo.release(); err != nil {
+			log.Warn("bgp vips not released from lo", "error", err)
+		}
+	}()
 	d.machine = vrrp.NewMachine(owner, vrrp.MachineOptions{Notify: notifyOf(cfg.Node.Notify)})
 
 	d.checks = healthcheck.NewScheduler(healthcheck.SchedulerOptions{
@@ -198,7 +219,7 @@ func (d *Director) Run(ctx context.Context) error {
 	})
 	d.inputs = newHealthInputs(d.checks.Status)
 	d.loop.follow = specFollower{
-		log: d.log, checks: d.checks, vips: d.machine, sysctls: d.sysctls, kernel: d.kernel, metrics: d.opts.Metrics,
+		log: d.log, checks: d.checks, vips: d.machine, lo: d.lo, sysctls: d.sysctls, kernel: d.kernel, metrics: d.opts.Metrics,
 		iface: func() string { return d.sub.current().Node.Interface },
 	}
 
@@ -209,6 +230,7 @@ func (d *Director) Run(ctx context.Context) error {
 	d.node = node
 	d.peers = &api.PeerClient{Dial: node.DialPeer}
 	d.fw = api.Forwarder{Local: node, Peers: *d.peers}
+	d.verdicts = newVerdicts(node, d.peers.HealthView, log)
 
 	var wg sync.WaitGroup
 	runCtx, cancel := context.WithCancel(ctx)
@@ -247,6 +269,7 @@ func (d *Director) Run(ctx context.Context) error {
 	}()
 
 	spawn("leadership", d.followLeadership)
+	spawn("verdicts", func(ctx context.Context) error { d.verdicts.run(ctx); return nil })
 	spawn("faults", d.handleFaults)
 	spawn("submit", func(ctx context.Context) error { d.sub.untilAccepted(ctx, raftSubmit{node, d.fw}, cfg); return nil })
 	spawn("api", func(ctx context.Context) error {
@@ -285,11 +308,15 @@ func notifyOf(n config.Notify) vrrp.NotifyScripts {
 	}
 }
 
-// vipsOf converts configured VIPs to the owner's, putting those without an
-// interface (see raft.SpecFromDirector) on this node's interface.
+// vipsOf converts configured arp VIPs to the owner's, putting those
+// without an interface (see raft.SpecFromDirector) on this node's
+// interface; bgp VIPs are not the owner's.
 func vipsOf(vips []config.VIP, nodeInterface string) []vrrp.VIP {
 	out := make([]vrrp.VIP, 0, len(vips))
 	for _, v := range vips {
+		if v.Mode == config.ModeBGP {
+			continue // held on lo by every director (anycast_vips.go)
+		}
 		iface := v.Interface
 		if iface == "" {
 			iface = nodeInterface
@@ -324,5 +351,30 @@ func ReleaseVIPs(ctx context.Context, cfg *config.Director, log *slog.Logger) ([
 	if err != nil {
 		return nil, fmt.Errorf("vips: %w", err)
 	}
-	return owner.ReleaseStale(ctx)
+	released, err := owner.ReleaseStale(ctx)
+	if err != nil {
+		return released, err
+	}
+	// The bgp VIPs this director held on lo (a crash leaves them).
+	var errs []error
+	for _, v := range cfg.VIPs {
+		if v.Mode != config.ModeBGP {
+			continue
+		}
+		p := netip.PrefixFrom(v.Address, v.Address.BitLen())
+		addrs, err := lx.Addrs(config.BGPInterface)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if !slices.Contains(addrs, p) {
+			continue
+		}
+		if err := lx.DelAddr(config.BGPInterface, p); err != nil {
+			errs = append(errs, fmt.Errorf("release bgp vip %s from %s: %w", v.Address, config.BGPInterface, err))
+			continue
+		}
+		released = append(released, vrrp.VIP{Address: v.Address, Interface: config.BGPInterface})
+	}
+	return released, errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 
 	"github.com/dsrd/dsrd/healthcheck"
 	"github.com/dsrd/dsrd/internal/clusterspec"
@@ -18,17 +19,27 @@ import (
 // sysctls and timeouts at the cluster configuration. The reconcile loop
 // owns it: no lock.
 type specFollower struct {
-	log    *slog.Logger
-	checks interface{ Update([]healthcheck.Check) }
-	vips   interface {
-		Update(context.Context, []vrrp.VIP) error
-	}
+	log     *slog.Logger
+	checks  interface{ Update([]healthcheck.Check) }
+	vips    vipUpdater   // the arp VIPs' owner
+	lo      bgpVIPHolder // the bgp VIPs on lo
 	sysctls ipvs.SysctlWriter
 	kernel  ipvs.Kernel   // its timeouts are set when it is an ipvs.TimeoutSetter
 	metrics *metrics.Set  // nil when metrics are off
 	iface   func() string // this node's interface, for VIPs without one
 
 	applied appliedSpec // the configuration followed in full
+}
+
+// vipUpdater owns the arp VIPs (vrrp.Machine).
+type vipUpdater interface {
+	Update(ctx context.Context, vips []vrrp.VIP) error
+}
+
+// bgpVIPHolder holds the bgp VIPs on lo, with the sysctls they need
+// (loVIPs).
+type bgpVIPHolder interface {
+	update(ctx context.Context, sysctls ipvs.SysctlWriter, vips []netip.Addr) error
 }
 
 // appliedSpec identifies the cluster configuration the local parts follow.
@@ -65,6 +76,9 @@ func (f *specFollower) follow(ctx context.Context, cc raft.ClusterConfig, servic
 	var errs []error
 	if err := f.vips.Update(ctx, vipsOf(clusterspec.VIPs(cc.Spec), f.iface())); err != nil {
 		errs = append(errs, fmt.Errorf("update vips: %w", err))
+	}
+	if err := f.lo.update(ctx, f.sysctls, bgpVIPsOf(cc.Spec)); err != nil {
+		errs = append(errs, fmt.Errorf("update bgp vips: %w", err))
 	}
 	settings := ipvsSettings(clusterspec.IPVS(cc.Spec))
 	if err := ipvs.ApplySysctls(ctx, f.sysctls, ipvs.DirectorSysctls(settings)); err != nil {

@@ -3,6 +3,7 @@ package director
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync"
 	"testing"
 
@@ -35,6 +36,14 @@ func (f *fakeVIPs) Update(_ context.Context, vips []vrrp.VIP) error {
 	return nil
 }
 
+// fakeLo records the bgp VIPs it was given.
+type fakeLo struct{ updates [][]netip.Addr }
+
+func (f *fakeLo) update(_ context.Context, _ ipvs.SysctlWriter, vips []netip.Addr) error {
+	f.updates = append(f.updates, vips)
+	return nil
+}
+
 // The follower follows a configuration once: again only after a part
 // failed, or for a new generation.
 func TestSpecFollower(t *testing.T) {
@@ -44,7 +53,8 @@ func TestSpecFollower(t *testing.T) {
 		t.Fatal(err)
 	}
 	checks, vips, sys := &fakeChecks{}, &fakeVIPs{fail: true}, newMemSysctls()
-	f := specFollower{log: testutil.Logger(t), checks: checks, vips: vips, sysctls: sys, kernel: ipvs.NewFake(), iface: func() string { return "eth0" }}
+	lo := &fakeLo{}
+	f := specFollower{log: testutil.Logger(t), checks: checks, vips: vips, lo: lo, sysctls: sys, kernel: ipvs.NewFake(), iface: func() string { return "eth0" }}
 	cc := raft.ClusterConfig{Generation: 1, Hash: "h1", Spec: spec}
 
 	if err := f.follow(t.Context(), cc, services); err == nil {
@@ -63,7 +73,7 @@ func TestSpecFollower(t *testing.T) {
 	if err := f.follow(t.Context(), cc, services); err != nil {
 		t.Fatal(err)
 	}
-	if len(vips.updates) != 2 || len(checks.updates) != 2 {
+	if len(vips.updates) != 2 || len(checks.updates) != 2 || len(lo.updates) != 2 {
 		t.Errorf("%d VIP and %d check updates, want 2 each: none once followed", len(vips.updates), len(checks.updates))
 	}
 	if got := vips.updates[1]; len(got) != 1 || got[0].Interface != "eth0" {

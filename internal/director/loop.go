@@ -95,12 +95,24 @@ func (d *Director) sync(ctx context.Context) (err error) {
 		return errors.Join(specErr, translateErr)
 	}
 	epoch := d.inputs.begin()
-	desired, views := desiredOf(services, d.inputs.view, st.Admin, actual)
+	desired, views, own := desiredOf(services, d.inputs.view, st.Admin, st.Health, actual)
 	d.inputs.end(epoch)
+	if d.verdicts != nil {
+		d.verdicts.setOwn(st.Config.Generation, own)
+	}
 	reached, applyErr := d.rec.Apply(ctx, desired)
 	d.loop.owned.save(d.rec.Owned(), desired, st.Index, applyErr == nil)
 	err = errors.Join(specErr, applyErr)
 	d.progress.record(time.Now(), views, reached, st.Config.Generation, applyErr == nil, err)
+	if d.anycast != nil {
+		// The configuration is followed in full only when the VIPs are
+		// held too (specErr): a director without the VIP on lo would
+		// drop what the routers send it.
+		if applyErr == nil && specErr == nil {
+			d.loop.anycastApplied = st.Config.Generation
+		}
+		d.anycast.observe(anycastVIPsOf(st.Config.Spec, views), st.Config.Generation, d.loop.anycastApplied, partitionHoldOf(d.sub.current()))
+	}
 	return err
 }
 

@@ -2,6 +2,7 @@ package director
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/dsrd/dsrd/healthcheck"
 	"github.com/dsrd/dsrd/internal/clusterspec"
@@ -21,10 +22,13 @@ type serviceSpec struct {
 	Health healthcheck.Service
 	// base is the IPVS service without destinations (scheduler, flags,
 	// persistence, drain timeout).
-	base   ipvs.Service
-	checks []healthcheck.Key
-	params []healthcheck.Params
-	refs   []raft.RealRef
+	base ipvs.Service
+	// anycast: the service is on a bgp VIP, so its reals follow the
+	// cluster's health verdicts.
+	anycast bool
+	checks  []healthcheck.Key
+	params  []healthcheck.Params
+	refs    []raft.RealRef
 }
 
 // translateSpec translates the services of a cluster configuration. The
@@ -33,6 +37,12 @@ type serviceSpec struct {
 // first): such a spec gives no desired IPVS state, but every service is
 // still translated for the health checks.
 func translateSpec(spec raft.Spec) ([]serviceSpec, error) {
+	bgpVIPs := map[netip.Addr]bool{}
+	for _, v := range spec.VIPs {
+		if v.Mode == raft.VIPModeBGP {
+			bgpVIPs[v.Address] = true
+		}
+	}
 	services := clusterspec.Services(spec)
 	out := make([]serviceSpec, len(services))
 	var first error
@@ -55,13 +65,14 @@ func translateSpec(spec raft.Spec) ([]serviceSpec, error) {
 		}
 		base.DrainTimeout = svc.DrainTimeout.D()
 		s := serviceSpec{
-			Config: svc,
-			Key:    key,
-			Health: healthService(svc),
-			base:   base,
-			checks: make([]healthcheck.Key, len(svc.Reals)),
-			params: make([]healthcheck.Params, len(svc.Reals)),
-			refs:   make([]raft.RealRef, len(svc.Reals)),
+			Config:  svc,
+			Key:     key,
+			Health:  healthService(svc),
+			base:    base,
+			anycast: svc.FWMark == 0 && bgpVIPs[svc.VIP],
+			checks:  make([]healthcheck.Key, len(svc.Reals)),
+			params:  make([]healthcheck.Params, len(svc.Reals)),
+			refs:    make([]raft.RealRef, len(svc.Reals)),
 		}
 		for j := range svc.Reals {
 			s.checks[j] = healthcheck.RealKey(s.Health, s.Health.Reals[j])

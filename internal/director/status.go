@@ -51,6 +51,7 @@ func (d *Director) status(ctx context.Context, traffic map[metrics.RealID]ipvs.S
 	for _, v := range d.owner.VIPs() {
 		st.VIPs = append(st.VIPs, api.VIP{Address: v.Address, Interface: v.Interface, Held: held[v.Address.String()+"%"+v.Interface]})
 	}
+	st.VIPs = append(st.VIPs, d.anycastStatus(&st)...)
 
 	running, last, views := d.progress.status()
 	st.RunningGeneration, st.Reconcile = running, last

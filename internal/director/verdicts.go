@@ -197,3 +197,13 @@ func configRefs(cc raft.ClusterConfig) []raft.RealRef {
 	}
 	return refs
 }
+
+// HealthView takes another director's health view for the leader's
+// aggregation (api.HealthViewHandler); a follower answers that it is not
+// the leader.
+func (d *Director) HealthView(_ context.Context, from string, req api.HealthViewRequest) error {
+	if d.verdicts == nil {
+		return errors.New("director starting")
+	}
+	return d.verdicts.received(from, req)
+}

@@ -84,6 +84,7 @@ type Set struct {
 	reconcileDuration prometheus.Histogram
 	reconcileErrors   prometheus.Counter
 	ipvsWrites        *prometheus.CounterVec
+	bgpWithdrawals    *prometheus.CounterVec
 
 	// lastSuccess is the unix time in nanoseconds of the last reconcile
 	// that succeeded; 0 before the first.
@@ -147,7 +148,11 @@ func New(role Role) *Set {
 		s.ipvsWrites.WithLabelValues(k.String(), "ok")
 		s.ipvsWrites.WithLabelValues(k.String(), "error")
 	}
-	s.reg.MustRegister(s.checkDuration, s.checkResults, s.checkDelay, s.reconcileDuration, s.reconcileErrors, s.ipvsWrites)
+	s.bgpWithdrawals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "bgp_withdrawals_total",
+		Help: "Times this director stopped announcing a bgp VIP, by cause (no-service-up, ipvs-not-converged, cut-off-from-cluster, health-view-disagrees, drained).",
+	}, []string{"cause"})
+	s.reg.MustRegister(s.checkDuration, s.checkResults, s.checkDelay, s.reconcileDuration, s.reconcileErrors, s.ipvsWrites, s.bgpWithdrawals)
 	return s
 }
 
@@ -168,6 +173,14 @@ func (s *Set) Watch(src Source) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.source = src
+}
+
+// BGPWithdrawn counts one withdrawal of a bgp VIP by its cause.
+func (s *Set) BGPWithdrawn(cause string) {
+	if s == nil || s.bgpWithdrawals == nil {
+		return
+	}
+	s.bgpWithdrawals.WithLabelValues(cause).Inc()
 }
 
 // LeadershipAcquired counts one acquisition of the Raft leadership.

@@ -42,6 +42,8 @@ var (
 	descRunning      = desc("config_running_generation", "Generation of the cluster configuration this director's IPVS last converged on.")
 	descVRRPState    = desc("vrrp_state", "This director's VIP ownership state, one-hot: master holds the VIPs, backup does not, fault cannot (interface down).", "state")
 	descVIPOwned     = desc("vip_owned", "1 while this director holds the VIP on its interface, else 0.", "vip", "interface")
+	descAnnounced    = desc("vip_announced", "1 while this director announces the bgp VIP to its routers, else 0 (dsrd status says why).", "vip")
+	descBGPSession   = desc("bgp_session_up", "1 while the BGP session with the router is established, else 0.", "peer")
 	descReloadOK     = desc("config_reload_success", "1 when the last reload of this director's file (or its submission at start) succeeded, 0 when it was rejected: the running configuration stayed.")
 	descReloadTime   = desc("config_last_reload_timestamp_seconds", "Unix time of the last reload of this director's file (or of its submission at start).")
 	descLastSync     = desc("ipvs_last_reconcile_success_timestamp_seconds", "Unix time of the last IPVS reconcile pass that succeeded.")
@@ -84,7 +86,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		return
 	}
 	for _, d := range []*prometheus.Desc{
-		descRunning, descVRRPState, descVIPOwned, descReloadOK, descReloadTime, descLastSync,
+		descRunning, descVRRPState, descVIPOwned, descAnnounced, descBGPSession, descReloadOK, descReloadTime, descLastSync,
 		descServiceUp, descServiceReals, descWeight, descHealthy, descAdmin, descActive, descInactive,
 		descConns, descPktsIn, descPktsOut, descBytesIn, descBytesOut,
 	} {
@@ -179,6 +181,14 @@ func (s *Set) collect(ch chan<- prometheus.Metric, snap Snapshot, ok bool) {
 		}
 		seenVIP[addr+"%"+v.Interface] = true
 		gauge(ch, descVIPOwned, bit(v.Held), addr, v.Interface)
+		if v.Mode != "" {
+			gauge(ch, descAnnounced, bit(v.Announced), addr)
+		}
+	}
+	if st.BGP != nil {
+		for _, p := range st.BGP.Peers {
+			gauge(ch, descBGPSession, bit(p.State == "established"), p.Address.String())
+		}
 	}
 	gauge(ch, descReloadOK, bit(st.Reload.OK))
 	if !st.Reload.At.IsZero() {
