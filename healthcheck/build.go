@@ -6,27 +6,28 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
+
+	"github.com/dsrd/dsrd/ipvs"
 )
 
 // Key identifies one check: a real server of a service.
 type Key struct {
-	// Service is the service's name.
-	Service string
+	// Service is the service's identity (Service.Key).
+	Service ipvs.ServiceKey
 	// Real is the real server's address and the service port.
 	Real netip.AddrPort
 }
 
-// String formats the key as service/address:port.
-func (k Key) String() string { return k.Service + "/" + k.Real.String() }
+// String formats the key as service/address:port:
+// "tcp/203.0.113.10:80/192.0.2.21:80".
+func (k Key) String() string { return k.Service.String() + "/" + k.Real.String() }
 
 // compare orders keys by service, then real.
 func (k Key) compare(o Key) int {
-	switch {
-	case k.Service < o.Service:
-		return -1
-	case k.Service > o.Service:
-		return 1
+	if c := strings.Compare(k.Service.String(), o.Service.String()); c != 0 {
+		return c
 	}
 	return k.Real.Compare(o.Real)
 }
@@ -95,7 +96,7 @@ func RealKey(svc Service, r Real) Key {
 	if port == 0 {
 		port = svc.Port
 	}
-	return Key{Service: svc.Name, Real: netip.AddrPortFrom(r.Address.Unmap(), port)}
+	return Key{Service: svc.Key, Real: netip.AddrPortFrom(r.Address.Unmap(), port)}
 }
 
 // TargetFor returns what r's check probes: the real's address and the

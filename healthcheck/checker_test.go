@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dsrd/dsrd/ipvs"
 )
 
 func TestReasonNames(t *testing.T) {
@@ -95,7 +97,7 @@ func TestChecksFor(t *testing.T) {
 	svcCheck := &Spec{Probe: HTTP{Path: "/health"}}
 	services := []Service{
 		{
-			Name: "web", Port: 80,
+			Name: "web", Key: ipvs.MustParseServiceKey("tcp/203.0.113.10:80"), Port: 80,
 			Reals: []Real{
 				{Address: addr("192.0.2.1"), Check: svcCheck},
 				{Address: addr("192.0.2.2"), Check: svcCheck},
@@ -104,9 +106,9 @@ func TestChecksFor(t *testing.T) {
 				{Address: addr("192.0.2.5"), Check: &Spec{Address: addr("198.51.100.5"), Port: 8080, Probe: TCP{}}},
 			},
 		},
-		{Name: "unchecked", Port: 53, Reals: []Real{{Address: addr("192.0.2.9")}}},
+		{Name: "unchecked", Key: ipvs.MustParseServiceKey("udp/203.0.113.10:53"), Port: 53, Reals: []Real{{Address: addr("192.0.2.9")}}},
 		{
-			Name: "broken", Port: 443,
+			Name: "broken", Key: ipvs.MustParseServiceKey("tcp/203.0.113.10:443"), Port: 443,
 			Reals: []Real{{Address: addr("192.0.2.10"), Check: &Spec{Probe: HTTP{BodyRegexp: "("}}}},
 		},
 	}
@@ -119,11 +121,11 @@ func TestChecksFor(t *testing.T) {
 		got[c.Key.String()] = c
 	}
 	wantTargets := map[string]string{
-		"web/192.0.2.1:80":      "192.0.2.1:80",
-		"web/192.0.2.2:80":      "192.0.2.2:80",
-		"web/192.0.2.3:80":      "192.0.2.3:9797",
-		"web/192.0.2.5:80":      "198.51.100.5:8080",
-		"broken/192.0.2.10:443": "192.0.2.10:443",
+		"tcp/203.0.113.10:80/192.0.2.1:80":    "192.0.2.1:80",
+		"tcp/203.0.113.10:80/192.0.2.2:80":    "192.0.2.2:80",
+		"tcp/203.0.113.10:80/192.0.2.3:80":    "192.0.2.3:9797",
+		"tcp/203.0.113.10:80/192.0.2.5:80":    "198.51.100.5:8080",
+		"tcp/203.0.113.10:443/192.0.2.10:443": "192.0.2.10:443",
 	}
 	if len(got) != len(wantTargets) {
 		t.Errorf("got checks %v", keysOf(checks))
@@ -138,10 +140,10 @@ func TestChecksFor(t *testing.T) {
 			t.Errorf("%s: target %+v, want %s", key, c.Target, target)
 		}
 	}
-	if a, b := got["web/192.0.2.1:80"].Checker, got["web/192.0.2.2:80"].Checker; a != b {
+	if a, b := got["tcp/203.0.113.10:80/192.0.2.1:80"].Checker, got["tcp/203.0.113.10:80/192.0.2.2:80"].Checker; a != b {
 		t.Error("reals sharing the service's check do not share its checker")
 	}
-	if r := runCheck(t, got["broken/192.0.2.10:443"].Checker, got["broken/192.0.2.10:443"].Target); r.Reason != ReasonConfig || !strings.Contains(r.Message, "body_regexp") {
+	if r := runCheck(t, got["tcp/203.0.113.10:443/192.0.2.10:443"].Checker, got["tcp/203.0.113.10:443/192.0.2.10:443"].Target); r.Reason != ReasonConfig || !strings.Contains(r.Message, "body_regexp") {
 		t.Errorf("broken check: %s", r)
 	}
 

@@ -1,6 +1,10 @@
 package healthcheck
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/dsrd/dsrd/ipvs"
+)
 
 // This file holds the package's input: what to check and how (Spec and its
 // Probe), and the services and reals the checks and the weight policy are
@@ -186,8 +190,10 @@ const (
 
 // Service is what the checks and the policy need of one virtual service.
 type Service struct {
-	// Name identifies the service in keys, targets and logs.
+	// Name names the service in targets, logs and metrics.
 	Name string
+	// Key is the service's identity, in check keys.
+	Key ipvs.ServiceKey
 	// Port is the service port: the reals' port unless they name one,
 	// and the sorry server's.
 	Port uint16

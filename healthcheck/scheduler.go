@@ -26,6 +26,8 @@ const dispatchSlack = time.Millisecond
 // Event is a change of a real's health state.
 type Event struct {
 	Key Key
+	// Service is the service's name (the check's Target.Service).
+	Service string
 	// State is the new state; Previous the one it replaces.
 	State, Previous State
 	// Reason and Message are those of the result that made the change.
@@ -38,6 +40,8 @@ type Event struct {
 // Run describes one completed run of a check, for metrics.
 type Run struct {
 	Key Key
+	// Service is the service's name (the check's Target.Service).
+	Service string
 	// Scheduled is when the run was due; Started when it began. Their
 	// difference is the scheduler's lateness (start jitter).
 	Scheduled, Started time.Time
@@ -345,7 +349,7 @@ func (s *Scheduler) worker(ctx context.Context, jobs <-chan job) {
 			continue // shutting down: the result proves nothing
 		}
 		if s.complete(j, started, res) && s.onRun != nil {
-			s.onRun(Run{Key: j.check.Key, Scheduled: j.scheduled, Started: started, Result: res})
+			s.onRun(Run{Key: j.check.Key, Service: j.check.Target.Service, Scheduled: j.scheduled, Started: started, Result: res})
 		}
 	}
 }
@@ -357,7 +361,7 @@ func (s *Scheduler) runCheck(ctx context.Context, j job) (res Result) {
 	defer cancel()
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("health checker panicked", "service", j.check.Key.Service,
+			s.log.Error("health checker panicked", "service", j.check.Target.Service,
 				"real", j.check.Key.Real.String(), "panic", p)
 			res = Result{Reason: ReasonError, Message: clip(fmt.Sprintf("checker panicked: %v", p))}
 		}
@@ -386,7 +390,7 @@ func (s *Scheduler) complete(j job, started time.Time, res Result) bool {
 	if e.rf.Observe(res.Up) {
 		e.since = now
 		s.pending = append(s.pending, Event{
-			Key: e.check.Key, State: e.rf.State(), Previous: prev,
+			Key: e.check.Key, Service: e.check.Target.Service, State: e.rf.State(), Previous: prev,
 			Reason: res.Reason, Message: res.Message, Since: now,
 		})
 		select {
@@ -418,7 +422,7 @@ func (s *Scheduler) notifier(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			s.log.Info("health state changed", "service", ev.Key.Service, "real", ev.Key.Real.String(),
+			s.log.Info("health state changed", "service", ev.Service, "real", ev.Key.Real.String(),
 				"state", ev.State.String(), "previous", ev.Previous.String(),
 				"reason", ev.Reason.String(), "message", ev.Message)
 			if s.onChange != nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/testutil"
+
+	"github.com/dsrd/dsrd/ipvs"
 )
 
 // eventBound is how long a scheduler test waits for the events it expects.
@@ -63,7 +65,7 @@ func (f *fakeChecker) Check(ctx context.Context, t Target) Result {
 			return Result{Reason: ReasonCanceled}
 		}
 	}
-	k := Key{Service: t.Service, Real: t.Real}
+	k := Key{Service: ipvs.MustParseServiceKey(t.Service), Real: t.Real}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.runs[k]++
@@ -75,7 +77,7 @@ func (f *fakeChecker) Check(ctx context.Context, t Target) Result {
 
 // fakeKey is the key of the i-th fake real.
 func fakeKey(i int) Key {
-	return Key{Service: fmt.Sprintf("svc%d", i%7), Real: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 250)}), uint16(1000+i))}
+	return Key{Service: ipvs.FWMarkKey(ipvs.IPv4, uint32(1+i%7)), Real: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 250)}), uint16(1000+i))}
 }
 
 // fakeChecks returns n checks of keys from..from+n-1 using c.
@@ -84,7 +86,7 @@ func fakeChecks(c Checker, from, n int, p Params) []Check {
 	for i := range checks {
 		k := fakeKey(from + i)
 		checks[i] = Check{
-			Key: k, Target: Target{Service: k.Service, Real: k.Real, Addr: k.Real},
+			Key: k, Target: Target{Service: k.Service.String(), Real: k.Real, Addr: k.Real},
 			Type: TypeTCP, Checker: c, Params: p, Fingerprint: "v1",
 		}
 	}
@@ -388,7 +390,7 @@ func TestSchedulerCheckerPanics(t *testing.T) {
 	events := make(chan Event, 10)
 	s := NewScheduler(SchedulerOptions{OnChange: func(ev Event) { events <- ev }})
 	k := fakeKey(0)
-	s.Add(Check{Key: k, Target: Target{Service: k.Service, Real: k.Real, Addr: k.Real},
+	s.Add(Check{Key: k, Target: Target{Service: k.Service.String(), Real: k.Real, Addr: k.Real},
 		Checker: CheckerFunc(func(context.Context, Target) Result { panic("boom") }),
 		Params:  Params{Interval: 10 * time.Millisecond, Fall: 1, Initial: StateUp}})
 	runScheduler(t, s)

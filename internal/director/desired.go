@@ -123,7 +123,7 @@ func desiredOf(services []serviceSpec, health healthView, admin map[raft.RealRef
 			}
 			d := ipvs.NewDestination(dr.Address, port, dr.Weight)
 			d.UpperThreshold, d.LowerThreshold = dr.UpperThreshold, dr.LowerThreshold
-			if hadOld && !dr.Sorry && pending[healthcheck.Key{Service: svc.Config.Name, Real: netip.AddrPortFrom(dr.Address, dr.Port)}] {
+			if hadOld && !dr.Sorry && pending[healthcheck.Key{Service: svc.Key, Real: netip.AddrPortFrom(dr.Address, dr.Port)}] {
 				if cur, ok := old.Dests[d.Key]; ok {
 					d.Weight = cur.Weight
 				}
@@ -136,7 +136,7 @@ func desiredOf(services []serviceSpec, health healthView, admin map[raft.RealRef
 				port = 0
 			}
 			dk := ipvs.NewDestination(ar.Address, port, 0).Key
-			if hadOld && ar.Reason == healthcheck.AbsentDown && pending[healthcheck.Key{Service: svc.Config.Name, Real: netip.AddrPortFrom(ar.Address, ar.Port)}] {
+			if hadOld && ar.Reason == healthcheck.AbsentDown && pending[healthcheck.Key{Service: svc.Key, Real: netip.AddrPortFrom(ar.Address, ar.Port)}] {
 				if cur, ok := old.Dests[dk]; ok {
 					// Down only by its initial state: adopted as it is,
 					// like a present real, until its check has a verdict.

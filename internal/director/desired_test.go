@@ -62,8 +62,17 @@ func specOf(t *testing.T, doc string) raft.Spec {
 	return clusterspec.FromDirector(d)
 }
 
+// testServiceKeys are the identities of the test files' services, by name.
+var testServiceKeys = map[string]ipvs.ServiceKey{
+	"web":    ipvs.MustParseServiceKey("tcp/203.0.113.10:80"),
+	"sticky": ipvs.MustParseServiceKey("tcp/203.0.113.10:443"),
+	"marked": ipvs.MustParseServiceKey("fwmark/4/7"),
+	"any":    ipvs.MustParseServiceKey("tcp/203.0.113.10:80"),
+	"owned":  ipvs.MustParseServiceKey("tcp/203.0.113.20:80"),
+}
+
 func key(svc string, addr string, port uint16) healthcheck.Key {
-	return healthcheck.Key{Service: svc, Real: netip.AddrPortFrom(netip.MustParseAddr(addr), port)}
+	return healthcheck.Key{Service: testServiceKeys[svc], Real: netip.AddrPortFrom(netip.MustParseAddr(addr), port)}
 }
 
 // health is a fixed health view.

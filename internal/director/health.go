@@ -23,6 +23,7 @@ func healthServices(services []config.Service) []healthcheck.Service {
 func healthService(svc config.Service) healthcheck.Service {
 	out := healthcheck.Service{
 		Name:        svc.Name,
+		Key:         svc.Key(),
 		Port:        svc.Port,
 		Quorum:      svc.Quorum,
 		SorryServer: svc.SorryServer,

@@ -201,10 +201,10 @@ func (s *Set) CheckRan(checkType string, r healthcheck.Run) {
 		result = "up"
 	}
 	s.mu.Lock()
-	s.services[r.Key.Service] = true
+	s.services[r.Service] = true
 	s.mu.Unlock()
-	s.checkDuration.WithLabelValues(r.Key.Service, checkType).Observe(r.Result.Latency.Seconds())
-	s.checkResults.WithLabelValues(r.Key.Service, result, r.Result.Reason.String()).Inc()
+	s.checkDuration.WithLabelValues(r.Service, checkType).Observe(r.Result.Latency.Seconds())
+	s.checkResults.WithLabelValues(r.Service, result, r.Result.Reason.String()).Inc()
 	if !r.Scheduled.IsZero() && !r.Started.IsZero() {
 		s.checkDelay.Observe(max(r.Started.Sub(r.Scheduled), 0).Seconds())
 	}

@@ -250,7 +250,7 @@ func TestWitnessHasRaftMetricsOnly(t *testing.T) {
 	}
 	// Its events: leadership only; the director's are no-ops.
 	s.LeadershipAcquired()
-	s.CheckRan("tcp", healthcheck.Run{Key: healthcheck.Key{Service: "web"}})
+	s.CheckRan("tcp", healthcheck.Run{Service: "web"})
 	s.Reconciled(now, time.Second, nil)
 	s.IPVSWrite(ipvs.OpAddDest, nil)
 	if got := gathered(t, s, "dsrd_failovers_total"); got != 1 {
@@ -290,7 +290,8 @@ func TestCheckMetrics(t *testing.T) {
 	s := New(RoleDirector)
 	run := func(svc, real string, up bool, reason healthcheck.Reason, latency, late time.Duration) healthcheck.Run {
 		return healthcheck.Run{
-			Key:       healthcheck.Key{Service: svc, Real: ap(real)},
+			Key:       healthcheck.Key{Real: ap(real)},
+			Service:   svc,
 			Scheduled: now, Started: now.Add(late),
 			Result: healthcheck.Result{Up: up, Reason: reason, Latency: latency},
 		}
@@ -435,7 +436,7 @@ func TestNilSetIsOff(t *testing.T) {
 func TestNamesFollowConventions(t *testing.T) {
 	s := newTestSet(RoleDirector, directorSnapshot(), nil)
 	s.LeadershipAcquired()
-	s.CheckRan("tcp", healthcheck.Run{Key: healthcheck.Key{Service: "web", Real: ap("192.0.2.21:80")}, Scheduled: now, Started: now})
+	s.CheckRan("tcp", healthcheck.Run{Key: healthcheck.Key{Real: ap("192.0.2.21:80")}, Service: "web", Scheduled: now, Started: now})
 	s.Reconciled(now, time.Millisecond, nil)
 	mfs, err := s.Gatherer().Gather()
 	if err != nil {

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
+	"github.com/dsrd/dsrd/ipvs"
 )
 
 func main() {
@@ -169,10 +170,11 @@ func (b benchConfig) schedulerRow(ctx context.Context, name string, checker heal
 	checks := make([]healthcheck.Check, b.checks)
 	for i := range checks {
 		addr := b.addrs[i%len(b.addrs)]
-		key := healthcheck.Key{Service: fmt.Sprintf("svc%04d", i/len(b.addrs)), Real: addr}
+		svc := i / len(b.addrs)
+		key := healthcheck.Key{Service: ipvs.FWMarkKey(ipvs.IPv4, uint32(1+svc)), Real: addr}
 		checks[i] = healthcheck.Check{
 			Key:     key,
-			Target:  healthcheck.Target{Service: key.Service, Real: addr, Addr: addr},
+			Target:  healthcheck.Target{Service: fmt.Sprintf("svc%04d", svc), Real: addr, Addr: addr},
 			Type:    healthcheck.TypeTCP,
 			Checker: checker,
 			Params: healthcheck.Params{Interval: b.interval, Timeout: b.timeout, Rise: 2, Fall: 3,
