@@ -50,6 +50,16 @@ type Options struct {
 }
 
 // Director is a running director. Its methods implement api.Backend.
+//
+// It composes collaborators that each own their state and, where more than
+// one goroutine reaches it, their one lock: healthInputs (the health
+// inputs a desired computation read, for the checks' OnRun), submitter
+// (the loaded file and the last reload, for Reload, the start-up
+// submission and status), progress (what the reconcile loop reached, for
+// status). The reconcile loop's own state (loopState: the catch-up hold,
+// the owned-file saver, the translated spec, the spec follower) takes no
+// lock: only the loop touches it. The other fields are set by New or Run
+// before the goroutines that read them start, and not changed after.
 type Director struct {
 	opts Options
 	log  *slog.Logger
@@ -80,14 +90,14 @@ type Director struct {
 	// checkRan compares each run's outcome with them.
 	inputs *healthInputs
 
+	// sub owns the file as last loaded and the last reload's outcome.
+	sub *submitter
+	// progress is what the reconcile loop reached.
+	progress progress
+
 	// loop is touched by the reconcile loop only (and Run before it
 	// starts): no lock.
 	loop loopState
-
-	// sub owns the file as last loaded and the last reload's outcome.
-	sub *submitter
-
-	progress progress // what the reconcile loop reached
 }
 
 // loopState is the reconcile loop's own state.
