@@ -29,6 +29,8 @@ const (
 	MaxReceivedPrefixes = 100
 	// statusTimeout bounds the query behind Status, which takes no context.
 	statusTimeout = 2 * time.Second
+	// importPolicy names the import policy: local routes only.
+	importPolicy = "dsrd-local-only"
 )
 
 // ErrStopped is returned by the methods of a stopped Speaker.
@@ -175,13 +177,28 @@ func (s *Speaker) startServer(ctx context.Context, cfg Config) (*server.BgpServe
 		return nil, fmt.Errorf("bgp: start: %w", err)
 	}
 	// Nothing a router sends is imported: only the local paths matter.
+	// gobgp runs its own paths through the import policy too, so the
+	// policy accepts local routes and rejects every other.
 	err = call(ctx, func() error {
-		return srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
-			Name:          "global",
-			Direction:     api.PolicyDirection_POLICY_DIRECTION_IMPORT,
-			DefaultAction: api.RouteAction_ROUTE_ACTION_REJECT,
+		return srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{
+			Name: importPolicy,
+			Statements: []*api.Statement{{
+				Name:       importPolicy + "-local",
+				Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+				Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
+			}},
 		}})
 	})
+	if err == nil {
+		err = call(ctx, func() error {
+			return srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+				Name:          "global",
+				Direction:     api.PolicyDirection_POLICY_DIRECTION_IMPORT,
+				Policies:      []*api.Policy{{Name: importPolicy}},
+				DefaultAction: api.RouteAction_ROUTE_ACTION_REJECT,
+			}})
+		})
+	}
 	if err != nil {
 		s.stopServer(ctx, srv)
 		return nil, fmt.Errorf("bgp: set the import policy: %w", err)
