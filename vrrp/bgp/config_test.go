@@ -152,3 +152,48 @@ func TestPeerDefaults(t *testing.T) {
 		t.Errorf("afi-safis %v", ap.AfiSafis)
 	}
 }
+
+// FuzzValidate: no configuration panics Validate, New or the translation
+// to gobgp's peers; what Validate accepts, New accepts, with the rules'
+// guarantees holding.
+func FuzzValidate(f *testing.F) {
+	f.Add(uint32(64513), []byte{192, 0, 2, 2}, "64513:100", []byte{192, 0, 2, 1}, uint32(64512), uint16(0), "", int64(0), int64(0), []byte{}, uint8(0), int64(300e6), int64(300e6), uint8(3))
+	f.Add(uint32(64513), []byte{192, 0, 2, 2}, "no-export", []byte{0x20, 1, 0xd, 0xb8, 15: 1}, uint32(64513), uint16(1179), "k", int64(30e9), int64(10e9), []byte{0x20, 1, 0xd, 0xb8, 15: 2}, uint8(0), int64(0), int64(0), uint8(0))
+	f.Fuzz(func(t *testing.T, asn uint32, rid []byte, community string, addr []byte, peerASN uint32, port uint16, password string,
+		hold, keepalive int64, src []byte, multihop uint8, minRx, minTx int64, mult uint8) {
+		ridAddr, _ := netip.AddrFromSlice(rid)
+		peerAddr, _ := netip.AddrFromSlice(addr)
+		srcAddr, _ := netip.AddrFromSlice(src)
+		p := Peer{
+			Address: peerAddr, ASN: peerASN, Port: port, Password: password,
+			HoldTime: time.Duration(hold), KeepaliveTime: time.Duration(keepalive),
+			SourceAddress: srcAddr, EBGPMultihop: multihop,
+		}
+		if minRx != 0 || minTx != 0 || mult != 0 {
+			p.BFD = &BFD{MinRx: time.Duration(minRx), MinTx: time.Duration(minTx), Multiplier: mult}
+		}
+		c := Config{ASN: asn, RouterID: ridAddr, Communities: []string{community}, Peers: []Peer{p}}
+		err := c.Validate()
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field == "" {
+				t.Fatalf("Validate: %v is not a *FieldError with a field", err)
+			}
+			return
+		}
+		if _, err := New(nil, c); err != nil {
+			t.Fatalf("Validate accepts, New refuses: %v", err)
+		}
+		ap := apiPeer(p)
+		h, ka := ap.Timers.Config.HoldTime, ap.Timers.Config.KeepaliveInterval
+		if h < 3 || h > 65535 || ka >= h || ka == 0 {
+			t.Fatalf("hold %d keepalive %d from %v", h, ka, p)
+		}
+		if v, _ := ParseCommunity(community); v == CommunityGracefulShutdown {
+			t.Fatalf("GRACEFUL_SHUTDOWN accepted: %q", community)
+		}
+		if ap.Bfd != nil && (ap.Bfd.RequiredMinimumReceive < 50000 || ap.Bfd.DesiredMinimumTxInterval > 10000000) {
+			t.Fatalf("bfd %v", ap.Bfd)
+		}
+	})
+}
