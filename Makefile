@@ -59,7 +59,8 @@ packaging-test:
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s); go test
 ## fuzzes one target per invocation. Every input from the network or disk:
 ## the configuration file, raft log entries, snapshots, raft RPCs, the Raft
-## port's first bytes, peer protocol and local API request bodies.
+## port's first bytes, peer protocol and local API request bodies, the BGP
+## speaker's configuration (communities and every rule of Validate).
 FUZZTIME ?= 30s
 FUZZFLAGS ?=
 fuzz:
@@ -74,6 +75,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzPeerRequests$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/api
 	$(GO) test -run '^$$' -fuzz '^FuzzLocalAPIRequests$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/api
 	$(GO) test -run '^$$' -fuzz '^FuzzIdentityOf$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft/pki
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCommunity$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./vrrp/bgp
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./vrrp/bgp
 
 ## fuzz-short: every fuzz target for 3,000 inputs, as CI runs them (about a
 ## minute with the builds); the seed corpora also run in unit, as plain

@@ -10,7 +10,7 @@ import (
 // ownTheirInput are the domain packages that own their input types and
 // must not depend on this package (README.md, "Code map"); the edge
 // (internal/director, internal/clusterspec, internal/cli) translates.
-var ownTheirInput = []string{"./healthcheck", "./ipvs", "./raft", "./realserver", "./vrrp"}
+var ownTheirInput = []string{"./healthcheck", "./ipvs", "./raft", "./realserver", "./vrrp", "./vrrp/bgp"}
 
 const configPath = "github.com/dsrd/dsrd/internal/config"
 
