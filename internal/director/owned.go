@@ -36,7 +36,7 @@ const ownedFormat = 1
 // Index is the raft.State.Index of the last state applied without error:
 // at start, Raft replays its log through older states, and programming one
 // of them would undo, for a moment, changes the kernel already holds (a real
-// deleted and re-added, a service drained): see Director.catchUp.
+// deleted and re-added, a service drained): see catchUp.
 type ownedRecord struct {
 	Format   int        `json:"format"`
 	Index    uint64     `json:"index"`
