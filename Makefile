@@ -60,7 +60,8 @@ packaging-test:
 ## fuzzes one target per invocation. Every input from the network or disk:
 ## the configuration file, raft log entries, snapshots, raft RPCs, the Raft
 ## port's first bytes, peer protocol and local API request bodies, the BGP
-## speaker's configuration (communities and every rule of Validate).
+## speaker's configuration (communities and every rule of Validate), the
+## service keys of raft refs (ipvs.ParseServiceKey).
 FUZZTIME ?= 30s
 FUZZFLAGS ?=
 fuzz:
@@ -77,6 +78,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzIdentityOf$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./raft/pki
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCommunity$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./vrrp/bgp
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./vrrp/bgp
+	$(GO) test -run '^$$' -fuzz '^FuzzParseServiceKey$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./ipvs
 
 ## fuzz-short: every fuzz target for 3,000 inputs, as CI runs them (about a
 ## minute with the builds); the seed corpora also run in unit, as plain
