@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dsrd/dsrd/internal/netkernel"
 	"github.com/dsrd/dsrd/internal/netnsutil"
 	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/internal/testutil/privileged"
@@ -21,7 +22,7 @@ func TestLinuxRepairSysctlDrift(t *testing.T) {
 	rs, _ := realServer(t)
 	a := newTestAgent(t, rs.k, Config{VIPs: []netip.Addr{vip4}, Interfaces: []string{"eth0"}, ResyncInterval: time.Hour})
 	runAgent(t, a)
-	const path = "net/ipv4/conf/eth0/arp_ignore"
+	const path = "net.ipv4.conf.eth0.arp_ignore"
 	rs.set(t, path, "0")
 	drifted := time.Now()
 	// A bound far under the resync interval, loose for a loaded machine.
@@ -46,7 +47,7 @@ func TestLinuxRepairSysctlDrift(t *testing.T) {
 // The netns case is how the tests run the agent (each read enters the
 // namespace on a locked thread); it needs root.
 func BenchmarkSysctlPoll(b *testing.B) {
-	run := func(b *testing.B, k *LinuxKernel) {
+	run := func(b *testing.B, k *netkernel.Linux) {
 		a, err := New(Config{VIPs: []netip.Addr{vip4}, DataDir: b.TempDir()}, nil, WithKernel(k))
 		if err != nil {
 			b.Fatal(err)
@@ -67,7 +68,7 @@ func BenchmarkSysctlPoll(b *testing.B) {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 	b.Run("current", func(b *testing.B) {
-		k, err := NewLinuxKernel()
+		k, err := netkernel.New()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -81,7 +82,7 @@ func BenchmarkSysctlPoll(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer ns.Close()
-		k, err := NewLinuxKernel(InNetns(ns))
+		k, err := netkernel.NewAt((ns))
 		if err != nil {
 			b.Fatal(err)
 		}

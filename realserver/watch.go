@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/dsrd/dsrd/internal/netkernel"
 )
 
 // The re-subscription backoff after a lost netlink subscription: it starts
@@ -86,7 +88,7 @@ func (a *Agent) watchOnce(ctx context.Context, trigger chan<- string, onSubscrib
 		case err := <-errc:
 			return err
 		case ev := <-events:
-			if ev.Kind == EventSubscribed {
+			if ev.Kind == netkernel.EventSubscribed {
 				onSubscribed()
 				continue
 			}
@@ -113,11 +115,11 @@ func fire(trigger chan<- string, why string) {
 func (a *Agent) relevant(ev Event) (string, bool) {
 	isLo := ev.Link == "lo"
 	switch ev.Kind {
-	case EventAddrRemoved:
+	case netkernel.EventAddrRemoved:
 		if isLo {
 			return fmt.Sprintf("%s removed from %s", ev.Prefix, ev.Link), true
 		}
-	case EventLinkChanged:
+	case netkernel.EventLinkChanged:
 		if isLo && !ev.Up {
 			return "lo down", true
 		}
