@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/dsrd/dsrd/internal/netkernel"
 )
 
 // resubscribeDelay is the pause before subscribing to link changes again
@@ -36,34 +38,40 @@ func watchLinks(ctx context.Context, k Kernel, log *slog.Logger, out chan<- Link
 	}
 }
 
-// watchLinksOnce runs one subscription until it fails or ctx is done.
+// watchLinksOnce runs one Kernel.Watch until it fails or ctx is done. The
+// Watch runs on a goroutine of its own that ends when the subscription
+// fails or its context is cancelled; watchLinksOnce waits for it.
 func watchLinksOnce(ctx context.Context, k Kernel, log *slog.Logger, out chan<- Link) error {
-	done := make(chan struct{})
-	ch, err := k.SubscribeLinks(done, func(err error) {
-		log.Debug("link subscription", keyError, err)
-	})
-	if err != nil {
-		close(done)
-		return fmt.Errorf("subscribe to link changes: %w", err)
-	}
+	subCtx, cancel := context.WithCancel(ctx)
+	events := make(chan netkernel.Event, 64)
+	errc := make(chan error, 1)
+	go func() { errc <- k.Watch(subCtx, events) }()
+	ended := false
 	defer func() {
-		close(done)
-		for range ch { // the Kernel contract: drain until closed
+		cancel()
+		if !ended {
+			<-errc
 		}
 	}()
-	if !sendLink(ctx, out, Link{}) {
-		return ctx.Err()
-	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case l, ok := <-ch:
-			if !ok {
-				return errSubscriptionEnded
-			}
-			if l.Name == "" {
-				continue
+		case err := <-errc:
+			ended = true
+			log.Debug("link subscription", keyError, err)
+			return fmt.Errorf("%w: %w", errSubscriptionEnded, err)
+		case ev := <-events:
+			var l Link
+			switch ev.Kind {
+			case netkernel.EventSubscribed:
+				l = Link{} // read every interface again
+			case netkernel.EventLinkChanged:
+				l = Link{Name: ev.Link, Status: statusOf(ev.Up, ev.Running)}
+			case netkernel.EventLinkRemoved:
+				l = Link{Name: ev.Link, Status: LinkMissing}
+			default:
+				continue // address changes: the periodic check repairs VIPs
 			}
 			if !sendLink(ctx, out, l) {
 				return ctx.Err()
