@@ -21,6 +21,7 @@ type kernel interface {
 	DelAddr(a Addr) error
 	Sysctl(name string) (string, error)
 	SetSysctl(name, value string) error
+	RouteInterface(dst netip.Addr) (string, error)
 	Watch(ctx context.Context, events chan<- Event) error
 }
 
@@ -167,6 +168,33 @@ func testContract(t *testing.T, setup func(t *testing.T) (kernel, operator)) {
 		all, _ = k.Addrs("")
 		if slices.ContainsFunc(all, func(a Addr) bool { return a.Link == "dsrd0" }) {
 			t.Fatalf("addresses of a deleted interface remain: %v", all)
+		}
+	})
+
+	t.Run("routes", func(t *testing.T) {
+		k, op := setup(t)
+		op.addLink(t, "dsrd0")
+		if err := k.SetLinkUp("dsrd0"); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"198.51.100.1/24", "2001:db8:1::1/64"} {
+			if err := k.AddAddr(Addr{Link: "dsrd0", Prefix: pfx(p), Flags: FlagNoDAD}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for dst, want := range map[string]string{
+			"198.51.100.7":  "dsrd0", // connected
+			"2001:db8:1::7": "dsrd0",
+			"198.51.100.1":  "lo", // local
+			"127.0.0.1":     "lo",
+		} {
+			got, err := k.RouteInterface(netip.MustParseAddr(dst))
+			if err != nil || got != want {
+				t.Errorf("RouteInterface(%s) = %q, %v; want %s", dst, got, err, want)
+			}
+		}
+		if got, err := k.RouteInterface(netip.MustParseAddr("203.0.113.99")); err == nil {
+			t.Errorf("RouteInterface without a route = %q, want an error", got)
 		}
 	})
 

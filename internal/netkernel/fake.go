@@ -521,8 +521,10 @@ func (f *Fake) SetSysctl(name, value string) error {
 	return nil
 }
 
-// RouteInterface answers from SetRoute's table, the longest match first;
-// a local address routes to lo.
+// RouteInterface answers as the kernel's main table would: a local
+// address routes to lo; otherwise the longest match among SetRoute's
+// routes and the connected routes of the addresses of interfaces that are
+// up (192.0.2.5/24 on eth0: 192.0.2.0/24 via eth0).
 func (f *Fake) RouteInterface(dst netip.Addr) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -532,9 +534,17 @@ func (f *Fake) RouteInterface(dst netip.Addr) (string, error) {
 		}
 	}
 	best, link := -1, ""
-	for p, l := range f.routes {
+	consider := func(p netip.Prefix, l string) {
 		if p.Contains(dst) && p.Bits() > best {
 			best, link = p.Bits(), l
+		}
+	}
+	for p, l := range f.routes {
+		consider(p, l)
+	}
+	for _, a := range f.addrs {
+		if i := f.linkIndexLocked(a.Link); i >= 0 && f.links[i].Up && !f.links[i].Loopback {
+			consider(a.Prefix.Masked(), a.Link)
 		}
 	}
 	if best < 0 {
