@@ -120,13 +120,32 @@ func testContract(t *testing.T, setup func(t *testing.T) (kernel, operator)) {
 		if err := k.AddAddr(v6); err != nil {
 			t.Fatal(err)
 		}
+		hostOnly := Addr{Link: "dsrd0", Prefix: pfx("198.51.100.9/32"), Scope: ScopeHost}
+		if err := k.AddAddr(hostOnly); err != nil {
+			t.Fatal(err)
+		}
 		got := findAddr(t, k, "dsrd0", vip.Prefix)
-		if got == nil || got.Label != "dsrd0:dsrd" {
-			t.Fatalf("Addrs(dsrd0) has %+v, want %s with label dsrd0:dsrd", got, vip.Prefix)
+		if got == nil || got.Label != "dsrd0:dsrd" || got.Scope != ScopeGlobal {
+			t.Fatalf("Addrs(dsrd0) has %+v, want %s with label dsrd0:dsrd, scope global", got, vip.Prefix)
 		}
 		got = findAddr(t, k, "dsrd0", v6.Prefix)
-		if got == nil || got.Flags&FlagNoDAD == 0 || got.Flags&FlagTentative != 0 {
-			t.Fatalf("Addrs(dsrd0) has %+v, want %s nodad, not tentative", got, v6.Prefix)
+		if got == nil || got.Flags&FlagNoDAD == 0 || got.Flags&FlagTentative != 0 || got.Scope != ScopeGlobal {
+			t.Fatalf("Addrs(dsrd0) has %+v, want %s nodad, not tentative, scope global", got, v6.Prefix)
+		}
+		if got = findAddr(t, k, "dsrd0", hostOnly.Prefix); got == nil || got.Scope != ScopeHost {
+			t.Fatalf("Addrs(dsrd0) has %+v, want %s scope host", got, hostOnly.Prefix)
+		}
+		linkLocal := Addr{Link: "dsrd0", Prefix: pfx("fe80::9/64"), Flags: FlagNoDAD}
+		if err := k.AddAddr(linkLocal); err != nil {
+			t.Fatal(err)
+		}
+		if got = findAddr(t, k, "dsrd0", linkLocal.Prefix); got == nil || got.Scope != ScopeLink {
+			t.Fatalf("Addrs(dsrd0) has %+v, want %s scope link", got, linkLocal.Prefix)
+		}
+		for _, p := range []string{"127.0.0.1/8", "::1/128"} {
+			if got = findAddr(t, k, "lo", pfx(p)); got == nil || got.Scope != ScopeHost {
+				t.Fatalf("Addrs(lo) has %+v, want %s scope host", got, p)
+			}
 		}
 		all, err := k.Addrs("")
 		if err != nil {

@@ -79,8 +79,8 @@ func NewFake(links ...string) *Fake {
 	}
 	f.setLinkLocked(Link{Name: "lo", Up: true, Running: true, NoARP: true, Loopback: true})
 	f.addrs = append(f.addrs,
-		Addr{Link: "lo", Prefix: netip.MustParsePrefix("127.0.0.1/8"), Label: "lo"},
-		Addr{Link: "lo", Prefix: netip.MustParsePrefix("::1/128")},
+		Addr{Link: "lo", Prefix: netip.MustParsePrefix("127.0.0.1/8"), Label: "lo", Scope: ScopeHost},
+		Addr{Link: "lo", Prefix: netip.MustParsePrefix("::1/128"), Scope: ScopeHost},
 	)
 	for _, n := range links {
 		f.setLinkLocked(Link{Name: n, Up: true, Running: true})
@@ -188,9 +188,12 @@ func (f *Fake) SetAddrs(link string, ps ...netip.Prefix) {
 	}
 	f.addrs = slices.DeleteFunc(f.addrs, func(a Addr) bool { return a.Link == link })
 	for _, p := range ps {
-		a := Addr{Link: link, Prefix: p}
+		a := Addr{Link: link, Prefix: p, Scope: ipv6Scope(p.Addr())}
 		if p.Addr().Is4() {
 			a.Label = link
+			if p.Addr().IsLoopback() {
+				a.Scope = ScopeHost // as lo's own 127.0.0.1 comes
+			}
 		}
 		f.addrs = append(f.addrs, a)
 	}
@@ -438,6 +441,7 @@ func (f *Fake) AddAddr(a Addr) error {
 		}
 	} else {
 		a.Label = ""
+		a.Scope = ipv6Scope(a.Prefix.Addr())
 	}
 	a.Flags &= FlagNoDAD
 	l := f.links[i]

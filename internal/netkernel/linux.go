@@ -236,7 +236,7 @@ func (l *Linux) Addrs(link string) ([]Addr, error) {
 		if !ok {
 			name = fmt.Sprintf("if%d", na.LinkIndex)
 		}
-		addrs = append(addrs, Addr{Link: name, Prefix: p, Label: na.Label, Flags: flagsFromNetlink(na.Flags)})
+		addrs = append(addrs, Addr{Link: name, Prefix: p, Label: na.Label, Flags: flagsFromNetlink(na.Flags), Scope: AddrScope(na.Scope)})
 	}
 	return addrs, nil
 }
@@ -274,6 +274,7 @@ func toNetlinkAddr(a Addr) *netlink.Addr {
 	}}
 	if a.Prefix.Addr().Is4() {
 		na.Label = a.Label
+		na.Scope = int(a.Scope)
 	}
 	if a.Flags&FlagNoDAD != 0 {
 		na.Flags |= unix.IFA_F_NODAD

@@ -65,6 +65,47 @@ type Addr struct {
 	Label string `json:"label,omitempty"`
 	// Flags are the IFA_F_ flags dsrd cares about.
 	Flags AddrFlags `json:"flags,omitempty"`
+	// Scope is the address's scope. Given to AddAddr it is used for IPv4;
+	// the kernel derives an IPv6 address's scope from the address.
+	Scope AddrScope `json:"scope,omitempty"`
+}
+
+// AddrScope is an address's scope (the kernel's RT_SCOPE_ values).
+type AddrScope uint8
+
+// The scopes. The zero value is global, the kernel's default.
+const (
+	// ScopeGlobal: valid everywhere (RT_SCOPE_UNIVERSE).
+	ScopeGlobal AddrScope = 0
+	// ScopeLink: valid on the link only (RT_SCOPE_LINK): fe80::/10.
+	ScopeLink AddrScope = 253
+	// ScopeHost: valid inside the host only (RT_SCOPE_HOST): 127.0.0.1, ::1.
+	ScopeHost AddrScope = 254
+)
+
+// String names the scope as ip(8) prints it.
+func (s AddrScope) String() string {
+	switch s {
+	case ScopeGlobal:
+		return "global"
+	case ScopeLink:
+		return "link"
+	case ScopeHost:
+		return "host"
+	}
+	return fmt.Sprintf("scope(%d)", uint8(s))
+}
+
+// ipv6Scope is the scope the kernel gives an IPv6 address
+// (ipv6_addr_scope): host for ::1, link for fe80::/10, global otherwise.
+func ipv6Scope(a netip.Addr) AddrScope {
+	switch {
+	case a.IsLoopback():
+		return ScopeHost
+	case a.IsLinkLocalUnicast():
+		return ScopeLink
+	}
+	return ScopeGlobal
 }
 
 // String formats the address the way ip(8) would add it.
