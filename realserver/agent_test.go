@@ -304,10 +304,11 @@ func TestRunRepairs(t *testing.T) {
 	// lo flaps: it comes back up with its IPv6 VIP (the kernel drops IPv6
 	// addresses from a lo that goes down).
 	must(fk.SetLinkDown("lo"))
-	testutil.WaitFor(t, time.Second, "lo up with the IPv6 VIP", func() (bool, string) {
+	testutil.WaitFor(t, time.Second, "lo up with the IPv6 VIP, and the repair counted", func() (bool, string) {
 		links, _ := fk.Links()
 		lo, _ := loopback(links)
-		return lo.Up && hasAddr(t, fk, "lo", vipPrefix(vip6)), "not yet"
+		// The agent counts a repair after it made it.
+		return lo.Up && hasAddr(t, fk, "lo", vipPrefix(vip6)) && a.Stats().LoRepairs > 0, "not yet"
 	})
 	s := a.Stats()
 	if s.VIPRepairs < 2 || s.LoRepairs != 1 || s.Repairs < 3 || s.LastRepair.IsZero() {
@@ -321,9 +322,10 @@ func TestRunResyncRepairsSysctls(t *testing.T) {
 	runAgent(t, a)
 	// No event for sysctls: the resync catches it.
 	must(fk.SetSysctl("net.ipv4.conf.all.arp_ignore", "0"))
-	testutil.WaitFor(t, time.Second, "arp_ignore raised again", func() (bool, string) {
+	testutil.WaitFor(t, time.Second, "arp_ignore raised again, and counted", func() (bool, string) {
 		v, _ := fk.Sysctl("net.ipv4.conf.all.arp_ignore")
-		return v == "1", "not yet"
+		// The agent counts a repair after it made it.
+		return v == "1" && a.Stats().SysctlRepairs > 0, "not yet"
 	})
 	if s := a.Stats(); s.SysctlRepairs == 0 {
 		t.Errorf("stats = %+v", s)

@@ -46,7 +46,7 @@ func newHost(t *testing.T) *host {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
-	k, err := netkernel.NewAt((ns))
+	k, err := netkernel.NewAt(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,9 +297,10 @@ func TestLinuxRepairAfterAddrDel(t *testing.T) {
 	t.Logf("IPv4 VIP repaired in %s", took)
 	rs.delAddr(t, "lo", "2001:db8::10/128")
 	start = time.Now()
-	testutil.WaitFor(t, time.Second, "IPv6 VIP back", func() (bool, string) {
+	testutil.WaitFor(t, time.Second, "IPv6 VIP back, and both repairs counted", func() (bool, string) {
 		_, ok := findAddr(t, rs.k, "lo", vipPrefix(vip6))
-		return ok, "not yet"
+		// The agent counts a repair after it made it.
+		return ok && a.Stats().VIPRepairs >= 2, "not yet"
 	})
 	took = time.Since(start)
 	t.Logf("IPv6 VIP repaired in %s", took)
@@ -321,7 +322,8 @@ func TestLinuxRepairLoFlap(t *testing.T) {
 		}
 		_, ok4 := findAddr(t, rs.k, "lo", vipPrefix(vip4))
 		_, ok6 := findAddr(t, rs.k, "lo", vipPrefix(vip6))
-		return ok4 && ok6, "not yet"
+		// The agent counts the repair after it made it: wait for both.
+		return ok4 && ok6 && a.Stats().LoRepairs > 0, "not yet"
 	})
 	took := time.Since(start)
 	t.Logf("lo flap repaired in %s", took)

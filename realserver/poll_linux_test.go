@@ -26,9 +26,10 @@ func TestLinuxRepairSysctlDrift(t *testing.T) {
 	rs.set(t, path, "0")
 	drifted := time.Now()
 	// A bound far under the resync interval, loose for a loaded machine.
-	testutil.WaitFor(t, 20*time.Second, "eth0 arp_ignore back to 1", func() (bool, string) {
+	// The agent counts the repair after it wrote the value: wait for both.
+	testutil.WaitFor(t, 20*time.Second, "eth0 arp_ignore back to 1, and counted", func() (bool, string) {
 		v := sysctl(t, rs.k, path)
-		return v == "1", "arp_ignore=" + v
+		return v == "1" && a.Stats().SysctlRepairs > 0, "arp_ignore=" + v
 	})
 	took := time.Since(drifted)
 	t.Logf("arp_ignore repaired %s after it was lowered (poll every %s, resync every %s)",
@@ -82,7 +83,7 @@ func BenchmarkSysctlPoll(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer ns.Close()
-		k, err := netkernel.NewAt((ns))
+		k, err := netkernel.NewAt(ns)
 		if err != nil {
 			b.Fatal(err)
 		}
