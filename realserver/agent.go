@@ -11,7 +11,7 @@
 // "draining" before maintenance.
 //
 // Everything that touches the kernel goes through the Kernel interface:
-// LinuxKernel for real, FakeKernel for tests.
+// netkernel.Linux for real, netkernel.Fake for tests.
 package realserver
 
 import (
@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dsrd/dsrd/internal/netkernel"
 )
 
 // Config is what the agent needs to know. It has no defaults (but for a
@@ -149,7 +151,7 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 		o(a)
 	}
 	if a.k == nil {
-		lk, err := NewLinuxKernel()
+		lk, err := netkernel.New()
 		if err != nil {
 			return nil, err
 		}
@@ -322,7 +324,7 @@ func (a *Agent) applyLocked(ctx context.Context) (Changes, error) {
 	if err := ctx.Err(); err != nil {
 		return ch, err
 	}
-	addrs, err := a.k.Addrs()
+	addrs, err := a.k.Addrs("")
 	if err != nil {
 		return ch, err
 	}
@@ -355,7 +357,7 @@ func (a *Agent) Cleanup(ctx context.Context) error {
 	if !ok {
 		return errors.New("no loopback interface")
 	}
-	addrs, err := a.k.Addrs()
+	addrs, err := a.k.Addrs("")
 	if err != nil {
 		return err
 	}

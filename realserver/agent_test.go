@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsrd/dsrd/internal/netkernel"
 	"github.com/dsrd/dsrd/internal/testutil"
 )
 
@@ -41,7 +42,7 @@ func TestApplyFreshHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := st.Sysctls["net/ipv4/conf/all/arp_ignore"]; got != (savedSysctl{Original: "0", Set: "1"}) {
+	if got := st.Sysctls["net.ipv4.conf.all.arp_ignore"]; got != (savedSysctl{Original: "0", Set: "1"}) {
 		t.Errorf("saved all.arp_ignore = %+v", got)
 	}
 	if len(st.Sysctls) != 4 {
@@ -76,8 +77,8 @@ func TestApplyIdempotent(t *testing.T) {
 
 func TestApplyKeepsStricterSysctls(t *testing.T) {
 	fk := newFakeHost()
-	must(fk.SetSysctl("net/ipv4/conf/eth0/arp_ignore", "2"))
-	must(fk.SetSysctl("net/ipv4/conf/all/arp_announce", "2"))
+	must(fk.SetSysctl("net.ipv4.conf.eth0.arp_ignore", "2"))
+	must(fk.SetSysctl("net.ipv4.conf.all.arp_announce", "2"))
 	a := newTestAgent(t, fk, Config{VIPs: []netip.Addr{vip4}, Interfaces: []string{"eth0"}})
 	ch, err := a.Apply(context.Background())
 	if err != nil {
@@ -91,7 +92,7 @@ func TestApplyKeepsStricterSysctls(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("changed %v, want %v", names, want)
 	}
-	if v := sysctl(t, fk, "net/ipv4/conf/eth0/arp_ignore"); v != "2" {
+	if v := sysctl(t, fk, "net.ipv4.conf.eth0.arp_ignore"); v != "2" {
 		t.Errorf("eth0.arp_ignore = %s, want the stricter 2 kept", v)
 	}
 }
@@ -106,7 +107,7 @@ func TestOriginalsSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An operator lowers one value meanwhile; the new run raises it again.
-	must(fk.SetSysctl("net/ipv4/conf/eth0/arp_announce", "1"))
+	must(fk.SetSysctl("net.ipv4.conf.eth0.arp_announce", "1"))
 	a2 := newTestAgent(t, fk, cfg)
 	if _, err := a2.Apply(context.Background()); err != nil {
 		t.Fatal(err)
@@ -125,7 +126,7 @@ func TestOriginalsSurviveRestart(t *testing.T) {
 	}
 	for _, p := range []string{"all", "eth0"} {
 		for _, n := range []string{"arp_ignore", "arp_announce"} {
-			if v := sysctl(t, fk, confPath(p, n)); v != "0" {
+			if v := sysctl(t, fk, netkernel.ConfSysctl(p, n)); v != "0" {
 				t.Errorf("%s.%s = %s after cleanup, want 0", p, n, v)
 			}
 		}
@@ -159,15 +160,15 @@ func TestOriginalSavedBeforeChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := st.Sysctls["net/ipv4/conf/all/arp_ignore"]; !ok {
+	if _, ok := st.Sysctls["net.ipv4.conf.all.arp_ignore"]; !ok {
 		t.Error("original not recorded before the write")
 	}
 }
 
 func TestCleanupRestoresAndRemovesOnlyOwn(t *testing.T) {
 	fk := newFakeHost()
-	must(fk.SetSysctl("net/ipv4/conf/all/arp_ignore", "0"))
-	must(fk.SetSysctl("net/ipv4/conf/eth0/arp_announce", "1"))
+	must(fk.SetSysctl("net.ipv4.conf.all.arp_ignore", "0"))
+	must(fk.SetSysctl("net.ipv4.conf.eth0.arp_announce", "1"))
 	// The operator's own addresses on lo, one of them a configured VIP.
 	foreign := []Addr{
 		{Link: "lo", Prefix: netip.MustParsePrefix("198.51.100.7/32")},
@@ -209,14 +210,14 @@ func TestCleanupLeavesValuesChangedByOthers(t *testing.T) {
 	if _, err := a.Apply(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	must(fk.SetSysctl("net/ipv4/conf/all/arp_ignore", "8"))
+	must(fk.SetSysctl("net.ipv4.conf.all.arp_ignore", "8"))
 	if err := a.Cleanup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if v := sysctl(t, fk, "net/ipv4/conf/all/arp_ignore"); v != "8" {
+	if v := sysctl(t, fk, "net.ipv4.conf.all.arp_ignore"); v != "8" {
 		t.Errorf("arp_ignore = %s, want the operator's 8", v)
 	}
-	if v := sysctl(t, fk, "net/ipv4/conf/all/arp_announce"); v != "0" {
+	if v := sysctl(t, fk, "net.ipv4.conf.all.arp_announce"); v != "0" {
 		t.Errorf("arp_announce = %s, want restored 0", v)
 	}
 }
@@ -282,8 +283,8 @@ func TestMissingInterfaceSetLater(t *testing.T) {
 	runAgent(t, a)
 	fk.AddLink(Link{Name: "eth1", Up: true, Running: true})
 	testutil.WaitFor(t, time.Second, "eth1 sysctls set", func() (bool, string) {
-		v1, _ := fk.Sysctl("net/ipv4/conf/eth1/arp_ignore")
-		v2, _ := fk.Sysctl("net/ipv4/conf/eth1/arp_announce")
+		v1, _ := fk.Sysctl("net.ipv4.conf.eth1.arp_ignore")
+		v2, _ := fk.Sysctl("net.ipv4.conf.eth1.arp_announce")
 		return v1 == "1" && v2 == "2", "not yet"
 	})
 }
@@ -303,10 +304,11 @@ func TestRunRepairs(t *testing.T) {
 	// lo flaps: it comes back up with its IPv6 VIP (the kernel drops IPv6
 	// addresses from a lo that goes down).
 	must(fk.SetLinkDown("lo"))
-	testutil.WaitFor(t, time.Second, "lo up with the IPv6 VIP", func() (bool, string) {
+	testutil.WaitFor(t, time.Second, "lo up with the IPv6 VIP, and the repair counted", func() (bool, string) {
 		links, _ := fk.Links()
 		lo, _ := loopback(links)
-		return lo.Up && hasAddr(t, fk, "lo", vipPrefix(vip6)), "not yet"
+		// The agent counts a repair after it made it.
+		return lo.Up && hasAddr(t, fk, "lo", vipPrefix(vip6)) && a.Stats().LoRepairs > 0, "not yet"
 	})
 	s := a.Stats()
 	if s.VIPRepairs < 2 || s.LoRepairs != 1 || s.Repairs < 3 || s.LastRepair.IsZero() {
@@ -319,10 +321,11 @@ func TestRunResyncRepairsSysctls(t *testing.T) {
 	a := newTestAgent(t, fk, Config{VIPs: []netip.Addr{vip4}, ResyncInterval: 50 * time.Millisecond})
 	runAgent(t, a)
 	// No event for sysctls: the resync catches it.
-	must(fk.SetSysctl("net/ipv4/conf/all/arp_ignore", "0"))
-	testutil.WaitFor(t, time.Second, "arp_ignore raised again", func() (bool, string) {
-		v, _ := fk.Sysctl("net/ipv4/conf/all/arp_ignore")
-		return v == "1", "not yet"
+	must(fk.SetSysctl("net.ipv4.conf.all.arp_ignore", "0"))
+	testutil.WaitFor(t, time.Second, "arp_ignore raised again, and counted", func() (bool, string) {
+		v, _ := fk.Sysctl("net.ipv4.conf.all.arp_ignore")
+		// The agent counts a repair after it made it.
+		return v == "1" && a.Stats().SysctlRepairs > 0, "not yet"
 	})
 	if s := a.Stats(); s.SysctlRepairs == 0 {
 		t.Errorf("stats = %+v", s)
@@ -427,17 +430,17 @@ func TestConfigValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(tt.cfg, nil, WithKernel(NewFakeKernel()))
+			_, err := New(tt.cfg, nil, WithKernel(netkernel.NewFake()))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("New = %v, want an error containing %q", err, tt.want)
 			}
 		})
 	}
-	_, err := New(with(func(c *Config) { c.Interfaces = []string{"lo"} }), nil, WithKernel(NewFakeKernel()))
+	_, err := New(with(func(c *Config) { c.Interfaces = []string{"lo"} }), nil, WithKernel(netkernel.NewFake()))
 	if !errors.Is(err, ErrLoopbackInterface) {
 		t.Errorf("lo as interface: %v is not ErrLoopbackInterface", err)
 	}
-	a, err := New(with(func(c *Config) { c.VIPs = []netip.Addr{netip.MustParseAddr("::ffff:203.0.113.10")} }), nil, WithKernel(NewFakeKernel()))
+	a, err := New(with(func(c *Config) { c.VIPs = []netip.Addr{netip.MustParseAddr("::ffff:203.0.113.10")} }), nil, WithKernel(netkernel.NewFake()))
 	if err != nil {
 		t.Fatal(err)
 	}

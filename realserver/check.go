@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/dsrd/dsrd/internal/netkernel"
 )
 
 // Code names why a host would not accept DR traffic for a VIP.
@@ -248,7 +250,7 @@ func diagnose(k Kernel, vips []netip.Addr, configured []string, opts CheckOption
 	if err != nil {
 		return Report{}, err
 	}
-	addrs, err := k.Addrs()
+	addrs, err := k.Addrs("")
 	if err != nil {
 		return Report{}, err
 	}
@@ -421,10 +423,10 @@ func loAddrReasons(onLo []Addr, loName string) []Reason {
 			Detail: "VIP is not on lo: the host drops packets for it"})
 	}
 	for _, a := range onLo {
-		if a.Flags&FlagDADFailed != 0 {
+		if a.Flags&netkernel.FlagDADFailed != 0 {
 			found = append(found, Reason{Code: CodeIPv6DADFailed, Severity: SeverityFail, Interface: loName,
 				Detail: fmt.Sprintf("%s failed duplicate address detection: the kernel does not use it (add it with nodad)", a.Prefix)})
-		} else if a.Flags&FlagTentative != 0 {
+		} else if a.Flags&netkernel.FlagTentative != 0 {
 			found = append(found, Reason{Code: CodeIPv6Tentative, Severity: SeverityFail, Interface: loName,
 				Detail: fmt.Sprintf("%s is tentative (duplicate address detection running): not usable yet (add it with nodad)", a.Prefix)})
 		}
@@ -448,7 +450,7 @@ func loAddrReasons(onLo []Addr, loName string) []Reason {
 // (0) never drop DR traffic. IPv6 has no rp_filter sysctl.
 func checkSysctls(k Kernel, facing []string, sources []netip.Addr, rs *reasons) error {
 	read := func(iface, name string) (int, bool, error) {
-		v, err := readInt(k, confPath(iface, name))
+		v, err := readInt(k, netkernel.ConfSysctl(iface, name))
 		if errors.Is(err, fs.ErrNotExist) && iface != "all" {
 			return 0, false, nil // the interface vanished meanwhile
 		}

@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/dsrd/dsrd/internal/netkernel"
 )
 
 // goodHost is a fake where the agent has applied cfg.
-func goodHost(t *testing.T, cfg Config) (*FakeKernel, *Agent) {
+func goodHost(t *testing.T, cfg Config) (*netkernel.Fake, *Agent) {
 	t.Helper()
 	fk := newFakeHost()
 	a := newTestAgent(t, fk, cfg)
@@ -26,7 +28,7 @@ func TestCheckReasons(t *testing.T) {
 		name    string
 		cfg     *Config // base when nil
 		opts    CheckOptions
-		breakIt func(t *testing.T, fk *FakeKernel)
+		breakIt func(t *testing.T, fk *netkernel.Fake)
 		// want maps a VIP to the code it must report; others must be OK
 		// unless listed.
 		want     map[netip.Addr]Code
@@ -34,62 +36,62 @@ func TestCheckReasons(t *testing.T) {
 	}{
 		{
 			name:    "good",
-			breakIt: func(*testing.T, *FakeKernel) {},
+			breakIt: func(*testing.T, *netkernel.Fake) {},
 		},
 		{
 			name:    "VIP missing",
-			breakIt: func(t *testing.T, fk *FakeKernel) { must(fk.DelAddr(Addr{Link: "lo", Prefix: vipPrefix(vip4)})) },
+			breakIt: func(t *testing.T, fk *netkernel.Fake) { must(fk.DelAddr(Addr{Link: "lo", Prefix: vipPrefix(vip4)})) },
 			want:    map[netip.Addr]Code{vip4: CodeVIPMissing},
 		},
 		{
 			name: "VIP on an ARPing interface",
-			breakIt: func(t *testing.T, fk *FakeKernel) {
+			breakIt: func(t *testing.T, fk *netkernel.Fake) {
 				must(fk.AddAddr(Addr{Link: "eth0", Prefix: vipPrefix(vip4)}))
 			},
 			want: map[netip.Addr]Code{vip4: CodeVIPOnARPInterface},
 		},
 		{
 			name: "IPv6 VIP on an ARPing interface",
-			breakIt: func(t *testing.T, fk *FakeKernel) {
-				must(fk.AddAddr(Addr{Link: "eth0", Prefix: netip.PrefixFrom(vip6, 64), Flags: FlagNoDAD}))
+			breakIt: func(t *testing.T, fk *netkernel.Fake) {
+				must(fk.AddAddr(Addr{Link: "eth0", Prefix: netip.PrefixFrom(vip6, 64), Flags: netkernel.FlagNoDAD}))
 			},
 			want: map[netip.Addr]Code{vip6: CodeVIPOnARPInterface},
 		},
 		{
 			name:    "arp_ignore low",
-			breakIt: func(t *testing.T, fk *FakeKernel) { lower(fk, "arp_ignore", "0") },
+			breakIt: func(t *testing.T, fk *netkernel.Fake) { lower(fk, "arp_ignore", "0") },
 			want:    map[netip.Addr]Code{vip4: CodeARPIgnore},
 		},
 		{
 			name:    "arp_announce low",
-			breakIt: func(t *testing.T, fk *FakeKernel) { lower(fk, "arp_announce", "1") },
+			breakIt: func(t *testing.T, fk *netkernel.Fake) { lower(fk, "arp_announce", "1") },
 			want:    map[netip.Addr]Code{vip4: CodeARPAnnounce},
 		},
 		{
 			name: "arp_ignore low on a non-configured interface when none configured",
 			cfg:  &Config{VIPs: []netip.Addr{vip4}},
-			breakIt: func(t *testing.T, fk *FakeKernel) {
+			breakIt: func(t *testing.T, fk *netkernel.Fake) {
 				lower(fk, "arp_ignore", "0")
 			},
 			want: map[netip.Addr]Code{vip4: CodeARPIgnore},
 		},
 		{
 			name: "IPv6 VIP tentative",
-			breakIt: func(t *testing.T, fk *FakeKernel) {
-				must(fk.SetAddrFlags("lo", vipPrefix(vip6), FlagTentative))
+			breakIt: func(t *testing.T, fk *netkernel.Fake) {
+				must(fk.SetAddrFlags("lo", vipPrefix(vip6), netkernel.FlagTentative))
 			},
 			want: map[netip.Addr]Code{vip6: CodeIPv6Tentative},
 		},
 		{
 			name: "IPv6 VIP dadfailed",
-			breakIt: func(t *testing.T, fk *FakeKernel) {
-				must(fk.SetAddrFlags("lo", vipPrefix(vip6), FlagDADFailed|FlagTentative))
+			breakIt: func(t *testing.T, fk *netkernel.Fake) {
+				must(fk.SetAddrFlags("lo", vipPrefix(vip6), netkernel.FlagDADFailed|netkernel.FlagTentative))
 			},
 			want: map[netip.Addr]Code{vip6: CodeIPv6DADFailed},
 		},
 		{
 			name:    "strict rp_filter without sources is a warning",
-			breakIt: func(t *testing.T, fk *FakeKernel) { must(fk.SetSysctl("net/ipv4/conf/all/rp_filter", "1")) },
+			breakIt: func(t *testing.T, fk *netkernel.Fake) { must(fk.SetSysctl("net.ipv4.conf.all.rp_filter", "1")) },
 			want:    map[netip.Addr]Code{vip4: CodeRPFilter},
 			// OK, with a warning.
 			severity: SeverityWarn,
@@ -97,8 +99,8 @@ func TestCheckReasons(t *testing.T) {
 		{
 			name: "strict rp_filter with a client routed elsewhere",
 			opts: CheckOptions{Sources: []netip.Addr{netip.MustParseAddr("198.51.100.7")}},
-			breakIt: func(t *testing.T, fk *FakeKernel) {
-				must(fk.SetSysctl("net/ipv4/conf/eth0/rp_filter", "1"))
+			breakIt: func(t *testing.T, fk *netkernel.Fake) {
+				must(fk.SetSysctl("net.ipv4.conf.eth0.rp_filter", "1"))
 				fk.AddLink(Link{Name: "mgmt0", Up: true, Running: true})
 				fk.SetRoute(netip.MustParsePrefix("198.51.100.0/24"), "mgmt0")
 			},
@@ -107,43 +109,43 @@ func TestCheckReasons(t *testing.T) {
 		{
 			name: "strict rp_filter with clients routed back by the same interface",
 			opts: CheckOptions{Sources: []netip.Addr{netip.MustParseAddr("198.51.100.7")}},
-			breakIt: func(t *testing.T, fk *FakeKernel) {
-				must(fk.SetSysctl("net/ipv4/conf/eth0/rp_filter", "1"))
+			breakIt: func(t *testing.T, fk *netkernel.Fake) {
+				must(fk.SetSysctl("net.ipv4.conf.eth0.rp_filter", "1"))
 			},
 			want:     map[netip.Addr]Code{vip4: CodeRPFilter},
 			severity: SeverityWarn,
 		},
 		{
 			name:    "loose rp_filter",
-			breakIt: func(t *testing.T, fk *FakeKernel) { must(fk.SetSysctl("net/ipv4/conf/all/rp_filter", "2")) },
+			breakIt: func(t *testing.T, fk *netkernel.Fake) { must(fk.SetSysctl("net.ipv4.conf.all.rp_filter", "2")) },
 		},
 		{
 			name: "IPv4 VIP covered by a prefix on lo",
 			cfg:  &Config{VIPs: []netip.Addr{vip4}},
-			breakIt: func(t *testing.T, fk *FakeKernel) {
+			breakIt: func(t *testing.T, fk *netkernel.Fake) {
 				must(fk.DelAddr(Addr{Link: "lo", Prefix: vipPrefix(vip4)}))
 				must(fk.AddAddr(Addr{Link: "lo", Prefix: netip.MustParsePrefix("203.0.113.0/24")}))
 			},
 		},
 		{
 			name:    "lo down",
-			breakIt: func(t *testing.T, fk *FakeKernel) { must(fk.SetLinkDown("lo")) },
+			breakIt: func(t *testing.T, fk *netkernel.Fake) { must(fk.SetLinkDown("lo")) },
 			want:    map[netip.Addr]Code{vip4: CodeLoDown, vip6: CodeLoDown},
 		},
 		{
 			name:    "director interface down",
-			breakIt: func(t *testing.T, fk *FakeKernel) { must(fk.SetLinkDown("eth0")) },
+			breakIt: func(t *testing.T, fk *netkernel.Fake) { must(fk.SetLinkDown("eth0")) },
 			want:    map[netip.Addr]Code{vip4: CodeInterfaceDown, vip6: CodeInterfaceDown},
 		},
 		{
 			name:    "director interface missing",
 			cfg:     &Config{VIPs: []netip.Addr{vip4}, Interfaces: []string{"eth0", "eth9"}},
-			breakIt: func(*testing.T, *FakeKernel) {},
+			breakIt: func(*testing.T, *netkernel.Fake) {},
 			want:    map[netip.Addr]Code{vip4: CodeInterfaceMissing},
 		},
 		{
 			name: "director interface without IPv4 address",
-			breakIt: func(t *testing.T, fk *FakeKernel) {
+			breakIt: func(t *testing.T, fk *netkernel.Fake) {
 				must(fk.DelAddr(Addr{Link: "eth0", Prefix: netip.MustParsePrefix("192.0.2.2/24")}))
 			},
 			want: map[netip.Addr]Code{vip4: CodeInterfaceNoAddress},
@@ -151,7 +153,7 @@ func TestCheckReasons(t *testing.T) {
 		{
 			name: "no director interface at all",
 			cfg:  &Config{VIPs: []netip.Addr{vip4, vip6}},
-			breakIt: func(t *testing.T, fk *FakeKernel) {
+			breakIt: func(t *testing.T, fk *netkernel.Fake) {
 				must(fk.SetLinkDown("eth0"))
 			},
 			want: map[netip.Addr]Code{vip4: CodeNoDirectorInterface, vip6: CodeNoDirectorInterface},
@@ -205,15 +207,15 @@ func TestCheckReasons(t *testing.T) {
 }
 
 // lower sets a sysctl on all and eth0.
-func lower(fk *FakeKernel, name, v string) {
-	must(fk.SetSysctl(confPath("all", name), v))
-	must(fk.SetSysctl(confPath("eth0", name), v))
+func lower(fk *netkernel.Fake, name, v string) {
+	must(fk.SetSysctl(netkernel.ConfSysctl("all", name), v))
+	must(fk.SetSysctl(netkernel.ConfSysctl("eth0", name), v))
 }
 
 // The kernel uses max(all, interface): a high all covers a low interface.
 func TestCheckEffectiveIsMax(t *testing.T) {
 	fk, a := goodHost(t, Config{VIPs: []netip.Addr{vip4}, Interfaces: []string{"eth0"}})
-	must(fk.SetSysctl("net/ipv4/conf/eth0/arp_ignore", "0"))
+	must(fk.SetSysctl("net.ipv4.conf.eth0.arp_ignore", "0"))
 	rep, err := a.Check(context.Background(), CheckOptions{})
 	if err != nil {
 		t.Fatal(err)

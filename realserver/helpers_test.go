@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dsrd/dsrd/internal/netkernel"
 )
 
 // testLogger logs through t.Log, so a failing test shows what the agent said.
@@ -32,11 +34,11 @@ var (
 
 // newFakeHost is a fake with lo and eth0 (up, ARP, 192.0.2.2/24,
 // 2001:db8:1::2/64), a default route via eth0.
-func newFakeHost() *FakeKernel {
-	fk := NewFakeKernel()
+func newFakeHost() *netkernel.Fake {
+	fk := netkernel.NewFake()
 	fk.AddLink(Link{Name: "eth0", Up: true, Running: true})
 	must(fk.AddAddr(Addr{Link: "eth0", Prefix: netip.MustParsePrefix("192.0.2.2/24")}))
-	must(fk.AddAddr(Addr{Link: "eth0", Prefix: netip.MustParsePrefix("2001:db8:1::2/64"), Flags: FlagNoDAD}))
+	must(fk.AddAddr(Addr{Link: "eth0", Prefix: netip.MustParsePrefix("2001:db8:1::2/64"), Flags: netkernel.FlagNoDAD}))
 	fk.SetRoute(netip.MustParsePrefix("0.0.0.0/0"), "eth0")
 	return fk
 }
@@ -98,7 +100,7 @@ func runAgent(t *testing.T, a *Agent) (stop func() error) {
 
 func hasAddr(t *testing.T, k Kernel, link string, p netip.Prefix) bool {
 	t.Helper()
-	addrs, err := k.Addrs()
+	addrs, err := k.Addrs("")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/dsrd/dsrd/internal/netkernel"
 	"github.com/dsrd/dsrd/internal/netnsutil"
 	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/internal/testutil/privileged"
@@ -27,7 +28,7 @@ type host struct {
 	ns netns.NsHandle
 	// h is the operator's netlink handle in the namespace; k the agent's kernel.
 	h *netlink.Handle
-	k *LinuxKernel
+	k *netkernel.Linux
 }
 
 // newHost creates an anonymous network namespace with lo up. The namespace
@@ -45,7 +46,7 @@ func newHost(t *testing.T) *host {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
-	k, err := NewLinuxKernel(InNetns(ns))
+	k, err := netkernel.NewAt(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,9 +111,9 @@ func (hs *host) delAddr(t *testing.T, link, prefix string) {
 	}
 }
 
-func (hs *host) set(t *testing.T, path, v string) {
+func (hs *host) set(t *testing.T, name, v string) {
 	t.Helper()
-	if err := hs.k.SetSysctl(path, v); err != nil {
+	if err := hs.k.SetSysctl(name, v); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -147,7 +148,7 @@ func realServer(t *testing.T) (rs, dir *host) {
 // (with labels and flags) and the ARP sysctls, sorted.
 func snapshot(t *testing.T, hs *host) string {
 	t.Helper()
-	addrs, err := hs.k.Addrs()
+	addrs, err := hs.k.Addrs("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,11 +160,11 @@ func snapshot(t *testing.T, hs *host) string {
 	}
 	for _, conf := range []string{"all", "eth0"} {
 		for _, name := range []string{"arp_ignore", "arp_announce"} {
-			v, err := hs.k.Sysctl(confPath(conf, name))
+			v, err := hs.k.Sysctl(netkernel.ConfSysctl(conf, name))
 			if err != nil {
 				t.Fatal(err)
 			}
-			lines = append(lines, fmt.Sprintf("%s=%s", sysctlName(confPath(conf, name)), v))
+			lines = append(lines, fmt.Sprintf("%s=%s", netkernel.ConfSysctl(conf, name), v))
 		}
 	}
 	slices.Sort(lines)
@@ -172,7 +173,7 @@ func snapshot(t *testing.T, hs *host) string {
 
 func findAddr(t *testing.T, k Kernel, link string, p netip.Prefix) (Addr, bool) {
 	t.Helper()
-	addrs, err := k.Addrs()
+	addrs, err := k.Addrs("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,8 +189,8 @@ func TestLinuxApplyIdempotentCleanup(t *testing.T) {
 	rs, _ := realServer(t)
 	// What was there before: odd values to restore exactly, and the
 	// operator's own addresses on lo.
-	rs.set(t, "net/ipv4/conf/eth0/arp_announce", "1")
-	rs.set(t, "net/ipv4/conf/eth0/arp_ignore", "0")
+	rs.set(t, "net.ipv4.conf.eth0.arp_announce", "1")
+	rs.set(t, "net.ipv4.conf.eth0.arp_ignore", "0")
 	rs.addr(t, "lo", "198.51.100.7/32", "", 0)
 	rs.addr(t, "lo", "2001:db8::99/128", "", unix.IFA_F_NODAD)
 	before := snapshot(t, rs)
@@ -204,15 +205,15 @@ func TestLinuxApplyIdempotentCleanup(t *testing.T) {
 		t.Errorf("IPv4 VIP on lo: %+v, %v; want label lo:dsrd", got4, ok)
 	}
 	got6, ok := findAddr(t, rs.k, "lo", vipPrefix(vip6))
-	if !ok || got6.Flags&FlagNoDAD == 0 || got6.Flags&(FlagTentative|FlagDADFailed) != 0 {
+	if !ok || got6.Flags&netkernel.FlagNoDAD == 0 || got6.Flags&(netkernel.FlagTentative|netkernel.FlagDADFailed) != 0 {
 		t.Errorf("IPv6 VIP on lo: %+v, %v; want nodad, not tentative", got6, ok)
 	}
 	for path, want := range map[string]string{
-		"net/ipv4/conf/all/arp_ignore": "1", "net/ipv4/conf/all/arp_announce": "2",
-		"net/ipv4/conf/eth0/arp_ignore": "1", "net/ipv4/conf/eth0/arp_announce": "2",
+		"net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2",
+		"net.ipv4.conf.eth0.arp_ignore": "1", "net.ipv4.conf.eth0.arp_announce": "2",
 	} {
 		if v := sysctl(t, rs.k, path); v != want {
-			t.Errorf("%s = %s, want %s", sysctlName(path), v, want)
+			t.Errorf("%s = %s, want %s", path, v, want)
 		}
 	}
 	// The namespace's sysctls are its own: the test process's are untouched.
@@ -278,7 +279,7 @@ func TestLinuxIPv6OnLoLeavesTentative(t *testing.T) {
 	rs.addr(t, "lo", "2001:db8::10/128", "", 0)
 	testutil.WaitFor(t, time.Second, "IPv6 on lo without nodad usable", func() (bool, string) {
 		a, ok := findAddr(t, rs.k, "lo", vipPrefix(vip6))
-		return ok && a.Flags&(FlagTentative|FlagDADFailed) == 0, "not yet"
+		return ok && a.Flags&(netkernel.FlagTentative|netkernel.FlagDADFailed) == 0, "not yet"
 	})
 }
 
@@ -296,9 +297,10 @@ func TestLinuxRepairAfterAddrDel(t *testing.T) {
 	t.Logf("IPv4 VIP repaired in %s", took)
 	rs.delAddr(t, "lo", "2001:db8::10/128")
 	start = time.Now()
-	testutil.WaitFor(t, time.Second, "IPv6 VIP back", func() (bool, string) {
+	testutil.WaitFor(t, time.Second, "IPv6 VIP back, and both repairs counted", func() (bool, string) {
 		_, ok := findAddr(t, rs.k, "lo", vipPrefix(vip6))
-		return ok, "not yet"
+		// The agent counts a repair after it made it.
+		return ok && a.Stats().VIPRepairs >= 2, "not yet"
 	})
 	took = time.Since(start)
 	t.Logf("IPv6 VIP repaired in %s", took)
@@ -320,7 +322,8 @@ func TestLinuxRepairLoFlap(t *testing.T) {
 		}
 		_, ok4 := findAddr(t, rs.k, "lo", vipPrefix(vip4))
 		_, ok6 := findAddr(t, rs.k, "lo", vipPrefix(vip6))
-		return ok4 && ok6, "not yet"
+		// The agent counts the repair after it made it: wait for both.
+		return ok4 && ok6 && a.Stats().LoRepairs > 0, "not yet"
 	})
 	took := time.Since(start)
 	t.Logf("lo flap repaired in %s", took)
@@ -380,22 +383,22 @@ func TestLinuxCheck(t *testing.T) {
 		{
 			name: "arp_ignore",
 			breakIt: func(t *testing.T, rs *host) {
-				rs.set(t, "net/ipv4/conf/all/arp_ignore", "0")
-				rs.set(t, "net/ipv4/conf/eth0/arp_ignore", "0")
+				rs.set(t, "net.ipv4.conf.all.arp_ignore", "0")
+				rs.set(t, "net.ipv4.conf.eth0.arp_ignore", "0")
 			},
 			want: map[netip.Addr]Code{vip4: CodeARPIgnore},
 		},
 		{
 			name: "arp_announce",
 			breakIt: func(t *testing.T, rs *host) {
-				rs.set(t, "net/ipv4/conf/all/arp_announce", "1")
-				rs.set(t, "net/ipv4/conf/eth0/arp_announce", "0")
+				rs.set(t, "net.ipv4.conf.all.arp_announce", "1")
+				rs.set(t, "net.ipv4.conf.eth0.arp_announce", "0")
 			},
 			want: map[netip.Addr]Code{vip4: CodeARPAnnounce},
 		},
 		{
 			name:    "strict rp_filter is a warning",
-			breakIt: func(t *testing.T, rs *host) { rs.set(t, "net/ipv4/conf/eth0/rp_filter", "1") },
+			breakIt: func(t *testing.T, rs *host) { rs.set(t, "net.ipv4.conf.eth0.rp_filter", "1") },
 			want:    map[netip.Addr]Code{vip4: CodeRPFilter},
 			warn:    true,
 		},
@@ -403,7 +406,7 @@ func TestLinuxCheck(t *testing.T) {
 			name: "strict rp_filter with a client routed elsewhere",
 			opts: CheckOptions{Sources: []netip.Addr{netip.MustParseAddr("198.51.100.7")}},
 			breakIt: func(t *testing.T, rs *host) {
-				rs.set(t, "net/ipv4/conf/all/rp_filter", "1")
+				rs.set(t, "net.ipv4.conf.all.rp_filter", "1")
 				// A management network that holds the clients' route.
 				wire(t, rs, "mgmt0", rs, "mgmt1")
 				rs.addr(t, "mgmt0", "198.51.100.2/24", "", 0)
@@ -547,8 +550,8 @@ func TestLinuxDRPath(t *testing.T) {
 		t.Error("the real answered ARP for the VIP with arp_ignore=1")
 	}
 	// Lowering arp_ignore makes it answer, stealing the VIP; Check says so.
-	rs.set(t, "net/ipv4/conf/all/arp_ignore", "0")
-	rs.set(t, "net/ipv4/conf/eth0/arp_ignore", "0")
+	rs.set(t, "net.ipv4.conf.all.arp_ignore", "0")
+	rs.set(t, "net.ipv4.conf.eth0.arp_ignore", "0")
 	if err := dir.h.NeighDel(&netlink.Neigh{LinkIndex: dir.link(t, "eth0").Attrs().Index, IP: net.ParseIP("203.0.113.10")}); err != nil {
 		t.Logf("flush neighbour: %v", err)
 	}
@@ -564,8 +567,8 @@ func TestLinuxDRPath(t *testing.T) {
 	if v, _ := rep.VIP(vip4); !v.Has(CodeARPIgnore) {
 		t.Errorf("check: %v", v.Reasons)
 	}
-	rs.set(t, "net/ipv4/conf/all/arp_ignore", "1")
-	rs.set(t, "net/ipv4/conf/eth0/arp_ignore", "1")
+	rs.set(t, "net.ipv4.conf.all.arp_ignore", "1")
+	rs.set(t, "net.ipv4.conf.eth0.arp_ignore", "1")
 
 	// Cleaned up, the real drops DR traffic for the VIP.
 	route(t, net.ParseIP("192.0.2.2"))

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dsrd/dsrd/internal/netkernel"
 	"github.com/dsrd/dsrd/internal/netnsutil"
 	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/internal/testutil/privileged"
@@ -21,13 +22,14 @@ func TestLinuxRepairSysctlDrift(t *testing.T) {
 	rs, _ := realServer(t)
 	a := newTestAgent(t, rs.k, Config{VIPs: []netip.Addr{vip4}, Interfaces: []string{"eth0"}, ResyncInterval: time.Hour})
 	runAgent(t, a)
-	const path = "net/ipv4/conf/eth0/arp_ignore"
+	const path = "net.ipv4.conf.eth0.arp_ignore"
 	rs.set(t, path, "0")
 	drifted := time.Now()
 	// A bound far under the resync interval, loose for a loaded machine.
-	testutil.WaitFor(t, 20*time.Second, "eth0 arp_ignore back to 1", func() (bool, string) {
+	// The agent counts the repair after it wrote the value: wait for both.
+	testutil.WaitFor(t, 20*time.Second, "eth0 arp_ignore back to 1, and counted", func() (bool, string) {
 		v := sysctl(t, rs.k, path)
-		return v == "1", "arp_ignore=" + v
+		return v == "1" && a.Stats().SysctlRepairs > 0, "arp_ignore=" + v
 	})
 	took := time.Since(drifted)
 	t.Logf("arp_ignore repaired %s after it was lowered (poll every %s, resync every %s)",
@@ -46,7 +48,7 @@ func TestLinuxRepairSysctlDrift(t *testing.T) {
 // The netns case is how the tests run the agent (each read enters the
 // namespace on a locked thread); it needs root.
 func BenchmarkSysctlPoll(b *testing.B) {
-	run := func(b *testing.B, k *LinuxKernel) {
+	run := func(b *testing.B, k *netkernel.Linux) {
 		a, err := New(Config{VIPs: []netip.Addr{vip4}, DataDir: b.TempDir()}, nil, WithKernel(k))
 		if err != nil {
 			b.Fatal(err)
@@ -67,7 +69,7 @@ func BenchmarkSysctlPoll(b *testing.B) {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 	b.Run("current", func(b *testing.B) {
-		k, err := NewLinuxKernel()
+		k, err := netkernel.New()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -81,7 +83,7 @@ func BenchmarkSysctlPoll(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer ns.Close()
-		k, err := NewLinuxKernel(InNetns(ns))
+		k, err := netkernel.NewAt(ns)
 		if err != nil {
 			b.Fatal(err)
 		}

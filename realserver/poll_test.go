@@ -31,7 +31,7 @@ func TestRunPollRepairsSysctlDrift(t *testing.T) {
 		// No fake time passes before the loop starts its poll ticker.
 		start := time.Now()
 		runAgent(t, a)
-		const path = "net/ipv4/conf/eth0/arp_ignore"
+		const path = "net.ipv4.conf.eth0.arp_ignore"
 
 		for round := range 2 {
 			pass := start.Add(time.Duration(round+1) * sysctlPollInterval)
@@ -81,27 +81,27 @@ func TestPollSysctls(t *testing.T) {
 	if why, drifted := a.pollSysctls(rules, seen); drifted {
 		t.Fatalf("drift right after apply: %s", why)
 	}
-	if len(seen) != 4 || seen["net/ipv4/conf/all/arp_announce"] != "2" {
+	if len(seen) != 4 || seen["net.ipv4.conf.all.arp_announce"] != "2" {
 		t.Errorf("seen = %v, want the 4 existing entries (eth9 is missing)", seen)
 	}
 
 	// Stricter is not a drift; lower is, on all as on an interface.
-	must(fk.SetSysctl("net/ipv4/conf/eth0/arp_ignore", "8"))
-	must(fk.SetSysctl("net/ipv4/conf/all/arp_announce", "1"))
-	must(fk.SetSysctl("net/ipv4/conf/eth0/arp_announce", "0"))
+	must(fk.SetSysctl("net.ipv4.conf.eth0.arp_ignore", "8"))
+	must(fk.SetSysctl("net.ipv4.conf.all.arp_announce", "1"))
+	must(fk.SetSysctl("net.ipv4.conf.eth0.arp_announce", "0"))
 	why, drifted := a.pollSysctls(rules, seen)
 	want := "sysctl drifted: net.ipv4.conf.all.arp_announce=1, net.ipv4.conf.eth0.arp_announce=0"
 	if !drifted || why != want {
 		t.Errorf("poll = %q, %v; want %q", why, drifted, want)
 	}
-	if seen["net/ipv4/conf/eth0/arp_ignore"] != "8" || seen["net/ipv4/conf/all/arp_announce"] != "2" {
+	if seen["net.ipv4.conf.eth0.arp_ignore"] != "8" || seen["net.ipv4.conf.all.arp_announce"] != "2" {
 		t.Errorf("seen = %v, want the stricter value read and the value the repair writes", seen)
 	}
 
 	// A read that fails is no drift: the resync retries it.
 	fk.FailNext("Sysctl", io.ErrUnexpectedEOF)
-	must(fk.SetSysctl("net/ipv4/conf/all/arp_announce", "2"))
-	must(fk.SetSysctl("net/ipv4/conf/eth0/arp_announce", "2"))
+	must(fk.SetSysctl("net.ipv4.conf.all.arp_announce", "2"))
+	must(fk.SetSysctl("net.ipv4.conf.eth0.arp_announce", "2"))
 	if why, drifted := a.pollSysctls(rules, seen); drifted {
 		t.Errorf("drift reported after a failed read: %s", why)
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/dsrd/dsrd/internal/netkernel"
 )
 
 // stateFile is the agent's state in the data dir.
@@ -22,8 +24,10 @@ const stateVersion = 1
 // what it did and nothing else.
 type state struct {
 	Version int `json:"version"`
-	// Sysctls maps a /proc/sys path to the value found there before the
-	// agent first changed it, and the value it wrote. An entry is written
+	// Sysctls maps a sysctl's dotted name to the value found there before
+	// the agent first changed it, and the value it wrote. In the file the
+	// keys are /proc/sys paths ("net/ipv4/conf/all/arp_ignore"), the format
+	// earlier versions wrote and read (see MarshalJSON). An entry is written
 	// before the sysctl is changed and never replaced while it exists, so
 	// a restart after a crash does not take the agent's own value for the
 	// original.
@@ -41,6 +45,33 @@ type savedSysctl struct {
 	Original string `json:"original"`
 	// Set is the value the agent wrote.
 	Set string `json:"set"`
+}
+
+// MarshalJSON writes the sysctls keyed by /proc/sys path: the file format
+// earlier versions read, so that a downgrade still restores them.
+func (s *state) MarshalJSON() ([]byte, error) {
+	type file state // without the methods
+	f := file(*s)
+	f.Sysctls = make(map[string]savedSysctl, len(s.Sysctls))
+	for name, v := range s.Sysctls {
+		f.Sysctls[netkernel.SysctlPath(name)] = v
+	}
+	return json.Marshal(f)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *state) UnmarshalJSON(b []byte) error {
+	type file state
+	var f file
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	*s = state(f)
+	s.Sysctls = make(map[string]savedSysctl, len(f.Sysctls))
+	for path, v := range f.Sysctls {
+		s.Sysctls[netkernel.SysctlName(path)] = v
+	}
+	return nil
 }
 
 func newState() *state {

@@ -14,7 +14,7 @@ func TestStateRoundTrip(t *testing.T) {
 	if err != nil || !st.empty() {
 		t.Fatalf("missing file: %+v, %v", st, err)
 	}
-	st.Sysctls["net/ipv4/conf/all/arp_ignore"] = savedSysctl{Original: "0", Set: "1"}
+	st.Sysctls["net.ipv4.conf.all.arp_ignore"] = savedSysctl{Original: "0", Set: "1"}
 	st.addAddr(vipPrefix(vip6))
 	st.addAddr(vipPrefix(vip6))
 	if err := saveState(dir, st); err != nil {
@@ -25,7 +25,7 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(got.Addresses) != 1 || got.Addresses[0] != netip.MustParsePrefix("2001:db8::10/128") ||
-		got.Sysctls["net/ipv4/conf/all/arp_ignore"].Original != "0" {
+		got.Sysctls["net.ipv4.conf.all.arp_ignore"].Original != "0" {
 		t.Errorf("round trip: %+v", got)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -66,8 +66,30 @@ func TestStateCorrupt(t *testing.T) {
 	}
 }
 
-func TestSysctlName(t *testing.T) {
-	if got := sysctlName("net/ipv4/conf/eth0.100/arp_ignore"); got != "net.ipv4.conf.eth0/100.arp_ignore" {
-		t.Errorf("got %q", got)
+// The state file keys sysctls by /proc/sys path, as earlier versions wrote
+// and read it, while the agent names them as sysctl(8) does: a file of an
+// earlier version loads, and a saved file reads the same to it.
+func TestStateFileSysctlKeys(t *testing.T) {
+	dir := t.TempDir()
+	const earlier = `{"version":1,"sysctls":{"net/ipv4/conf/eth0.100/arp_ignore":{"original":"0","set":"1"}}}`
+	if err := os.WriteFile(filepath.Join(dir, stateFile), []byte(earlier), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := loadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Sysctls["net.ipv4.conf.eth0/100.arp_ignore"]; got != (savedSysctl{Original: "0", Set: "1"}) {
+		t.Fatalf("loaded %+v", st.Sysctls)
+	}
+	if err := saveState(dir, st); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"net/ipv4/conf/eth0.100/arp_ignore"`) {
+		t.Fatalf("saved file does not key by /proc/sys path:\n%s", b)
 	}
 }

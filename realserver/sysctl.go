@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/dsrd/dsrd/internal/netkernel"
 )
 
 // arpSetting is one per-interface ARP sysctl a real server needs and the
@@ -47,8 +49,8 @@ func arpSettings() []arpSetting {
 
 // sysctlRule is one sysctl the agent keeps at Min or above.
 type sysctlRule struct {
-	// Path is under /proc/sys.
-	Path string
+	// Name is the sysctl's dotted name (net.ipv4.conf.all.arp_ignore).
+	Name string
 	// Iface is the interface of a per-interface entry, "all" for the global one.
 	Iface string
 	Min   int
@@ -60,14 +62,11 @@ func sysctlRules(ifaces []string) []sysctlRule {
 	var rules []sysctlRule
 	for _, iface := range append([]string{"all"}, ifaces...) {
 		for _, s := range arpSettings() {
-			rules = append(rules, sysctlRule{Path: confPath(iface, s.Name), Iface: iface, Min: s.Min, Why: s.Why})
+			rules = append(rules, sysctlRule{Name: netkernel.ConfSysctl(iface, s.Name), Iface: iface, Min: s.Min, Why: s.Why})
 		}
 	}
 	return rules
 }
-
-// confPath is the /proc/sys path of net.ipv4.conf.<iface>.<name>.
-func confPath(iface, name string) string { return "net/ipv4/conf/" + iface + "/" + name }
 
 // SysctlChange is one sysctl the agent wrote or restored.
 type SysctlChange struct {
@@ -81,14 +80,14 @@ type SysctlChange struct {
 func (c SysctlChange) String() string { return c.Name + " " + c.From + "->" + c.To }
 
 // readInt reads a sysctl holding an integer.
-func readInt(k Kernel, path string) (int, error) {
-	s, err := k.Sysctl(path)
+func readInt(k Kernel, name string) (int, error) {
+	s, err := k.Sysctl(name)
 	if err != nil {
 		return 0, err
 	}
 	v, err := strconv.Atoi(s)
 	if err != nil {
-		return 0, fmt.Errorf("sysctl %s: not an integer: %q", sysctlName(path), s)
+		return 0, fmt.Errorf("sysctl %s: not an integer: %q", name, s)
 	}
 	return v, nil
 }
@@ -100,7 +99,7 @@ func readInt(k Kernel, path string) (int, error) {
 // interface may appear later (a link event triggers a new apply).
 func applySysctls(k Kernel, rules []sysctlRule, st *state, save func() error) (changed []SysctlChange, missing []string, err error) {
 	for _, r := range rules {
-		cur, err := k.Sysctl(r.Path)
+		cur, err := k.Sysctl(r.Name)
 		if errors.Is(err, fs.ErrNotExist) && r.Iface != "all" {
 			if len(missing) == 0 || missing[len(missing)-1] != r.Iface {
 				missing = append(missing, r.Iface)
@@ -112,23 +111,23 @@ func applySysctls(k Kernel, rules []sysctlRule, st *state, save func() error) (c
 		}
 		v, err := strconv.Atoi(cur)
 		if err != nil {
-			return changed, missing, fmt.Errorf("sysctl %s: not an integer: %q", sysctlName(r.Path), cur)
+			return changed, missing, fmt.Errorf("sysctl %s: not an integer: %q", r.Name, cur)
 		}
 		if v >= r.Min {
 			continue
 		}
 		want := strconv.Itoa(r.Min)
-		if _, ok := st.Sysctls[r.Path]; !ok {
-			st.Sysctls[r.Path] = savedSysctl{Original: cur, Set: want}
+		if _, ok := st.Sysctls[r.Name]; !ok {
+			st.Sysctls[r.Name] = savedSysctl{Original: cur, Set: want}
 			if err := save(); err != nil {
-				delete(st.Sysctls, r.Path)
-				return changed, missing, fmt.Errorf("record original %s=%s: %w", sysctlName(r.Path), cur, err)
+				delete(st.Sysctls, r.Name)
+				return changed, missing, fmt.Errorf("record original %s=%s: %w", r.Name, cur, err)
 			}
 		}
-		if err := k.SetSysctl(r.Path, want); err != nil {
+		if err := k.SetSysctl(r.Name, want); err != nil {
 			return changed, missing, err
 		}
-		changed = append(changed, SysctlChange{Name: sysctlName(r.Path), From: cur, To: want})
+		changed = append(changed, SysctlChange{Name: r.Name, From: cur, To: want})
 	}
 	return changed, missing, nil
 }
@@ -140,30 +139,30 @@ func applySysctls(k Kernel, rules []sysctlRule, st *state, save func() error) (c
 // that fail to restore stay in st.
 func restoreSysctls(k Kernel, st *state) (restored []SysctlChange, kept []string, err error) {
 	var errs []error
-	for _, path := range slices.Sorted(maps.Keys(st.Sysctls)) {
-		saved := st.Sysctls[path]
-		cur, rerr := k.Sysctl(path)
+	for _, name := range slices.Sorted(maps.Keys(st.Sysctls)) {
+		saved := st.Sysctls[name]
+		cur, rerr := k.Sysctl(name)
 		switch {
 		case errors.Is(rerr, fs.ErrNotExist):
-			delete(st.Sysctls, path)
+			delete(st.Sysctls, name)
 			continue
 		case rerr != nil:
 			errs = append(errs, rerr)
 			continue
 		}
 		if cur != saved.Set {
-			kept = append(kept, fmt.Sprintf("%s=%s", sysctlName(path), cur))
-			delete(st.Sysctls, path)
+			kept = append(kept, fmt.Sprintf("%s=%s", name, cur))
+			delete(st.Sysctls, name)
 			continue
 		}
 		if cur != saved.Original {
-			if werr := k.SetSysctl(path, saved.Original); werr != nil {
+			if werr := k.SetSysctl(name, saved.Original); werr != nil {
 				errs = append(errs, werr)
 				continue
 			}
 		}
-		restored = append(restored, SysctlChange{Name: sysctlName(path), From: cur, To: saved.Original})
-		delete(st.Sysctls, path)
+		restored = append(restored, SysctlChange{Name: name, From: cur, To: saved.Original})
+		delete(st.Sysctls, name)
 	}
 	return restored, kept, errors.Join(errs...)
 }
@@ -179,27 +178,27 @@ func restoreSysctls(k Kernel, st *state) (restored []SysctlChange, kept []string
 func (a *Agent) pollSysctls(rules []sysctlRule, seen map[string]string) (reason string, drifted bool) {
 	var names []string
 	for _, r := range rules {
-		cur, err := a.k.Sysctl(r.Path)
+		cur, err := a.k.Sysctl(r.Name)
 		var v int
 		if err == nil {
 			v, err = strconv.Atoi(cur)
 		}
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && r.Iface != "all":
-			delete(seen, r.Path)
+			delete(seen, r.Name)
 		case err != nil:
-			a.log.Debug("sysctl poll: read failed", slog.String("sysctl", sysctlName(r.Path)), slog.Any("error", err))
+			a.log.Debug("sysctl poll: read failed", slog.String("sysctl", r.Name), slog.Any("error", err))
 		case v < r.Min:
-			name := sysctlName(r.Path)
+			name := r.Name
 			a.log.Warn("sysctl drifted below the value DR needs; repairing",
-				slog.String("sysctl", name), slog.String("old", seen[r.Path]),
+				slog.String("sysctl", name), slog.String("old", seen[r.Name]),
 				slog.String("new", cur), slog.Int("min", r.Min))
 			names = append(names, name+"="+cur)
 			// The apply this asks for writes Min: the next pass compares
 			// with it, so a drift that comes back is logged again.
-			seen[r.Path] = strconv.Itoa(r.Min)
+			seen[r.Name] = strconv.Itoa(r.Min)
 		default:
-			seen[r.Path] = cur
+			seen[r.Name] = cur
 		}
 	}
 	if len(names) == 0 {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"github.com/dsrd/dsrd/internal/netkernel"
 )
 
 // labelSuffix marks the IPv4 VIPs the agent adds: the label is the
@@ -26,7 +28,7 @@ func vipAddr(lo string, vip netip.Addr) Addr {
 	if vip.Is4() {
 		a.Label = ownLabel(lo)
 	} else {
-		a.Flags = FlagNoDAD
+		a.Flags = netkernel.FlagNoDAD
 	}
 	return a
 }

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
+
+	"github.com/dsrd/dsrd/internal/netkernel"
 )
 
 // The re-subscription backoff after a lost netlink subscription: it starts
@@ -28,74 +29,35 @@ const (
 const subscribeWait = 5 * time.Second
 
 // watch keeps a Kernel.Watch subscription open until ctx ends,
-// re-subscribing after each failure. It closes subscribed when the first
-// subscription is open and sends a reason on trigger for every event that
-// may need a repair and after every re-subscription, since changes made
-// while unsubscribed were not seen. It returns when ctx ends.
+// re-subscribing after each failure (netkernel.Keep). It closes subscribed
+// when the first subscription is open and sends a reason on trigger for
+// every event that may need a repair and after every re-subscription,
+// since changes made while unsubscribed were not seen. It returns when ctx
+// ends.
 func (a *Agent) watch(ctx context.Context, trigger chan<- string, subscribed chan<- struct{}) {
-	var once sync.Once
-	onSubscribed := func() {
-		first := false
-		once.Do(func() { first = true; close(subscribed) })
-		if !first {
-			fire(trigger, "resubscribed")
-		}
-	}
-	backoff := watchRetryMin
-	for {
-		started := time.Now()
-		err := a.watchOnce(ctx, trigger, onSubscribed)
-		if ctx.Err() != nil {
+	first := true
+	backoff := netkernel.Backoff{Min: watchRetryMin, Max: watchRetryMax, Stable: watchStable}
+	netkernel.Keep(ctx, a.k.Watch, backoff, func(ev Event) {
+		if ev.Kind == netkernel.EventSubscribed {
+			if first {
+				first = false
+				close(subscribed)
+			} else {
+				fire(trigger, "resubscribed")
+			}
 			return
 		}
-		if time.Since(started) > watchStable {
-			backoff = watchRetryMin
+		if why, ok := a.relevant(ev); ok {
+			a.log.Debug("change seen", slog.String("event", why))
+			fire(trigger, why)
 		}
+	}, func(err error, after time.Duration) {
 		a.statsMu.Lock()
 		a.stats.Resubscribes++
 		a.statsMu.Unlock()
 		a.log.Warn("netlink subscription lost; re-subscribing",
-			slog.Any("error", err), slog.Duration("after", backoff))
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, watchRetryMax)
-	}
-}
-
-// watchOnce runs one subscription until it fails or ctx ends, and returns
-// why it ended.
-func (a *Agent) watchOnce(ctx context.Context, trigger chan<- string, onSubscribed func()) error {
-	subCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	events := make(chan Event, 64)
-	errc := make(chan error, 1)
-	// Ends when the subscription fails or subCtx is cancelled; watchOnce
-	// waits for it, so no subscription outlives Run.
-	go func() { errc <- a.k.Watch(subCtx, events) }()
-	for {
-		select {
-		case <-ctx.Done():
-			cancel()
-			<-errc
-			return ctx.Err()
-		case err := <-errc:
-			return err
-		case ev := <-events:
-			if ev.Kind == EventSubscribed {
-				onSubscribed()
-				continue
-			}
-			if why, ok := a.relevant(ev); ok {
-				a.log.Debug("change seen", slog.String("event", why))
-				fire(trigger, why)
-			}
-		}
-	}
+			slog.Any("error", err), slog.Duration("after", after))
+	})
 }
 
 // fire sends a trigger without blocking: one pending trigger is enough,
@@ -113,11 +75,11 @@ func fire(trigger chan<- string, why string) {
 func (a *Agent) relevant(ev Event) (string, bool) {
 	isLo := ev.Link == "lo"
 	switch ev.Kind {
-	case EventAddrRemoved:
+	case netkernel.EventAddrRemoved:
 		if isLo {
 			return fmt.Sprintf("%s removed from %s", ev.Prefix, ev.Link), true
 		}
-	case EventLinkChanged:
+	case netkernel.EventLinkChanged:
 		if isLo && !ev.Up {
 			return "lo down", true
 		}

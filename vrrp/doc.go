@@ -10,9 +10,10 @@
 // The pieces, from the bottom up:
 //
 //   - [Kernel]: the few kernel operations needed (address add, delete and
-//     list; link state and link change notifications). [Linux] implements
-//     it over netlink; [FakeKernel] keeps the same state in memory for tests
-//     and records what was done as ip(8) command lines.
+//     list; link state and change notifications), the part of
+//     internal/netkernel's seam this package uses. [Linux] is netkernel's
+//     netlink implementation plus Announce; [FakeKernel] is netkernel's
+//     in-memory fake, which records what was done as ip(8) command lines.
 //   - [AnnounceFunc]: sends one announcement of one VIP. [Linux.Announce]
 //     sends gratuitous ARP or an unsolicited neighbour advertisement.
 //   - [Owner]: holds the VIPs (Acquire, Release, ReleaseStale, Update) and

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsrd/dsrd/internal/netkernel"
 	"github.com/dsrd/dsrd/internal/testutil"
 )
 
@@ -82,8 +83,8 @@ func once() Announce { return Announce{Count: 1, Refresh: RefreshOff} }
 
 func wantOps(t *testing.T, k *FakeKernel, want ...string) {
 	t.Helper()
-	got := k.Ops()
-	k.ResetOps()
+	got := k.Calls()
+	k.ResetCalls()
 	if !slices.Equal(got, want) {
 		t.Fatalf("kernel operations:\n got:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
@@ -96,9 +97,61 @@ func wantLines(t *testing.T, what string, got []string, want ...string) {
 	}
 }
 
+// wantState compares the interfaces other than lo, one a line, sorted:
+// "eth0 up 192.0.2.1/24 203.0.113.10/32".
 func wantState(t *testing.T, k *FakeKernel, want string) {
 	t.Helper()
-	if got := k.String(); got != want {
+	if got := kernelState(t, k); got != want {
 		t.Fatalf("kernel state:\n got:\n%s\nwant:\n%s", got, want)
 	}
+}
+
+func kernelState(t *testing.T, k *FakeKernel) string {
+	t.Helper()
+	links, err := k.Links()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(links, func(a, b netkernel.Link) int { return strings.Compare(a.Name, b.Name) })
+	var b strings.Builder
+	for _, l := range links {
+		if l.Loopback {
+			continue
+		}
+		b.WriteString(l.Name)
+		if l.Up {
+			b.WriteString(" up")
+		} else {
+			b.WriteString(" down")
+		}
+		addrs, err := k.Addrs(l.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(addrs, func(a, b netkernel.Addr) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
+		for _, a := range addrs {
+			b.WriteString(" " + a.Prefix.String())
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// setLink creates, changes or (with LinkMissing) deletes an interface as an
+// operator would, and tells the watchers.
+func setLink(k *FakeKernel, ifname string, status LinkStatus) {
+	if status == LinkMissing {
+		k.RemoveLink(ifname)
+		return
+	}
+	up := status == LinkUp
+	k.AddLink(netkernel.Link{Name: ifname, Up: up, Running: up})
+}
+
+// setLinkQuietly is setLink with the event lost, as a lost netlink
+// notification: only a periodic check can catch it.
+func setLinkQuietly(k *FakeKernel, ifname string, status LinkStatus) {
+	k.LoseEvents(true)
+	defer k.LoseEvents(false)
+	setLink(k, ifname, status)
 }

@@ -1,37 +1,35 @@
 package vrrp
 
 import (
+	"context"
 	"errors"
-	"net/netip"
 	"strconv"
+
+	"github.com/dsrd/dsrd/internal/netkernel"
 )
 
 // ErrNoInterface reports that a named interface does not exist.
-var ErrNoInterface = errors.New("interface not found")
+var ErrNoInterface = netkernel.ErrNoInterface
 
-// Kernel is what the VIP owner needs from the kernel. Implementations must
-// be safe for concurrent use. [Linux] is the real one, [FakeKernel] the one
-// for tests.
+// Kernel is what the VIP owner needs from the kernel: the part of
+// netkernel's seam it uses. Implementations must be safe for concurrent
+// use. [Linux] is the real one, [FakeKernel] the one for tests.
 type Kernel interface {
-	// AddAddr adds p to the interface as a dsrd address: IPv6 without
-	// duplicate address detection (nodad), IPv4 with the label
-	// "<interface>:dsrd" where the name fits. An address already present
-	// is not an error. A missing interface is reported with ErrNoInterface.
-	AddAddr(ifname string, p netip.Prefix) error
-	// DelAddr removes p from the interface. An address or interface that
-	// is not there is not an error.
-	DelAddr(ifname string, p netip.Prefix) error
+	// AddAddr adds an address; one already present is not an error. A
+	// missing interface is reported with ErrNoInterface.
+	AddAddr(a netkernel.Addr) error
+	// DelAddr removes an address, whatever its label when a.Label is
+	// empty. An address or interface that is not there is not an error.
+	DelAddr(a netkernel.Addr) error
 	// Addrs lists the addresses of the interface, all families. A missing
 	// interface is reported with ErrNoInterface.
-	Addrs(ifname string) ([]netip.Prefix, error)
-	// Link reports the state of the interface; a missing interface is a
-	// Link with Status LinkMissing, not an error.
-	Link(ifname string) (Link, error)
-	// SubscribeLinks delivers changes of every link until done is closed or
-	// the subscription fails (onError, when not nil, is told why); then
-	// the returned channel is closed. The caller must drain the channel
-	// until it is closed.
-	SubscribeLinks(done <-chan struct{}, onError func(error)) (<-chan Link, error)
+	Addrs(link string) ([]netkernel.Addr, error)
+	// LinkByName reports the interface; ErrNoInterface when it is missing.
+	LinkByName(name string) (netkernel.Link, error)
+	// Watch sends link and address changes until ctx ends or the
+	// subscription fails, and returns why it stopped; its first event is
+	// netkernel.EventSubscribed.
+	Watch(ctx context.Context, events chan<- netkernel.Event) error
 }
 
 // LinkStatus is the state of an interface as far as VIP ownership goes.
@@ -67,6 +65,44 @@ type Link struct {
 	Name string
 	// Status says whether the interface exists and is up.
 	Status LinkStatus
+}
+
+// statusOf is the VIP owner's view of an interface's flags: up when it is
+// administratively up (IFF_UP) and operationally up (IFF_RUNNING: carrier,
+// or a device without carrier reporting such as dummy).
+func statusOf(up, running bool) LinkStatus {
+	if up && running {
+		return LinkUp
+	}
+	return LinkDown
+}
+
+// readLink reports the state of the interface; a missing interface is a
+// Link with Status LinkMissing, not an error.
+func readLink(k Kernel, ifname string) (Link, error) {
+	l, err := k.LinkByName(ifname)
+	if errors.Is(err, ErrNoInterface) {
+		return Link{Name: ifname, Status: LinkMissing}, nil
+	}
+	if err != nil {
+		return Link{}, err
+	}
+	return Link{Name: ifname, Status: statusOf(l.Up, l.Running)}, nil
+}
+
+// vipAddr is the address a VIP is added as: IPv6 without duplicate address
+// detection (the VIP moves between directors: DAD would find the previous
+// owner's advertisements and leave the address tentative, unusable, for a
+// second or for good), IPv4 with the label "<interface>:dsrd" where the
+// name fits.
+func vipAddr(v VIP) netkernel.Addr {
+	a := netkernel.Addr{Link: v.Interface, Prefix: v.Prefix()}
+	if v.Address.Is6() {
+		a.Flags = netkernel.FlagNoDAD
+	} else {
+		a.Label = dsrdLabel(v.Interface)
+	}
+	return a
 }
 
 // dsrdLabel returns the IPv4 address label marking an address as dsrd's,

@@ -56,7 +56,7 @@ func TestNotifyScriptsRunWithEnvironment(t *testing.T) {
 	testutil.WaitFor(t, 20*time.Second, "BACKUP", func() (bool, string) { return m.State() == StateBackup, "not yet" })
 	m.SetLeader(true)
 	testutil.WaitFor(t, 20*time.Second, "MASTER", func() (bool, string) { return m.State() == StateMaster, "not yet" })
-	k.SetLink("eth0", LinkDown)
+	setLink(k, "eth0", LinkDown)
 	testutil.WaitFor(t, 20*time.Second, "six script runs", func() (bool, string) { return len(readLines(out)) == 6, "not yet" })
 	cancel()
 	if err := <-done; err != nil {

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/dsrd/dsrd/internal/netkernel"
 )
 
 // Stable log keys.
@@ -131,7 +133,7 @@ func (o *Owner) acquireLocked(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := o.kernel.AddAddr(v.Interface, v.Prefix()); err != nil {
+		if err := o.kernel.AddAddr(vipAddr(v)); err != nil {
 			errs = append(errs, fmt.Errorf("acquire %s: %w", v, err))
 			if held {
 				a.stop()
@@ -266,7 +268,9 @@ func (o *Owner) removeLocked(vips []VIP, ours map[key]bool) ([]VIP, error) {
 		if !present[v.Interface][v.Prefix()] {
 			continue
 		}
-		if err := o.kernel.DelAddr(v.Interface, v.Prefix()); err != nil {
+		// No label: the address goes whatever its label, as the VIPs this
+		// node adopted (left by hand or by another program) may carry none.
+		if err := o.kernel.DelAddr(netkernel.Addr{Link: v.Interface, Prefix: v.Prefix()}); err != nil {
 			errs = append(errs, fmt.Errorf("release %s: %w", v, err))
 			continue
 		}
@@ -299,8 +303,8 @@ func (o *Owner) presentLocked(vips []VIP) (map[string]map[netip.Prefix]bool, map
 			continue
 		}
 		set := make(map[netip.Prefix]bool, len(addrs))
-		for _, p := range addrs {
-			set[netip.PrefixFrom(p.Addr().Unmap(), p.Bits())] = true
+		for _, a := range addrs {
+			set[a.Prefix] = true
 		}
 		present[v.Interface] = set
 	}

@@ -86,7 +86,7 @@ func TestOwnerAcquireRepairs(t *testing.T) {
 			t.Fatal(err)
 		}
 		synctest.Wait()
-		k.ResetOps()
+		k.ResetCalls()
 		rec.take()
 
 		// Someone removes a VIP by hand; the next Acquire puts it back and
@@ -123,7 +123,10 @@ func TestOwnerAdoptsPresentVIP(t *testing.T) {
 		if err := o.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// Deleted whatever its label: one added by hand has none of
+		// dsrd's, and a delete naming eth0:dsrd would leave it in place.
 		wantOps(t, k, "ip addr del 203.0.113.10/32 dev eth0")
+		wantState(t, k, "eth0 up\n")
 	})
 }
 
@@ -203,7 +206,7 @@ func TestOwnerReleaseStaleKeepsHeld(t *testing.T) {
 		if err := o.Acquire(ctx); err != nil {
 			t.Fatal(err)
 		}
-		k.ResetOps()
+		k.ResetCalls()
 		if removed, err := o.ReleaseStale(ctx); err != nil || len(removed) != 0 {
 			t.Fatalf("ReleaseStale while holding = %v, %v; want nothing", removed, err)
 		}
@@ -229,7 +232,7 @@ func TestOwnerUpdateWhileHolding(t *testing.T) {
 			t.Fatal(err)
 		}
 		synctest.Wait()
-		k.ResetOps()
+		k.ResetCalls()
 		rec.take()
 
 		time.Sleep(5 * time.Second)

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
+	"github.com/dsrd/dsrd/internal/netkernel"
 	"github.com/dsrd/dsrd/internal/netnsutil"
 	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/internal/testutil/privileged"
@@ -106,8 +107,10 @@ func newLab(t *testing.T) *lab {
 		link, _ := h.LinkByName(name)
 		for _, a := range addrs {
 			p := netip.MustParsePrefix(a)
-			na := nlAddr(name, p)
-			na.Label = ""
+			na := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+			if p.Addr().Is6() {
+				na.Flags = unix.IFA_F_NODAD
+			}
 			if err := h.AddrAdd(link, na); err != nil {
 				t.Fatalf("add %s to %s: %v", a, name, err)
 			}
@@ -125,7 +128,7 @@ func (l *lab) waitUp(t *testing.T, h *netlink.Handle, name string) {
 	t.Helper()
 	testutil.WaitFor(t, 20*time.Second, name+" up and running", func() (bool, string) {
 		link, err := h.LinkByName(name)
-		return err == nil && linkStatus(link.Attrs().Flags) == LinkUp, "not yet"
+		return err == nil && statusOf(link.Attrs().Flags&net.FlagUp != 0, link.Attrs().Flags&net.FlagRunning != 0) == LinkUp, "not yet"
 	})
 }
 
@@ -321,7 +324,7 @@ func TestPrivilegedAcquireAnnouncesOnTheWire(t *testing.T) {
 	}
 	defer lx.Close()
 	// An address of the director that is not a VIP: must survive.
-	if err := lx.AddAddr("dsrd0", pfx("192.0.2.50/32")); err != nil {
+	if err := lx.AddAddr(netkernel.Addr{Link: "dsrd0", Prefix: pfx("192.0.2.50/32")}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -394,9 +397,9 @@ func TestPrivilegedAcquireAnnouncesOnTheWire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range got {
-		if p.Addr() == v4 || p.Addr() == v6 {
-			t.Errorf("%s still on dsrd0 after Release", p)
+	for _, a := range got {
+		if a.Prefix.Addr() == v4 || a.Prefix.Addr() == v6 {
+			t.Errorf("%s still on dsrd0 after Release", a)
 		}
 	}
 	if !containsPrefix(got, pfx("192.0.2.50/32")) || !containsPrefix(got, pfx("192.0.2.1/24")) {
@@ -404,8 +407,9 @@ func TestPrivilegedAcquireAnnouncesOnTheWire(t *testing.T) {
 	}
 }
 
-func containsPrefix(ps []netip.Prefix, p netip.Prefix) bool {
-	for _, q := range ps {
+func containsPrefix(as []netkernel.Addr, p netip.Prefix) bool {
+	for _, a := range as {
+		q := a.Prefix
 		if q == p {
 			return true
 		}
@@ -430,7 +434,7 @@ func TestPrivilegedClientCreatesEntriesOnlyWhenAccepting(t *testing.T) {
 
 	announce := func(ip netip.Addr) {
 		t.Helper()
-		if err := lx.AddAddr("dsrd0", netip.PrefixFrom(ip, ip.BitLen())); err != nil {
+		if err := lx.AddAddr(vipAddr(VIP{Address: ip, Interface: "dsrd0"})); err != nil {
 			t.Fatal(err)
 		}
 		if err := lx.Announce(ctx, "dsrd0", ip); err != nil {
@@ -445,17 +449,25 @@ func TestPrivilegedClientCreatesEntriesOnlyWhenAccepting(t *testing.T) {
 			return n > 0, "not yet"
 		})
 	}
-	// settle gives the client's kernel time to process a frame its packet
-	// socket already delivered (they are handled on the same softirq pass,
-	// but the reader may wake first); only for the negative checks.
-	settle := func() { time.Sleep(200 * time.Millisecond) }
+	// processed returns once the client's kernel has processed every
+	// announcement sent so far, for the negative checks: it announces
+	// marker, for which the client has an entry at another MAC (an
+	// existing entry follows an announcement whatever the settings, as the
+	// previous test shows), and waits for the entry to follow. Frames from
+	// one sender through one veth are processed in order.
+	processed := func(marker netip.Addr) {
+		t.Helper()
+		l.setClientNeigh(t, marker, mustMAC("02:00:00:00:00:98"))
+		announce(marker)
+		l.waitClientNeigh(t, marker, l.dirMAC)
+	}
 
 	t.Run("ipv4", func(t *testing.T) {
 		l.sysctl(t, l.cli, "ipv4/conf/all/arp_accept", "0")
 		l.sysctl(t, l.cli, "ipv4/conf/client0/arp_accept", "0")
 		ignored := netip.MustParseAddr("192.0.2.101")
 		announce(ignored)
-		settle()
+		processed(netip.MustParseAddr("192.0.2.150"))
 		if n, ok := l.clientNeigh(t, ignored); ok {
 			t.Errorf("arp_accept=0 created an entry: %+v", n)
 		}
@@ -472,14 +484,14 @@ func TestPrivilegedClientCreatesEntriesOnlyWhenAccepting(t *testing.T) {
 		l.sysctl(t, l.cli, "ipv6/conf/client0/accept_untracked_na", "0")
 		ignored := netip.MustParseAddr("2001:db8::101")
 		announce(ignored)
-		settle()
+		processed(netip.MustParseAddr("2001:db8::150"))
 		if n, ok := l.clientNeigh(t, ignored); ok {
 			t.Errorf("accept_untracked_na=0 created an entry: %+v", n)
 		}
 		l.sysctl(t, l.cli, "ipv6/conf/client0/accept_untracked_na", "1")
 		hostIgnored := netip.MustParseAddr("2001:db8::102")
 		announce(hostIgnored)
-		settle()
+		processed(netip.MustParseAddr("2001:db8::151"))
 		if n, ok := l.clientNeigh(t, hostIgnored); ok {
 			t.Errorf("a host (forwarding=0) created an entry: %+v", n)
 		}
@@ -521,16 +533,16 @@ func TestPrivilegedAnnounceErrors(t *testing.T) {
 	if !errors.Is(err, ErrNoInterface) {
 		t.Errorf("announce on a missing interface = %v, want ErrNoInterface", err)
 	}
-	if err := lx.AddAddr("nosuch0", pfx("192.0.2.200/32")); !errors.Is(err, ErrNoInterface) {
+	if err := lx.AddAddr(netkernel.Addr{Link: "nosuch0", Prefix: pfx("192.0.2.200/32")}); !errors.Is(err, ErrNoInterface) {
 		t.Errorf("AddAddr on a missing interface = %v, want ErrNoInterface", err)
 	}
-	if err := lx.DelAddr("nosuch0", pfx("192.0.2.200/32")); err != nil {
+	if err := lx.DelAddr(netkernel.Addr{Link: "nosuch0", Prefix: pfx("192.0.2.200/32")}); err != nil {
 		t.Errorf("DelAddr on a missing interface = %v, want nil", err)
 	}
-	if err := lx.DelAddr("dsrd0", pfx("192.0.2.200/32")); err != nil {
+	if err := lx.DelAddr(netkernel.Addr{Link: "dsrd0", Prefix: pfx("192.0.2.200/32")}); err != nil {
 		t.Errorf("DelAddr of an absent address = %v, want nil", err)
 	}
-	if err := lx.AddAddr("dsrd0", pfx("192.0.2.1/24")); err != nil {
+	if err := lx.AddAddr(netkernel.Addr{Link: "dsrd0", Prefix: pfx("192.0.2.1/24")}); err != nil {
 		t.Errorf("AddAddr of a present address = %v, want nil", err)
 	}
 }
@@ -594,4 +606,44 @@ func TestPrivilegedMachineFollowsLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 20*time.Second, "FAULT after the link is deleted", func() (bool, string) { return m.State() == StateFault, "not yet" })
+}
+
+// A VIP found on the interface without dsrd's label (added by hand, or by
+// another program) is adopted on Acquire and, like any held VIP, removed
+// on Release: the kernel deletes an IPv4 address named with a label only
+// if the labels match, so the release must not name one.
+func TestPrivilegedReleaseRemovesAdoptedVIP(t *testing.T) {
+	l := newLab(t)
+	lx, err := NewLinuxAt(l.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lx.Close()
+	v4 := netip.MustParseAddr("192.0.2.110")
+	link, err := l.hDir.LinkByName("dsrd0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byHand := &netlink.Addr{IPNet: &net.IPNet{IP: v4.AsSlice(), Mask: net.CIDRMask(32, 32)}}
+	if err := l.hDir.AddrAdd(link, byHand); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := testLogger(t)
+	o, err := NewOwner([]VIP{{v4, "dsrd0", Announce{Count: 1, Refresh: RefreshOff}}}, lx, lx.Announce, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := lx.Addrs("dsrd0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if containsPrefix(got, netip.PrefixFrom(v4, 32)) {
+		t.Fatalf("%s, added without a label, still on dsrd0 after Release: %v", v4, got)
+	}
 }

@@ -273,7 +273,7 @@ func (m *Machine) readLinks(st *loop) {
 			continue
 		}
 		seen[v.Interface] = true
-		l, err := m.owner.kernel.Link(v.Interface)
+		l, err := readLink(m.owner.kernel, v.Interface)
 		if err != nil {
 			m.log.Warn("cannot read interface state", keyInterface, v.Interface, keyError, err)
 			if _, known := st.links[v.Interface]; !known {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/cli"
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/netkernel"
 	"github.com/dsrd/dsrd/realserver"
 )
 
@@ -38,7 +39,7 @@ var acceptedEdges = map[string]string{
 // fake kernel validates without touching anything.
 func constructs(t *testing.T, name string, cfg *config.Realserver) {
 	t.Helper()
-	a, err := realserver.New(cli.RealserverAgentConfig(*cfg), nil, realserver.WithKernel(realserver.NewFakeKernel()))
+	a, err := realserver.New(cli.RealserverAgentConfig(*cfg), nil, realserver.WithKernel(netkernel.NewFake()))
 	if err != nil {
 		t.Fatalf("%s: config accepts it, realserver.New refuses it: %v", name, err)
 	}

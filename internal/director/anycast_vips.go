@@ -11,6 +11,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/netkernel"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
 	"github.com/dsrd/dsrd/vrrp"
@@ -63,7 +64,7 @@ func (h *loVIPs) update(ctx context.Context, sysctls ipvs.SysctlWriter, vips []n
 		}
 	}
 	for _, v := range vips {
-		if err := h.k.AddAddr(config.BGPInterface, netip.PrefixFrom(v, v.BitLen())); err != nil {
+		if err := h.k.AddAddr(loAddr(v)); err != nil {
 			errs = append(errs, fmt.Errorf("hold bgp vip %s on %s: %w", v, config.BGPInterface, err))
 		}
 	}
@@ -74,7 +75,7 @@ func (h *loVIPs) update(ctx context.Context, sysctls ipvs.SysctlWriter, vips []n
 		if _, found := slices.BinarySearchFunc(vips, v, netip.Addr.Compare); found {
 			continue
 		}
-		if err := h.k.DelAddr(config.BGPInterface, netip.PrefixFrom(v, v.BitLen())); err != nil {
+		if err := h.k.DelAddr(netkernel.Addr{Link: config.BGPInterface, Prefix: netip.PrefixFrom(v, v.BitLen())}); err != nil {
 			errs = append(errs, fmt.Errorf("release bgp vip %s from %s: %w", v, config.BGPInterface, err))
 			kept = append(kept, v)
 		}
@@ -91,12 +92,24 @@ func (h *loVIPs) release() error {
 	defer h.mu.Unlock()
 	var errs []error
 	for _, v := range h.held {
-		if err := h.k.DelAddr(config.BGPInterface, netip.PrefixFrom(v, v.BitLen())); err != nil {
+		if err := h.k.DelAddr(netkernel.Addr{Link: config.BGPInterface, Prefix: netip.PrefixFrom(v, v.BitLen())}); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	h.held = nil
 	return errors.Join(errs...)
+}
+
+// loAddr is a bgp VIP as an address of lo: labelled dsrd's (IPv4), without
+// duplicate address detection (IPv6).
+func loAddr(v netip.Addr) netkernel.Addr {
+	a := netkernel.Addr{Link: config.BGPInterface, Prefix: netip.PrefixFrom(v, v.BitLen())}
+	if v.Is6() {
+		a.Flags = netkernel.FlagNoDAD
+	} else {
+		a.Label = config.BGPInterface + ":dsrd"
+	}
+	return a
 }
 
 // bgpVIPsOf lists the bgp VIPs of a replicated spec.

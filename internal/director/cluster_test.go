@@ -15,6 +15,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/metrics"
+	"github.com/dsrd/dsrd/internal/netkernel"
 	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/vrrp"
@@ -669,7 +670,7 @@ func TestClusterOfDirectors(t *testing.T) {
 		old := l.waitVIPOwner(nil)
 		other := l.other(old)
 		_, witTerms := wl.longestTerm()
-		old.vips.SetLink("eth0", vrrp.LinkDown)
+		old.vips.AddLink(netkernel.Link{Name: "eth0"}) // down
 		if owner := l.waitVIPOwner(old); owner != other {
 			t.Fatalf("after %s's link went down the VIP is on %s, want %s", old.id, owner.id, other.id)
 		}
@@ -682,7 +683,7 @@ func TestClusterOfDirectors(t *testing.T) {
 		if st := status(t, apiClient(t, old.sock)); st.VRRPState != "FAULT" {
 			t.Errorf("%s's VRRP state %q, want FAULT", old.id, st.VRRPState)
 		}
-		old.vips.SetLink("eth0", vrrp.LinkUp)
+		old.vips.AddLink(netkernel.Link{Name: "eth0", Up: true, Running: true})
 		testutil.WaitFor(t, testTimeout, old.id+" back in BACKUP", func() (bool, string) {
 			st := status(t, apiClient(t, old.sock))
 			return st.VRRPState == "BACKUP", st.VRRPState

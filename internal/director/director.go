@@ -21,6 +21,7 @@ import (
 	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/internal/metrics"
+	"github.com/dsrd/dsrd/internal/netkernel"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
 	"github.com/dsrd/dsrd/raft/pki"
@@ -377,10 +378,10 @@ func ReleaseVIPs(ctx context.Context, cfg *config.Director, log *slog.Logger) ([
 			errs = append(errs, err)
 			break
 		}
-		if !slices.Contains(addrs, p) {
+		if !slices.ContainsFunc(addrs, func(a netkernel.Addr) bool { return a.Prefix == p }) {
 			continue
 		}
-		if err := lx.DelAddr(config.BGPInterface, p); err != nil {
+		if err := lx.DelAddr(netkernel.Addr{Link: config.BGPInterface, Prefix: p}); err != nil {
 			errs = append(errs, fmt.Errorf("release bgp vip %s from %s: %w", v.Address, config.BGPInterface, err))
 			continue
 		}

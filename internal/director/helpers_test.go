@@ -19,6 +19,7 @@ import (
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/internal/netkernel"
 	"github.com/dsrd/dsrd/internal/testutil"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/vrrp"
@@ -154,7 +155,7 @@ func holdsVIP(k *vrrp.FakeKernel, vip netip.Addr) bool {
 	if err != nil {
 		return false
 	}
-	return slices.Contains(addrs, netip.PrefixFrom(vip, vip.BitLen()))
+	return slices.ContainsFunc(addrs, func(a netkernel.Addr) bool { return a.Prefix == netip.PrefixFrom(vip, vip.BitLen()) })
 }
 
 // apiClient returns a client of a node's API socket, closed at the end of

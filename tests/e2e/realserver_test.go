@@ -20,6 +20,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/dsrd/dsrd/internal/netkernel"
 	"github.com/dsrd/dsrd/realserver"
 	"github.com/dsrd/dsrd/tests/e2e/lab"
 )
@@ -170,7 +171,7 @@ func rsCheckIn(t *testing.T, h lab.Host, dataDir string) realserver.Report {
 		t.Fatal(err)
 	}
 	defer ns.Close()
-	k, err := realserver.NewLinuxKernel(realserver.InNetns(ns))
+	k, err := netkernel.NewAt(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
