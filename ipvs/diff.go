@@ -50,6 +50,11 @@ type Op struct {
 	Service Service
 	// Dest is the destination of destination operations.
 	Dest Destination
+	// Reorder marks the destination operations that put an
+	// order-sensitive service's destinations back in CanonicalOrder: the
+	// deletion of a real the service keeps, its re-addition, and the
+	// addition of the reals that must come after it (see Diff).
+	Reorder bool
 }
 
 // String prints the operation in ipvsadm syntax, e.g.
@@ -75,7 +80,8 @@ func (o Op) String() string {
 
 // Diff returns the operations that turn actual into desired, in this order:
 // add services, update services, add destinations, update destinations,
-// delete destinations, delete services; within each group by service and
+// the reorder operations (delete, add, update destinations), delete
+// destinations, delete services; within each group by service and
 // destination in ipvsadm's order.
 //
 // Every service of desired is managed: created when missing, updated when
@@ -85,11 +91,26 @@ func (o Op) String() string {
 // Attributes are compared as the kernel holds them: desired is normalised
 // (see Service), FlagHashed is ignored, the persistence timeout and netmask
 // count only for persistent services, counters never. A change is always an
-// update, never a delete and add.
+// update, never a delete and add, but for order:
+//
+// The destinations of a service whose desired scheduler is OrderSensitive
+// (mh, sh, dh) must end up in the kernel in CanonicalOrder, so that every
+// director maps a flow to the same real. The kernel only ever adds a
+// destination after the others (the head of its list), so the reals that
+// stay where they are form the longest start of the canonical order found,
+// in order, in actual's Order; every desired real after that start is
+// (re)added in canonical order, those the kernel holds deleted first. These
+// operations are marked Reorder. A real added with a key above every other
+// costs one add, as always; a real whose key sorts before k others costs
+// its add plus k deletes and k adds (the reals after it). A service of
+// actual with a nil Order is taken to be in order.
+//
+// A destination of an mh service desired at Weight 0 with a LastWeight is
+// added at LastWeight, then updated to 0 (see Destination.LastWeight).
 func Diff(actual, desired State, managed func(ServiceKey) bool) []Op {
 	// Walking keys in order emits each group already sorted: sorting the
 	// (large) operations afterwards costs more than the diff itself.
-	var addS, updS, addD, updD, delD, delS []Op
+	var addS, updS, addD, updD, reDel, reAdd, reUpd, delD, delS []Op
 	var dkeys []DestKey
 	for _, k := range SortedKeys(desired) {
 		d := desired[k].normalized()
@@ -99,25 +120,38 @@ func Diff(actual, desired State, managed func(ServiceKey) bool) []Op {
 		if !ok {
 			addS = append(addS, Op{Kind: OpAddService, Service: attrs})
 			for _, dk := range dkeys {
-				addD = append(addD, Op{Kind: OpAddDest, Service: attrs, Dest: d.Dests[dk]})
+				addD, updD = appendAdd(addD, updD, attrs, d.Dests[dk], false)
 			}
 			continue
 		}
 		if !a.sameConfig(d) {
 			updS = append(updS, Op{Kind: OpUpdateService, Service: attrs})
 		}
+		// dkeys[from:] are (re)added in canonical order by the reorder
+		// operations; from is len(dkeys) when the order is right.
+		from := len(dkeys)
+		if OrderSensitive(d.Scheduler) && a.Order != nil {
+			from = reorderFrom(a, dkeys)
+		}
 		kept := 0 // desired destinations the kernel has
-		for _, dk := range dkeys {
+		for i, dk := range dkeys {
 			dd := d.Dests[dk]
 			ad, ok := a.Dests[dk]
 			switch {
+			case i >= from:
+				if ok {
+					reDel = append(reDel, Op{Kind: OpDelDest, Service: attrs, Dest: ad, Reorder: true})
+				}
+				reAdd, reUpd = appendAdd(reAdd, reUpd, attrs, dd, true)
 			case !ok:
-				addD = append(addD, Op{Kind: OpAddDest, Service: attrs, Dest: dd})
+				addD, updD = appendAdd(addD, updD, attrs, dd, false)
 				continue
 			case !ad.sameConfig(dd):
 				updD = append(updD, Op{Kind: OpUpdateDest, Service: attrs, Dest: dd})
 			}
-			kept++
+			if ok {
+				kept++
+			}
 		}
 		if len(a.Dests) > kept { // the kernel has others: delete them
 			for _, dk := range sortedDestKeys(nil, a.Dests) {
@@ -139,11 +173,50 @@ func Diff(actual, desired State, managed func(ServiceKey) bool) []Op {
 			delS = append(delS, Op{Kind: OpDelService, Service: actual[k].withoutDests()})
 		}
 	}
-	ops := make([]Op, 0, len(addS)+len(updS)+len(addD)+len(updD)+len(delD)+len(delS))
-	for _, g := range [][]Op{addS, updS, addD, updD, delD, delS} {
+	groups := [][]Op{addS, updS, addD, updD, reDel, reAdd, reUpd, delD, delS}
+	n := 0
+	for _, g := range groups {
+		n += len(g)
+	}
+	ops := make([]Op, 0, n)
+	for _, g := range groups {
 		ops = append(ops, g...)
 	}
 	return ops
+}
+
+// reorderFrom returns the index in canon (a service's desired
+// destinations in CanonicalOrder) from which they must be (re)added so
+// that the kernel holds them in that order: the length of the longest
+// start of canon that appears, in order, in the kernel's a.Order, unless
+// every desired real after that start is new to the kernel (then adding
+// them, in order, is enough: len(canon)).
+func reorderFrom(a Service, canon []DestKey) int {
+	i := 0
+	for _, k := range a.Order {
+		if i < len(canon) && k == canon[i] {
+			i++
+		}
+	}
+	for _, k := range canon[i:] {
+		if _, ok := a.Dests[k]; ok {
+			return i
+		}
+	}
+	return len(canon)
+}
+
+// appendAdd appends to adds the operation that adds dd to the service
+// attrs and, for an mh destination at weight 0 with a LastWeight, adds it
+// at LastWeight and appends to upds the update that sets it to 0.
+func appendAdd(adds, upds []Op, attrs Service, dd Destination, reorder bool) ([]Op, []Op) {
+	if dd.Weight == 0 && dd.LastWeight > 0 && attrs.Scheduler == "mh" {
+		first := dd
+		first.Weight = dd.LastWeight
+		adds = append(adds, Op{Kind: OpAddDest, Service: attrs, Dest: first, Reorder: reorder})
+		return adds, append(upds, Op{Kind: OpUpdateDest, Service: attrs, Dest: dd, Reorder: reorder})
+	}
+	return append(adds, Op{Kind: OpAddDest, Service: attrs, Dest: dd, Reorder: reorder}), upds
 }
 
 // sortedDestKeys appends the keys of m to buf in ipvsadm's order.
@@ -168,7 +241,7 @@ func applyOp(st State, o Op) {
 		s := o.Service.withoutDests()
 		s.Flags |= FlagHashed
 		old := st[k]
-		s.Dests, s.Stats = old.Dests, old.Stats
+		s.Dests, s.Stats, s.Order = old.Dests, old.Stats, old.Order
 		if s.Dests == nil {
 			s.Dests = map[DestKey]Destination{}
 		}
@@ -185,12 +258,19 @@ func applyOp(st State, o Op) {
 			d.ActiveConns, d.InactiveConns, d.Stats = old.ActiveConns, old.InactiveConns, old.Stats
 		} else {
 			d.ActiveConns, d.InactiveConns, d.Stats = 0, 0, Stats{}
+			if s.Order != nil || OrderSensitive(s.Scheduler) {
+				s.Order = append(s.Order, d.Key) // the kernel adds after the others
+			}
 		}
 		s.Dests[d.Key] = d
 		st[k] = s
 	case OpDelDest:
 		if s, ok := st[k]; ok {
 			delete(s.Dests, o.Dest.Key)
+			if i := slices.Index(s.Order, o.Dest.Key); i >= 0 {
+				s.Order = slices.Delete(s.Order, i, i+1)
+				st[k] = s
+			}
 		}
 	}
 }

@@ -17,8 +17,9 @@ import (
 // out of 1-128 or a destination of another family. What it returns is what
 // the kernel backend reads back: FlagHashed set, timeouts in whole seconds,
 // netmask defaulted to the full length. It counts calls, can fail a chosen
-// write, and prints itself like `ipvsadm -Sn`. It is safe for concurrent
-// use.
+// write, and prints itself like `ipvsadm -Sn`. Like the kernel, it keeps
+// each service's destinations in the order they were added and lists the
+// last added first. It is safe for concurrent use.
 type Fake struct {
 	mu         sync.Mutex
 	st         State
@@ -86,7 +87,9 @@ func NewFake(opts ...FakeOption) *Fake {
 
 // Seed installs s and its destinations directly, as another program would
 // have (an operator's ipvsadm, a previous dsrd), without counting calls.
-// It replaces a service of the same key.
+// It replaces a service of the same key. The destinations are in s.Order
+// (oldest first), then those it leaves out in CanonicalOrder: a nil Order
+// seeds them as a director creating the service adds them.
 func (f *Fake) Seed(s Service) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -94,6 +97,18 @@ func (f *Fake) Seed(s Service) {
 	if s.Dests == nil {
 		s.Dests = map[DestKey]Destination{}
 	}
+	order := make([]DestKey, 0, len(s.Dests))
+	for _, k := range s.Order {
+		if _, ok := s.Dests[k]; ok && !slices.Contains(order, k) {
+			order = append(order, k)
+		}
+	}
+	for _, k := range CanonicalOrder(s) {
+		if !slices.Contains(order, k) {
+			order = append(order, k)
+		}
+	}
+	s.Order = order
 	f.st[s.Key] = s
 }
 
@@ -166,12 +181,19 @@ func (f *Fake) WritesTo(k ServiceKey) int {
 	return n
 }
 
-// State returns a deep copy of the fake kernel's state as GetServices and
-// GetDestinations would return it.
+// State returns a deep copy of the fake kernel's state as ReadState would
+// return it: Order only for order-sensitive schedulers.
 func (f *Fake) State() State {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.st.Clone()
+	st := f.st.Clone()
+	for k, s := range st {
+		if !OrderSensitive(s.Scheduler) {
+			s.Order = nil
+			st[k] = s
+		}
+	}
+	return st
 }
 
 // String prints the state like `ipvsadm -Sn`.
@@ -244,15 +266,21 @@ func (f *Fake) GetServices(ctx context.Context) ([]Service, error) {
 	return out, nil
 }
 
-// GetDestinations returns the destinations of service k; none (and no
-// error) when the service does not exist, as the kernel's dump does.
+// GetDestinations returns the destinations of service k, the last added
+// first; none (and no error) when the service does not exist, as the
+// kernel's dump does.
 func (f *Fake) GetDestinations(ctx context.Context, k ServiceKey) ([]Destination, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record(ctx, Call{Method: "GetDestinations", Service: k}); err != nil {
 		return nil, fmt.Errorf("%s of %s: %w", callGetDests, k, err)
 	}
-	return sortedDests(f.st[k].Dests), nil
+	s := f.st[k]
+	out := make([]Destination, 0, len(s.Order))
+	for i := len(s.Order) - 1; i >= 0; i-- {
+		out = append(out, s.Dests[s.Order[i]])
+	}
+	return out, nil
 }
 
 // NewService creates s.
@@ -290,7 +318,7 @@ func (f *Fake) UpdateService(ctx context.Context, s Service) error {
 	}
 	if err == nil {
 		s = f.asKernel(s.withoutDests())
-		s.Dests, s.Stats = old.Dests, old.Stats
+		s.Dests, s.Stats, s.Order = old.Dests, old.Stats, old.Order
 		f.st[s.Key] = s
 	}
 	return serviceCallError(callSetService, s, err)
@@ -329,6 +357,8 @@ func (f *Fake) NewDestination(ctx context.Context, k ServiceKey, d Destination) 
 	}
 	if err == nil {
 		s.Dests[d.Key] = asKernelDest(d, Destination{})
+		s.Order = append(s.Order, d.Key) // the kernel adds at the head of its list
+		f.st[k] = s
 	}
 	return destCallError(callNewDest, k, d.Key, err)
 }
@@ -362,6 +392,7 @@ func (f *Fake) UpdateDestination(ctx context.Context, k ServiceKey, d Destinatio
 // Weights travel as 32 bits but moby/ipvs reads back 16.
 func asKernelDest(d, old Destination) Destination {
 	d.Weight &= 0xffff
+	d.LastWeight = 0 // dsrd's, not the kernel's
 	d.ActiveConns, d.InactiveConns, d.Stats = old.ActiveConns, old.InactiveConns, old.Stats
 	return d
 }
@@ -383,6 +414,9 @@ func (f *Fake) DelDestination(ctx context.Context, k ServiceKey, d DestKey) erro
 	}
 	if err == nil {
 		delete(s.Dests, d)
+		i := slices.Index(s.Order, d)
+		s.Order = slices.Delete(s.Order, i, i+1)
+		f.st[k] = s
 	}
 	return destCallError(callDelDest, k, d, err)
 }

@@ -17,7 +17,8 @@ import (
 type Kernel interface {
 	// GetServices returns every service with nil Dests.
 	GetServices(ctx context.Context) ([]Service, error)
-	// GetDestinations returns the destinations of the service k.
+	// GetDestinations returns the destinations of the service k in the
+	// kernel's order: the last added first.
 	GetDestinations(ctx context.Context, k ServiceKey) ([]Destination, error)
 	// NewService creates s (without its Dests).
 	NewService(ctx context.Context, s Service) error
@@ -132,8 +133,16 @@ func opError(op Op, err error) error {
 
 // ReadState reads the services of k and the destinations of those for which
 // manage reports true (all when manage is nil); the others have nil Dests.
+// A service whose scheduler is OrderSensitive also gets its Order.
 // It makes 1 + (managed services) round trips.
 func ReadState(ctx context.Context, k Kernel, manage func(ServiceKey) bool) (State, error) {
+	return readState(ctx, k, manage, nil)
+}
+
+// readState is ReadState that also reads the Order of the services for
+// which order reports true (the reconciler's: those desired with an
+// order-sensitive scheduler).
+func readState(ctx context.Context, k Kernel, manage, order func(ServiceKey) bool) (State, error) {
 	svcs, err := k.GetServices(ctx)
 	if err != nil {
 		return nil, err
@@ -148,6 +157,12 @@ func ReadState(ctx context.Context, k Kernel, manage func(ServiceKey) bool) (Sta
 			s.Dests = make(map[DestKey]Destination, len(ds))
 			for _, d := range ds {
 				s.Dests[d.Key] = d
+			}
+			if OrderSensitive(s.Scheduler) || (order != nil && order(s.Key)) {
+				s.Order = make([]DestKey, len(ds))
+				for i, d := range ds { // the kernel lists the last added first
+					s.Order[len(ds)-1-i] = d.Key
+				}
 			}
 		}
 		st[s.Key] = s

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -347,6 +348,18 @@ type Destination struct {
 	UpperThreshold uint32
 	LowerThreshold uint32
 
+	// LastWeight is, for a destination desired at Weight 0, the weight it
+	// has when it is up (its configured weight). The mh scheduler sizes a
+	// real's share of its lookup table by the last non-zero weight the
+	// real had (the kernel's last_weight), but a real added at weight 0
+	// gets no share at all: a director that adds a down real at 0 builds
+	// another table than one that saw it go from its weight to 0, and maps
+	// other flows to other reals. A destination of an mh service that must
+	// be added at Weight 0 is therefore added at LastWeight and then set to
+	// 0 (see Diff). 0 adds it at 0. It is dsrd's: never read from the
+	// kernel nor compared.
+	LastWeight int
+
 	// ActiveConns, InactiveConns and Stats are read from the kernel; they
 	// are ignored in comparisons and when programming.
 	ActiveConns   uint32
@@ -438,8 +451,43 @@ type Service struct {
 	// dsrd's, never programmed nor compared; nil is empty.
 	Absent map[DestKey]Absence
 
+	// Order is, in a state read from the kernel (ReadState), the order of
+	// the service's destinations in the kernel's list, oldest first: the
+	// order in which they were added, as the kernel adds each new one at
+	// the head of the list and dumps the list from the head. It is read
+	// only for the schedulers whose table depends on that order
+	// (OrderSensitive) and is nil for the others. In a desired state it is
+	// ignored: the wanted order is always CanonicalOrder, which every
+	// director computes alike from the same destinations.
+	Order []DestKey
+
 	// Stats are read from the kernel; ignored in comparisons.
 	Stats Stats
+}
+
+// OrderSensitive reports whether the scheduler's choice of a real for a
+// flow depends on the order of the service's destinations in the kernel:
+// mh (Maglev) fills its lookup table walking the list, sh and dh deal
+// their hash buckets to the reals round-robin in list order. Two
+// directors holding the same reals in another order send the same flow
+// to different reals. The other schedulers keep no table built from the
+// list.
+func OrderSensitive(scheduler string) bool {
+	switch strings.ToLower(strings.TrimSpace(scheduler)) {
+	case "mh", "sh", "dh":
+		return true
+	}
+	return false
+}
+
+// CanonicalOrder returns the order, oldest first, in which the kernel must
+// hold the destinations of an order-sensitive service on every director:
+// ascending address, then port (ipvsadm's order). A director that creates
+// a service adds its reals in this order; a new real with a higher key
+// than the others is then simply added, one with a lower key costs
+// re-adding every real after it (see Diff).
+func CanonicalOrder(s Service) []DestKey {
+	return sortedDestKeys(make([]DestKey, 0, len(s.Dests)), s.Dests)
 }
 
 // NewService returns a service with key k, the scheduler and no
@@ -491,13 +539,16 @@ func (s Service) Clone() Service {
 	if s.Absent != nil {
 		s.Absent = maps.Clone(s.Absent)
 	}
+	if s.Order != nil {
+		s.Order = slices.Clone(s.Order)
+	}
 	return s
 }
 
 // withoutDests returns a copy of the service's attributes with no Dests
-// (and no Absent).
+// (and no Absent nor Order).
 func (s Service) withoutDests() Service {
-	s.Dests, s.Absent = nil, nil
+	s.Dests, s.Absent, s.Order = nil, nil, nil
 	return s
 }
 
