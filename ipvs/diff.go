@@ -44,17 +44,17 @@ func (k OpKind) isDest() bool { return k == OpAddDest || k == OpUpdateDest || k 
 // Op is one kernel operation.
 type Op struct {
 	Kind OpKind
+	// Reorder marks the destination operations that put an
+	// order-sensitive service's destinations back in CanonicalOrder: the
+	// deletion of a real the service keeps, its re-addition, and the
+	// addition of the reals that must come after it (see Diff).
+	Reorder bool
 	// Service is the service's (normalised) attributes for service
 	// operations, and carries the key of the service for destination
 	// operations. Its Dests are not used.
 	Service Service
 	// Dest is the destination of destination operations.
 	Dest Destination
-	// Reorder marks the destination operations that put an
-	// order-sensitive service's destinations back in CanonicalOrder: the
-	// deletion of a real the service keeps, its re-addition, and the
-	// addition of the reals that must come after it (see Diff).
-	Reorder bool
 }
 
 // String prints the operation in ipvsadm syntax, e.g.
@@ -98,12 +98,12 @@ func (o Op) String() string {
 // director maps a flow to the same real. The kernel only ever adds a
 // destination after the others (the head of its list), so the reals that
 // stay where they are form the longest start of the canonical order found,
-// in order, in actual's Order; every desired real after that start is
+// in order, in actual's KernelOrder; every desired real after that start is
 // (re)added in canonical order, those the kernel holds deleted first. These
 // operations are marked Reorder. A real added with a key above every other
 // costs one add, as always; a real whose key sorts before k others costs
 // its add plus k deletes and k adds (the reals after it). A service of
-// actual with a nil Order is taken to be in order.
+// actual whose KernelOrder is unknown is taken to be in order.
 //
 // A destination of an mh service desired at Weight 0 with a LastWeight is
 // added at LastWeight, then updated to 0 (see Destination.LastWeight).
@@ -130,8 +130,10 @@ func Diff(actual, desired State, managed func(ServiceKey) bool) []Op {
 		// dkeys[from:] are (re)added in canonical order by the reorder
 		// operations; from is len(dkeys) when the order is right.
 		from := len(dkeys)
-		if OrderSensitive(d.Scheduler) && a.Order != nil {
-			from = reorderFrom(a, dkeys)
+		if OrderSensitive(d.Scheduler) {
+			if order := a.KernelOrder(); order != nil {
+				from = reorderFrom(a, order, dkeys)
+			}
 		}
 		kept := 0 // desired destinations the kernel has
 		for i, dk := range dkeys {
@@ -188,12 +190,12 @@ func Diff(actual, desired State, managed func(ServiceKey) bool) []Op {
 // reorderFrom returns the index in canon (a service's desired
 // destinations in CanonicalOrder) from which they must be (re)added so
 // that the kernel holds them in that order: the length of the longest
-// start of canon that appears, in order, in the kernel's a.Order, unless
+// start of canon that appears, in order, in the kernel's order, unless
 // every desired real after that start is new to the kernel (then adding
 // them, in order, is enough: len(canon)).
-func reorderFrom(a Service, canon []DestKey) int {
+func reorderFrom(a Service, order, canon []DestKey) int {
 	i := 0
-	for _, k := range a.Order {
+	for _, k := range order {
 		if i < len(canon) && k == canon[i] {
 			i++
 		}
@@ -212,7 +214,7 @@ func reorderFrom(a Service, canon []DestKey) int {
 func appendAdd(adds, upds []Op, attrs Service, dd Destination, reorder bool) ([]Op, []Op) {
 	if dd.Weight == 0 && dd.LastWeight > 0 && attrs.Scheduler == "mh" {
 		first := dd
-		first.Weight = dd.LastWeight
+		first.Weight = int(dd.LastWeight)
 		adds = append(adds, Op{Kind: OpAddDest, Service: attrs, Dest: first, Reorder: reorder})
 		return adds, append(upds, Op{Kind: OpUpdateDest, Service: attrs, Dest: dd, Reorder: reorder})
 	}
@@ -241,7 +243,7 @@ func applyOp(st State, o Op) {
 		s := o.Service.withoutDests()
 		s.Flags |= FlagHashed
 		old := st[k]
-		s.Dests, s.Stats, s.Order = old.Dests, old.Stats, old.Order
+		s.Dests, s.Stats = old.Dests, old.Stats
 		if s.Dests == nil {
 			s.Dests = map[DestKey]Destination{}
 		}
@@ -256,21 +258,29 @@ func applyOp(st State, o Op) {
 		d := o.Dest
 		if old, ok := s.Dests[d.Key]; ok && o.Kind == OpUpdateDest {
 			d.ActiveConns, d.InactiveConns, d.Stats = old.ActiveConns, old.InactiveConns, old.Stats
+			d.Position = old.Position
 		} else {
 			d.ActiveConns, d.InactiveConns, d.Stats = 0, 0, Stats{}
-			if s.Order != nil || OrderSensitive(s.Scheduler) {
-				s.Order = append(s.Order, d.Key) // the kernel adds after the others
-			}
+			d.Position = nextPosition(s)
 		}
 		s.Dests[d.Key] = d
 		st[k] = s
 	case OpDelDest:
 		if s, ok := st[k]; ok {
 			delete(s.Dests, o.Dest.Key)
-			if i := slices.Index(s.Order, o.Dest.Key); i >= 0 {
-				s.Order = slices.Delete(s.Order, i, i+1)
-				st[k] = s
-			}
 		}
 	}
+}
+
+// nextPosition returns the Position of a destination added to s, which the
+// kernel puts after the others: 0 (unknown) when theirs is.
+func nextPosition(s Service) uint32 {
+	var last uint32
+	for _, d := range s.Dests {
+		if d.Position == 0 {
+			return 0
+		}
+		last = max(last, d.Position)
+	}
+	return last + 1
 }

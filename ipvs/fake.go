@@ -1,6 +1,7 @@
 package ipvs
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -27,7 +28,8 @@ type Fake struct {
 	timeouts   Timeouts
 	calls      []Call
 	writes     int
-	failAt     map[int]error // write number -> error
+	failAt     map[int]error         // write number -> error
+	next       map[ServiceKey]uint32 // the Position of the last destination added
 	batches    int
 	closed     bool
 }
@@ -77,6 +79,7 @@ func NewFake(opts ...FakeOption) *Fake {
 		st:       State{},
 		timeouts: Timeouts{TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second},
 		failAt:   map[int]error{},
+		next:     map[ServiceKey]uint32{},
 	}
 	WithSchedulers("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos")(f)
 	for _, o := range opts {
@@ -87,9 +90,9 @@ func NewFake(opts ...FakeOption) *Fake {
 
 // Seed installs s and its destinations directly, as another program would
 // have (an operator's ipvsadm, a previous dsrd), without counting calls.
-// It replaces a service of the same key. The destinations are in s.Order
-// (oldest first), then those it leaves out in CanonicalOrder: a nil Order
-// seeds them as a director creating the service adds them.
+// It replaces a service of the same key. The destinations are in the order
+// of their Position when every one has one, else in CanonicalOrder (as a
+// director creating the service adds them).
 func (f *Fake) Seed(s Service) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -97,19 +100,17 @@ func (f *Fake) Seed(s Service) {
 	if s.Dests == nil {
 		s.Dests = map[DestKey]Destination{}
 	}
-	order := make([]DestKey, 0, len(s.Dests))
-	for _, k := range s.Order {
-		if _, ok := s.Dests[k]; ok && !slices.Contains(order, k) {
-			order = append(order, k)
-		}
+	order := s.KernelOrder()
+	if order == nil {
+		order = CanonicalOrder(s)
 	}
-	for _, k := range CanonicalOrder(s) {
-		if !slices.Contains(order, k) {
-			order = append(order, k)
-		}
+	for i, k := range order {
+		d := s.Dests[k]
+		d.Position = uint32(i + 1)
+		s.Dests[k] = d
 	}
-	s.Order = order
 	f.st[s.Key] = s
+	f.next[s.Key] = uint32(len(order))
 }
 
 // SetConns sets the connection counters of a destination, as traffic would.
@@ -182,15 +183,16 @@ func (f *Fake) WritesTo(k ServiceKey) int {
 }
 
 // State returns a deep copy of the fake kernel's state as ReadState would
-// return it: Order only for order-sensitive schedulers.
+// return it: each destination's Position counts from 1, oldest first.
 func (f *Fake) State() State {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := f.st.Clone()
-	for k, s := range st {
-		if !OrderSensitive(s.Scheduler) {
-			s.Order = nil
-			st[k] = s
+	for _, s := range st {
+		for i, k := range s.KernelOrder() {
+			d := s.Dests[k]
+			d.Position = uint32(i + 1)
+			s.Dests[k] = d
 		}
 	}
 	return st
@@ -275,10 +277,13 @@ func (f *Fake) GetDestinations(ctx context.Context, k ServiceKey) ([]Destination
 	if err := f.record(ctx, Call{Method: "GetDestinations", Service: k}); err != nil {
 		return nil, fmt.Errorf("%s of %s: %w", callGetDests, k, err)
 	}
-	s := f.st[k]
-	out := make([]Destination, 0, len(s.Order))
-	for i := len(s.Order) - 1; i >= 0; i-- {
-		out = append(out, s.Dests[s.Order[i]])
+	out := make([]Destination, 0, len(f.st[k].Dests))
+	for _, d := range f.st[k].Dests {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b Destination) int { return cmp.Compare(b.Position, a.Position) })
+	for i := range out {
+		out[i].Position = 0 // the kernel lists them in order but says no number
 	}
 	return out, nil
 }
@@ -300,6 +305,7 @@ func (f *Fake) NewService(ctx context.Context, s Service) error {
 		s = f.asKernel(s.withoutDests())
 		s.Dests, s.Stats = map[DestKey]Destination{}, Stats{}
 		f.st[s.Key] = s
+		f.next[s.Key] = 0
 	}
 	return serviceCallError(callNewService, s, err)
 }
@@ -318,7 +324,7 @@ func (f *Fake) UpdateService(ctx context.Context, s Service) error {
 	}
 	if err == nil {
 		s = f.asKernel(s.withoutDests())
-		s.Dests, s.Stats, s.Order = old.Dests, old.Stats, old.Order
+		s.Dests, s.Stats = old.Dests, old.Stats
 		f.st[s.Key] = s
 	}
 	return serviceCallError(callSetService, s, err)
@@ -334,6 +340,7 @@ func (f *Fake) DelService(ctx context.Context, k ServiceKey) error {
 	}
 	if err == nil {
 		delete(f.st, k)
+		delete(f.next, k)
 	}
 	return serviceCallError(callDelService, Service{Key: k}, err)
 }
@@ -356,9 +363,10 @@ func (f *Fake) NewDestination(ctx context.Context, k ServiceKey, d Destination) 
 		}
 	}
 	if err == nil {
-		s.Dests[d.Key] = asKernelDest(d, Destination{})
-		s.Order = append(s.Order, d.Key) // the kernel adds at the head of its list
-		f.st[k] = s
+		d = asKernelDest(d, Destination{})
+		f.next[k]++
+		d.Position = f.next[k] // after the others: the kernel adds at the head of its list
+		s.Dests[d.Key] = d
 	}
 	return destCallError(callNewDest, k, d.Key, err)
 }
@@ -394,6 +402,7 @@ func asKernelDest(d, old Destination) Destination {
 	d.Weight &= 0xffff
 	d.LastWeight = 0 // dsrd's, not the kernel's
 	d.ActiveConns, d.InactiveConns, d.Stats = old.ActiveConns, old.InactiveConns, old.Stats
+	d.Position = old.Position
 	return d
 }
 
@@ -414,9 +423,6 @@ func (f *Fake) DelDestination(ctx context.Context, k ServiceKey, d DestKey) erro
 	}
 	if err == nil {
 		delete(s.Dests, d)
-		i := slices.Index(s.Order, d)
-		s.Order = slices.Delete(s.Order, i, i+1)
-		f.st[k] = s
 	}
 	return destCallError(callDelDest, k, d, err)
 }

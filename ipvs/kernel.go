@@ -132,17 +132,9 @@ func opError(op Op, err error) error {
 }
 
 // ReadState reads the services of k and the destinations of those for which
-// manage reports true (all when manage is nil); the others have nil Dests.
-// A service whose scheduler is OrderSensitive also gets its Order.
-// It makes 1 + (managed services) round trips.
+// manage reports true (all when manage is nil), with their Position; the
+// others have nil Dests. It makes 1 + (managed services) round trips.
 func ReadState(ctx context.Context, k Kernel, manage func(ServiceKey) bool) (State, error) {
-	return readState(ctx, k, manage, nil)
-}
-
-// readState is ReadState that also reads the Order of the services for
-// which order reports true (the reconciler's: those desired with an
-// order-sensitive scheduler).
-func readState(ctx context.Context, k Kernel, manage, order func(ServiceKey) bool) (State, error) {
 	svcs, err := k.GetServices(ctx)
 	if err != nil {
 		return nil, err
@@ -155,14 +147,9 @@ func readState(ctx context.Context, k Kernel, manage, order func(ServiceKey) boo
 				return nil, err
 			}
 			s.Dests = make(map[DestKey]Destination, len(ds))
-			for _, d := range ds {
+			for i, d := range ds {
+				d.Position = uint32(len(ds) - i) // the last added first
 				s.Dests[d.Key] = d
-			}
-			if OrderSensitive(s.Scheduler) || (order != nil && order(s.Key)) {
-				s.Order = make([]DestKey, len(ds))
-				for i, d := range ds { // the kernel lists the last added first
-					s.Order[len(ds)-1-i] = d.Key
-				}
 			}
 		}
 		st[s.Key] = s

@@ -22,6 +22,7 @@
 package ipvs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -343,11 +344,6 @@ type Destination struct {
 	Weight int
 	// Forward is the forwarding method; the zero value is direct routing.
 	Forward Forward
-	// UpperThreshold and LowerThreshold bound the real's connections; 0
-	// means no limit. The kernel requires Lower <= Upper.
-	UpperThreshold uint32
-	LowerThreshold uint32
-
 	// LastWeight is, for a destination desired at Weight 0, the weight it
 	// has when it is up (its configured weight). The mh scheduler sizes a
 	// real's share of its lookup table by the last non-zero weight the
@@ -356,15 +352,26 @@ type Destination struct {
 	// another table than one that saw it go from its weight to 0, and maps
 	// other flows to other reals. A destination of an mh service that must
 	// be added at Weight 0 is therefore added at LastWeight and then set to
-	// 0 (see Diff). 0 adds it at 0. It is dsrd's: never read from the
-	// kernel nor compared.
-	LastWeight int
+	// 0 (see Diff); 0 adds it at 0. It is dsrd's: never read from the
+	// kernel nor compared. (uint16, the kernel's range of weights, keeps
+	// Destination as small as it was.)
+	LastWeight uint16
+	// UpperThreshold and LowerThreshold bound the real's connections; 0
+	// means no limit. The kernel requires Lower <= Upper.
+	UpperThreshold uint32
+	LowerThreshold uint32
 
 	// ActiveConns, InactiveConns and Stats are read from the kernel; they
 	// are ignored in comparisons and when programming.
 	ActiveConns   uint32
 	InactiveConns uint32
-	Stats         Stats
+	// Position is the destination's place in its service's list in the
+	// kernel, as ReadState reads it: 1 for the oldest (the first added),
+	// higher for later ones (see Service.KernelOrder); 0 is unknown (a
+	// desired state, a state built by hand). Like the counters it is
+	// ignored in comparisons and when programming.
+	Position uint32
+	Stats    Stats
 }
 
 // NewDestination returns a direct-routing destination at addr:port with
@@ -451,18 +458,30 @@ type Service struct {
 	// dsrd's, never programmed nor compared; nil is empty.
 	Absent map[DestKey]Absence
 
-	// Order is, in a state read from the kernel (ReadState), the order of
-	// the service's destinations in the kernel's list, oldest first: the
-	// order in which they were added, as the kernel adds each new one at
-	// the head of the list and dumps the list from the head. It is read
-	// only for the schedulers whose table depends on that order
-	// (OrderSensitive) and is nil for the others. In a desired state it is
-	// ignored: the wanted order is always CanonicalOrder, which every
-	// director computes alike from the same destinations.
-	Order []DestKey
-
 	// Stats are read from the kernel; ignored in comparisons.
 	Stats Stats
+}
+
+// KernelOrder returns the keys of the service's destinations in the order
+// of the kernel's list, oldest first (the order in which they were added:
+// the kernel adds each new destination at the head of its list and dumps
+// the list from the head), from their Position; nil when a destination's
+// Position is unknown. A director must hold the destinations of an
+// OrderSensitive service in CanonicalOrder.
+func (s Service) KernelOrder() []DestKey {
+	ds := make([]Destination, 0, len(s.Dests))
+	for _, d := range s.Dests {
+		if d.Position == 0 {
+			return nil
+		}
+		ds = append(ds, d)
+	}
+	slices.SortFunc(ds, func(a, b Destination) int { return cmp.Compare(a.Position, b.Position) })
+	out := make([]DestKey, len(ds))
+	for i, d := range ds {
+		out[i] = d.Key
+	}
+	return out
 }
 
 // OrderSensitive reports whether the scheduler's choice of a real for a
@@ -539,16 +558,13 @@ func (s Service) Clone() Service {
 	if s.Absent != nil {
 		s.Absent = maps.Clone(s.Absent)
 	}
-	if s.Order != nil {
-		s.Order = slices.Clone(s.Order)
-	}
 	return s
 }
 
 // withoutDests returns a copy of the service's attributes with no Dests
-// (and no Absent nor Order).
+// (and no Absent).
 func (s Service) withoutDests() Service {
-	s.Dests, s.Absent, s.Order = nil, nil, nil
+	s.Dests, s.Absent = nil, nil
 	return s
 }
 

@@ -30,8 +30,10 @@ func withOrder(s Service, order ...string) Service {
 	if s.Netmask == 0 {
 		s.Netmask = s.Key.Family.bits()
 	}
-	if len(order) > 0 {
-		s.Order = keys(order...)
+	for i, k := range keys(order...) {
+		d := s.Dests[k]
+		d.Position = uint32(i + 1)
+		s.Dests[k] = d
 	}
 	return s
 }
@@ -180,8 +182,8 @@ func TestDiffOrder(t *testing.T) {
 			if _, err := NewReconciler(f, nil).Apply(context.Background(), state(tt.desired)); err != nil {
 				t.Fatal(err)
 			}
-			if got := f.State()[web]; OrderSensitive(tt.desired.Scheduler) && !slices.Equal(got.Order, CanonicalOrder(tt.desired)) {
-				t.Errorf("order after apply %v, want %v", got.Order, CanonicalOrder(tt.desired))
+			if got := f.State()[web].KernelOrder(); OrderSensitive(tt.desired.Scheduler) && !slices.Equal(got, CanonicalOrder(tt.desired)) {
+				t.Errorf("order after apply %v, want %v", got, CanonicalOrder(tt.desired))
 			}
 		})
 	}
@@ -213,7 +215,7 @@ func TestReorderCost(t *testing.T) {
 		if w, want := f.Writes(), 1+2*after; w != want {
 			t.Errorf("new real at position %d of %d: %d writes, want %d", pos, n+1, w, want)
 		}
-		if got := f.State()[web].Order; !slices.Equal(got, keys(all...)) {
+		if got := f.State()[web].KernelOrder(); !slices.Equal(got, keys(all...)) {
 			t.Errorf("position %d: order %v", pos, got)
 		}
 	}
@@ -281,8 +283,9 @@ func TestDiffMHWeightZeroAddedAtLastWeight(t *testing.T) {
 func TestTwoDirectorsConverge(t *testing.T) {
 	ctx := context.Background()
 	web := tcp("192.0.2.1:80")
-	foreign := svc(tcp("203.0.113.99:80"), "mh", "203.0.113.101:80", "203.0.113.100:80")
-	foreign.Order = keys("203.0.113.101:80", "203.0.113.100:80")
+	foreign := withOrder(svc(tcp("203.0.113.99:80"), "mh", "203.0.113.101:80", "203.0.113.100:80"),
+		"203.0.113.101:80", "203.0.113.100:80")
+	foreignOrder := foreign.KernelOrder()
 	var reals []string
 	for i := range 6 {
 		reals = append(reals, fmt.Sprintf("198.51.100.%d:80", 1+i))
@@ -303,9 +306,9 @@ func TestTwoDirectorsConverge(t *testing.T) {
 					t.Fatal(err)
 				}
 				st := f.State()
-				got = append(got, st[web].Order)
-				if !slices.Equal(st[foreign.Key].Order, foreign.Order) || f.WritesTo(foreign.Key) != 0 {
-					t.Errorf("foreign service touched: %v", st[foreign.Key].Order)
+				got = append(got, st[web].KernelOrder())
+				if !slices.Equal(st[foreign.Key].KernelOrder(), foreignOrder) || f.WritesTo(foreign.Key) != 0 {
+					t.Errorf("foreign service touched: %v", st[foreign.Key].KernelOrder())
 				}
 				// Converged: a second apply and a restarted dsrd write nothing.
 				f.ResetCalls()
@@ -397,7 +400,7 @@ func TestRebuildGuard(t *testing.T) {
 	if _, err := NewReconciler(f, nil, WithRebuildGuard(bad)).Apply(ctx, desired); err == nil || !strings.Contains(err.Error(), "reorder guard") {
 		t.Errorf("unreadable sysctl: %v", err)
 	}
-	if got := f.State()[web].Order; !slices.Equal(got, keys("198.51.100.1:80", "198.51.100.2:80")) {
+	if got := f.State()[web].KernelOrder(); !slices.Equal(got, keys("198.51.100.1:80", "198.51.100.2:80")) {
 		t.Errorf("reorder not made without the guard: %v", got)
 	}
 }
@@ -439,8 +442,8 @@ func testKernelOrderContract(t *testing.T, k Kernel) {
 	order("added 3, 1, 2", 2, 1, 3) // the last added first
 	st, err := ReadState(ctx, k, nil)
 	ok("read state", err)
-	if got, want := st[key].Order, []DestKey{d(3).Key, d(1).Key, d(2).Key}; !slices.Equal(got, want) {
-		t.Errorf("Order %v, want %v", got, want)
+	if got, want := st[key].KernelOrder(), []DestKey{d(3).Key, d(1).Key, d(2).Key}; !slices.Equal(got, want) {
+		t.Errorf("KernelOrder %v, want %v", got, want)
 	}
 	w := d(1)
 	w.Weight = 0
@@ -460,12 +463,6 @@ func testKernelOrderContract(t *testing.T, k Kernel) {
 	ok("read state", err)
 	if m := stateMismatch(st, desired); m != "" {
 		t.Errorf("after the reorder:\n%s", m)
-	}
-	ok("update to rr", k.UpdateService(ctx, NewService(key, "rr")))
-	st, err = ReadState(ctx, k, nil)
-	ok("read state", err)
-	if st[key].Order != nil {
-		t.Errorf("rr service read with an Order: %v", st[key].Order)
 	}
 	ok("delete service", k.DelService(ctx, key))
 }

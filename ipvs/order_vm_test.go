@@ -220,7 +220,7 @@ func testOrderAgreement(t *testing.T, s Service, reals []string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := st[s.Key].Order; !slices.Equal(got, CanonicalOrder(s)) {
+		if got := st[s.Key].KernelOrder(); !slices.Equal(got, CanonicalOrder(s)) {
 			t.Errorf("%s: order after the apply %v", name, got)
 		}
 		t.Logf("%s: added in order %v; %d writes to reorder", name, orders[name], k.writes.Load())

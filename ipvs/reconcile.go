@@ -200,8 +200,7 @@ func (r *Reconciler) Apply(ctx context.Context, desired State) (State, error) {
 		return d || o
 	}
 
-	order := func(k ServiceKey) bool { return OrderSensitive(valid[k].Scheduler) }
-	actual, err := readState(ctx, r.k, managed, order)
+	actual, err := ReadState(ctx, r.k, managed)
 	if err != nil {
 		return nil, joinErrors(append(errs, fmt.Errorf("read kernel state: %w", err)))
 	}
