@@ -4,12 +4,13 @@
 // keyed by identity (ServiceKey, DestKey). Diff compares two states the way
 // the kernel normalises them and returns the operations that turn one into
 // the other: adds before updates before deletes, an update never a
-// delete-and-add. A Reconciler reads the kernel through the small Kernel
-// interface, drains removed destinations (weight 0 until idle or a timeout)
-// but deletes at once those the desired state names absent (a real down or
-// disabled), applies the operations and reports the state it actually
-// reached. It
-// touches only what it owns: the services of its desired state and the
+// delete-and-add, except to put the destinations of a service whose
+// scheduler depends on their order in the kernel (mh, sh, dh) in the one
+// order every director uses (CanonicalOrder). A Reconciler reads the
+// kernel through the small Kernel interface, drains removed destinations
+// (weight 0 until idle or a timeout) but deletes at once those the desired
+// state names absent (a real down or disabled), applies the operations and
+// reports the state it actually reached. It touches only what it owns: the services of its desired state and the
 // services it created or adopted before; an operator's or another program's
 // services are never read in detail nor changed.
 //
