@@ -130,7 +130,7 @@ func Diff(actual, desired State, managed func(ServiceKey) bool) []Op {
 		// dkeys[from:] are (re)added in canonical order by the reorder
 		// operations; from is len(dkeys) when the order is right.
 		from := len(dkeys)
-		if OrderSensitive(d.Scheduler) {
+		if OrderSensitive(d.Scheduler) && !inCanonicalOrder(a, dkeys) {
 			if order := a.KernelOrder(); order != nil {
 				from = reorderFrom(a, order, dkeys)
 			}
@@ -206,6 +206,29 @@ func reorderFrom(a Service, order, canon []DestKey) int {
 		}
 	}
 	return len(canon)
+}
+
+// inCanonicalOrder reports, without allocating, that the kernel's service
+// a holds the desired destinations canon in that order (or that its order
+// is unknown) and that those it lacks come after those it has: then
+// adding them is enough. False sends Diff to reorderFrom.
+func inCanonicalOrder(a Service, canon []DestKey) bool {
+	var last uint32
+	missing := false
+	for _, k := range canon {
+		d, ok := a.Dests[k]
+		switch {
+		case !ok:
+			missing = true
+		case d.Position == 0:
+			return true // unknown
+		case missing || d.Position <= last:
+			return false
+		default:
+			last = d.Position
+		}
+	}
+	return true
 }
 
 // appendAdd appends to adds the operation that adds dd to the service
