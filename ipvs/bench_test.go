@@ -42,6 +42,28 @@ func BenchmarkDiff(b *testing.B) {
 			}
 		}
 	})
+	// The same with mh and the kernel's order read: checking the order of
+	// a service in order allocates nothing.
+	mhDesired, mhActual := State{}, State{}
+	for k, s := range desired {
+		s = s.Clone()
+		s.Scheduler = "mh"
+		mhDesired[k] = s
+		a := s.normalized().Clone()
+		a.Flags |= FlagHashed
+		for dk, d := range a.Dests {
+			d.Position = 1
+			a.Dests[dk] = d
+		}
+		mhActual[k] = a
+	}
+	b.Run("unchanged-mh", func(b *testing.B) {
+		for b.Loop() {
+			if ops := Diff(mhActual, mhDesired, nil); len(ops) != 0 {
+				b.Fatal(ops)
+			}
+		}
+	})
 }
 
 // BenchmarkApplyNoop measures a no-op resync of 10,000 services on the fake

@@ -1,6 +1,7 @@
 package ipvs
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -17,8 +18,9 @@ import (
 // out of 1-128 or a destination of another family. What it returns is what
 // the kernel backend reads back: FlagHashed set, timeouts in whole seconds,
 // netmask defaulted to the full length. It counts calls, can fail a chosen
-// write, and prints itself like `ipvsadm -Sn`. It is safe for concurrent
-// use.
+// write, and prints itself like `ipvsadm -Sn`. Like the kernel, it keeps
+// each service's destinations in the order they were added and lists the
+// last added first. It is safe for concurrent use.
 type Fake struct {
 	mu         sync.Mutex
 	st         State
@@ -26,7 +28,8 @@ type Fake struct {
 	timeouts   Timeouts
 	calls      []Call
 	writes     int
-	failAt     map[int]error // write number -> error
+	failAt     map[int]error         // write number -> error
+	next       map[ServiceKey]uint32 // the Position of the last destination added
 	batches    int
 	closed     bool
 }
@@ -76,6 +79,7 @@ func NewFake(opts ...FakeOption) *Fake {
 		st:       State{},
 		timeouts: Timeouts{TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second},
 		failAt:   map[int]error{},
+		next:     map[ServiceKey]uint32{},
 	}
 	WithSchedulers("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos")(f)
 	for _, o := range opts {
@@ -86,7 +90,9 @@ func NewFake(opts ...FakeOption) *Fake {
 
 // Seed installs s and its destinations directly, as another program would
 // have (an operator's ipvsadm, a previous dsrd), without counting calls.
-// It replaces a service of the same key.
+// It replaces a service of the same key. The destinations are in the order
+// of their Position when every one has one, else in CanonicalOrder (as a
+// director creating the service adds them).
 func (f *Fake) Seed(s Service) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -94,7 +100,17 @@ func (f *Fake) Seed(s Service) {
 	if s.Dests == nil {
 		s.Dests = map[DestKey]Destination{}
 	}
+	order := s.KernelOrder()
+	if order == nil {
+		order = CanonicalOrder(s)
+	}
+	for i, k := range order {
+		d := s.Dests[k]
+		d.Position = uint32(i + 1)
+		s.Dests[k] = d
+	}
 	f.st[s.Key] = s
+	f.next[s.Key] = uint32(len(order))
 }
 
 // SetConns sets the connection counters of a destination, as traffic would.
@@ -166,12 +182,20 @@ func (f *Fake) WritesTo(k ServiceKey) int {
 	return n
 }
 
-// State returns a deep copy of the fake kernel's state as GetServices and
-// GetDestinations would return it.
+// State returns a deep copy of the fake kernel's state as ReadState would
+// return it: each destination's Position counts from 1, oldest first.
 func (f *Fake) State() State {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.st.Clone()
+	st := f.st.Clone()
+	for _, s := range st {
+		for i, k := range s.KernelOrder() {
+			d := s.Dests[k]
+			d.Position = uint32(i + 1)
+			s.Dests[k] = d
+		}
+	}
+	return st
 }
 
 // String prints the state like `ipvsadm -Sn`.
@@ -244,15 +268,24 @@ func (f *Fake) GetServices(ctx context.Context) ([]Service, error) {
 	return out, nil
 }
 
-// GetDestinations returns the destinations of service k; none (and no
-// error) when the service does not exist, as the kernel's dump does.
+// GetDestinations returns the destinations of service k, the last added
+// first; none (and no error) when the service does not exist, as the
+// kernel's dump does.
 func (f *Fake) GetDestinations(ctx context.Context, k ServiceKey) ([]Destination, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.record(ctx, Call{Method: "GetDestinations", Service: k}); err != nil {
 		return nil, fmt.Errorf("%s of %s: %w", callGetDests, k, err)
 	}
-	return sortedDests(f.st[k].Dests), nil
+	out := make([]Destination, 0, len(f.st[k].Dests))
+	for _, d := range f.st[k].Dests {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b Destination) int { return cmp.Compare(b.Position, a.Position) })
+	for i := range out {
+		out[i].Position = 0 // the kernel lists them in order but says no number
+	}
+	return out, nil
 }
 
 // NewService creates s.
@@ -272,6 +305,7 @@ func (f *Fake) NewService(ctx context.Context, s Service) error {
 		s = f.asKernel(s.withoutDests())
 		s.Dests, s.Stats = map[DestKey]Destination{}, Stats{}
 		f.st[s.Key] = s
+		f.next[s.Key] = 0
 	}
 	return serviceCallError(callNewService, s, err)
 }
@@ -306,6 +340,7 @@ func (f *Fake) DelService(ctx context.Context, k ServiceKey) error {
 	}
 	if err == nil {
 		delete(f.st, k)
+		delete(f.next, k)
 	}
 	return serviceCallError(callDelService, Service{Key: k}, err)
 }
@@ -328,7 +363,10 @@ func (f *Fake) NewDestination(ctx context.Context, k ServiceKey, d Destination) 
 		}
 	}
 	if err == nil {
-		s.Dests[d.Key] = asKernelDest(d, Destination{})
+		d = asKernelDest(d, Destination{})
+		f.next[k]++
+		d.Position = f.next[k] // after the others: the kernel adds at the head of its list
+		s.Dests[d.Key] = d
 	}
 	return destCallError(callNewDest, k, d.Key, err)
 }
@@ -362,7 +400,9 @@ func (f *Fake) UpdateDestination(ctx context.Context, k ServiceKey, d Destinatio
 // Weights travel as 32 bits but moby/ipvs reads back 16.
 func asKernelDest(d, old Destination) Destination {
 	d.Weight &= 0xffff
+	d.LastWeight = 0 // dsrd's, not the kernel's
 	d.ActiveConns, d.InactiveConns, d.Stats = old.ActiveConns, old.InactiveConns, old.Stats
+	d.Position = old.Position
 	return d
 }
 

@@ -17,7 +17,8 @@ import (
 type Kernel interface {
 	// GetServices returns every service with nil Dests.
 	GetServices(ctx context.Context) ([]Service, error)
-	// GetDestinations returns the destinations of the service k.
+	// GetDestinations returns the destinations of the service k in the
+	// kernel's order: the last added first.
 	GetDestinations(ctx context.Context, k ServiceKey) ([]Destination, error)
 	// NewService creates s (without its Dests).
 	NewService(ctx context.Context, s Service) error
@@ -131,8 +132,8 @@ func opError(op Op, err error) error {
 }
 
 // ReadState reads the services of k and the destinations of those for which
-// manage reports true (all when manage is nil); the others have nil Dests.
-// It makes 1 + (managed services) round trips.
+// manage reports true (all when manage is nil), with their Position; the
+// others have nil Dests. It makes 1 + (managed services) round trips.
 func ReadState(ctx context.Context, k Kernel, manage func(ServiceKey) bool) (State, error) {
 	svcs, err := k.GetServices(ctx)
 	if err != nil {
@@ -146,7 +147,8 @@ func ReadState(ctx context.Context, k Kernel, manage func(ServiceKey) bool) (Sta
 				return nil, err
 			}
 			s.Dests = make(map[DestKey]Destination, len(ds))
-			for _, d := range ds {
+			for i, d := range ds {
+				d.Position = uint32(len(ds) - i) // the last added first
 				s.Dests[d.Key] = d
 			}
 		}

@@ -4,12 +4,13 @@
 // keyed by identity (ServiceKey, DestKey). Diff compares two states the way
 // the kernel normalises them and returns the operations that turn one into
 // the other: adds before updates before deletes, an update never a
-// delete-and-add. A Reconciler reads the kernel through the small Kernel
-// interface, drains removed destinations (weight 0 until idle or a timeout)
-// but deletes at once those the desired state names absent (a real down or
-// disabled), applies the operations and reports the state it actually
-// reached. It
-// touches only what it owns: the services of its desired state and the
+// delete-and-add, except to put the destinations of a service whose
+// scheduler depends on their order in the kernel (mh, sh, dh) in the one
+// order every director uses (CanonicalOrder). A Reconciler reads the
+// kernel through the small Kernel interface, drains removed destinations
+// (weight 0 until idle or a timeout) but deletes at once those the desired
+// state names absent (a real down or disabled), applies the operations and
+// reports the state it actually reached. It touches only what it owns: the services of its desired state and the
 // services it created or adopted before; an operator's or another program's
 // services are never read in detail nor changed.
 //
@@ -22,10 +23,12 @@
 package ipvs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -430,6 +433,18 @@ type Destination struct {
 	Weight int
 	// Forward is the forwarding method; the zero value is direct routing.
 	Forward Forward
+	// LastWeight is, for a destination desired at Weight 0, the weight it
+	// has when it is up (its configured weight). The mh scheduler sizes a
+	// real's share of its lookup table by the last non-zero weight the
+	// real had (the kernel's last_weight), but a real added at weight 0
+	// gets no share at all: a director that adds a down real at 0 builds
+	// another table than one that saw it go from its weight to 0, and maps
+	// other flows to other reals. A destination of an mh service that must
+	// be added at Weight 0 is therefore added at LastWeight and then set to
+	// 0 (see Diff); 0 adds it at 0. It is dsrd's: never read from the
+	// kernel nor compared. (uint16, the kernel's range of weights, keeps
+	// Destination as small as it was.)
+	LastWeight uint16
 	// UpperThreshold and LowerThreshold bound the real's connections; 0
 	// means no limit. The kernel requires Lower <= Upper.
 	UpperThreshold uint32
@@ -439,7 +454,13 @@ type Destination struct {
 	// are ignored in comparisons and when programming.
 	ActiveConns   uint32
 	InactiveConns uint32
-	Stats         Stats
+	// Position is the destination's place in its service's list in the
+	// kernel, as ReadState reads it: 1 for the oldest (the first added),
+	// higher for later ones (see Service.KernelOrder); 0 is unknown (a
+	// desired state, a state built by hand). Like the counters it is
+	// ignored in comparisons and when programming.
+	Position uint32
+	Stats    Stats
 }
 
 // NewDestination returns a direct-routing destination at addr:port with
@@ -528,6 +549,53 @@ type Service struct {
 
 	// Stats are read from the kernel; ignored in comparisons.
 	Stats Stats
+}
+
+// KernelOrder returns the keys of the service's destinations in the order
+// of the kernel's list, oldest first (the order in which they were added:
+// the kernel adds each new destination at the head of its list and dumps
+// the list from the head), from their Position; nil when a destination's
+// Position is unknown. A director must hold the destinations of an
+// OrderSensitive service in CanonicalOrder.
+func (s Service) KernelOrder() []DestKey {
+	ds := make([]Destination, 0, len(s.Dests))
+	for _, d := range s.Dests {
+		if d.Position == 0 {
+			return nil
+		}
+		ds = append(ds, d)
+	}
+	slices.SortFunc(ds, func(a, b Destination) int { return cmp.Compare(a.Position, b.Position) })
+	out := make([]DestKey, len(ds))
+	for i, d := range ds {
+		out[i] = d.Key
+	}
+	return out
+}
+
+// OrderSensitive reports whether the scheduler's choice of a real for a
+// flow depends on the order of the service's destinations in the kernel:
+// mh (Maglev) fills its lookup table walking the list, sh and dh deal
+// their hash buckets to the reals round-robin in list order. Two
+// directors holding the same reals in another order send the same flow
+// to different reals. The other schedulers keep no table built from the
+// list.
+func OrderSensitive(scheduler string) bool {
+	switch strings.ToLower(strings.TrimSpace(scheduler)) {
+	case "mh", "sh", "dh":
+		return true
+	}
+	return false
+}
+
+// CanonicalOrder returns the order, oldest first, in which the kernel must
+// hold the destinations of an order-sensitive service on every director:
+// ascending address, then port (ipvsadm's order). A director that creates
+// a service adds its reals in this order; a new real with a higher key
+// than the others is then simply added, one with a lower key costs
+// re-adding every real after it (see Diff).
+func CanonicalOrder(s Service) []DestKey {
+	return sortedDestKeys(make([]DestKey, 0, len(s.Dests)), s.Dests)
 }
 
 // NewService returns a service with key k, the scheduler and no

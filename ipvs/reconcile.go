@@ -54,6 +54,7 @@ type Reconciler struct {
 	draining int
 
 	onWrite func(OpKind, error) // WithOnWrite's; nil when not set
+	guard   SysctlWriter        // WithRebuildGuard's; nil when not set
 
 	dmu         sync.Mutex // guards desired
 	desired     State
@@ -87,6 +88,37 @@ func WithBackoff(first, max time.Duration) Option {
 func WithOnWrite(f func(kind OpKind, err error)) Option {
 	return func(r *Reconciler) { r.onWrite = f }
 }
+
+// ExpireNodestConn is the sysctl WithRebuildGuard turns off while the
+// reconciler reorders destinations.
+const ExpireNodestConn = "net.ipv4.vs.expire_nodest_conn"
+
+// WithRebuildGuard makes the reconciler turn net.ipv4.vs.expire_nodest_conn
+// off (through w, which must write the sysctls of the network namespace of
+// the Kernel) while it reorders the destinations of an order-sensitive
+// service (the Reorder operations of Diff), and set it back to the value
+// it read as soon as the reorder is done, whether it succeeded or not.
+//
+// Reordering deletes reals the service keeps and adds them back one
+// netlink round trip later. The kernel keeps a deleted real (in its
+// "trash") and gives it back, with its connections, when it is added
+// again. But on a deletion with expire_nodest_conn=1 it queues work that
+// expires, a jiffy later, every connection whose real is unavailable
+// (ip_vs_enqueue_expire_nodest_conns in ip_vs_ctl.c), and a packet that
+// arrives for such a connection in between expires it too: the reorder
+// would cut established connections to reals that stay. With 0, a packet
+// arriving in that window is dropped (TCP retransmits it) and the
+// connection continues once the real is back. The other deletions (a real
+// removed, down or disabled) are not guarded: they are made after the
+// value is set back, and their connections fail fast as configured.
+//
+// The guard writes only when a reorder happens and the value is not
+// already "0". If dsrd dies in the window the sysctl stays 0: the
+// director's ApplySysctls on the next start sets it back. Nothing else may
+// write the sysctl while Apply runs. A failure to read or turn it off is
+// reported and the reorder is made anyway (flows mapped alike on every
+// director matter more than the connections of the window).
+func WithRebuildGuard(w SysctlWriter) Option { return func(r *Reconciler) { r.guard = w } }
 
 // WithOwned makes the reconciler own these services from the start, as a
 // previous run recorded them (see Owned): one that is no longer desired is
@@ -184,12 +216,25 @@ func (r *Reconciler) Apply(ctx context.Context, desired State) (State, error) {
 	logChanges := r.log.Enabled(ctx, slog.LevelInfo) // a full sync is thousands of changes
 	failedAdd := map[ServiceKey]bool{}
 	ops := Diff(actual, eff, managed)
+	guard := rebuildGuard{w: r.guard, log: r.log}
+	defer func() {
+		if err := guard.restore(); err != nil {
+			r.log.Warn("ipvs reorder: restore expire_nodest_conn", "err", err)
+		}
+	}()
 	// One group of operations of a kind at a time, in Diff's order: a
 	// batch never holds an operation that depends on another of its own.
 	for len(ops) > 0 && ctx.Err() == nil {
 		n := 1
-		for n < len(ops) && ops[n].Kind == ops[0].Kind {
+		for n < len(ops) && ops[n].Kind == ops[0].Kind && ops[n].Reorder == ops[0].Reorder {
 			n++
+		}
+		if ops[0].Reorder {
+			if err := guard.engage(); err != nil {
+				errs = append(errs, err)
+			}
+		} else if err := guard.restore(); err != nil {
+			errs = append(errs, err)
 		}
 		group := make([]Op, 0, n)
 		for _, op := range ops[:n] {
@@ -238,6 +283,50 @@ func (r *Reconciler) Apply(ctx context.Context, desired State) (State, error) {
 	}
 	r.owned, r.draining = owned, draining
 	return reached, joinErrors(errs)
+}
+
+// rebuildGuard turns expire_nodest_conn off for the reorder operations of
+// one Apply (see WithRebuildGuard).
+type rebuildGuard struct {
+	w       SysctlWriter
+	log     *slog.Logger
+	old     string // the value to set back; "" when nothing is to be
+	engaged bool   // engage ran (once per Apply)
+}
+
+// engage turns the sysctl off, the first time it is called.
+func (g *rebuildGuard) engage() error {
+	if g.w == nil || g.engaged {
+		return nil
+	}
+	g.engaged = true
+	cur, err := g.w.Get(ExpireNodestConn)
+	if err != nil {
+		return fmt.Errorf("ipvs reorder guard: %w", err)
+	}
+	if cur == "0" {
+		return nil
+	}
+	if err := g.w.Set(ExpireNodestConn, "0"); err != nil {
+		return fmt.Errorf("ipvs reorder guard: %w", err)
+	}
+	g.old = cur
+	g.log.Info("ipvs reorder: expire_nodest_conn off", "was", cur)
+	return nil
+}
+
+// restore sets the sysctl back to the value engage found, once.
+func (g *rebuildGuard) restore() error {
+	if g.old == "" {
+		return nil
+	}
+	old := g.old
+	g.old = ""
+	if err := g.w.Set(ExpireNodestConn, old); err != nil {
+		return fmt.Errorf("ipvs reorder guard: %w", err)
+	}
+	g.log.Info("ipvs reorder: expire_nodest_conn restored", "value", old)
+	return nil
 }
 
 // maxErrors bounds the errors Apply reports one by one: after a timeout,
@@ -296,6 +385,9 @@ func opAttrs(op Op) []any {
 		a = append(a, "real", op.Dest.Key.String())
 		if op.Kind != OpDelDest {
 			a = append(a, "weight", op.Dest.Weight)
+		}
+		if op.Reorder {
+			a = append(a, "reorder", true)
 		}
 	}
 	return append(a, "cmd", op.String())
