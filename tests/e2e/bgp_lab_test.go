@@ -1,0 +1,260 @@
+//go:build vmtest
+
+package e2e
+
+// TestBGPLab proves the lab's BGP/ECMP extension (issue 14) before dsrd's own
+// BGP speaker drives it: BIRD stands in for the speaker on dir1..dir3
+// (tests/vm/bgp/bird-director.conf, 203.0.113.10/32 and 2001:db8:113::10/128
+// from static routes, BFD), and the router runs BIRD or FRR with the
+// configurations docs/bgp-routers.md quotes. For each router:
+//
+//	(a) the three directors' routes make one multipath route per VIP in the
+//	    router's kernel, a next hop per director;
+//	(b) the flows of one client (bgpFlows source ports) spread over the
+//	    three directors: the kernel's choice per flow (ip route get with L4
+//	    fields) and real UDP packets counted on the directors agree;
+//	(c) a director's link cut silently (its switch port disabled, carrier
+//	    up) loses its next hop within BFD's detection time, far below the
+//	    BGP hold time (90 s); timed over bgpCutRuns cuts, then restored.
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dsrd/dsrd/tests/e2e/lab"
+)
+
+var (
+	bgpVIP4 = netip.MustParseAddr("203.0.113.10")
+	bgpVIP6 = netip.MustParseAddr("2001:db8:113::10")
+)
+
+const (
+	// bgpSessions: each director has an IPv4 and an IPv6 session.
+	bgpSessions = 6
+	// bgpFlows client source ports, from bgpSport0.
+	bgpFlows  = 256
+	bgpSport0 = 40000
+	// bgpCutRuns link cuts per router, one director after the other.
+	bgpCutRuns = 3
+	// bgpEstablishTimeout bounds the sessions' establishment: about 4 s
+	// under TCG on an idle machine (connect delay 1 s, then BFD and BGP).
+	bgpEstablishTimeout = 60 * time.Second
+	// bgpDetectBound: BFD detects in 0.3 s (3 x 100 ms); a next hop that
+	// stays 5 s is not BFD's doing (the hold time is 90 s).
+	bgpDetectBound = 5 * time.Second
+	// bgpRestoreTimeout bounds the return of a restored director's next
+	// hop: its BIRD waits 1 to 5 s (error wait time) before it reconnects.
+	bgpRestoreTimeout = 45 * time.Second
+)
+
+func TestBGPLab(t *testing.T) {
+	lab.Require(t)
+	lab.Up(t)
+	lab.RouterUp(t)
+	results := map[lab.RouterKind]*bgpResult{}
+	for _, kind := range []lab.RouterKind{lab.BIRD, lab.FRR} {
+		res := &bgpResult{}
+		results[kind] = res
+		t.Run(string(kind), func(t *testing.T) { bgpLabRun(t, kind, res) })
+	}
+	for _, kind := range []lab.RouterKind{lab.BIRD, lab.FRR} {
+		t.Logf("summary %s: %s", kind, results[kind])
+	}
+}
+
+// bgpResult is what one router's run measured.
+type bgpResult struct {
+	established time.Duration
+	flows4      map[lab.Host]int // TCP flows per director (ip route get)
+	flows6      map[lab.Host]int
+	packets     map[lab.Host]int // UDP packets counted on the directors
+	detect      []time.Duration  // cut -> next hop gone
+	restore     []time.Duration  // restore -> next hop back
+}
+
+func (r *bgpResult) String() string {
+	return fmt.Sprintf("sessions established in %v; TCP flows per director IPv4 %s, IPv6 %s; UDP packets counted %s; "+
+		"BFD cut -> next hop gone %s; restore -> next hop back %s",
+		r.established.Round(100*time.Millisecond), bgpDist(r.flows4), bgpDist(r.flows6), bgpDist(r.packets),
+		bgpStats(r.detect), bgpStats(r.restore))
+}
+
+func bgpDist(m map[lab.Host]int) string {
+	if m == nil {
+		return "-"
+	}
+	var parts []string
+	for _, d := range lab.Directors() {
+		parts = append(parts, fmt.Sprintf("%s=%d", d, m[d]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// bgpStats is "min/median/max over n".
+func bgpStats(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	return fmt.Sprintf("min %v / median %v / max %v over %d", r(s[0]), r(s[len(s)/2]), r(s[len(s)-1]), len(s))
+}
+
+func bgpCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), lab.CommandTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// bgpAllDirectors is the condition "a next hop per director", both families.
+func bgpAllDirectors(vip netip.Addr) func([]netip.Addr) bool {
+	var want []netip.Addr
+	for _, d := range lab.Directors() {
+		if vip.Is4() {
+			want = append(want, d.IPv4())
+		} else {
+			want = append(want, d.IPv6())
+		}
+	}
+	sort.Slice(want, func(i, j int) bool { return want[i].Less(want[j]) })
+	return func(got []netip.Addr) bool { return slices.Equal(got, want) }
+}
+
+// bgpWithout is the condition "the two other directors, not d".
+func bgpWithout(vip netip.Addr, d lab.Host) func([]netip.Addr) bool {
+	gone := d.IPv4()
+	if vip.Is6() {
+		gone = d.IPv6()
+	}
+	return func(got []netip.Addr) bool { return len(got) == 2 && !slices.Contains(got, gone) }
+}
+
+func bgpLabRun(t *testing.T, kind lab.RouterKind, res *bgpResult) {
+	// The router first: it is passive, the directors connect to it.
+	router := lab.StartRouter(t, kind)
+	for _, d := range lab.Directors() {
+		lab.StartBIRD(t, d, "bird-director.conf")
+	}
+	res.established = router.WaitEstablished(t, bgpSessions, bgpEstablishTimeout)
+	t.Logf("%s: %d sessions established after %v", kind, bgpSessions, res.established.Round(100*time.Millisecond))
+	// The next run starts from a router without the VIP routes.
+	t.Cleanup(func() {
+		router.Stop()
+		for _, vip := range []netip.Addr{bgpVIP4, bgpVIP6} {
+			if _, gws, err := lab.WaitNextHops(vip, 10*time.Second, 50*time.Millisecond,
+				func(g []netip.Addr) bool { return len(g) == 0 }); err != nil {
+				t.Errorf("%s stopped, its route stays: %v %v", kind, gws, err)
+			}
+		}
+	})
+
+	// (a) A next hop per director, IPv4 and IPv6.
+	for _, vip := range []netip.Addr{bgpVIP4, bgpVIP6} {
+		if _, gws, err := lab.WaitNextHops(vip, 20*time.Second, 50*time.Millisecond, bgpAllDirectors(vip)); err != nil {
+			t.Fatalf("(a) %v", err)
+		} else {
+			t.Logf("(a) %s: %s via %v", kind, vip, gws)
+		}
+	}
+	t.Logf("(a) %s: ip -4 route show %s:\n%s", kind, bgpVIP4, lab.MustIP(t, lab.Router, "-4", "route", "show", bgpVIP4.String()))
+
+	// (b) The client's flows spread over the directors.
+	bgpFlowSpread(t, kind, res)
+
+	// (c) BFD: cut each director's link in turn.
+	dirs := lab.Directors()
+	for i := 0; i < bgpCutRuns; i++ {
+		d := dirs[i%len(dirs)]
+		at := lab.CutLink(t, d)
+		seen, gws, err := lab.WaitNextHops(bgpVIP4, bgpDetectBound, 2*time.Millisecond, bgpWithout(bgpVIP4, d))
+		if err != nil {
+			t.Fatalf("(c) %s cut: %v", d, err)
+		}
+		res.detect = append(res.detect, seen.Sub(at))
+		// IPv6 goes with it (its own session and BFD session).
+		if _, gws6, err := lab.WaitNextHops(bgpVIP6, bgpDetectBound, 10*time.Millisecond, bgpWithout(bgpVIP6, d)); err != nil {
+			t.Fatalf("(c) %s cut, IPv6: %v", d, err)
+		} else {
+			t.Logf("(c) %s: %s cut: next hop gone after %v (IPv4 %v, IPv6 %v)", kind, d, seen.Sub(at).Round(time.Millisecond), gws, gws6)
+		}
+		lab.RestoreLink(t, d)
+		back := time.Now()
+		seen, _, err = lab.WaitNextHops(bgpVIP4, bgpRestoreTimeout, 20*time.Millisecond, bgpAllDirectors(bgpVIP4))
+		if err != nil {
+			t.Fatalf("(c) %s restored: %v", d, err)
+		}
+		res.restore = append(res.restore, seen.Sub(back))
+		if _, _, err := lab.WaitNextHops(bgpVIP6, bgpRestoreTimeout, 20*time.Millisecond, bgpAllDirectors(bgpVIP6)); err != nil {
+			t.Fatalf("(c) %s restored, IPv6: %v", d, err)
+		}
+		router.WaitEstablished(t, bgpSessions, bgpRestoreTimeout)
+	}
+	t.Logf("(c) %s: BFD cut -> next hop gone %s; restore -> back %s", kind, bgpStats(res.detect), bgpStats(res.restore))
+}
+
+// bgpFlowSpread is (b): bgpFlows source ports of the remote client, the
+// router's choice for each (ip route get, TCP and UDP, IPv4 and IPv6), and
+// real UDP packets of the same flows counted on the directors.
+func bgpFlowSpread(t *testing.T, kind lab.RouterKind, res *bgpResult) {
+	dst4 := netip.AddrPortFrom(bgpVIP4, 80)
+	dst6 := netip.AddrPortFrom(bgpVIP6, 80)
+	var err error
+	if res.flows4, err = lab.FlowsPerDirector(bgpCtx(t), lab.Flows("tcp", lab.RemoteIPv4, dst4, bgpSport0, bgpFlows)); err != nil {
+		t.Fatalf("(b) %v", err)
+	}
+	if res.flows6, err = lab.FlowsPerDirector(bgpCtx(t), lab.Flows("tcp", lab.RemoteIPv6, dst6, bgpSport0, bgpFlows)); err != nil {
+		t.Fatalf("(b) %v", err)
+	}
+	t.Logf("(b) %s: %d TCP flows per director: IPv4 %s; IPv6 %s", kind, bgpFlows, bgpDist(res.flows4), bgpDist(res.flows6))
+	// Even spread: each director's share is binomial (n=256, p=1/3), mean
+	// 85, standard deviation 7.5; below 40 is no spreading at all.
+	for _, m := range []map[lab.Host]int{res.flows4, res.flows6} {
+		for _, d := range lab.Directors() {
+			if m[d] < 40 {
+				t.Errorf("(b) %s gets %d of %d flows: not spread (%s)", d, m[d], bgpFlows, bgpDist(m))
+			}
+		}
+	}
+
+	// Real packets: what the kernel said for UDP is what happens.
+	udp := lab.Flows("udp", lab.RemoteIPv4, netip.AddrPortFrom(bgpVIP4, 9000), bgpSport0, bgpFlows)
+	want, err := lab.FlowsPerDirector(bgpCtx(t), udp)
+	if err != nil {
+		t.Fatalf("(b) %v", err)
+	}
+	counter := lab.StartPacketCounter(t, netip.AddrPortFrom(bgpVIP4, 9000), lab.Directors()...)
+	if err := lab.SendUDPFlows(lab.Remote, udp); err != nil {
+		t.Fatalf("(b) %v", err)
+	}
+	lab.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error {
+		got, err := counter.Counts(bgpCtx(t))
+		if err != nil {
+			return err
+		}
+		res.packets = got
+		total := 0
+		for _, n := range got {
+			total += n
+		}
+		if total < bgpFlows {
+			return fmt.Errorf("%d of %d packets counted (%s)", total, bgpFlows, bgpDist(got))
+		}
+		return nil
+	})
+	t.Logf("(b) %s: %d UDP packets, one per source port, counted on the directors: %s; ip route get said %s",
+		kind, bgpFlows, bgpDist(res.packets), bgpDist(want))
+	for _, d := range lab.Directors() {
+		if res.packets[d] != want[d] {
+			t.Errorf("(b) UDP packets per director %s, but the router's route get said %s", bgpDist(res.packets), bgpDist(want))
+			break
+		}
+	}
+}
