@@ -15,12 +15,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -368,12 +368,23 @@ func (r *BGPRouter) startFRR(t testing.TB) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The daemons run as Debian's frr user (in group frrvty, which FRR
+	// insists its user be in), keeping the capabilities they need.
+	u, err := user.Lookup("frr")
+	if err != nil {
+		t.Fatalf("the frr user is missing (%v): install the Debian package frr (apt-get install frr; .ci/run does)", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
 	r.vtyDir = dir
 	zapi := filepath.Join(dir, "zserv.api")
-	// Root, no vty TCP port (-P 0), sockets and pid files in dir, logs to
-	// stdout (the daemon's log file).
+	// No vty TCP port (-P 0), sockets and pid files in dir, logs to stdout
+	// (the daemon's log file).
 	common := func(name string) []string {
-		return []string{"-u", "root", "-g", "root", "-P", "0", "--vty_socket", dir,
+		return []string{"-u", "frr", "-g", "frr", "-P", "0", "--vty_socket", dir,
 			"-i", filepath.Join(dir, name+".pid"), "-z", zapi, "--log", "stdout", "--log-level", "info"}
 	}
 	start := func(name, bin string, extra ...string) *Daemon {
@@ -800,25 +811,71 @@ func (c *PacketCounter) Counts(ctx context.Context) (map[Host]int, error) {
 }
 
 // SendUDPFlows sends one datagram per flow from h, each from its own source
-// port (flows' Src, SPort) to its Dst:DPort. Nothing answers: the counters
-// on the directors see them.
+// port (flows' Src, SPort) to its Dst:DPort. Nothing answers: captures or
+// counters on the directors see them.
+//
+// The sockets are not connected: a connected socket gives its packets a
+// random flow hash (sk_txhash), which survives the veth into the router's
+// namespace, and the router's multipath choice would then follow that hash
+// (skb->l4_hash) instead of the five-tuple. An unconnected socket's packets
+// carry no hash, so the router hashes their headers, as it does for
+// packets from a NIC without receive hashing. (A NIC with RSS hands over
+// its own five-tuple hash: a different function of the same fields.)
 func SendUDPFlows(h Host, flows []Flow) error {
 	return Do(h, func() error {
 		for _, f := range flows {
 			if f.Proto != "udp" {
 				return fmt.Errorf("flow %v: not udp", f)
 			}
-			c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(f.Src, f.SPort)),
-				net.UDPAddrFromAddrPort(netip.AddrPortFrom(f.Dst, f.DPort)))
+			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(f.Src, f.SPort)))
 			if err != nil {
 				return fmt.Errorf("flow from port %d: %w", f.SPort, err)
 			}
-			_, err = c.Write([]byte("dsrd-lab flow\n"))
+			_, err = c.WriteToUDPAddrPort([]byte("dsrd-lab flow\n"), netip.AddrPortFrom(f.Dst, f.DPort))
 			c.Close()
-			if err != nil && !errors.Is(err, unix.ECONNREFUSED) {
+			if err != nil {
 				return fmt.Errorf("flow from port %d: %w", f.SPort, err)
 			}
 		}
 		return nil
 	})
+}
+
+// FlowCapture records, per director, the source ports of the UDP packets
+// to one address and port that reach its eth0: which director each flow
+// went to.
+type FlowCapture struct {
+	dst  netip.AddrPort
+	caps map[Host]*ClusterCapture
+}
+
+// StartFlowCapture starts capturing on each director's eth0 (AF_PACKET, in
+// process); it is stopped when the test ends, or by Stop.
+func StartFlowCapture(t testing.TB, dst netip.AddrPort, dirs ...Host) *FlowCapture {
+	t.Helper()
+	fc := &FlowCapture{dst: dst, caps: map[Host]*ClusterCapture{}}
+	for _, d := range dirs {
+		c, err := StartClusterCapture(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fc.caps[d] = c
+		t.Cleanup(func() { _, _ = c.Stop() })
+	}
+	return fc
+}
+
+// Directors maps each source port seen (UDP to dst, arriving) to the
+// director that received it.
+func (fc *FlowCapture) Directors() map[uint16][]Host {
+	m := map[uint16][]Host{}
+	for d, c := range fc.caps {
+		for _, p := range c.Packets() {
+			if p.Outgoing || p.Proto != unix.IPPROTO_UDP || p.IPDst != fc.dst.Addr() || p.DstPort != fc.dst.Port() {
+				continue
+			}
+			m[p.SrcPort] = append(m[p.SrcPort], d)
+		}
+	}
+	return m
 }
