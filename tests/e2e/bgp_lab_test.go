@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -115,27 +114,29 @@ func bgpCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// bgpAllDirectors is the condition "a next hop per director", both families.
-func bgpAllDirectors(vip netip.Addr) func([]netip.Addr) bool {
-	var want []netip.Addr
-	for _, d := range lab.Directors() {
-		if vip.Is4() {
-			want = append(want, d.IPv4())
-		} else {
-			want = append(want, d.IPv6())
-		}
+// bgpDirectorsOf maps next hops to directors, sorted; ok is false when one
+// is no director's.
+func bgpDirectorsOf(gws []netip.Addr) (hs []lab.Host, ok bool) {
+	hs, err := lab.NextHopDirectors(gws)
+	if err != nil {
+		return nil, false
 	}
-	sort.Slice(want, func(i, j int) bool { return want[i].Less(want[j]) })
-	return func(got []netip.Addr) bool { return slices.Equal(got, want) }
+	slices.Sort(hs)
+	return hs, true
+}
+
+// bgpAllDirectors is the condition "a next hop per director".
+func bgpAllDirectors(got []netip.Addr) bool {
+	hs, ok := bgpDirectorsOf(got)
+	return ok && slices.Equal(hs, lab.Directors())
 }
 
 // bgpWithout is the condition "the two other directors, not d".
-func bgpWithout(vip netip.Addr, d lab.Host) func([]netip.Addr) bool {
-	gone := d.IPv4()
-	if vip.Is6() {
-		gone = d.IPv6()
+func bgpWithout(d lab.Host) func([]netip.Addr) bool {
+	return func(got []netip.Addr) bool {
+		hs, ok := bgpDirectorsOf(got)
+		return ok && len(hs) == 2 && !slices.Contains(hs, d)
 	}
-	return func(got []netip.Addr) bool { return len(got) == 2 && !slices.Contains(got, gone) }
 }
 
 func bgpLabRun(t *testing.T, kind lab.RouterKind, res *bgpResult) {
@@ -159,13 +160,15 @@ func bgpLabRun(t *testing.T, kind lab.RouterKind, res *bgpResult) {
 
 	// (a) A next hop per director, IPv4 and IPv6.
 	for _, vip := range []netip.Addr{bgpVIP4, bgpVIP6} {
-		if _, gws, err := lab.WaitNextHops(vip, 20*time.Second, 50*time.Millisecond, bgpAllDirectors(vip)); err != nil {
+		if _, gws, err := lab.WaitNextHops(vip, 20*time.Second, 50*time.Millisecond, bgpAllDirectors); err != nil {
 			t.Fatalf("(a) %v", err)
 		} else {
 			t.Logf("(a) %s: %s via %v", kind, vip, gws)
 		}
 	}
-	t.Logf("(a) %s: ip -4 route show %s:\n%s", kind, bgpVIP4, lab.MustIP(t, lab.Router, "-4", "route", "show", bgpVIP4.String()))
+	t.Logf("(a) %s: ip route show %s; ip -6 route show %s:\n%s%s", kind, bgpVIP4, bgpVIP6,
+		lab.MustIP(t, lab.Router, "-4", "route", "show", bgpVIP4.String()),
+		lab.MustIP(t, lab.Router, "-6", "route", "show", bgpVIP6.String()))
 
 	// (b) The client's flows spread over the directors.
 	bgpFlowSpread(t, kind, res)
@@ -175,25 +178,25 @@ func bgpLabRun(t *testing.T, kind lab.RouterKind, res *bgpResult) {
 	for i := 0; i < bgpCutRuns; i++ {
 		d := dirs[i%len(dirs)]
 		at := lab.CutLink(t, d)
-		seen, gws, err := lab.WaitNextHops(bgpVIP4, bgpDetectBound, 2*time.Millisecond, bgpWithout(bgpVIP4, d))
+		seen, gws, err := lab.WaitNextHops(bgpVIP4, bgpDetectBound, 2*time.Millisecond, bgpWithout(d))
 		if err != nil {
 			t.Fatalf("(c) %s cut: %v", d, err)
 		}
 		res.detect = append(res.detect, seen.Sub(at))
 		// IPv6 goes with it (its own session and BFD session).
-		if _, gws6, err := lab.WaitNextHops(bgpVIP6, bgpDetectBound, 10*time.Millisecond, bgpWithout(bgpVIP6, d)); err != nil {
+		if _, gws6, err := lab.WaitNextHops(bgpVIP6, bgpDetectBound, 10*time.Millisecond, bgpWithout(d)); err != nil {
 			t.Fatalf("(c) %s cut, IPv6: %v", d, err)
 		} else {
 			t.Logf("(c) %s: %s cut: next hop gone after %v (IPv4 %v, IPv6 %v)", kind, d, seen.Sub(at).Round(time.Millisecond), gws, gws6)
 		}
 		lab.RestoreLink(t, d)
 		back := time.Now()
-		seen, _, err = lab.WaitNextHops(bgpVIP4, bgpRestoreTimeout, 20*time.Millisecond, bgpAllDirectors(bgpVIP4))
+		seen, _, err = lab.WaitNextHops(bgpVIP4, bgpRestoreTimeout, 20*time.Millisecond, bgpAllDirectors)
 		if err != nil {
 			t.Fatalf("(c) %s restored: %v", d, err)
 		}
 		res.restore = append(res.restore, seen.Sub(back))
-		if _, _, err := lab.WaitNextHops(bgpVIP6, bgpRestoreTimeout, 20*time.Millisecond, bgpAllDirectors(bgpVIP6)); err != nil {
+		if _, _, err := lab.WaitNextHops(bgpVIP6, bgpRestoreTimeout, 20*time.Millisecond, bgpAllDirectors); err != nil {
 			t.Fatalf("(c) %s restored, IPv6: %v", d, err)
 		}
 		router.WaitEstablished(t, bgpSessions, bgpRestoreTimeout)
@@ -215,6 +218,15 @@ func bgpFlowSpread(t *testing.T, kind lab.RouterKind, res *bgpResult) {
 		t.Fatalf("(b) %v", err)
 	}
 	t.Logf("(b) %s: %d TCP flows per director: IPv4 %s; IPv6 %s", kind, bgpFlows, bgpDist(res.flows4), bgpDist(res.flows6))
+	// Even spread: each director's share is binomial (n=256, p=1/3), mean
+	// 85, standard deviation 7.5; below 40 is no spreading at all.
+	for _, m := range []map[lab.Host]int{res.flows4, res.flows6} {
+		for _, d := range lab.Directors() {
+			if m[d] < 40 {
+				t.Errorf("(b) %s gets %d of %d flows: not spread (%s)", d, m[d], bgpFlows, bgpDist(m))
+			}
+		}
+	}
 	// Real packets, one UDP datagram per source port: which director each
 	// one reached (captures on the directors' eth0), and nftables counters
 	// on the directors as a second count.
@@ -257,6 +269,9 @@ func bgpFlowSpread(t *testing.T, kind lab.RouterKind, res *bgpResult) {
 	res.agree = agree
 	t.Logf("(b) %s: %d UDP flows, real packets per director: %s; ip route get predicted the same director for %d of them",
 		kind, bgpFlows, bgpDist(res.packets), agree)
+	if agree != bgpFlows {
+		t.Errorf("(b) ip route get predicted the director of %d of %d real flows, want all", agree, bgpFlows)
+	}
 	for _, d := range lab.Directors() {
 		if res.packets[d] < 40 {
 			t.Errorf("(b) %s got %d of %d real flows: not spread (%s)", d, res.packets[d], bgpFlows, bgpDist(res.packets))

@@ -55,10 +55,18 @@ var (
 // Directors lists the director hosts of the standard lab.
 func Directors() []Host { return []Host{Dir1, Dir2, Dir3} }
 
-// DirectorAt is the director whose segment address (IPv4 or IPv6) is a.
+// LinkLocal is h's link-local address on eth0, fe80::ff:fe00:NN.
+func (h Host) LinkLocal() netip.Addr {
+	return netip.MustParseAddr("fe80::ff:fe00:" + strconv.Itoa(h.part()))
+}
+
+// DirectorAt is the director whose segment address (IPv4, IPv6 or IPv6
+// link-local: FRR installs an eBGP neighbour's IPv6 routes via its
+// link-local address) is a.
 func DirectorAt(a netip.Addr) (Host, bool) {
+	a = a.WithZone("")
 	for _, d := range Directors() {
-		if a == d.IPv4() || a == d.IPv6() {
+		if a == d.IPv4() || a == d.IPv6() || a == d.LinkLocal() {
 			return d, true
 		}
 	}
