@@ -15,12 +15,17 @@ package e2e
 //	    fields) and real UDP packets counted on the directors agree;
 //	(c) a director's link cut silently (its switch port disabled, carrier
 //	    up) loses its next hop within BFD's detection time, far below the
-//	    BGP hold time (90 s); timed over bgpCutRuns cuts, then restored.
+//	    BGP hold time (90 s); timed over bgpCutRuns cuts, then restored;
+//	(e) a draining director (its routes with the GRACEFUL_SHUTDOWN
+//	    community, as dsrd announces them before it withdraws) leaves the
+//	    multipath route while its sessions stay up, and comes back.
 
 import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -77,13 +82,14 @@ type bgpResult struct {
 	agree       int              // of them, where ip route get said
 	detect      []time.Duration  // cut -> next hop gone
 	restore     []time.Duration  // restore -> next hop back
+	drain       time.Duration    // GRACEFUL_SHUTDOWN -> next hop gone
 }
 
 func (r *bgpResult) String() string {
 	return fmt.Sprintf("sessions established in %v; TCP flows per director IPv4 %s, IPv6 %s; real UDP flows %s (ip route get agreed for %d); "+
-		"BFD cut -> next hop gone %s; restore -> next hop back %s",
+		"BFD cut -> next hop gone %s; restore -> next hop back %s; drain -> next hop gone %v",
 		r.established.Round(100*time.Millisecond), bgpDist(r.flows4), bgpDist(r.flows6), bgpDist(r.packets), r.agree,
-		bgpStats(r.detect), bgpStats(r.restore))
+		bgpStats(r.detect), bgpStats(r.restore), r.drain.Round(time.Millisecond))
 }
 
 func bgpDist(m map[lab.Host]int) string {
@@ -142,10 +148,16 @@ func bgpWithout(d lab.Host) func([]netip.Addr) bool {
 func bgpLabRun(t *testing.T, kind lab.RouterKind, res *bgpResult) {
 	// The router first: it is passive, the directors connect to it.
 	router := lab.StartRouter(t, kind)
+	start := time.Now()
+	phase := func(what string) {
+		t.Logf("%s: %s done at +%v", kind, what, time.Since(start).Round(100*time.Millisecond))
+	}
+	speakers := map[lab.Host]*lab.BIRDDaemon{}
 	for _, d := range lab.Directors() {
-		lab.StartBIRD(t, d, "bird-director.conf")
+		speakers[d] = lab.StartBIRD(t, d, "bird-director.conf")
 	}
 	res.established = router.WaitEstablished(t, bgpSessions, bgpEstablishTimeout)
+	phase("start")
 	t.Logf("%s: %d sessions established after %v", kind, bgpSessions, res.established.Round(100*time.Millisecond))
 	// The next run starts from a router without the VIP routes.
 	t.Cleanup(func() {
@@ -170,8 +182,11 @@ func bgpLabRun(t *testing.T, kind lab.RouterKind, res *bgpResult) {
 		lab.MustIP(t, lab.Router, "-4", "route", "show", bgpVIP4.String()),
 		lab.MustIP(t, lab.Router, "-6", "route", "show", bgpVIP6.String()))
 
+	phase("(a)")
+
 	// (b) The client's flows spread over the directors.
 	bgpFlowSpread(t, kind, res)
+	phase("(b)")
 
 	// (c) BFD: cut each director's link in turn.
 	dirs := lab.Directors()
@@ -202,6 +217,59 @@ func bgpLabRun(t *testing.T, kind lab.RouterKind, res *bgpResult) {
 		router.WaitEstablished(t, bgpSessions, bgpRestoreTimeout)
 	}
 	t.Logf("(c) %s: BFD cut -> next hop gone %s; restore -> back %s", kind, bgpStats(res.detect), bgpStats(res.restore))
+	phase("(c)")
+
+	bgpDrain(t, kind, router, speakers[lab.Dir2], lab.Dir2, res)
+	phase("(e)")
+}
+
+// bgpDrain is (e): d's stand-in speaker reconfigured to announce its VIPs
+// with GRACEFUL_SHUTDOWN (65535:0), then back.
+func bgpDrain(t *testing.T, kind lab.RouterKind, router *lab.BGPRouter, speaker *lab.BIRDDaemon, d lab.Host, res *bgpResult) {
+	conf, err := lab.BGPConfig("bird-director.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drained := string(b)
+	for _, route := range []string{"route 203.0.113.10/32 blackhole", "route 2001:db8:113::10/128 blackhole"} {
+		if !strings.Contains(drained, route+";") {
+			t.Fatalf("(e) %s has no %q: update this test", conf, route+";")
+		}
+		drained = strings.Replace(drained, route+";", route+" { bgp_community.add((65535, 0)); };", 1)
+	}
+	path := filepath.Join(t.TempDir(), "bird-director-drain.conf")
+	if err := os.WriteFile(path, []byte(drained), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := speaker.Configure(bgpCtx(t), path); err != nil {
+		t.Fatalf("(e) %v", err)
+	}
+	at := time.Now()
+	seen, gws, err := lab.WaitNextHops(bgpVIP4, 20*time.Second, 10*time.Millisecond, bgpWithout(d))
+	if err != nil {
+		t.Fatalf("(e) %s draining: %v", d, err)
+	}
+	res.drain = seen.Sub(at)
+	if _, _, err := lab.WaitNextHops(bgpVIP6, 20*time.Second, 10*time.Millisecond, bgpWithout(d)); err != nil {
+		t.Fatalf("(e) %s draining, IPv6: %v", d, err)
+	}
+	if n, err := router.EstablishedSessions(bgpCtx(t)); err != nil || n != bgpSessions {
+		t.Errorf("(e) %s draining: %d sessions established (%v), want all %d: a drain keeps them", d, n, err, bgpSessions)
+	}
+	t.Logf("(e) %s: %s draining (GRACEFUL_SHUTDOWN): next hop gone after %v, sessions up; next hops %v",
+		kind, d, res.drain.Round(time.Millisecond), gws)
+	if err := speaker.Configure(bgpCtx(t), conf); err != nil {
+		t.Fatalf("(e) %v", err)
+	}
+	for _, vip := range []netip.Addr{bgpVIP4, bgpVIP6} {
+		if _, _, err := lab.WaitNextHops(vip, 20*time.Second, 20*time.Millisecond, bgpAllDirectors); err != nil {
+			t.Fatalf("(e) %s undrained: %v", d, err)
+		}
+	}
 }
 
 // bgpFlowSpread is (b): bgpFlows source ports of the remote client, the

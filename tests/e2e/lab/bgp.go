@@ -295,6 +295,20 @@ func StartBIRD(t testing.TB, h Host, conf string) *BIRDDaemon {
 	return b
 }
 
+// Configure makes bird load the configuration file path ("birdc
+// configure"): a soft reconfiguration, sessions whose settings did not
+// change stay up.
+func (b *BIRDDaemon) Configure(ctx context.Context, path string) error {
+	out, err := Run(ctx, "birdc", "-s", b.Socket, "configure", strconv.Quote(path))
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "Reconfigured") && !strings.Contains(out, "Reconfiguration in progress") {
+		return fmt.Errorf("birdc configure %s: %s", path, strings.TrimSpace(out))
+	}
+	return nil
+}
+
 // BIRDDaemon is a running bird.
 type BIRDDaemon struct {
 	*Daemon
