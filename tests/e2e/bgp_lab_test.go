@@ -18,7 +18,12 @@ package e2e
 //	    BGP hold time (90 s); timed over bgpCutRuns cuts, then restored;
 //	(e) a draining director (its routes with the GRACEFUL_SHUTDOWN
 //	    community, as dsrd announces them before it withdraws) leaves the
-//	    multipath route while its sessions stay up, and comes back.
+//	    multipath route while its sessions stay up, and comes back;
+//	(f) with BIRD, the whole DSR path: IPVS (mh) on every director by
+//	    hand, the VIP on their lo as in dsrd's BGP mode, real servers
+//	    prepared by hand; HTTP requests from the remote client cross the
+//	    router, reach the reals through several directors, and the replies
+//	    go from the reals to the router straight.
 
 import (
 	"context"
@@ -75,21 +80,23 @@ func TestBGPLab(t *testing.T) {
 
 // bgpResult is what one router's run measured.
 type bgpResult struct {
-	established time.Duration
-	flows4      map[lab.Host]int // TCP flows per director (ip route get)
-	flows6      map[lab.Host]int
-	packets     map[lab.Host]int // real UDP flows per director
-	agree       int              // of them, where ip route get said
-	detect      []time.Duration  // cut -> next hop gone
-	restore     []time.Duration  // restore -> next hop back
-	drain       time.Duration    // GRACEFUL_SHUTDOWN -> next hop gone
+	established  time.Duration
+	flows4       map[lab.Host]int // TCP flows per director (ip route get)
+	flows6       map[lab.Host]int
+	packets      map[lab.Host]int // real UDP flows per director
+	agree        int              // of them, where ip route get said
+	detect       []time.Duration  // cut -> next hop gone
+	restore      []time.Duration  // restore -> next hop back
+	drain        time.Duration    // GRACEFUL_SHUTDOWN -> next hop gone
+	dsrReals     map[string]int   // (f) answers by real
+	dsrDirectors map[lab.Host]int // (f) IPVS connections by director
 }
 
 func (r *bgpResult) String() string {
 	return fmt.Sprintf("sessions established in %v; TCP flows per director IPv4 %s, IPv6 %s; real UDP flows %s (ip route get agreed for %d); "+
-		"BFD cut -> next hop gone %s; restore -> next hop back %s; drain -> next hop gone %v",
+		"BFD cut -> next hop gone %s; restore -> next hop back %s; drain -> next hop gone %v; DSR answers by real %v, IPVS connections by director %s",
 		r.established.Round(100*time.Millisecond), bgpDist(r.flows4), bgpDist(r.flows6), bgpDist(r.packets), r.agree,
-		bgpStats(r.detect), bgpStats(r.restore), r.drain.Round(time.Millisecond))
+		bgpStats(r.detect), bgpStats(r.restore), r.drain.Round(time.Millisecond), r.dsrReals, bgpDist(r.dsrDirectors))
 }
 
 func bgpDist(m map[lab.Host]int) string {
@@ -221,6 +228,91 @@ func bgpLabRun(t *testing.T, kind lab.RouterKind, res *bgpResult) {
 
 	bgpDrain(t, kind, router, speakers[lab.Dir2], lab.Dir2, res)
 	phase("(e)")
+
+	if kind == lab.BIRD {
+		bgpDSR(t, res)
+		phase("(f)")
+	}
+}
+
+// bgpRequests is the number of HTTP requests of (f), each a new connection.
+const bgpRequests = 24
+
+// bgpDSR is (f): DSR through the router, IPVS by hand on all directors.
+func bgpDSR(t *testing.T, res *bgpResult) {
+	lab.StartBackends(t)
+	reals := lab.Backends()
+	for _, r := range reals {
+		drPrepareReal(t, r, bgpVIP4, drRealSetup{vipOnLo: true, arpSysctls: true})
+	}
+	svc := netip.AddrPortFrom(bgpVIP4, 80).String()
+	// mh with the port in the hash (mh-port): the remote client's
+	// connections spread over the reals too; the same order everywhere.
+	rules := []string{"-A -t " + svc + " -s mh -b mh-port"}
+	for _, r := range reals {
+		rules = append(rules, fmt.Sprintf("-a -t %s -r %s -g -w 1", svc, netip.AddrPortFrom(r.IPv4(), 80)))
+	}
+	for _, d := range lab.Directors() {
+		// As dsrd sets it: a director that gets a flow mid-stream (the
+		// router's hash moved it) takes it up.
+		if err := lab.WriteSysctl(d, "net.ipv4.vs.sloppy_tcp", "1"); err != nil {
+			t.Fatal(err)
+		}
+		lab.MustIPBatch(t, d, fmt.Sprintf("addr add %s/32 dev lo", bgpVIP4))
+		if _, err := lab.RunInput(bgpCtx(t), strings.NewReader(strings.Join(rules, "\n")+"\n"),
+			"ip", "netns", "exec", string(d), "ipvsadm", "-R"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), lab.CommandTimeout)
+			defer cancel()
+			_, _ = lab.InNS(ctx, d, "ipvsadm", "-C")
+			_, _ = lab.IP(ctx, d, "addr", "del", bgpVIP4.String()+"/32", "dev", "lo")
+		})
+	}
+	client := lab.HTTPClient(lab.Remote, drRequestTimeout)
+	byReal := map[string]int{}
+	for i := range bgpRequests {
+		name, from, err := drGet(client, bgpVIP4)
+		if err != nil {
+			t.Fatalf("(f) request %d to %s from the remote client: %v", i+1, drURL(bgpVIP4), err)
+		}
+		byReal[name]++
+		if ap, err := netip.ParseAddrPort(from); err != nil || ap.Addr() != lab.RemoteIPv4 {
+			t.Errorf("(f) request %d: the backend saw the client as %q, want %s:PORT", i+1, from, lab.RemoteIPv4)
+		}
+	}
+	res.dsrDirectors = map[lab.Host]int{}
+	for _, d := range lab.Directors() {
+		conns, err := lab.IPVSConns(bgpCtx(t), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range conns {
+			if c.Virtual == svc {
+				res.dsrDirectors[d]++
+			}
+		}
+	}
+	res.dsrReals = byReal
+	used := 0
+	total := 0
+	for _, n := range res.dsrDirectors {
+		if n > 0 {
+			used++
+		}
+		total += n
+	}
+	t.Logf("(f) %d HTTP requests from the remote client through the router: answers by real %v; IPVS connections by director %s",
+		bgpRequests, byReal, bgpDist(res.dsrDirectors))
+	// One entry per request, more if the router moved a flow (a
+	// retransmission timeout re-rolls a connected socket's flow hash).
+	if total < bgpRequests {
+		t.Errorf("(f) the directors hold %d IPVS connections for %s, want %d (one per request)", total, svc, bgpRequests)
+	}
+	if used < 2 {
+		t.Errorf("(f) only %d director(s) carried the %d connections (%s): no ECMP", used, bgpRequests, bgpDist(res.dsrDirectors))
+	}
 }
 
 // bgpDrain is (e): d's stand-in speaker reconfigured to announce its VIPs
