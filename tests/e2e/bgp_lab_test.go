@@ -430,7 +430,11 @@ func bgpFlowSpread(t *testing.T, kind lab.RouterKind, res *bgpResult) {
 	t.Logf("(b) %s: %d UDP flows, real packets per director: %s; ip route get predicted the same director for %d of them",
 		kind, bgpFlows, bgpDist(res.packets), agree)
 	if agree != bgpFlows {
-		t.Errorf("(b) ip route get predicted the director of %d of %d real flows, want all", agree, bgpFlows)
+		// A session that flapped meanwhile (BFD on a stalled VM) would
+		// explain it: say what the router has now.
+		gws, err := lab.RouterNextHops(bgpVIP4)
+		t.Errorf("(b) ip route get predicted the director of %d of %d real flows, want all (the router's next hops now: %v %v)",
+			agree, bgpFlows, gws, err)
 	}
 	for _, d := range lab.Directors() {
 		if res.packets[d] < 40 {
