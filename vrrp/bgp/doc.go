@@ -9,6 +9,10 @@
 // drain re-announces the routes with the GRACEFUL_SHUTDOWN community
 // (RFC 8326) and a worse MED before they are withdrawn.
 //
+// What routers send is parsed by gobgp in its own goroutines: the speaker
+// bounds what it keeps (max-prefix) and imports none of it, but a panic in
+// gobgp's parser would not be the speaker's to recover.
+//
 // The package owns its input type, Config; it does not know dsrd's
 // configuration file, which internal/director translates.
 package bgp

@@ -578,7 +578,11 @@ func (s *Speaker) Reconfigure(ctx context.Context, cfg Config) error {
 }
 
 // restart replaces the server by one for cfg and announces the prefixes
-// on it again.
+// on it again. gobgp servers cannot be started twice (Serve ends for
+// good), hence a new one. gobgp's StartBgp writes package-level route
+// selection options (the same defaults every time) that the stopped
+// server's last goroutines may still read: a benign race the race
+// detector can see (TestReconfigureRestart).
 func (s *Speaker) restart(ctx context.Context, old *server.BgpServer, cfg Config, comms []uint32) error {
 	s.log.Info("bgp speaker restarting", "asn", cfg.ASN, "router_id", cfg.RouterID)
 	s.stopServer(ctx, old)
