@@ -100,6 +100,7 @@ func (v *validator) director(d *Director) {
 		}
 	}
 	v.services(d.Services, vips, "services")
+	v.bgp(d.BGP, "bgp")
 	v.bgpVIPsNeedSpeaker(d)
 }
 
@@ -540,7 +541,7 @@ func (v *validator) bgpVIP(x *VIP, path string) {
 	if x.Interface != BGPInterface && !(v.shared && x.Interface == "") {
 		v.errorf(joinPath(path, "interface"), "a bgp VIP is held on %s by every director: on %s it would be answered by ARP; remove the interface", BGPInterface, x.Interface)
 	}
-	if v.pos.isSet(joinPath(path, "announce")) {
+	if v.pos.isSet(joinPath(path, "announce")) && (x.Announce != Announce{}) {
 		v.errorf(joinPath(path, "announce"), "a bgp VIP is announced over BGP, not by gratuitous ARP / NA: remove announce")
 	}
 }

@@ -60,9 +60,13 @@ func (d *Director) Reload(ctx context.Context) (api.ReloadResult, error) {
 	if err := d.waitReady(ctx); err != nil {
 		return api.ReloadResult{}, err
 	}
-	return d.sub.reload(ctx, raftSubmit{d.node, d.fw}, func() (*config.Director, error) {
+	res := d.sub.reload(ctx, raftSubmit{d.node, d.fw}, func() (*config.Director, error) {
 		return Load(d.opts.ConfigPath, d.opts.Override)
-	}), nil
+	})
+	if res.OK {
+		d.reconfigureSpeaker(ctx, d.sub.current())
+	}
+	return res, nil
 }
 
 // waitReady waits until Run has started Raft (d.node is set), logging

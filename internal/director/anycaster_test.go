@@ -3,13 +3,20 @@ package director
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/internal/netkernel"
+	"github.com/dsrd/dsrd/internal/testutil"
+	"github.com/dsrd/dsrd/vrrp/bgp"
 )
 
 // fakeSpeaker records what the anycaster told it.
@@ -220,4 +227,112 @@ func TestAnycasterWithdrawsAfterALastingDisagreement(t *testing.T) {
 	r.a.observe([]anycastVIP{{Address: vipA, Serving: true, Disagrees: true}}, 3, 3, 15*time.Second)
 	r.a.step(ctx)
 	r.expect(t, "disagreeing anew", hostRoutes(vipA), false)
+}
+
+// The rest of the speaker's life, for a director running with a fake.
+func (f *fakeSpeaker) Start(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "start")
+	return nil
+}
+
+func (f *fakeSpeaker) Reconfigure(_ context.Context, cfg bgp.Config) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf("reconfigure %d peers", len(cfg.Peers)))
+	return nil
+}
+
+func (f *fakeSpeaker) Status() bgp.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return bgp.Status{Peers: []bgp.PeerStatus{{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64500, State: "established", Uptime: time.Minute}},
+		Announced: slices.Clone(f.announced), Graceful: f.graceful}
+}
+
+func (f *fakeSpeaker) Stop(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "stop")
+	f.announced = nil
+	return nil
+}
+
+func (f *fakeSpeaker) callsNow() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// A director with a bgp VIP: holds it on lo (not on eth0: the ARP owner
+// does not take it), announces it once IPVS holds the configuration and
+// its service is up, withdraws it when every real is down, shows it in
+// status, and on stop announces it as leaving for drain_delay before it
+// withdraws and stops the speaker, then releases lo.
+func TestDirectorAnnouncesBGPVIPs(t *testing.T) {
+	const anyVIP = "203.0.113.50"
+	vip := netip.MustParseAddr(anyVIP)
+	l := newLabOf(t, "", "dir1")
+	n := l.dirs["dir1"]
+	n.vips.AddLink(netkernel.Link{Name: "lo", Index: 1, Up: true, Running: true, NoARP: true, Loopback: true})
+	service := fmt.Sprintf("  - name: anycast\n    vip: %s\n    port: 80\n    protocol: tcp\n    scheduler: mh\n    health_check: %s\n    reals: [{address: 192.0.2.21}]\n", anyVIP, l.check())
+	file := strings.Replace(l.directorFile(n, service), "vips:\n",
+		"bgp:\n  asn: 64513\n  drain_delay: 300ms\n  peers: [{address: 192.0.2.1, asn: 64500}]\nvips:\n  - {address: "+anyVIP+", mode: bgp}\n", 1)
+	writeFile(t, n.conf, file)
+	l.setHealth("192.0.2.21", true)
+
+	sp := &fakeSpeaker{}
+	d := l.newDirector(n)
+	d.opts.Speaker = sp
+	l.run(n, d)
+	testutil.WaitFor(t, testTimeout, "the bgp VIP announced", func() (bool, string) {
+		got, _ := sp.state()
+		return slices.Equal(got, hostRoutes(vip)), fmt.Sprint(got)
+	})
+	lo, err := n.vips.Addrs("lo")
+	if err != nil || !slices.ContainsFunc(lo, func(a netkernel.Addr) bool { return a.Prefix == netip.PrefixFrom(vip, 32) }) {
+		t.Errorf("lo holds %v (%v), want the bgp VIP", lo, err)
+	}
+	if holdsVIP(n.vips, vip) {
+		t.Error("the bgp VIP is on eth0: the ARP owner took it")
+	}
+	if v, _ := n.sys.Get("net.ipv4.conf.all.arp_ignore"); v != "1" {
+		t.Errorf("arp_ignore = %q, want 1 while a bgp VIP is on lo", v)
+	}
+	c := apiClient(t, n.sock)
+	st := status(t, c)
+	i := slices.IndexFunc(st.VIPs, func(v api.VIP) bool { return v.Address == vip })
+	if i < 0 || !st.VIPs[i].Announced || st.VIPs[i].Mode != "bgp" || !st.VIPs[i].Held || st.BGP == nil || len(st.BGP.Peers) != 1 {
+		t.Errorf("status vips %+v bgp %+v, want %s held on lo and announced, one peer", st.VIPs, st.BGP, anyVIP)
+	}
+
+	// Its only real goes down: the routers should send the VIP's traffic
+	// nowhere.
+	l.setHealth("192.0.2.21", false)
+	testutil.WaitFor(t, testTimeout, "the bgp VIP withdrawn", func() (bool, string) {
+		got, _ := sp.state()
+		return len(got) == 0, fmt.Sprint(got)
+	})
+	st = status(t, c)
+	if i := slices.IndexFunc(st.VIPs, func(v api.VIP) bool { return v.Address == vip }); i < 0 || st.VIPs[i].Withdrawn != withdrawNoQuorum {
+		t.Errorf("status vips %+v, want %s withdrawn: %s", st.VIPs, anyVIP, withdrawNoQuorum)
+	}
+	l.setHealth("192.0.2.21", true)
+	testutil.WaitFor(t, testTimeout, "the bgp VIP announced again", func() (bool, string) {
+		got, _ := sp.state()
+		return slices.Equal(got, hostRoutes(vip)), fmt.Sprint(got)
+	})
+
+	before := len(sp.callsNow())
+	l.stop(n)
+	calls := sp.callsNow()[before:]
+	want := []string{"graceful", "announce", "announce", "normal", "stop"}
+	if !slices.Equal(calls, want) {
+		t.Errorf("calls at stop = %v, want %v (leaving first, then withdraw, then stop)", calls, want)
+	}
+	lo, _ = n.vips.Addrs("lo")
+	if slices.ContainsFunc(lo, func(a netkernel.Addr) bool { return a.Prefix == netip.PrefixFrom(vip, 32) }) {
+		t.Errorf("lo still holds the bgp VIP after stop: %v", lo)
+	}
 }

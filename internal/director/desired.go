@@ -1,6 +1,7 @@
 package director
 
 import (
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -116,6 +117,18 @@ func desiredOf(services []serviceSpec, health healthView, admin map[raft.RealRef
 		s := svc.base
 		s.Dests = make(map[ipvs.DestKey]ipvs.Destination, len(want.Reals))
 		old, hadOld := actual[key]
+		// A real at weight 0 keeps its share of mh's table only when the
+		// kernel first saw it at its configured weight (LastWeight): one
+		// added at 0 gets no slots, and directors that saw it up would
+		// map flows differently from one that did not.
+		configured := make(map[netip.AddrPort]int, len(svc.Health.Reals))
+		for _, r := range svc.Health.Reals {
+			w := healthcheck.DefaultWeight
+			if r.Weight != nil {
+				w = min(max(*r.Weight, 0), math.MaxUint16)
+			}
+			configured[netip.AddrPortFrom(r.Address, r.Port)] = w
+		}
 		for _, dr := range want.Reals {
 			port := dr.Port
 			if key.IsFWMark() {
@@ -123,6 +136,9 @@ func desiredOf(services []serviceSpec, health healthView, admin map[raft.RealRef
 			}
 			d := ipvs.NewDestination(dr.Address, port, dr.Weight)
 			d.UpperThreshold, d.LowerThreshold = dr.UpperThreshold, dr.LowerThreshold
+			if w := configured[netip.AddrPortFrom(dr.Address, dr.Port)]; dr.Weight == 0 && !dr.Sorry && w > 0 {
+				d.LastWeight = uint16(w)
+			}
 			if hadOld && !dr.Sorry && pending[healthcheck.Key{Service: svc.Key, Real: netip.AddrPortFrom(dr.Address, dr.Port)}] {
 				if cur, ok := old.Dests[d.Key]; ok {
 					d.Weight = cur.Weight

@@ -62,6 +62,16 @@ func TestDesiredBGPServicesFollowTheClusterVerdicts(t *testing.T) {
 	if got, want := weights(t, st, anyKey), map[string]int{"192.0.2.21:80": 100, "192.0.2.22:80": 0}; !equal(got, want) {
 		t.Errorf("bgp service weights = %v, want the verdicts' %v", got, want)
 	}
+	// The down real keeps mh's table share it had at its configured
+	// weight: added at 100, then set to 0 (ipvs.Destination.LastWeight).
+	for dk, d := range st[anyKey].Dests {
+		if d.Weight == 0 && d.LastWeight != 100 {
+			t.Errorf("%s at weight 0 has LastWeight %d, want its configured 100", dk, d.LastWeight)
+		}
+		if d.Weight != 0 && d.LastWeight != 0 {
+			t.Errorf("%s at weight %d has LastWeight %d, want none", dk, d.Weight, d.LastWeight)
+		}
+	}
 	ownedKey := ipvs.NewServiceKey(ipvs.TCP, netip.MustParseAddrPort("203.0.113.20:80"))
 	if got, want := weights(t, st, ownedKey), map[string]int{"192.0.2.21:80": 0, "192.0.2.22:80": 100}; !equal(got, want) {
 		t.Errorf("arp service weights = %v, want the own checks' %v", got, want)

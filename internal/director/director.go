@@ -48,6 +48,9 @@ type Options struct {
 	// Metrics receives the director's events and reads its state when
 	// scraped; nil when metrics are off.
 	Metrics *metrics.Set
+	// Speaker announces the bgp VIPs when the file has a bgp section; an
+	// embedded gobgp (vrrp/bgp) when nil.
+	Speaker bgpSpeaker
 }
 
 // Director is a running director. Its methods implement api.Backend.
@@ -82,7 +85,9 @@ type Director struct {
 	// has a bgp section (nil otherwise).
 	lo      *loVIPs
 	anycast *anycaster
-	// speakerStatus reports the BGP sessions (nil without a speaker).
+	// speaker is the BGP speaker (nil without a bgp section);
+	// speakerStatus reports its sessions.
+	speaker       bgpSpeaker
 	speakerStatus func() []api.BGPPeer
 
 	healthChanged chan struct{} // capacity 1: a pending "recompute"
@@ -191,7 +196,10 @@ func (d *Director) Run(ctx context.Context) error {
 	}
 	d.loop.hold = catchUp{log: d.log, started: time.Now(), below: saved.index}
 	d.loop.owned = ownedSaver{log: d.log, dataDir: cfg.Node.DataDir, saved: saved}
-	recOpts := []ipvs.Option{ipvs.WithOwnedServices(saved.services)}
+	// The rebuild guard turns expire_nodest_conn off while destinations
+	// are re-added in the canonical order, so their connections survive
+	// (ipvs.WithRebuildGuard); the sysctls are applied by the same loop.
+	recOpts := []ipvs.Option{ipvs.WithOwnedServices(saved.services), ipvs.WithRebuildGuard(d.sysctls)}
 	if m := d.opts.Metrics; m != nil {
 		recOpts = append(recOpts, ipvs.WithOnWrite(m.IPVSWrite))
 	}
@@ -289,6 +297,14 @@ func (d *Director) Run(ctx context.Context) error {
 	spawn("peer", func(ctx context.Context) error {
 		return api.NewPeerServer(node, node, d, log).Serve(ctx, node.PeerListener())
 	})
+	// The BGP speaker last: its deferred stop runs first, so a stopping
+	// director announces itself as leaving and withdraws while IPVS and
+	// the VIPs on lo still forward what the routers send.
+	stopSpeaker, err := d.startSpeaker(runCtx, cfg, func() bool { return node.LeaderID() != "" }, log)
+	if err != nil {
+		return err
+	}
+	defer stopSpeaker()
 	close(d.ready)
 
 	// The reconcile loop runs here, so its end is Run's end; the deferred

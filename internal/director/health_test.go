@@ -1,6 +1,7 @@
 package director
 
 import (
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/dsrd/dsrd/healthcheck"
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/vrrp/bgp"
 )
 
 func TestCheckSpec(t *testing.T) {
@@ -160,7 +162,7 @@ func TestUnknownCheckTypeIsAConfigError(t *testing.T) {
 // config validation and healthcheck's constructors cannot drift apart: a
 // file that passes `dsrd config check` never runs a check that reports
 // "config" as its reason.
-func TestAcceptedChecksBuild(t *testing.T) {
+func TestAcceptedChecksAndSpeakersBuild(t *testing.T) {
 	var files []string
 	for _, glob := range []string{
 		"../config/testdata/valid/*.yaml", "../config/testdata/fuzz/*.yaml",
@@ -172,7 +174,7 @@ func TestAcceptedChecksBuild(t *testing.T) {
 		}
 		files = append(files, m...)
 	}
-	built := 0
+	built, speakers := 0, 0
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -190,9 +192,19 @@ func TestAcceptedChecksBuild(t *testing.T) {
 			t.Errorf("%s: config accepts it, healthcheck cannot build: %v", f, err)
 		}
 		built += len(checks)
+		if d.BGP != nil {
+			// Accept implies construct for the BGP speaker too.
+			if _, err := bgp.New(slog.New(slog.DiscardHandler), d.BGP.Speaker()); err != nil {
+				t.Errorf("%s: config accepts its bgp section, the speaker refuses it: %v", f, err)
+			}
+			speakers++
+		}
 	}
 	if built == 0 {
 		t.Fatal("no check built: the globs found no accepted director file")
+	}
+	if speakers == 0 {
+		t.Fatal("no speaker built: the globs found no accepted director file with a bgp section")
 	}
 	t.Logf("%d checks built from %d files", built, len(files))
 }
