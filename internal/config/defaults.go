@@ -258,9 +258,6 @@ func defaultVIP(v *VIP, nodeInterface, path string, set setFunc) {
 		iface = BGPInterface
 	}
 	setString(&v.Interface, iface, joinPath(path, "interface"), set)
-	if v.Mode == ModeBGP {
-		return // announced over BGP: no gratuitous ARP / NA settings
-	}
 	a := joinPath(path, "announce")
 	if !set(joinPath(a, "count")) {
 		v.Announce.Count = DefaultAnnounceCount

@@ -541,9 +541,20 @@ func (v *validator) bgpVIP(x *VIP, path string) {
 	if x.Interface != BGPInterface && !(v.shared && x.Interface == "") {
 		v.errorf(joinPath(path, "interface"), "a bgp VIP is held on %s by every director: on %s it would be answered by ARP; remove the interface", BGPInterface, x.Interface)
 	}
-	if v.pos.isSet(joinPath(path, "announce")) && (x.Announce != Announce{}) {
+	// A bgp VIP carries the announce defaults (the replicated format has
+	// them since command version 2; they are never used): only settings
+	// that differ from them are refused, so a file marshalled from a
+	// parsed one parses again.
+	if v.pos.isSet(joinPath(path, "announce")) && !defaultAnnounce(x.Announce) {
 		v.errorf(joinPath(path, "announce"), "a bgp VIP is announced over BGP, not by gratuitous ARP / NA: remove announce")
 	}
+}
+
+// defaultAnnounce reports whether a holds the defaults of a VIP's
+// announcements.
+func defaultAnnounce(a Announce) bool {
+	return a.Count == DefaultAnnounceCount && a.Interval.D() == DefaultAnnounceInterval &&
+		a.Refresh != nil && a.Refresh.D() == DefaultAnnounceRefresh
 }
 
 // Bounds of a VIP's takeover announcements: a burst is a handful of
