@@ -147,6 +147,8 @@ type BGPPeer struct {
 	Since time.Time `json:"since,omitzero"`
 	// BFD is the BFD session's state (up, down, init), empty without BFD.
 	BFD string `json:"bfd,omitempty"`
+	// Announced is how many prefixes the router is sent.
+	Announced int `json:"announced"`
 }
 
 // Reconcile is the outcome of the last IPVS reconcile.

@@ -337,6 +337,7 @@ func bgpLines(line func(key, format string, args ...any), b *api.BGP) {
 		if p.BFD != "" {
 			s += ", bfd " + p.BFD
 		}
+		s += fmt.Sprintf(", %d announced", p.Announced)
 		line(key, "%s", s)
 	}
 	if b.Graceful {

@@ -60,7 +60,7 @@ func anycastStatus() api.Status {
 		api.VIP{Address: netip.MustParseAddr("203.0.113.21"), Interface: "lo", Held: true, Mode: "bgp", Withdrawn: "no-service-up"},
 	)
 	st.BGP = &api.BGP{Peers: []api.BGPPeer{
-		{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64500, State: "established", BFD: "up"},
+		{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64500, State: "established", BFD: "up", Announced: 1},
 		{Address: netip.MustParseAddr("192.0.2.2"), ASN: 64500, State: "active", BFD: "down"},
 	}, Error: "announce 203.0.113.20/32: context deadline exceeded"}
 	return st

@@ -152,6 +152,9 @@ func (v *validator) serviceOnBGP(s *Service, vips vipSet, path string) {
 	if s.Scheduler != "mh" && s.Scheduler != "sh" && !s.OnePacket {
 		v.errorf(joinPath(path, "scheduler"), "%s on bgp VIP %s: the routers spread a flow's packets over the directors by ECMP, and only mh (or sh) sends a flow to the same real from every director; use mh, or one_packet for single-datagram UDP", s.Scheduler, s.VIP)
 	}
+	if s.OnDown == DownRemove {
+		v.errorf(joinPath(path, "on_down"), "remove on bgp VIP %s: deleting a failed real rebuilds the hash table and moves other reals' flows, which a router rehash then breaks; a failed real stays at weight 0 (on_down: weight0)", s.VIP)
+	}
 }
 
 // servicePersistence checks the persistence timeout, and its netmask for family fam.

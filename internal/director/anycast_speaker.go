@@ -105,7 +105,7 @@ func peersOf(st bgp.Status) []api.BGPPeer {
 	out := make([]api.BGPPeer, 0, len(st.Peers))
 	now := time.Now()
 	for _, p := range st.Peers {
-		x := api.BGPPeer{Address: p.Address, ASN: p.ASN, State: p.State, BFD: p.BFD}
+		x := api.BGPPeer{Address: p.Address, ASN: p.ASN, State: p.State, BFD: p.BFD, Announced: p.Announced}
 		if p.State == "established" && p.Uptime > 0 {
 			x.Since = now.Add(-p.Uptime).Truncate(time.Second)
 		}
