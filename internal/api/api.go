@@ -137,6 +137,31 @@ type BGP struct {
 	Peers []BGPPeer `json:"peers"`
 }
 
+// BGPDrainRequest is the body of POST /v1/bgp/drain: drain (announce as
+// leaving for bgp.drain_delay, then withdraw) or undrain this director.
+type BGPDrainRequest struct {
+	Drain bool `json:"drain"`
+	// Force drains even when a VIP would be left with no other director
+	// announcing it.
+	Force bool `json:"force,omitempty"`
+}
+
+// BGPDrainResult is the answer to a drain request.
+type BGPDrainResult struct {
+	// Draining is the director's drain state now.
+	Draining bool `json:"draining"`
+	// DrainDelay is how long it announces as leaving before it withdraws.
+	DrainDelay time.Duration `json:"drain_delay,omitempty"`
+	// Orphaned are the VIPs no other director announces, drained anyway
+	// (Force).
+	Orphaned []netip.Addr `json:"orphaned,omitempty"`
+}
+
+// BGPDrainer is a Backend whose BGP announcements can be drained.
+type BGPDrainer interface {
+	DrainBGP(ctx context.Context, req BGPDrainRequest) (BGPDrainResult, error)
+}
+
 // BGPPeer is one BGP session.
 type BGPPeer struct {
 	Address netip.Addr `json:"address"`

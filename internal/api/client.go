@@ -118,6 +118,13 @@ func (c *Client) Failover(ctx context.Context, to string) (FailoverResult, error
 	return res, err
 }
 
+// DrainBGP drains (or undrains) the director's BGP announcements.
+func (c *Client) DrainBGP(ctx context.Context, req BGPDrainRequest) (BGPDrainResult, error) {
+	var res BGPDrainResult
+	err := c.do(ctx, http.MethodPost, "/v1/bgp/drain", req, &res)
+	return res, err
+}
+
 // Reload makes the daemon re-read its configuration file.
 func (c *Client) Reload(ctx context.Context) (ReloadResult, error) {
 	var res ReloadResult

@@ -85,6 +85,7 @@ func NewServer(b Backend, log *slog.Logger, opts ServerOptions) *Server {
 	s.mux.HandleFunc("POST /v1/admin", handle(s.fail, maxRequestBody, opTimeout, ValidAdmin, s.admin, ok))
 	s.mux.HandleFunc("POST /v1/failover", handle(s.fail, maxRequestBody, opTimeout, nil, s.failover, ok))
 	s.mux.HandleFunc("POST /v1/reload", handle(s.fail, noBody, opTimeout, nil, s.reload, ok))
+	s.mux.HandleFunc("POST /v1/bgp/drain", handle(s.fail, maxRequestBody, opTimeout, nil, s.bgpDrain, ok))
 	s.mux.HandleFunc("GET /v1/members", handle(s.fail, noBody, statusTimeout, nil, s.members, ok))
 	s.mux.HandleFunc("POST /v1/members", handle(s.fail, maxRequestBody, opTimeout, ValidJoin, s.join, noContent))
 	s.mux.HandleFunc("DELETE /v1/members/{id}", handle(s.fail, noBody, opTimeout, nil, s.remove, noContent))
@@ -154,6 +155,14 @@ func (s *Server) admin(ctx context.Context, _ *http.Request, req AdminRequest) (
 
 func (s *Server) failover(ctx context.Context, _ *http.Request, req FailoverRequest) (FailoverResult, error) {
 	return s.b.Failover(ctx, req.To)
+}
+
+func (s *Server) bgpDrain(ctx context.Context, _ *http.Request, req BGPDrainRequest) (BGPDrainResult, error) {
+	d, ok := s.b.(BGPDrainer)
+	if !ok {
+		return BGPDrainResult{}, fmt.Errorf("%w: this node announces nothing over BGP", ErrNotFound)
+	}
+	return d.DrainBGP(ctx, req)
 }
 
 func (s *Server) reload(ctx context.Context, _ *http.Request, _ struct{}) (ReloadResult, error) {

@@ -45,6 +45,7 @@ func NewApp(stdout, stderr io.Writer) *ucli.App {
 			enableCommand(),
 			disableCommand(),
 			failoverCommand(),
+			bgpCommand(),
 			reloadCommand(),
 			clusterCommand(),
 			tlsCommand(),

@@ -351,3 +351,50 @@ func clusterRemove(c *ucli.Context) error {
 	fmt.Fprintf(c.App.Writer, "%s removed\n", id)
 	return nil
 }
+
+func bgpCommand() *ucli.Command {
+	drain := func(name string, on bool) func(c *ucli.Context) error {
+		return func(c *ucli.Context) error {
+			if err := noArgs(c, "bgp "+name); err != nil {
+				return err
+			}
+			client, ctx, cancel := apiClient(c, writeTimeout)
+			defer cancel()
+			res, err := client.DrainBGP(ctx, api.BGPDrainRequest{Drain: on, Force: c.Bool("force")})
+			if err != nil {
+				return apiFailure("bgp "+name, err)
+			}
+			switch {
+			case !res.Draining:
+				fmt.Fprintln(c.App.Writer, "undrained: this director announces its bgp VIPs again (as the rules allow)")
+			default:
+				fmt.Fprintf(c.App.Writer, "draining: announcing as leaving for %s, then withdrawn until dsrd bgp undrain or a restart\n", res.DrainDelay)
+				for _, v := range res.Orphaned {
+					fmt.Fprintf(c.App.ErrWriter, "warning: no other director announces %s\n", v)
+				}
+			}
+			return nil
+		}
+	}
+	return &ucli.Command{
+		Name:  "bgp",
+		Usage: "drain or undrain this director's BGP announcements",
+		Subcommands: []*ucli.Command{
+			{
+				Name:  "drain",
+				Usage: "announce this director's bgp VIPs as leaving (GRACEFUL_SHUTDOWN) for bgp.drain_delay, then withdraw them",
+				Description: "For maintenance: routers that honour the community move the flows to the other directors\n" +
+					"while this one still forwards; then its routes are withdrawn. Refused when a VIP would be left\n" +
+					"with no other director announcing it, unless --force. Lasts until dsrd bgp undrain or a restart.",
+				Flags:  []ucli.Flag{&ucli.BoolFlag{Name: "force", Usage: "drain even when a VIP would have no announcer left"}, socketFlag()},
+				Action: drain("drain", true),
+			},
+			{
+				Name:   "undrain",
+				Usage:  "announce this director's bgp VIPs again after dsrd bgp drain",
+				Flags:  []ucli.Flag{socketFlag()},
+				Action: drain("undrain", false),
+			},
+		},
+	}
+}

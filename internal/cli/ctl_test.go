@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -274,4 +275,22 @@ func trimLines(s string) string {
 		b.WriteString(strings.TrimRight(line, " \n") + "\n")
 	}
 	return b.String()
+}
+
+func TestBGPDrainCommand(t *testing.T) {
+	st := apitest.SampleStatus()
+	st.VIPs = append(st.VIPs, api.VIP{Address: netip.MustParseAddr("203.0.113.20"), Interface: "lo", Mode: "bgp", Held: true, Announced: true})
+	d := startDaemon(t, st)
+	code, _, errOut := d.run(t, "bgp", "drain")
+	if code != exitFailure || !strings.Contains(errOut, "no other director announces [203.0.113.20]") {
+		t.Errorf("bgp drain of the only announcer: exit %d, %q", code, errOut)
+	}
+	code, out, errOut := d.run(t, "bgp", "drain", "--force")
+	if code != 0 || !strings.Contains(out, "draining: announcing as leaving for 10s") || !strings.Contains(errOut, "warning: no other director announces 203.0.113.20") {
+		t.Errorf("bgp drain --force: exit %d, %q, %q", code, out, errOut)
+	}
+	code, out, _ = d.run(t, "bgp", "undrain")
+	if code != 0 || !strings.HasPrefix(out, "undrained") {
+		t.Errorf("bgp undrain: exit %d, %q", code, out)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/dsrd/dsrd/internal/api"
@@ -112,4 +114,85 @@ func peersOf(st bgp.Status) []api.BGPPeer {
 		out = append(out, x)
 	}
 	return out
+}
+
+// drainAskTimeout bounds the question to the other directors before a
+// drain: which VIPs they announce.
+const drainAskTimeout = 2 * time.Second
+
+// DrainBGP drains this director's BGP announcements (api.BGPDrainer): it
+// announces its VIPs as leaving for drain_delay, then withdraws them,
+// until an undrain or its next start. A drain that would leave a VIP this
+// director announces with no other director announcing it (as each one's
+// status says, asked now) is refused unless forced: the routers would
+// have nowhere to send that VIP's traffic.
+func (d *Director) DrainBGP(ctx context.Context, req api.BGPDrainRequest) (api.BGPDrainResult, error) {
+	if d.anycast == nil {
+		return api.BGPDrainResult{}, fmt.Errorf("%w: this director has no bgp section", api.ErrNotFound)
+	}
+	delay := d.drainDelay(0)
+	if !req.Drain {
+		d.anycast.undrain()
+		d.log.Info("bgp: undrained: announcing again")
+		return api.BGPDrainResult{Draining: false}, nil
+	}
+	if d.anycast.draining() {
+		return api.BGPDrainResult{Draining: true, DrainDelay: delay}, nil
+	}
+	orphans, err := d.orphanedByDrain(ctx)
+	if err != nil {
+		return api.BGPDrainResult{}, err
+	}
+	if len(orphans) > 0 && !req.Force {
+		return api.BGPDrainResult{}, fmt.Errorf("no other director announces %v: draining would leave the routers nowhere to send it (--force drains anyway)", orphans)
+	}
+	d.anycast.drain(delay)
+	d.log.Info("bgp: draining: announcing as leaving, then withdrawing", "drain_delay", delay, "orphaned", orphans)
+	return api.BGPDrainResult{Draining: true, DrainDelay: delay, Orphaned: orphans}, nil
+}
+
+// orphanedByDrain lists the VIPs this director announces that no other
+// director announces (not as leaving), by the other members' status.
+func (d *Director) orphanedByDrain(ctx context.Context) ([]netip.Addr, error) {
+	mine := d.anycast.status().Decision.Announce
+	if len(mine) == 0 {
+		return nil, nil
+	}
+	members, err := d.node.Members(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list members: %w", err)
+	}
+	others := map[netip.Addr]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range members {
+		if m.ID == d.node.ID() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			actx, cancel := context.WithTimeout(ctx, drainAskTimeout)
+			defer cancel()
+			st, err := d.peers.Status(actx, m.Address)
+			if err != nil || st.BGP == nil || st.BGP.Graceful {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, v := range st.VIPs {
+				if v.Announced {
+					others[v.Address] = true
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var orphans []netip.Addr
+	for _, p := range mine {
+		if !others[p.Addr()] {
+			orphans = append(orphans, p.Addr())
+		}
+	}
+	return orphans, nil
 }

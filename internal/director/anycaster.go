@@ -245,3 +245,18 @@ func (a *anycaster) stop(ctx context.Context, delay time.Duration) {
 	a.mu.Unlock()
 	a.step(ctx)
 }
+
+// undrain ends a drain: the VIPs are announced again as the rules allow.
+func (a *anycaster) undrain() {
+	a.mu.Lock()
+	a.in.Draining, a.in.DrainUntil = false, time.Time{}
+	a.mu.Unlock()
+	a.poke()
+}
+
+// draining reports whether a drain is under way (or over: withdrawn).
+func (a *anycaster) draining() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.in.Draining
+}

@@ -324,6 +324,30 @@ func TestDirectorAnnouncesBGPVIPs(t *testing.T) {
 		return slices.Equal(got, hostRoutes(vip)), fmt.Sprint(got)
 	})
 
+	// A drain of the only announcer is refused; forced, it announces as
+	// leaving, then withdraws; undrained, it announces again.
+	if _, err := c.DrainBGP(ctxTimeout(t), api.BGPDrainRequest{Drain: true}); err == nil || !strings.Contains(err.Error(), "no other director announces") {
+		t.Errorf("drain of the only announcer: %v, want refused", err)
+	}
+	res, err := c.DrainBGP(ctxTimeout(t), api.BGPDrainRequest{Drain: true, Force: true})
+	if err != nil || !res.Draining || len(res.Orphaned) != 1 {
+		t.Fatalf("forced drain: %+v, %v", res, err)
+	}
+	testutil.WaitFor(t, testTimeout, "the drained VIP withdrawn after drain_delay", func() (bool, string) {
+		got, _ := sp.state()
+		return len(got) == 0, fmt.Sprint(got, sp.callsNow())
+	})
+	if calls := sp.callsNow(); !slices.Contains(calls, "graceful") {
+		t.Errorf("calls %v: the drain did not announce as leaving first", calls)
+	}
+	if _, err := c.DrainBGP(ctxTimeout(t), api.BGPDrainRequest{Drain: false}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, testTimeout, "the VIP announced again after undrain", func() (bool, string) {
+		got, g := sp.state()
+		return slices.Equal(got, hostRoutes(vip)) && !g, fmt.Sprint(got, g)
+	})
+
 	before := len(sp.callsNow())
 	l.stop(n)
 	calls := sp.callsNow()[before:]

@@ -285,3 +285,26 @@ func SampleStatus() api.Status {
 		},
 	}
 }
+
+// DrainBGP drains or undrains: a drain without force is refused while the
+// status has no other member (every VIP would be orphaned).
+func (b *Backend) DrainBGP(_ context.Context, req api.BGPDrainRequest) (api.BGPDrainResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.called("DrainBGP %v %v", req.Drain, req.Force); err != nil {
+		return api.BGPDrainResult{}, err
+	}
+	if !req.Drain {
+		return api.BGPDrainResult{}, nil
+	}
+	var announced []netip.Addr
+	for _, v := range b.st.VIPs {
+		if v.Announced {
+			announced = append(announced, v.Address)
+		}
+	}
+	if len(announced) > 0 && !req.Force {
+		return api.BGPDrainResult{}, fmt.Errorf("no other director announces %v", announced)
+	}
+	return api.BGPDrainResult{Draining: true, DrainDelay: 10 * time.Second, Orphaned: announced}, nil
+}
