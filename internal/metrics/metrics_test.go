@@ -486,3 +486,41 @@ func gathered(t *testing.T, s *Set, name string) float64 {
 	t.Fatalf("no %s gathered", name)
 	return 0
 }
+
+func TestBGPMetrics(t *testing.T) {
+	snap := directorSnapshot()
+	snap.Status.VIPs = append(snap.Status.VIPs,
+		api.VIP{Address: netip.MustParseAddr("203.0.113.20"), Interface: "lo", Held: true, Mode: "bgp", Announced: true},
+		api.VIP{Address: netip.MustParseAddr("203.0.113.21"), Interface: "lo", Held: true, Mode: "bgp", Withdrawn: "no-service-up"},
+	)
+	snap.Status.BGP = &api.BGP{Peers: []api.BGPPeer{
+		{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64500, State: "established", Announced: 1},
+		{Address: netip.MustParseAddr("192.0.2.2"), ASN: 64500, State: "active"},
+	}}
+	s := newTestSet(RoleDirector, snap, nil)
+	s.BGPWithdrawn("no-service-up")
+	s.BGPWithdrawn("no-service-up")
+	s.BGPWithdrawn("drained")
+	const want = `
+# HELP dsrd_vip_announced 1 while this director announces the bgp VIP to its routers, else 0 (dsrd status says why).
+# TYPE dsrd_vip_announced gauge
+dsrd_vip_announced{vip="203.0.113.20"} 1
+dsrd_vip_announced{vip="203.0.113.21"} 0
+# HELP dsrd_bgp_session_up 1 while the BGP session with the router is established, else 0.
+# TYPE dsrd_bgp_session_up gauge
+dsrd_bgp_session_up{peer="192.0.2.1"} 1
+dsrd_bgp_session_up{peer="192.0.2.2"} 0
+# HELP dsrd_bgp_announced_prefixes Prefixes (bgp VIPs) the speaker sends the router.
+# TYPE dsrd_bgp_announced_prefixes gauge
+dsrd_bgp_announced_prefixes{peer="192.0.2.1"} 1
+dsrd_bgp_announced_prefixes{peer="192.0.2.2"} 0
+# HELP dsrd_bgp_withdrawals_total Times this director stopped announcing a bgp VIP, by cause (no-service-up, ipvs-not-converged, cut-off-from-cluster, health-view-disagrees, drained).
+# TYPE dsrd_bgp_withdrawals_total counter
+dsrd_bgp_withdrawals_total{cause="drained"} 1
+dsrd_bgp_withdrawals_total{cause="no-service-up"} 2
+`
+	if err := testutil.GatherAndCompare(s.Gatherer(), strings.NewReader(want),
+		"dsrd_vip_announced", "dsrd_bgp_session_up", "dsrd_bgp_announced_prefixes", "dsrd_bgp_withdrawals_total"); err != nil {
+		t.Error(err)
+	}
+}

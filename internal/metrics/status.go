@@ -44,6 +44,7 @@ var (
 	descVIPOwned     = desc("vip_owned", "1 while this director holds the VIP on its interface, else 0.", "vip", "interface")
 	descAnnounced    = desc("vip_announced", "1 while this director announces the bgp VIP to its routers, else 0 (dsrd status says why).", "vip")
 	descBGPSession   = desc("bgp_session_up", "1 while the BGP session with the router is established, else 0.", "peer")
+	descBGPPrefixes  = desc("bgp_announced_prefixes", "Prefixes (bgp VIPs) the speaker sends the router.", "peer")
 	descReloadOK     = desc("config_reload_success", "1 when the last reload of this director's file (or its submission at start) succeeded, 0 when it was rejected: the running configuration stayed.")
 	descReloadTime   = desc("config_last_reload_timestamp_seconds", "Unix time of the last reload of this director's file (or of its submission at start).")
 	descLastSync     = desc("ipvs_last_reconcile_success_timestamp_seconds", "Unix time of the last IPVS reconcile pass that succeeded.")
@@ -86,7 +87,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		return
 	}
 	for _, d := range []*prometheus.Desc{
-		descRunning, descVRRPState, descVIPOwned, descAnnounced, descBGPSession, descReloadOK, descReloadTime, descLastSync,
+		descRunning, descVRRPState, descVIPOwned, descAnnounced, descBGPSession, descBGPPrefixes, descReloadOK, descReloadTime, descLastSync,
 		descServiceUp, descServiceReals, descWeight, descHealthy, descAdmin, descActive, descInactive,
 		descConns, descPktsIn, descPktsOut, descBytesIn, descBytesOut,
 	} {
@@ -188,6 +189,7 @@ func (s *Set) collect(ch chan<- prometheus.Metric, snap Snapshot, ok bool) {
 	if st.BGP != nil {
 		for _, p := range st.BGP.Peers {
 			gauge(ch, descBGPSession, bit(p.State == "established"), p.Address.String())
+			gauge(ch, descBGPPrefixes, float64(p.Announced), p.Address.String())
 		}
 	}
 	gauge(ch, descReloadOK, bit(st.Reload.OK))
