@@ -72,7 +72,7 @@ func TestClusterBGP(t *testing.T) {
 	lab.RouterUp(t)
 	router := lab.StartRouter(t, lab.BIRD)
 	t0 := time.Now()
-	owner := clusterReady(t, c)
+	owner := cbgpReady(t, c)
 	// The follower is the one stopped and cut off: the leader keeps the
 	// Raft majority (with the witness) and with it its announcement.
 	follower := lab.ClusterOtherDirector(owner)
@@ -256,6 +256,25 @@ func TestClusterBGP(t *testing.T) {
 		parts = append(parts, k+": "+m[k])
 	}
 	t.Logf("summary: %s", strings.Join(parts, "; "))
+}
+
+// cbgpReady is clusterReady with the bgp VIP's services: one director
+// holds the arp VIPs, the other follows, every real at full weight in
+// every service on both; it returns the owner.
+func cbgpReady(t *testing.T, c *lab.Cluster) lab.Host {
+	t.Helper()
+	owner := c.WaitOwner(t, "", clusterTakeover)
+	clusterWaitFollower(t, c, lab.ClusterOtherDirector(owner), owner)
+	want := clusterWeightsOf(nil)
+	for _, port := range []uint16{80, 9000} {
+		key := fmt.Sprintf("TCP %s", netip.AddrPortFrom(cbgpVIP, port))
+		want[key] = map[string]int{}
+		for _, r := range clusterReals {
+			want[key][netip.AddrPortFrom(r.IPv4(), port).String()] = 100
+		}
+	}
+	clusterWaitWeights(t, want)
+	return owner
 }
 
 // cbgpBoth: both directors are next hops.
