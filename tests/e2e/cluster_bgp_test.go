@@ -81,7 +81,7 @@ func TestClusterBGP(t *testing.T) {
 	m["established"] = time.Since(t0).Round(100 * time.Millisecond).String()
 	at, gws := cbgpWait(t, "(a) both directors announce", cbgpAnnounce, cbgpBoth)
 	m["announced"] = at.Sub(t0).Round(100 * time.Millisecond).String()
-	t.Logf("(a) sessions established %v after the cluster was ready (last poll %v); route %s via %v %v after",
+	t.Logf("(a) sessions established %v after the router started (the directors were already up, retrying; last poll %v); route %s via %v %v after",
 		m["established"], est.Round(100*time.Millisecond), cbgpVIP, gws, m["announced"])
 
 	// (a) status, HTTP through both directors.
@@ -133,15 +133,24 @@ func TestClusterBGP(t *testing.T) {
 	up := time.Now()
 	at, _ = cbgpWait(t, "(b) the reals are back", cbgpChange, cbgpBoth)
 	m["reals back -> route back"] = at.Sub(up).Round(time.Millisecond).String()
+	// The route is back as soon as one real of one service is up; the
+	// connections of (c) need every real up on both directors, or a
+	// real coming up later changes mh's table under them.
+	clusterWaitWeights(t, cbgpWeights())
 	t.Logf("(b) reals down -> route gone %s; reals back -> both next hops %s", m["reals down -> route gone"], m["reals back -> route back"])
 
 	// (c) SIGKILL of the follower.
 	conns := cbgpOpen(t)
 	cbgpSpread(t, "(c)", conns)
+	// The signal from here, timed; then the script's kill, for what
+	// systemd's ExecStopPost does (release-vips), once the route moved.
 	kill := time.Now()
-	c.Kill(t, follower)
+	if err := c.Signal(follower, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	at, gws = cbgpWait(t, "(c) "+string(follower)+" killed", cbgpDetect, cbgpWithout(follower))
 	m["SIGKILL -> next hop gone"] = at.Sub(kill).Round(time.Millisecond).String()
+	c.Kill(t, follower)
 	alive := cbgpProbe(t, conns, "after the kill")
 	m["conns after SIGKILL"] = fmt.Sprintf("%d/%d", alive, len(conns))
 	t.Logf("(c) SIGKILL %s -> next hop gone after %s (now %v); %d of %d connections answer", follower, m["SIGKILL -> next hop gone"], gws, alive, len(conns))
@@ -163,6 +172,7 @@ func TestClusterBGP(t *testing.T) {
 
 	// (d) SIGTERM of the follower: drain, then withdraw.
 	router.WaitEstablished(t, 2, cbgpAnnounce)
+	clusterWaitWeights(t, cbgpWeights())
 	conns = cbgpOpen(t)
 	cbgpSpread(t, "(d)", conns)
 	term := time.Now()
@@ -265,6 +275,12 @@ func cbgpReady(t *testing.T, c *lab.Cluster) lab.Host {
 	t.Helper()
 	owner := c.WaitOwner(t, "", clusterTakeover)
 	clusterWaitFollower(t, c, lab.ClusterOtherDirector(owner), owner)
+	clusterWaitWeights(t, cbgpWeights())
+	return owner
+}
+
+// cbgpWeights: every real at full weight in every service.
+func cbgpWeights() map[string]map[string]int {
 	want := clusterWeightsOf(nil)
 	for _, port := range []uint16{80, 9000} {
 		key := fmt.Sprintf("TCP %s", netip.AddrPortFrom(cbgpVIP, port))
@@ -273,8 +289,7 @@ func cbgpReady(t *testing.T, c *lab.Cluster) lab.Host {
 			want[key][netip.AddrPortFrom(r.IPv4(), port).String()] = 100
 		}
 	}
-	clusterWaitWeights(t, want)
-	return owner
+	return want
 }
 
 // cbgpBoth: both directors are next hops.
