@@ -127,17 +127,20 @@ func TestClusterBGP(t *testing.T) {
 	for _, d := range lab.ClusterDirectors() {
 		cbgpWaitStatus(t, c, d, false, "no-service-up")
 	}
+	// Timed from the first start: each start waits until its backend
+	// listens (a second or more under TCG), and the route comes back with
+	// the first real up.
+	up := time.Now()
 	for _, rs := range clusterReals {
 		lab.ClusterBackendStart(t, rs)
 	}
-	up := time.Now()
 	at, _ = cbgpWait(t, "(b) the reals are back", cbgpChange, cbgpBoth)
 	m["reals back -> route back"] = at.Sub(up).Round(time.Millisecond).String()
 	// The route is back as soon as one real of one service is up; the
 	// connections of (c) need every real up on both directors, or a
 	// real coming up later changes mh's table under them.
 	clusterWaitWeights(t, cbgpWeights())
-	t.Logf("(b) reals down -> route gone %s; reals back -> both next hops %s", m["reals down -> route gone"], m["reals back -> route back"])
+	t.Logf("(b) reals down -> route gone %s; first real started -> both next hops %s", m["reals down -> route gone"], m["reals back -> route back"])
 
 	// (c) SIGKILL of the follower.
 	conns := cbgpOpen(t)
