@@ -65,7 +65,17 @@ type ClusterOptions struct {
 	Heartbeat, Election, Lease time.Duration
 	// CheckInterval is the health checks' interval (DSRD_LAB_CHECK_INTERVAL).
 	CheckInterval time.Duration
+	// BGP adds the bgp VIP ClusterBGPVIP and the directors' bgp sections
+	// (DSRD_LAB_BGP=1); BGPDrainDelay and BGPPartitionHold set theirs
+	// (DSRD_LAB_BGP_DRAIN_DELAY, _PARTITION_HOLD; the script's defaults 3s
+	// and 5s).
+	BGP                             bool
+	BGPDrainDelay, BGPPartitionHold time.Duration
 }
+
+// ClusterBGPVIP is the lab cluster's bgp VIP (ClusterOptions.BGP), with the
+// services bgpweb (tcp/80) and bgpecho (tcp/9000).
+var ClusterBGPVIP = netip.MustParseAddr("203.0.113.20")
 
 // env renders the options as the script's environment variables.
 func (o ClusterOptions) env() []string {
@@ -78,10 +88,15 @@ func (o ClusterOptions) env() []string {
 		{"DSRD_LAB_ELECTION", o.Election},
 		{"DSRD_LAB_LEASE", o.Lease},
 		{"DSRD_LAB_CHECK_INTERVAL", o.CheckInterval},
+		{"DSRD_LAB_BGP_DRAIN_DELAY", o.BGPDrainDelay},
+		{"DSRD_LAB_BGP_PARTITION_HOLD", o.BGPPartitionHold},
 	} {
 		if v.d > 0 {
 			env = append(env, v.name+"="+v.d.String())
 		}
+	}
+	if o.BGP {
+		env = append(env, "DSRD_LAB_BGP=1")
 	}
 	return env
 }

@@ -1,0 +1,498 @@
+//go:build vmtest && vmcluster
+
+package e2e
+
+// TestClusterBGP: real dsrd directors (dir1, dir2, witness dir3; the lab
+// cluster of tests/vm/cluster with DSRD_LAB_BGP=1) announce the bgp VIP
+// 203.0.113.20 to the lab router (BIRD, tests/vm/bgp/bird-router.conf) from
+// their embedded speakers, with BFD; the services bgpweb (tcp/80) and
+// bgpecho (tcp/9000), mh with mh-port over rs1-rs3, serve it; the client is
+// the remote namespace behind the router. The arp VIPs stay as they are.
+//
+//	(a) both sessions up; the router's kernel route for the VIP has both
+//	    directors as next hops; HTTP from remote is answered through both;
+//	    dsrd status says announced, its sessions established with BFD up;
+//	(b) every real down: the route leaves the router (no-service-up); the
+//	    reals back: it returns;
+//	(c) SIGKILL of a director: its next hop leaves within BFD's time;
+//	    long-lived TCP connections survive the routers' rehash (mh and
+//	    sloppy_tcp on both directors); restarted, it is announced again;
+//	(d) SIGTERM of a director: its next hop leaves (GRACEFUL_SHUTDOWN, the
+//	    router's local-pref 0) while its session stays up, then the
+//	    session closes after drain_delay; connections survive;
+//	(e) a director cut off from Raft (nftables drop on 7946 both ways)
+//	    withdraws after partition_hold, and announces again once healed.
+//
+// Each phase logs what it measured; the summary line has them all.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/tests/e2e/lab"
+)
+
+const (
+	// cbgpDrainDelay and cbgpPartitionHold are the directors' bgp timers.
+	cbgpDrainDelay    = 3 * time.Second
+	cbgpPartitionHold = 5 * time.Second
+	// cbgpAnnounce bounds a director's route reaching the router from its
+	// start (session, BFD, health checks rising): seconds under TCG.
+	cbgpAnnounce = 60 * time.Second
+	// cbgpDetect bounds a killed director's next hop leaving: BFD detects
+	// in 1 s (5 x 200 ms); the BGP hold time is 90 s on the router.
+	cbgpDetect = 5 * time.Second
+	// cbgpChange bounds a withdrawal or an announcement after a health or
+	// partition change.
+	cbgpChange = 40 * time.Second
+	// cbgpConns long-lived TCP connections from remote to bgpecho.
+	cbgpConns = 12
+	// cbgpRequests HTTP requests of (a), each a new connection.
+	cbgpRequests = 24
+)
+
+var cbgpVIP = lab.ClusterBGPVIP
+
+func TestClusterBGP(t *testing.T) {
+	opts := clusterOptions
+	opts.BGP = true
+	opts.BGPDrainDelay = cbgpDrainDelay
+	opts.BGPPartitionHold = cbgpPartitionHold
+	c := lab.ClusterUp(t, opts)
+	lab.RouterUp(t)
+	router := lab.StartRouter(t, lab.BIRD)
+	t0 := time.Now()
+	owner := cbgpReady(t, c)
+	// The follower is the one stopped and cut off: the leader keeps the
+	// Raft majority (with the witness) and with it its announcement.
+	follower := lab.ClusterOtherDirector(owner)
+	m := map[string]string{}
+	est := router.WaitEstablished(t, 2, cbgpAnnounce)
+	m["established"] = time.Since(t0).Round(100 * time.Millisecond).String()
+	at, gws := cbgpWait(t, "(a) both directors announce", cbgpAnnounce, cbgpBoth)
+	m["announced"] = at.Sub(t0).Round(100 * time.Millisecond).String()
+	t.Logf("(a) sessions established %v after the router started (the directors were already up, retrying; last poll %v); route %s via %v %v after",
+		m["established"], est.Round(100*time.Millisecond), cbgpVIP, gws, m["announced"])
+
+	// (a) status, HTTP through both directors.
+	for _, d := range lab.ClusterDirectors() {
+		cbgpWaitStatus(t, c, d, true, "")
+	}
+	out, _, err := c.CLI(clusterCtx(t), follower, "status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `"announced"`) || !strings.Contains(out, "established") {
+		t.Errorf("(a) dsrd status --json on %s shows no announced VIP or established session:\n%s", follower, out)
+	}
+	t.Logf("(a) ip route show %s in router: %s", cbgpVIP, strings.TrimSpace(lab.MustIP(t, lab.Router, "-4", "route", "show", cbgpVIP.String())))
+	client := lab.HTTPClient(lab.Remote, clusterRequestTimeout)
+	byReal := map[string]int{}
+	for i := range cbgpRequests {
+		name, from, err := drGet(client, cbgpVIP)
+		if err != nil {
+			t.Fatalf("(a) request %d to %s from remote: %v", i+1, drURL(cbgpVIP), err)
+		}
+		byReal[name]++
+		if ap, err := netip.ParseAddrPort(from); err != nil || ap.Addr() != lab.RemoteIPv4 {
+			t.Errorf("(a) request %d: the backend saw the client as %q, want %s:PORT", i+1, from, lab.RemoteIPv4)
+		}
+	}
+	byDir := cbgpConnsByDirector(t, netip.AddrPortFrom(cbgpVIP, 80))
+	t.Logf("(a) %d HTTP requests from remote: answers by real %v; IPVS connections by director %v", cbgpRequests, byReal, byDir)
+	m["http"] = fmt.Sprintf("reals %v directors %v", byReal, byDir)
+	for _, d := range lab.ClusterDirectors() {
+		if byDir[d] == 0 {
+			t.Errorf("(a) no connection went through %s (%v): no ECMP", d, byDir)
+		}
+	}
+
+	// (b) every real down, then back.
+	for _, rs := range clusterReals {
+		lab.ClusterBackendStop(t, rs)
+	}
+	down := time.Now()
+	at, _ = cbgpWait(t, "(b) the reals are down", cbgpChange, func(g []netip.Addr) bool { return len(g) == 0 })
+	m["reals down -> route gone"] = at.Sub(down).Round(time.Millisecond).String()
+	for _, d := range lab.ClusterDirectors() {
+		cbgpWaitStatus(t, c, d, false, "no-service-up")
+	}
+	// Timed from the first start: each start waits until its backend
+	// listens (a second or more under TCG), and the route comes back with
+	// the first real up.
+	up := time.Now()
+	for _, rs := range clusterReals {
+		lab.ClusterBackendStart(t, rs)
+	}
+	at, _ = cbgpWait(t, "(b) the reals are back", cbgpChange, cbgpBoth)
+	m["reals back -> route back"] = at.Sub(up).Round(time.Millisecond).String()
+	// The route is back as soon as one real of one service is up; the
+	// connections of (c) need every real up on both directors, or a
+	// real coming up later changes mh's table under them.
+	clusterWaitWeights(t, cbgpWeights())
+	t.Logf("(b) reals down -> route gone %s; first real started -> both next hops %s", m["reals down -> route gone"], m["reals back -> route back"])
+
+	// (c) SIGKILL of the follower.
+	conns := cbgpOpen(t)
+	cbgpSpread(t, "(c)", conns)
+	// The signal from here, timed; then the script's kill, for what
+	// systemd's ExecStopPost does (release-vips), once the route moved.
+	kill := time.Now()
+	if err := c.Signal(follower, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	at, gws = cbgpWait(t, "(c) "+string(follower)+" killed", cbgpDetect, cbgpWithout(follower))
+	m["SIGKILL -> next hop gone"] = at.Sub(kill).Round(time.Millisecond).String()
+	c.Kill(t, follower)
+	alive := cbgpProbe(t, conns, "after the kill")
+	m["conns after SIGKILL"] = fmt.Sprintf("%d/%d", alive, len(conns))
+	t.Logf("(c) SIGKILL %s -> next hop gone after %s (now %v); %d of %d connections answer", follower, m["SIGKILL -> next hop gone"], gws, alive, len(conns))
+	if alive != len(conns) {
+		t.Errorf("(c) %d of %d long-lived connections survived the kill of %s", alive, len(conns), follower)
+	}
+	restart := time.Now()
+	c.Start(t, follower)
+	at, _ = cbgpWait(t, "(c) "+string(follower)+" restarted", cbgpAnnounce, cbgpBoth)
+	m["restart -> announced"] = at.Sub(restart).Round(100 * time.Millisecond).String()
+	cbgpWaitStatus(t, c, follower, true, "")
+	alive = cbgpProbe(t, conns, "after the restart")
+	m["conns after restart"] = fmt.Sprintf("%d/%d", alive, len(conns))
+	t.Logf("(c) %s restarted: announced again after %s; %d of %d connections answer", follower, m["restart -> announced"], alive, len(conns))
+	if alive != len(conns) {
+		t.Errorf("(c) %d of %d long-lived connections survived %s's return", alive, len(conns), follower)
+	}
+	cbgpClose(conns)
+
+	// (d) SIGTERM of the follower: drain, then withdraw.
+	router.WaitEstablished(t, 2, cbgpAnnounce)
+	clusterWaitWeights(t, cbgpWeights())
+	conns = cbgpOpen(t)
+	cbgpSpread(t, "(d)", conns)
+	term := time.Now()
+	if err := c.Signal(follower, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	at, gws = cbgpWait(t, "(d) "+string(follower)+" stopping", cbgpDrainDelay+cbgpDetect, cbgpWithout(follower))
+	gone := at.Sub(term)
+	m["SIGTERM -> next hop gone"] = gone.Round(time.Millisecond).String()
+	var closed time.Duration
+	var sessionsAtGone int
+	{
+		ctx, cancel := context.WithTimeout(context.Background(), lab.CommandTimeout)
+		n, err := router.EstablishedSessions(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessionsAtGone = n
+		if err := lab.Poll(cbgpDrainDelay+20*time.Second, 20*time.Millisecond, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), lab.CommandTimeout)
+			defer cancel()
+			n, err := router.EstablishedSessions(ctx)
+			if err != nil {
+				return err
+			}
+			if n != 1 {
+				return fmt.Errorf("%d sessions established", n)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("(d) %s's session did not close: %v", follower, err)
+		}
+		closed = time.Since(term)
+	}
+	m["SIGTERM -> session closed"] = closed.Round(time.Millisecond).String()
+	alive = cbgpProbe(t, conns, "after the planned stop")
+	m["conns after SIGTERM"] = fmt.Sprintf("%d/%d", alive, len(conns))
+	t.Logf("(d) SIGTERM %s -> next hop gone after %v (now %v; sessions established then: %d), session closed after %v; %d of %d connections answer",
+		follower, m["SIGTERM -> next hop gone"], gws, sessionsAtGone, m["SIGTERM -> session closed"], alive, len(conns))
+	if gone >= cbgpDrainDelay {
+		t.Errorf("(d) the next hop left %v after SIGTERM, not within drain_delay %v: no graceful shutdown", gone, cbgpDrainDelay)
+	}
+	if sessionsAtGone != 2 && closed-gone < time.Second {
+		t.Errorf("(d) the session closed (%v) with the next hop (%v): the drain did not keep it up", closed, gone)
+	}
+	if alive != len(conns) {
+		t.Errorf("(d) %d of %d long-lived connections survived the planned stop of %s", alive, len(conns), follower)
+	}
+	cbgpClose(conns)
+	lab.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if c.Running(follower) {
+			return fmt.Errorf("%s still runs", follower)
+		}
+		return nil
+	})
+	restart = time.Now()
+	c.Start(t, follower)
+	cbgpWait(t, "(d) "+string(follower)+" restarted", cbgpAnnounce, cbgpBoth)
+	t.Logf("(d) %s restarted: announced again after %v", follower, time.Since(restart).Round(100*time.Millisecond))
+	cbgpWaitStatus(t, c, follower, true, "")
+
+	// (e) the follower cut off from Raft.
+	cbgpPartition(t, follower, true)
+	cut := time.Now()
+	at, _ = cbgpWait(t, "(e) "+string(follower)+" cut off", cbgpPartitionHold+cbgpChange, cbgpWithout(follower))
+	m["partition -> next hop gone"] = at.Sub(cut).Round(100 * time.Millisecond).String()
+	st, err := c.Status(clusterCtx(t), follower)
+	if err == nil {
+		t.Logf("(e) %s's view: %+v", follower, cbgpVIPOf(st))
+	}
+	if at.Sub(cut) < cbgpPartitionHold {
+		t.Errorf("(e) %s withdrew %v after the cut, before partition_hold %v", follower, at.Sub(cut), cbgpPartitionHold)
+	}
+	cbgpPartition(t, follower, false)
+	heal := time.Now()
+	at, _ = cbgpWait(t, "(e) "+string(follower)+" healed", cbgpChange, cbgpBoth)
+	m["heal -> announced"] = at.Sub(heal).Round(100 * time.Millisecond).String()
+	t.Logf("(e) partition of %s -> next hop gone after %s (partition_hold %v); healed -> announced after %s",
+		follower, m["partition -> next hop gone"], cbgpPartitionHold, m["heal -> announced"])
+
+	keys := slices.Sorted(func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, k+": "+m[k])
+	}
+	t.Logf("summary: %s", strings.Join(parts, "; "))
+}
+
+// cbgpReady is clusterReady with the bgp VIP's services: one director
+// holds the arp VIPs, the other follows, every real at full weight in
+// every service on both; it returns the owner.
+func cbgpReady(t *testing.T, c *lab.Cluster) lab.Host {
+	t.Helper()
+	owner := c.WaitOwner(t, "", clusterTakeover)
+	clusterWaitFollower(t, c, lab.ClusterOtherDirector(owner), owner)
+	clusterWaitWeights(t, cbgpWeights())
+	return owner
+}
+
+// cbgpWeights: every real at full weight in every service.
+func cbgpWeights() map[string]map[string]int {
+	want := clusterWeightsOf(nil)
+	for _, port := range []uint16{80, 9000} {
+		key := fmt.Sprintf("TCP %s", netip.AddrPortFrom(cbgpVIP, port))
+		want[key] = map[string]int{}
+		for _, r := range clusterReals {
+			want[key][netip.AddrPortFrom(r.IPv4(), port).String()] = 100
+		}
+	}
+	return want
+}
+
+// cbgpBoth: both directors are next hops.
+func cbgpBoth(g []netip.Addr) bool {
+	hs, ok := bgpDirectorsOf(g)
+	return ok && slices.Equal(hs, []lab.Host{lab.Dir1, lab.Dir2})
+}
+
+// cbgpWithout: the route has next hops and d is not one of them.
+func cbgpWithout(d lab.Host) func([]netip.Addr) bool {
+	return func(g []netip.Addr) bool {
+		hs, ok := bgpDirectorsOf(g)
+		return ok && len(hs) > 0 && !slices.Contains(hs, d)
+	}
+}
+
+// cbgpWait waits for the router's next hops for the VIP to satisfy cond.
+func cbgpWait(t *testing.T, what string, timeout time.Duration, cond func([]netip.Addr) bool) (time.Time, []netip.Addr) {
+	t.Helper()
+	at, gws, err := lab.WaitNextHops(cbgpVIP, timeout, 5*time.Millisecond, cond)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return at, gws
+}
+
+func cbgpVIPOf(st api.Status) *api.VIP {
+	for i := range st.VIPs {
+		if st.VIPs[i].Address == cbgpVIP {
+			return &st.VIPs[i]
+		}
+	}
+	return nil
+}
+
+// cbgpWaitStatus waits until d's status shows the VIP announced (and its
+// session established with BFD up), or withdrawn for why.
+func cbgpWaitStatus(t *testing.T, c *lab.Cluster, d lab.Host, announced bool, why string) {
+	t.Helper()
+	var last string
+	err := lab.Poll(clusterConverge, 100*time.Millisecond, func() error {
+		st, err := c.Status(clusterCtx(t), d)
+		if err != nil {
+			return err
+		}
+		v := cbgpVIPOf(st)
+		if v == nil {
+			return fmt.Errorf("no VIP %s in %s's status", cbgpVIP, d)
+		}
+		last = fmt.Sprintf("%+v bgp %+v", *v, st.BGP)
+		if v.Mode != "bgp" || v.Announced != announced || (!announced && v.Withdrawn != why) {
+			return fmt.Errorf("%s's VIP %s", d, last)
+		}
+		if announced {
+			if st.BGP == nil || len(st.BGP.Peers) != 1 || st.BGP.Peers[0].State != "established" ||
+				st.BGP.Peers[0].BFD != "up" || st.BGP.Peers[0].Announced != 1 {
+				return fmt.Errorf("%s's BGP %+v", d, st.BGP)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("status of %s (want announced %v %s): %v", d, announced, why, err)
+	}
+	t.Logf("status of %s: %s", d, last)
+}
+
+// cbgpConnsByDirector counts each director's IPVS connections to svc.
+func cbgpConnsByDirector(t *testing.T, svc netip.AddrPort) map[lab.Host]int {
+	t.Helper()
+	res := map[lab.Host]int{}
+	for _, d := range lab.ClusterDirectors() {
+		conns, err := lab.IPVSConns(clusterCtx(t), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range conns {
+			if c.Virtual == svc.String() {
+				res[d]++
+			}
+		}
+	}
+	return res
+}
+
+// cbgpConn is a long-lived connection from remote to bgpecho.
+type cbgpConn struct {
+	c    net.Conn
+	r    *bufio.Reader
+	real string
+}
+
+// cbgpOpen opens cbgpConns connections and reads their greetings.
+func cbgpOpen(t *testing.T) []*cbgpConn {
+	t.Helper()
+	var res []*cbgpConn
+	for i := range cbgpConns {
+		ctx, cancel := context.WithTimeout(context.Background(), clusterRequestTimeout)
+		nc, err := lab.Dial(ctx, lab.Remote, "tcp", netip.AddrPortFrom(cbgpVIP, 9000).String())
+		cancel()
+		if err != nil {
+			cbgpClose(res)
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		cc := &cbgpConn{c: nc, r: bufio.NewReader(nc)}
+		nc.SetReadDeadline(time.Now().Add(clusterRequestTimeout))
+		line, err := cc.r.ReadString('\n')
+		if err != nil {
+			nc.Close()
+			cbgpClose(res)
+			t.Fatalf("connection %d: greeting: %v", i, err)
+		}
+		cc.real = strings.TrimSpace(line)
+		res = append(res, cc)
+	}
+	return res
+}
+
+func cbgpClose(conns []*cbgpConn) {
+	for _, c := range conns {
+		c.c.Close()
+	}
+}
+
+// cbgpSpread logs which director carries each connection.
+func cbgpSpread(t *testing.T, phase string, conns []*cbgpConn) {
+	t.Helper()
+	byDir := cbgpConnsByDirector(t, netip.AddrPortFrom(cbgpVIP, 9000))
+	byReal := map[string]int{}
+	for _, c := range conns {
+		byReal[c.real]++
+	}
+	t.Logf("%s %d long-lived connections: reals %v, IPVS entries by director %v", phase, len(conns), byReal, byDir)
+}
+
+// cbgpProbe sends a line on every connection at once and counts the echoes
+// (each bounded by clusterRequestTimeout: a flow moved to the other
+// director waits for a retransmission).
+func cbgpProbe(t *testing.T, conns []*cbgpConn, when string) int {
+	t.Helper()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	alive := 0
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := fmt.Sprintf("probe %d %d", i, time.Now().UnixNano())
+			c.c.SetDeadline(time.Now().Add(clusterRequestTimeout))
+			if _, err := fmt.Fprintf(c.c, "%s\n", msg); err != nil {
+				t.Logf("connection %d (%s) %s: write: %v", i, c.real, when, err)
+				return
+			}
+			line, err := c.r.ReadString('\n')
+			if err != nil || strings.TrimSpace(line) != msg {
+				t.Logf("connection %d (%s) %s: read %q: %v", i, c.real, when, line, err)
+				return
+			}
+			mu.Lock()
+			alive++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return alive
+}
+
+// cbgpPartition drops (or stops dropping) d's Raft traffic, port 7946 both
+// ways, in d's namespace.
+func cbgpPartition(t *testing.T, d lab.Host, cut bool) {
+	t.Helper()
+	nft := lab.RequireProgram(t, "nft", "nftables")
+	const table = "dsrd_lab_partition"
+	ctx, cancel := context.WithTimeout(context.Background(), lab.CommandTimeout)
+	defer cancel()
+	if !cut {
+		if _, err := lab.InNS(ctx, d, nft, "delete", "table", "inet", table); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	rules := fmt.Sprintf(`table inet %[1]s {
+	chain in {
+		type filter hook input priority -300; policy accept;
+		tcp dport 7946 drop
+		tcp sport 7946 drop
+	}
+	chain out {
+		type filter hook output priority -300; policy accept;
+		tcp dport 7946 drop
+		tcp sport 7946 drop
+	}
+}
+`, table)
+	if _, err := lab.RunInput(ctx, strings.NewReader(rules), "ip", "netns", "exec", string(d), nft, "-f", "-"); err != nil {
+		t.Fatalf("partition %s: %v", d, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), lab.CommandTimeout)
+		defer cancel()
+		_, _ = lab.InNS(ctx, d, nft, "delete", "table", "inet", table)
+	})
+}
