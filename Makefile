@@ -10,7 +10,7 @@ COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test lint unit fuzz-short e2e e2e-cluster demo fuzz bench clean packages packaging-test
+.PHONY: all build test lint unit fuzz-short e2e e2e-cluster e2e-bgp demo fuzz bench clean packages packaging-test
 
 all: build
 
@@ -27,6 +27,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags vmtest ./...
 	$(GO) vet -tags vmtest,vmcluster ./tests/...
+	$(GO) vet -tags vmtest,vmcluster,vmbgp ./tests/...
 
 ## unit: unit tests with the race detector. DSRD_TEST_PRIVILEGED=require:
 ## a privileged test that lacks what it needs fails instead of skipping
@@ -37,11 +38,17 @@ unit:
 ## e2e: end-to-end tests in the VM lab (real IPVS, network namespaces as
 ## hosts), the dsrd cluster tests included, in one VM boot
 e2e: build
-	DSRD_E2E_TAGS=vmtest,vmcluster tests/vm/e2e
+	DSRD_VM_TIMEOUT=1800 DSRD_E2E_TAGS=vmtest,vmcluster tests/vm/e2e
 
 ## e2e-cluster: only the dsrd cluster end-to-end tests (about 2.5 minutes)
 e2e-cluster: build
 	DSRD_E2E_TAGS=vmtest,vmcluster DSRD_E2E_PKG=./tests/e2e tests/vm/e2e -test.run '^TestCluster'
+
+## e2e-bgp: dsrd directors announcing a bgp VIP to the lab's BIRD router
+## (TestClusterBGP, about 3 minutes). Not in `make test` yet: its partition
+## scenario (e) failed 1 run in 3 (a start race in the test, being fixed).
+e2e-bgp: build
+	DSRD_E2E_TAGS=vmtest,vmcluster,vmbgp DSRD_E2E_PKG=./tests/e2e tests/vm/e2e -test.run '^TestClusterBGP$$'
 
 ## demo: the lab with a real cluster of directors, a witness and backends
 demo: build

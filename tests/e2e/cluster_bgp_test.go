@@ -1,4 +1,4 @@
-//go:build vmtest && vmcluster
+//go:build vmtest && vmcluster && vmbgp
 
 package e2e
 
