@@ -35,6 +35,9 @@ const (
 	// CommandSetHealth changes the cluster's health verdicts on reals
 	// (SetHealthCommand).
 	CommandSetHealth CommandType = 4
+	// CommandSetDrain drains or undrains a director's BGP announcements
+	// (SetDrainCommand).
+	CommandSetDrain CommandType = 5
 )
 
 // CommandVersion is the highest command version this binary can apply.
@@ -48,7 +51,7 @@ const (
 // Bump it with every new command type, and never tighten the validation
 // of an existing type without one: an entry older members accept and
 // newer ones reject would split their states.
-const CommandVersion = 2
+const CommandVersion = 3
 
 // Version returns the command version that introduced t; 0 for a type
 // this binary does not know.
@@ -58,6 +61,8 @@ func (t CommandType) Version() int {
 		return 1
 	case CommandSetConfigV2, CommandSetHealth:
 		return 2
+	case CommandSetDrain:
+		return 3
 	}
 	return 0
 }
@@ -73,6 +78,8 @@ func (t CommandType) String() string {
 		return "set-health"
 	case CommandSetAdmin:
 		return "set-admin"
+	case CommandSetDrain:
+		return "set-drain"
 	}
 	if t&IgnoreUnknownFlag != 0 {
 		return fmt.Sprintf("unknown-ignorable(%d)", uint8(t&^IgnoreUnknownFlag))

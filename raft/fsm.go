@@ -47,6 +47,8 @@ type State struct {
 	// Health holds the cluster's verdicts on reals (SetHealthCommand);
 	// a real without one is judged by each director's own checks.
 	Health map[RealRef]HealthVerdict
+	// Drains holds the drained directors by node ID (SetDrainCommand).
+	Drains map[string]Drain
 	// Index is the Raft log index of the last change of the state (a new
 	// generation or an admin state change); it only grows, so a reader can
 	// tell a state replayed from the log at start from a later one. 0 for
@@ -74,6 +76,7 @@ type FSM struct {
 	cfgJSON []byte        // encoding of cfg, nil before the first config
 	admin   map[RealRef]Admin
 	health  map[RealRef]HealthVerdict
+	drains  map[string]Drain
 	index   uint64        // log index of the last change (State.Index)
 	changed chan struct{} // closed and replaced on every change
 	failed  chan struct{} // closed when err is set
@@ -91,6 +94,7 @@ func NewFSM(logger *slog.Logger, validate SpecValidator) *FSM {
 		validate: validate,
 		admin:    map[RealRef]Admin{},
 		health:   map[RealRef]HealthVerdict{},
+		drains:   map[string]Drain{},
 		changed:  make(chan struct{}),
 		failed:   make(chan struct{}),
 	}
@@ -136,6 +140,8 @@ func (f *FSM) Apply(l *hraft.Log) any {
 		return f.applySetAdmin(l.Index, body)
 	case CommandSetHealth:
 		return f.applySetHealth(l.Index, body)
+	case CommandSetDrain:
+		return f.applySetDrain(l.Index, body)
 	}
 	if t&IgnoreUnknownFlag != 0 {
 		f.log.Warn("ignoring unknown raft command flagged ignorable",
@@ -357,9 +363,10 @@ func (f *FSM) State() State {
 	b := f.cfgJSON
 	admin := cloneAdmin(f.admin)
 	health := cloneHealth(f.health)
+	drains := cloneDrains(f.drains)
 	index := f.index
 	f.mu.RUnlock()
-	return State{Config: f.decodeConfig(b), Admin: admin, Health: health, Index: index}
+	return State{Config: f.decodeConfig(b), Admin: admin, Health: health, Drains: drains, Index: index}
 }
 
 func (f *FSM) decodeConfig(b []byte) ClusterConfig {
@@ -396,6 +403,10 @@ type snapshotFile struct {
 	// Health are the verdicts (command version 2); absent when there are
 	// none, so a snapshot without verdicts is what version 1 wrote.
 	Health []HealthVerdict `json:"health,omitempty"`
+	// Drains are the drained directors (command version 3); absent when
+	// there are none, so a snapshot without drains is what version 2
+	// wrote.
+	Drains []Drain `json:"drains,omitempty"`
 }
 
 type adminEntry struct {
@@ -427,6 +438,9 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 	file := snapshotFile{Format: snapshotFormat, Config: f.cfgJSON, Admin: entries, Index: f.index}
 	if len(f.health) > 0 {
 		file.Health = sortedVerdicts(f.health)
+	}
+	if len(f.drains) > 0 {
+		file.Drains = sortedDrains(f.drains)
 	}
 	return &fsmSnapshot{file: file}, nil
 }
@@ -478,13 +492,17 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
+	drains, err := restoreDrains(file.Drains)
+	if err != nil {
+		return err
+	}
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
 		return fmt.Errorf("fsm stopped: %w", f.err)
 	}
-	f.cfg, f.cfgJSON, f.admin, f.health = cfg, cfgJSON, admin, health
+	f.cfg, f.cfgJSON, f.admin, f.health, f.drains = cfg, cfgJSON, admin, health, drains
 	f.index = max(file.Index, cfg.Index)
 	f.notifyLocked()
 	f.log.Info("state restored from snapshot", "generation", cfg.Generation, "admin_entries", len(admin))

@@ -276,6 +276,7 @@ func TestCommandTypeString(t *testing.T) {
 		CommandSetAdmin:       "set-admin",
 		CommandSetConfigV2:    "set-config-v2",
 		CommandSetHealth:      "set-health",
+		CommandSetDrain:       "set-drain",
 		9:                     "unknown(9)",
 		IgnoreUnknownFlag | 9: "unknown-ignorable(9)",
 	} {

@@ -135,15 +135,22 @@ type BGP struct {
 	// Error is the last failure to update the announcements.
 	Error string    `json:"error,omitempty"`
 	Peers []BGPPeer `json:"peers"`
+	// Drains are the cluster's drained directors (this one or others).
+	Drains []BGPDrain `json:"drains,omitempty"`
 }
 
 // BGPDrainRequest is the body of POST /v1/bgp/drain: drain (announce as
-// leaving for bgp.drain_delay, then withdraw) or undrain this director.
+// leaving for bgp.drain_delay, then withdraw) or undrain a director. The
+// cluster records drains through Raft and drains one director at a time.
 type BGPDrainRequest struct {
 	Drain bool `json:"drain"`
-	// Force drains even when a VIP would be left with no other director
-	// announcing it.
+	// Force drains even when another director is drained, or a VIP would
+	// be left with no other director announcing it.
 	Force bool `json:"force,omitempty"`
+	// Node is the director to undrain (any member's record, for one that
+	// is gone); empty means this director. A director drains only
+	// itself.
+	Node string `json:"node,omitempty"`
 }
 
 // BGPDrainResult is the answer to a drain request.
@@ -155,6 +162,18 @@ type BGPDrainResult struct {
 	// Orphaned are the VIPs no other director announces, drained anyway
 	// (Force).
 	Orphaned []netip.Addr `json:"orphaned,omitempty"`
+	// Node is the director the request was for; Changed is false when it
+	// was in the requested state already.
+	Node    string `json:"node,omitempty"`
+	Changed bool   `json:"changed,omitempty"`
+}
+
+// BGPDrain is the cluster's record of a drained director.
+type BGPDrain struct {
+	Node   string    `json:"node"`
+	Since  time.Time `json:"since"`
+	By     string    `json:"by,omitempty"`
+	Forced bool      `json:"forced,omitempty"`
 }
 
 // BGPDrainer is a Backend whose BGP announcements can be drained.

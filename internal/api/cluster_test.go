@@ -100,7 +100,14 @@ func (c *peerCluster) start(id string, layer *raft.StreamLayer, join bool) *peer
 	addr := layer.Addr().String()
 	cl := config.Cluster{Bind: netip.MustParseAddrPort(addr), Peers: c.peers}
 	fastTimings(&cl)
-	node, err := raft.New(raft.Config{ValidateSpec: clusterspec.Validate, NodeID: id, DataDir: t.TempDir(), Cluster: clusterspec.Settings(cl), Transport: tr, Join: join, Logger: testutil.Logger(t)})
+	node, err := raft.New(raft.Config{ValidateSpec: clusterspec.Validate, NodeID: id, DataDir: t.TempDir(), Cluster: clusterspec.Settings(cl), Transport: tr, Join: join, Logger: testutil.Logger(t),
+		MemberVersions: func(_ context.Context, ms []raft.Member) (map[string]int, error) {
+			v := map[string]int{}
+			for _, m := range ms {
+				v[m.ID] = raft.CommandVersion
+			}
+			return v, nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,6 +243,9 @@ func (n notLeader) SubmitConfig(context.Context, raft.Spec, string) (raft.SetCon
 func (n notLeader) SetAdmin(context.Context, raft.RealRef, raft.Admin) (raft.SetAdminResult, error) {
 	return raft.SetAdminResult{}, n.err()
 }
+func (n notLeader) SetDrain(context.Context, raft.SetDrainCommand) (raft.SetDrainResult, error) {
+	return raft.SetDrainResult{}, n.err()
+}
 func (n notLeader) AddVoter(context.Context, string, string) error    { return n.err() }
 func (n notLeader) AddNonvoter(context.Context, string, string) error { return n.err() }
 func (n notLeader) RemoveServer(context.Context, string) error        { return n.err() }
@@ -303,6 +313,54 @@ func testPeerProtocolCluster(t *testing.T, withTLS bool) {
 		}
 		return nil
 	})
+
+	// Drains go through the leader, one director at a time: a second
+	// director's drain is refused over the wire (409, raft.ErrDrainBusy)
+	// unless forced. Under TLS the record names who asked by its proven
+	// identity.
+	var drained *peerNode
+	c.retry("forwarded drain", func() error {
+		drained = c.follower(c.waitLeader())
+		_, err := drained.fw.SetDrain(ctx, raft.SetDrainCommand{Node: drained.id, Drain: true, By: "claimed"})
+		return err
+	})
+	for _, n := range c.nodes {
+		testutil.WaitFor(t, testTimeout, n.id+" sees the drain", func() (bool, string) {
+			d := n.node.State().Drains
+			_, ok := d[drained.id]
+			return ok, fmt.Sprint(d)
+		})
+	}
+	if by, want := c.nodes[0].node.State().Drains[drained.id].By, drained.id; withTLS && by != want {
+		t.Errorf("drain recorded as asked by %q, want the proven %q", by, want)
+	}
+	var other *peerNode
+	for _, n := range c.nodes {
+		if n != drained {
+			other = n
+		}
+	}
+	c.retry("a second drain", func() error {
+		_, err := other.fw.SetDrain(ctx, raft.SetDrainCommand{Node: other.id, Drain: true})
+		if leadershipMoved(err) {
+			return err
+		}
+		var ae *api.Error
+		if !errors.Is(err, raft.ErrDrainBusy) || (errors.As(err, &ae) && ae.StatusCode != http.StatusConflict) {
+			t.Errorf("a second drain: %v, want raft.ErrDrainBusy (409 when forwarded)", err)
+		}
+		return nil
+	})
+	c.retry("undrain", func() error {
+		_, err := other.fw.SetDrain(ctx, raft.SetDrainCommand{Node: drained.id})
+		return err
+	})
+	for _, n := range c.nodes {
+		testutil.WaitFor(t, testTimeout, n.id+" sees the undrain", func() (bool, string) {
+			d := n.node.State().Drains
+			return len(d) == 0, fmt.Sprint(d)
+		})
+	}
 
 	// A write sent to a follower's peer server answers 421 and names the
 	// leader.

@@ -19,6 +19,10 @@ var (
 	// ErrForbidden marks a peer request its proven identity may not make
 	// (403); raft.ErrRefused is one.
 	ErrForbidden = errors.New("forbidden")
+	// ErrConflict refuses a request the cluster's state does not allow
+	// now (409): a second drain while a director is drained
+	// (raft.ErrDrainBusy), a drain that would leave a VIP unannounced.
+	ErrConflict = errors.New("conflict")
 )
 
 // Error codes of ErrorResponse: what a client maps an answer back to.
@@ -34,6 +38,8 @@ const (
 	CodeNotLeader = "not_leader"
 	// CodeForbidden is ErrForbidden and raft.ErrRefused (403).
 	CodeForbidden = "forbidden"
+	// CodeConflict is ErrConflict and raft.ErrDrainBusy (409).
+	CodeConflict = "conflict"
 	// CodeTimeout is context.DeadlineExceeded: the operation's outcome is
 	// unknown (504).
 	CodeTimeout = "timeout"
@@ -81,13 +87,17 @@ func (e *Error) Unwrap() error {
 		return &raft.NotLeaderError{LeaderID: e.LeaderID, LeaderAddress: e.LeaderAddress}
 	case CodeTimeout:
 		return context.DeadlineExceeded
+	case CodeConflict:
+		return ErrConflict
 	}
 	return nil
 }
 
-// Is makes an unknown real an ErrNotFound too.
+// Is makes an unknown real an ErrNotFound too, and a conflict a
+// raft.ErrDrainBusy (the only conflict a peer answers).
 func (e *Error) Is(target error) bool {
-	return e.Code == CodeUnknownReal && target == ErrNotFound
+	return e.Code == CodeUnknownReal && target == ErrNotFound ||
+		e.Code == CodeConflict && target == raft.ErrDrainBusy
 }
 
 // errorResponse maps err to a status and body; notLeader is the status of
@@ -114,6 +124,9 @@ func errorResponse(err error, notLeader int) (int, ErrorResponse) {
 			body.LeaderID, body.LeaderAddress = nle.LeaderID, nle.LeaderAddress
 		}
 		return notLeader, body
+	case errors.Is(err, ErrConflict), errors.Is(err, raft.ErrDrainBusy):
+		body.Code = CodeConflict
+		return http.StatusConflict, body
 	case errors.Is(err, context.DeadlineExceeded):
 		body.Code = CodeTimeout
 		return http.StatusGatewayTimeout, body

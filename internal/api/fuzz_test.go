@@ -26,6 +26,7 @@ import (
 	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
+	"github.com/dsrd/dsrd/raft/pki"
 )
 
 var updateSeeds = flag.Bool("update-fuzz-seeds", false, "rewrite the seed corpora under testdata/fuzz")
@@ -51,6 +52,13 @@ func (c checkedCluster) SetAdmin(_ context.Context, ref raft.RealRef, state raft
 		return raft.SetAdminResult{}, fmt.Errorf("%w: %s", raft.ErrUnknownReal, ref)
 	}
 	return raft.SetAdminResult{Previous: raft.AdminEnabled, Changed: state != raft.AdminEnabled}, nil
+}
+
+func (c checkedCluster) SetDrain(_ context.Context, cmd raft.SetDrainCommand) (raft.SetDrainResult, error) {
+	if err := pki.CheckNodeID(cmd.Node); err != nil {
+		c.t.Errorf("peer server drained an invalid node %q", cmd.Node)
+	}
+	return raft.SetDrainResult{Changed: true}, nil
 }
 
 func (c checkedCluster) AddVoter(_ context.Context, id, address string) error {
@@ -167,7 +175,7 @@ func checkAnswer(t *testing.T, route string, rec *httptest.ResponseRecorder, bod
 	}
 }
 
-var peerRoutes = []string{"/peer/v1/config", "/peer/v1/admin", "/peer/v1/members", "/peer/v1/failover", "/peer/v1/leader-gone", "/peer/v1/health-view"}
+var peerRoutes = []string{"/peer/v1/config", "/peer/v1/admin", "/peer/v1/members", "/peer/v1/failover", "/peer/v1/leader-gone", "/peer/v1/health-view", "/peer/v1/drain"}
 
 // FuzzPeerRequests posts arbitrary bodies to every POST route of the peer
 // protocol, on a leader (whose backend takes leader-gone) and on a
@@ -209,6 +217,8 @@ func TestFuzzSeeds(t *testing.T) {
 			"health-view": api.HealthViewRequest{Node: "d1", Generation: 3, Reals: []api.RealView{
 				{Ref: webRef, State: raft.HealthDown, Reason: "refused"}}},
 			"health-view-bad-state": api.HealthViewRequest{Reals: []api.RealView{{Ref: webRef, State: "maybe"}}},
+			"drain":                 api.PeerDrainRequest{Node: "d2", Drain: true, By: "d1"},
+			"drain-bad-node":        api.PeerDrainRequest{Node: "../d2", Drain: true, Force: true},
 			"trailing":              json.RawMessage(`{"to":"d2"} {}`),
 			"null":                  json.RawMessage(`null`),
 			"array":                 json.RawMessage(`[1,2]`),

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/raft"
+	"github.com/dsrd/dsrd/raft/pki"
 )
 
 // Peer protocol limits.
@@ -35,6 +36,7 @@ const (
 type Cluster interface {
 	SubmitConfig(ctx context.Context, spec raft.Spec, submittedBy string) (raft.SetConfigResult, error)
 	SetAdmin(ctx context.Context, ref raft.RealRef, state raft.Admin) (raft.SetAdminResult, error)
+	SetDrain(ctx context.Context, cmd raft.SetDrainCommand) (raft.SetDrainResult, error)
 	AddVoter(ctx context.Context, id, address string) error
 	AddNonvoter(ctx context.Context, id, address string) error
 	RemoveServer(ctx context.Context, id string) error
@@ -65,6 +67,22 @@ type PeerAdminRequest struct {
 type PeerAdminResult struct {
 	Previous raft.Admin `json:"previous"`
 	Changed  bool       `json:"changed"`
+}
+
+// PeerDrainRequest is the body of POST /peer/v1/drain: drain or undrain
+// director Node's BGP announcements.
+type PeerDrainRequest struct {
+	Node  string `json:"node"`
+	Drain bool   `json:"drain"`
+	Force bool   `json:"force,omitempty"`
+	// By names the asking member; the connection's proven identity
+	// replaces it when there is one.
+	By string `json:"by,omitempty"`
+}
+
+// PeerDrainResult is the answer of POST /peer/v1/drain.
+type PeerDrainResult struct {
+	Changed bool `json:"changed"`
 }
 
 // FailoverRequest is the body of POST /v1/failover and POST
@@ -166,6 +184,8 @@ func NewPeerServer(c Cluster, auth PeerAuthorizer, b Backend, log *slog.Logger) 
 		s.allow(true, handle(s.fail, maxPeerBody, peerOpTimeout, nil, s.config, ok)))
 	s.mux.HandleFunc("POST /peer/v1/admin",
 		s.allow(true, handle(s.fail, maxPeerBody, peerOpTimeout, validPeerAdmin, s.admin, ok)))
+	s.mux.HandleFunc("POST /peer/v1/drain",
+		s.allow(true, handle(s.fail, maxPeerBody, peerOpTimeout, validPeerDrain, s.drain, ok)))
 	s.mux.HandleFunc("POST /peer/v1/members",
 		s.allow(true, handle(s.fail, maxPeerBody, peerOpTimeout, ValidJoin, s.join, noContent)))
 	s.mux.HandleFunc("DELETE /peer/v1/members/{id}",
@@ -228,6 +248,17 @@ func (s *PeerServer) config(ctx context.Context, r *http.Request, req PeerConfig
 func (s *PeerServer) admin(ctx context.Context, _ *http.Request, req PeerAdminRequest) (PeerAdminResult, error) {
 	res, err := s.c.SetAdmin(ctx, req.Ref, req.State)
 	return PeerAdminResult(res), err
+}
+
+// drain asks for a drain in the name of the connection's proven identity
+// when it has one.
+func (s *PeerServer) drain(ctx context.Context, r *http.Request, req PeerDrainRequest) (PeerDrainResult, error) {
+	by := req.By
+	if p, ok := raft.PeerFrom(r.Context()); ok && p.Authenticated {
+		by = p.Identity.NodeID
+	}
+	res, err := s.c.SetDrain(ctx, raft.SetDrainCommand{Node: req.Node, Drain: req.Drain, Force: req.Force, By: by})
+	return PeerDrainResult(res), err
 }
 
 func (s *PeerServer) join(ctx context.Context, _ *http.Request, req JoinRequest) (struct{}, error) {
@@ -300,6 +331,19 @@ func validPeerAdmin(req PeerAdminRequest) error {
 	}
 	if _, err := raft.ParseAdmin(string(req.State)); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// validPeerDrain checks a drain request's node IDs (ErrInvalid).
+func validPeerDrain(req PeerDrainRequest) error {
+	if err := pki.CheckNodeID(req.Node); err != nil {
+		return fmt.Errorf("%w: node %q %v", ErrInvalid, req.Node, err)
+	}
+	if req.By != "" {
+		if err := pki.CheckNodeID(req.By); err != nil {
+			return fmt.Errorf("%w: by %q %v", ErrInvalid, req.By, err)
+		}
 	}
 	return nil
 }
@@ -388,6 +432,13 @@ func (c PeerClient) SetAdmin(ctx context.Context, address string, ref raft.RealR
 	return raft.SetAdminResult(res), err
 }
 
+// SetDrain asks the leader at address to drain or undrain a director.
+func (c PeerClient) SetDrain(ctx context.Context, address string, cmd raft.SetDrainCommand) (raft.SetDrainResult, error) {
+	var res PeerDrainResult
+	err := c.do(ctx, address, http.MethodPost, "/peer/v1/drain", PeerDrainRequest{Node: cmd.Node, Drain: cmd.Drain, Force: cmd.Force, By: cmd.By}, &res)
+	return raft.SetDrainResult(res), err
+}
+
 // Join asks the leader at address to add a member.
 func (c PeerClient) Join(ctx context.Context, address string, req JoinRequest) error {
 	return c.do(ctx, address, http.MethodPost, "/peer/v1/members", req, nil)
@@ -456,6 +507,15 @@ func (f Forwarder) SetAdmin(ctx context.Context, ref raft.RealRef, state raft.Ad
 		func(ctx context.Context) (raft.SetAdminResult, error) { return f.Local.SetAdmin(ctx, ref, state) },
 		func(ctx context.Context, addr string) (raft.SetAdminResult, error) {
 			return f.Peers.SetAdmin(ctx, addr, ref, state)
+		})
+}
+
+// SetDrain drains or undrains a director through the leader.
+func (f Forwarder) SetDrain(ctx context.Context, cmd raft.SetDrainCommand) (raft.SetDrainResult, error) {
+	return forward(ctx,
+		func(ctx context.Context) (raft.SetDrainResult, error) { return f.Local.SetDrain(ctx, cmd) },
+		func(ctx context.Context, addr string) (raft.SetDrainResult, error) {
+			return f.Peers.SetDrain(ctx, addr, cmd)
 		})
 }
 

@@ -360,15 +360,23 @@ func bgpCommand() *ucli.Command {
 			}
 			client, ctx, cancel := apiClient(c, writeTimeout)
 			defer cancel()
-			res, err := client.DrainBGP(ctx, api.BGPDrainRequest{Drain: on, Force: c.Bool("force")})
+			res, err := client.DrainBGP(ctx, api.BGPDrainRequest{Drain: on, Force: c.Bool("force"), Node: c.String("node")})
 			if err != nil {
 				return apiFailure("bgp "+name, err)
 			}
+			who := "this director"
+			if res.Node != "" {
+				who = res.Node
+			}
 			switch {
+			case !res.Draining && !res.Changed:
+				fmt.Fprintf(c.App.Writer, "%s was not drained\n", who)
 			case !res.Draining:
-				fmt.Fprintln(c.App.Writer, "undrained: this director announces its bgp VIPs again (as the rules allow)")
+				fmt.Fprintf(c.App.Writer, "undrained: %s announces its bgp VIPs again (as the rules allow)\n", who)
+			case !res.Changed:
+				fmt.Fprintf(c.App.Writer, "%s is drained already\n", who)
 			default:
-				fmt.Fprintf(c.App.Writer, "draining: announcing as leaving for %s, then withdrawn until dsrd bgp undrain or a restart\n", res.DrainDelay)
+				fmt.Fprintf(c.App.Writer, "drained: %s announces as leaving for %s, then withdraws, until dsrd bgp undrain (restarts keep it drained)\n", who, res.DrainDelay)
 				for _, v := range res.Orphaned {
 					fmt.Fprintf(c.App.ErrWriter, "warning: no other director announces %s\n", v)
 				}
@@ -378,21 +386,26 @@ func bgpCommand() *ucli.Command {
 	}
 	return &ucli.Command{
 		Name:  "bgp",
-		Usage: "drain or undrain this director's BGP announcements",
+		Usage: "drain or undrain a director's BGP announcements",
 		Subcommands: []*ucli.Command{
 			{
 				Name:  "drain",
 				Usage: "announce this director's bgp VIPs as leaving (GRACEFUL_SHUTDOWN) for bgp.drain_delay, then withdraw them",
 				Description: "For maintenance: routers that honour the community move the flows to the other directors\n" +
-					"while this one still forwards; then its routes are withdrawn. Refused when a VIP would be left\n" +
-					"with no other director announcing it, unless --force. Lasts until dsrd bgp undrain or a restart.",
-				Flags:  []ucli.Flag{&ucli.BoolFlag{Name: "force", Usage: "drain even when a VIP would have no announcer left"}, socketFlag()},
+					"while this one still forwards; then its routes are withdrawn. The cluster records the drain\n" +
+					"through Raft (it lasts across restarts, until dsrd bgp undrain) and drains one director at a\n" +
+					"time. Refused while another director is drained, or when a VIP would be left with no other\n" +
+					"director announcing it, unless --force.",
+				Flags:  []ucli.Flag{&ucli.BoolFlag{Name: "force", Usage: "drain even when another director is drained or a VIP would have no announcer left"}, socketFlag()},
 				Action: drain("drain", true),
 			},
 			{
-				Name:   "undrain",
-				Usage:  "announce this director's bgp VIPs again after dsrd bgp drain",
-				Flags:  []ucli.Flag{socketFlag()},
+				Name:  "undrain",
+				Usage: "announce a drained director's bgp VIPs again",
+				Flags: []ucli.Flag{
+					&ucli.StringFlag{Name: "node", Usage: "undrain this member (default: this director), e.g. one that is gone"},
+					socketFlag(),
+				},
 				Action: drain("undrain", false),
 			},
 		},

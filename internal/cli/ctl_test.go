@@ -286,11 +286,17 @@ func TestBGPDrainCommand(t *testing.T) {
 		t.Errorf("bgp drain of the only announcer: exit %d, %q", code, errOut)
 	}
 	code, out, errOut := d.run(t, "bgp", "drain", "--force")
-	if code != 0 || !strings.Contains(out, "draining: announcing as leaving for 10s") || !strings.Contains(errOut, "warning: no other director announces 203.0.113.20") {
+	if code != 0 || !strings.Contains(out, "drained: "+st.Node+" announces as leaving for 10s") || !strings.Contains(errOut, "warning: no other director announces 203.0.113.20") {
 		t.Errorf("bgp drain --force: exit %d, %q, %q", code, out, errOut)
 	}
+	if code, out, _ = d.run(t, "bgp", "drain", "--force"); code != 0 || !strings.Contains(out, "drained already") {
+		t.Errorf("bgp drain of a drained director: exit %d, %q", code, out)
+	}
+	if code, out, _ = d.run(t, "bgp", "undrain", "--node", "dir9"); code != 0 || out != "dir9 was not drained\n" {
+		t.Errorf("bgp undrain --node dir9: exit %d, %q", code, out)
+	}
 	code, out, _ = d.run(t, "bgp", "undrain")
-	if code != 0 || !strings.HasPrefix(out, "undrained") {
+	if code != 0 || !strings.HasPrefix(out, "undrained: "+st.Node) {
 		t.Errorf("bgp undrain: exit %d, %q", code, out)
 	}
 }

@@ -349,4 +349,14 @@ func bgpLines(line func(key, format string, args ...any), b *api.BGP) {
 	if b.Error != "" {
 		line("", "WARNING: %s", b.Error)
 	}
+	for _, d := range b.Drains {
+		s := fmt.Sprintf("drained: %s since %s", d.Node, d.Since.UTC().Format(time.RFC3339))
+		if d.By != "" && d.By != d.Node {
+			s += " (by " + d.By + ")"
+		}
+		if d.Forced {
+			s += ", forced"
+		}
+		line("", "%s", s)
+	}
 }

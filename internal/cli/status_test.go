@@ -62,7 +62,8 @@ func anycastStatus() api.Status {
 	st.BGP = &api.BGP{Peers: []api.BGPPeer{
 		{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64500, State: "established", BFD: "up", Announced: 1},
 		{Address: netip.MustParseAddr("192.0.2.2"), ASN: 64500, State: "active", BFD: "down"},
-	}, Error: "announce 203.0.113.20/32: context deadline exceeded"}
+	}, Error: "announce 203.0.113.20/32: context deadline exceeded",
+		Drains: []api.BGPDrain{{Node: "d2", Since: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC), By: "d1", Forced: true}}}
 	return st
 }
 

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +28,7 @@ var updateWire = flag.Bool("update-wire", false, "rewrite raft/testdata/wire/"+w
 var wireDir = filepath.Join("..", "..", "raft", "testdata", "wire")
 
 // wireVersion is the directory of the golden files this binary writes.
-const wireVersion = "v2"
+const wireVersion = "v3"
 
 // wireVersions returns the golden directories of every wire version.
 func wireVersions(t *testing.T) []string {
@@ -46,6 +48,16 @@ func specFile(dir string) string {
 		return p
 	}
 	return filepath.Join(wireDir, "spec.yaml")
+}
+
+// dirVersion is the wire version a golden directory holds ("v3": 3).
+func dirVersion(t *testing.T, dir string) int {
+	t.Helper()
+	v, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(dir), "v"))
+	if err != nil {
+		t.Fatalf("golden directory %s is not vN", dir)
+	}
+	return v
 }
 
 func fileExists(p string) bool {
@@ -93,7 +105,8 @@ func wireState(t *testing.T, dir string) (spec raft.Spec, entries map[string][]b
 	if res, ok := apply(fsm, 2, setAdmin).(raft.SetAdminResult); !ok || !res.Changed {
 		t.Fatalf("apply set-admin: %#v", res)
 	}
-	if spec.Version() >= 2 {
+	version := dirVersion(t, dir)
+	if version >= 2 {
 		// Version 2 added health verdicts.
 		setHealth, err := entry(raft.CommandSetHealth, raft.SetHealthCommand{Verdicts: []raft.HealthVerdict{
 			{Ref: raft.RealRef{Service: spec.Services[0].Key(), Address: spec.Services[0].Reals[0].Address}, State: raft.HealthDown, Reason: "connection refused"},
@@ -105,6 +118,19 @@ func wireState(t *testing.T, dir string) (spec raft.Spec, entries map[string][]b
 		entries["set-health"] = setHealth
 		if res, ok := apply(fsm, 3, setHealth).(raft.SetHealthResult); !ok || res.Changed != 2 {
 			t.Fatalf("apply set-health: %#v", res)
+		}
+	}
+	if version >= 3 {
+		// Version 3 added drains of directors.
+		setDrain, err := entry(raft.CommandSetDrain, raft.SetDrainCommand{
+			Node: "dir2", Drain: true, By: "dir1", At: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries["set-drain"] = setDrain
+		if res, ok := apply(fsm, 4, setDrain).(raft.SetDrainResult); !ok || !res.Changed {
+			t.Fatalf("apply set-drain: %#v", res)
 		}
 	}
 	return spec, entries, persist(t, fsm)
@@ -201,6 +227,11 @@ func TestWireCompatibility(t *testing.T) {
 			if fileExists(filepath.Join(dir, "set-health.golden")) {
 				if res, ok := apply(fsm, 3, read("set-health")).(raft.SetHealthResult); !ok || res.Changed == 0 {
 					t.Fatalf("set-health: %#v", res)
+				}
+			}
+			if fileExists(filepath.Join(dir, "set-drain.golden")) {
+				if res, ok := apply(fsm, 4, read("set-drain")).(raft.SetDrainResult); !ok || !res.Changed {
+					t.Fatalf("set-drain: %#v", res)
 				}
 			}
 			applied := fsm.State()

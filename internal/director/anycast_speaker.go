@@ -1,15 +1,20 @@
 package director
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/raft"
+	"github.com/dsrd/dsrd/raft/pki"
 	"github.com/dsrd/dsrd/vrrp/bgp"
 )
 
@@ -120,35 +125,73 @@ func peersOf(st bgp.Status) []api.BGPPeer {
 // drain: which VIPs they announce.
 const drainAskTimeout = 2 * time.Second
 
-// DrainBGP drains this director's BGP announcements (api.BGPDrainer): it
-// announces its VIPs as leaving for drain_delay, then withdraws them,
-// until an undrain or its next start. A drain that would leave a VIP this
-// director announces with no other director announcing it (as each one's
-// status says, asked now) is refused unless forced: the routers would
-// have nowhere to send that VIP's traffic.
+// DrainBGP drains or undrains a director's BGP announcements
+// (api.BGPDrainer) through the cluster: the leader appends the drain to
+// the Raft log, and the drained director, following it, announces its
+// VIPs as leaving for its drain_delay, then withdraws them, until it is
+// undrained (a record that outlives restarts). The cluster drains one
+// director at a time (raft.ErrDrainBusy). A director drains only itself,
+// and a drain that would leave a VIP it announces with no other director
+// announcing it (as each one's status says, asked now) is refused; force
+// overrides both. Undrain takes any member's ID, for a record left by a
+// director that is gone.
 func (d *Director) DrainBGP(ctx context.Context, req api.BGPDrainRequest) (api.BGPDrainResult, error) {
-	if d.anycast == nil {
+	self := d.node.ID()
+	node := cmp.Or(req.Node, self)
+	if err := pki.CheckNodeID(node); err != nil {
+		return api.BGPDrainResult{}, fmt.Errorf("%w: node %q %v", api.ErrInvalid, node, err)
+	}
+	if req.Drain && node != self {
+		return api.BGPDrainResult{}, fmt.Errorf("%w: a director drains only itself: run dsrd bgp drain on %s", api.ErrInvalid, node)
+	}
+	if node == self && d.anycast == nil {
 		return api.BGPDrainResult{}, fmt.Errorf("%w: this director has no bgp section", api.ErrNotFound)
 	}
-	delay := d.drainDelay(0)
-	if !req.Drain {
-		d.anycast.undrain()
-		d.log.Info("bgp: undrained: announcing again")
-		return api.BGPDrainResult{Draining: false}, nil
+	res := api.BGPDrainResult{Node: node, Draining: req.Drain}
+	if req.Drain {
+		res.DrainDelay = d.drainDelay(0)
+		drains := d.node.State().Drains
+		if _, already := drains[self]; !already {
+			// The leader's log decides (raft.ErrDrainBusy); asking the
+			// state this director follows first names the real reason
+			// rather than the VIPs the other drain left alone.
+			for _, r := range drainsOf(drains) {
+				if !req.Force {
+					return api.BGPDrainResult{}, &raft.DrainBusyError{Drained: raft.Drain{Node: r.Node, Since: r.Since, By: r.By, Forced: r.Forced}}
+				}
+			}
+			orphans, err := d.orphanedByDrain(ctx)
+			if err != nil {
+				return api.BGPDrainResult{}, err
+			}
+			if len(orphans) > 0 && !req.Force {
+				return api.BGPDrainResult{}, fmt.Errorf("%w: no other director announces %v: draining would leave the routers nowhere to send it (--force drains anyway)", api.ErrConflict, orphans)
+			}
+			res.Orphaned = orphans
+		}
 	}
-	if d.anycast.draining() {
-		return api.BGPDrainResult{Draining: true, DrainDelay: delay}, nil
-	}
-	orphans, err := d.orphanedByDrain(ctx)
+	r, err := d.fw.SetDrain(ctx, raft.SetDrainCommand{Node: node, Drain: req.Drain, Force: req.Force, By: self})
 	if err != nil {
 		return api.BGPDrainResult{}, err
 	}
-	if len(orphans) > 0 && !req.Force {
-		return api.BGPDrainResult{}, fmt.Errorf("no other director announces %v: draining would leave the routers nowhere to send it (--force drains anyway)", orphans)
+	res.Changed = r.Changed
+	verb := "undrained"
+	if req.Drain {
+		verb = "drained"
 	}
-	d.anycast.drain(delay)
-	d.log.Info("bgp: draining: announcing as leaving, then withdrawing", "drain_delay", delay, "orphaned", orphans)
-	return api.BGPDrainResult{Draining: true, DrainDelay: delay, Orphaned: orphans}, nil
+	d.log.Info("bgp: "+verb+" through the cluster", "node", node, "changed", r.Changed, "forced", req.Force, "orphaned", res.Orphaned)
+	return res, nil
+}
+
+// drainsOf is the cluster's drain records as dsrd status shows them, by
+// node ID.
+func drainsOf(m map[string]raft.Drain) []api.BGPDrain {
+	out := make([]api.BGPDrain, 0, len(m))
+	for _, r := range m {
+		out = append(out, api.BGPDrain{Node: r.Node, Since: r.Since, By: r.By, Forced: r.Forced})
+	}
+	slices.SortFunc(out, func(a, b api.BGPDrain) int { return strings.Compare(a.Node, b.Node) })
+	return out
 }
 
 // orphanedByDrain lists the VIPs this director announces that no other

@@ -156,7 +156,8 @@ func partitionHoldOf(f *config.Director) time.Duration {
 // anycastStatus lists the bgp VIPs for dsrd status, and fills in st's
 // BGP section when this director has a speaker.
 func (d *Director) anycastStatus(st *api.Status) []api.VIP {
-	vips := bgpVIPsOf(d.node.State().Config.Spec)
+	state := d.node.State()
+	vips := bgpVIPsOf(state.Config.Spec)
 	var held []netip.Addr
 	if d.lo != nil {
 		held = d.lo.heldNow()
@@ -171,6 +172,7 @@ func (d *Director) anycastStatus(st *api.Status) []api.VIP {
 		if d.speakerStatus != nil {
 			st.BGP.Peers = d.speakerStatus()
 		}
+		st.BGP.Drains = drainsOf(state.Drains)
 	}
 	out := make([]api.VIP, 0, len(vips))
 	for _, v := range vips {

@@ -49,6 +49,10 @@ type anycaster struct {
 	sentGrace   bool           // whether it announces them as leaving
 	sentOK      bool           // the last calls succeeded
 	connectedAt bool           // connected at the last step
+	// clusterDrain: the drain under way is the cluster's record of this
+	// director (followDrain); stopping: a stop drains (stop), which no
+	// undrain ends.
+	clusterDrain, stopping bool
 }
 
 func newAnycaster(sp speaker, connected func() bool, withdrew func(string), log *slog.Logger) *anycaster {
@@ -99,15 +103,48 @@ func (a *anycaster) observe(vips []anycastVIP, generation, applied uint64, parti
 	a.poke()
 }
 
-// drain starts a planned drain: the VIPs are announced as leaving for
-// delay, then withdrawn.
-func (a *anycaster) drain(delay time.Duration) {
+// drainLocked starts a drain unless one is under way: the VIPs are
+// announced as leaving for delay, then withdrawn. A director that
+// announces nothing withdraws at once: there is no traffic to move away.
+// a.mu is held.
+func (a *anycaster) drainLocked(delay time.Duration) bool {
+	if a.in.Draining {
+		return false
+	}
+	until := a.now().Add(delay)
+	if len(a.sent) == 0 && len(a.last.Announce) == 0 {
+		until = a.now()
+	}
+	a.in.Draining, a.in.DrainUntil = true, until
+	return true
+}
+
+// followDrain applies the cluster's drain record of this director, as the
+// reconcile loop last read it: a record starts a drain of delay (this
+// director's drain_delay), its removal ends the drain unless the director
+// is stopping. Called on every pass; only changes act.
+func (a *anycaster) followDrain(drained bool, delay time.Duration) {
 	a.mu.Lock()
-	if !a.in.Draining {
-		a.in.Draining, a.in.DrainUntil = true, a.now().Add(delay)
+	changed := false
+	switch {
+	case drained && !a.clusterDrain:
+		a.clusterDrain = true
+		changed = a.drainLocked(delay)
+		if changed {
+			a.log.Info("bgp: drained by the cluster: announcing as leaving, then withdrawing", "drain_delay", a.in.DrainUntil.Sub(a.now()))
+		}
+	case !drained && a.clusterDrain:
+		a.clusterDrain = false
+		if !a.stopping {
+			a.in.Draining, a.in.DrainUntil = false, time.Time{}
+			changed = true
+			a.log.Info("bgp: undrained by the cluster: announcing again")
+		}
 	}
 	a.mu.Unlock()
-	a.poke()
+	if changed {
+		a.poke()
+	}
 }
 
 // status is what dsrd status shows of the anycaster.
@@ -227,10 +264,15 @@ func (a *anycaster) logChanges(prev, d anycastDecision) {
 // what arrives), then withdraws everything. Bounded by ctx.
 func (a *anycaster) stop(ctx context.Context, delay time.Duration) {
 	a.mu.Lock()
-	announcing := len(a.sent) > 0
+	a.stopping = true
+	announcing := len(a.sent) > 0 && !(a.in.Draining && !a.now().Before(a.in.DrainUntil))
+	if announcing && a.in.Draining {
+		// A drain under way: its graceful phase counts.
+		delay = min(delay, max(0, a.in.DrainUntil.Sub(a.now())))
+	}
+	a.drainLocked(delay)
 	a.mu.Unlock()
 	if announcing && delay > 0 {
-		a.drain(delay)
 		a.step(ctx)
 		a.log.Info("bgp: draining before stop", "drain_delay", delay)
 		t := time.NewTimer(delay)
@@ -244,19 +286,4 @@ func (a *anycaster) stop(ctx context.Context, delay time.Duration) {
 	a.in.Draining, a.in.DrainUntil = true, a.now()
 	a.mu.Unlock()
 	a.step(ctx)
-}
-
-// undrain ends a drain: the VIPs are announced again as the rules allow.
-func (a *anycaster) undrain() {
-	a.mu.Lock()
-	a.in.Draining, a.in.DrainUntil = false, time.Time{}
-	a.mu.Unlock()
-	a.poke()
-}
-
-// draining reports whether a drain is under way (or over: withdrawn).
-func (a *anycaster) draining() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.in.Draining
 }

@@ -188,6 +188,82 @@ func TestAnycasterStopDrainsThenWithdraws(t *testing.T) {
 	}
 }
 
+// The cluster's drain record: announcing as leaving for the drain delay,
+// then withdrawn; the record's removal announces again; a record that
+// arrives before anything was announced withdraws at once.
+func TestAnycasterFollowsTheClusterDrain(t *testing.T) {
+	ctx := context.Background()
+	r := newAnycastRig()
+	r.a.observe([]anycastVIP{{Address: vipA, Serving: true}}, 3, 3, 15*time.Second)
+	r.a.step(ctx)
+	r.a.followDrain(true, 10*time.Second)
+	r.a.step(ctx)
+	r.expect(t, "drained for 0s of 10s", hostRoutes(vipA), true)
+	r.now = r.now.Add(9 * time.Second)
+	r.a.followDrain(true, 10*time.Second) // every pass reports it again
+	r.a.step(ctx)
+	r.expect(t, "drained for 9s of 10s", hostRoutes(vipA), true)
+	r.now = r.now.Add(time.Second)
+	r.a.step(ctx)
+	r.expect(t, "drained for 10s", nil, false)
+	r.a.followDrain(false, 10*time.Second)
+	r.a.step(ctx)
+	r.expect(t, "undrained", hostRoutes(vipA), false)
+
+	fresh := newAnycastRig()
+	fresh.a.followDrain(true, 10*time.Second)
+	fresh.a.observe([]anycastVIP{{Address: vipA, Serving: true}}, 3, 3, 15*time.Second)
+	fresh.a.step(ctx)
+	fresh.expect(t, "started drained", nil, false)
+	if slices.Contains(fresh.sp.calls, "graceful") {
+		t.Errorf("a director started drained announced as leaving: %v", fresh.sp.calls)
+	}
+}
+
+// A stop during the cluster drain's graceful phase waits the shorter of
+// its own drain delay and what is left of the drain's, and an undrain
+// that arrives while stopping does not announce again.
+func TestAnycasterStopDuringAClusterDrain(t *testing.T) {
+	r := newAnycastRig()
+	r.a.observe([]anycastVIP{{Address: vipA, Serving: true}}, 3, 3, 15*time.Second)
+	r.a.step(context.Background())
+	r.a.followDrain(true, time.Hour)
+	r.a.step(context.Background())
+	r.expect(t, "draining", hostRoutes(vipA), true)
+	r.a.now = time.Now // stop's wait is on the real clock
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.a.stop(context.Background(), 0)
+	}()
+	select {
+	case <-done:
+	case <-time.After(testTimeout):
+		t.Fatal("stop waited for the drain's hour instead of the stop's drain delay")
+	}
+	r.a.followDrain(false, time.Hour)
+	r.a.step(context.Background())
+	r.expect(t, "stopped, then undrained", nil, false)
+
+	short := newAnycastRig()
+	short.a.now = time.Now
+	short.a.observe([]anycastVIP{{Address: vipA, Serving: true}}, 3, 3, 15*time.Second)
+	short.a.step(context.Background())
+	short.a.followDrain(true, 100*time.Millisecond)
+	short.a.step(context.Background())
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		short.a.stop(context.Background(), time.Hour)
+	}()
+	select {
+	case <-done:
+	case <-time.After(testTimeout):
+		t.Fatal("stop waited its hour though the drain's graceful phase had 100ms left")
+	}
+	short.expect(t, "stopped", nil, false)
+}
+
 func TestAnycasterRetriesAFailedCall(t *testing.T) {
 	ctx := context.Background()
 	r := newAnycastRig()

@@ -112,6 +112,8 @@ func (d *Director) sync(ctx context.Context) (err error) {
 			d.loop.anycastApplied = st.Config.Generation
 		}
 		d.anycast.observe(anycastVIPsOf(st.Config.Spec, views), st.Config.Generation, d.loop.anycastApplied, partitionHoldOf(d.sub.current()))
+		_, drained := st.Drains[d.node.ID()]
+		d.anycast.followDrain(drained, d.drainDelay(0))
 	}
 	return err
 }

@@ -23,6 +23,7 @@ type Backend struct {
 	nextReload api.ReloadResult
 	failWith   error
 	calls      []string
+	drained    map[string]bool
 }
 
 var _ api.Backend = (*Backend)(nil)
@@ -286,25 +287,48 @@ func SampleStatus() api.Status {
 	}
 }
 
-// DrainBGP drains or undrains: a drain without force is refused while the
-// status has no other member (every VIP would be orphaned).
+// DrainBGP drains or undrains as the cluster would: one director at a
+// time (api.ErrConflict), only itself (the status's Node), and a drain
+// without force is refused while the status has no other member (every
+// announced VIP would be orphaned).
 func (b *Backend) DrainBGP(_ context.Context, req api.BGPDrainRequest) (api.BGPDrainResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.called("DrainBGP %v %v", req.Drain, req.Force); err != nil {
+	if err := b.called("DrainBGP %v %v %q", req.Drain, req.Force, req.Node); err != nil {
 		return api.BGPDrainResult{}, err
 	}
-	if !req.Drain {
-		return api.BGPDrainResult{}, nil
+	if b.drained == nil {
+		b.drained = map[string]bool{}
 	}
-	var announced []netip.Addr
-	for _, v := range b.st.VIPs {
-		if v.Announced {
-			announced = append(announced, v.Address)
+	node := req.Node
+	if node == "" {
+		node = b.st.Node
+	}
+	if !req.Drain {
+		changed := b.drained[node]
+		delete(b.drained, node)
+		return api.BGPDrainResult{Node: node, Changed: changed}, nil
+	}
+	if node != b.st.Node {
+		return api.BGPDrainResult{}, fmt.Errorf("%w: a director drains only itself", api.ErrInvalid)
+	}
+	res := api.BGPDrainResult{Node: node, Draining: true, DrainDelay: 10 * time.Second}
+	if b.drained[node] {
+		return res, nil
+	}
+	for other := range b.drained {
+		if !req.Force {
+			return api.BGPDrainResult{}, fmt.Errorf("%w: %s is drained", api.ErrConflict, other)
 		}
 	}
-	if len(announced) > 0 && !req.Force {
-		return api.BGPDrainResult{}, fmt.Errorf("no other director announces %v", announced)
+	for _, v := range b.st.VIPs {
+		if v.Announced {
+			res.Orphaned = append(res.Orphaned, v.Address)
+		}
 	}
-	return api.BGPDrainResult{Draining: true, DrainDelay: 10 * time.Second, Orphaned: announced}, nil
+	if len(res.Orphaned) > 0 && !req.Force {
+		return api.BGPDrainResult{}, fmt.Errorf("%w: no other director announces %v", api.ErrConflict, res.Orphaned)
+	}
+	b.drained[node], res.Changed = true, true
+	return res, nil
 }
