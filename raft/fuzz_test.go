@@ -41,6 +41,12 @@ func fuzzBaseFSM(t *testing.T) *FSM {
 	if _, ok := a.cmd(CommandSetAdmin, SetAdminCommand{Ref: webRef("198.51.100.10"), State: AdminDrained}).(SetAdminResult); !ok {
 		t.Fatal("base admin state refused")
 	}
+	if _, ok := a.cmd(CommandSetHealth, SetHealthCommand{Verdicts: []HealthVerdict{{Ref: webRef("198.51.100.11"), State: HealthDown, Reason: "refused"}}}).(SetHealthResult); !ok {
+		t.Fatal("base health verdict refused")
+	}
+	if _, ok := a.cmd(CommandSetDrain, SetDrainCommand{Node: "d2", Drain: true, By: "d1", At: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)}).(SetDrainResult); !ok {
+		t.Fatal("base drain refused")
+	}
 	return a.fsm
 }
 
@@ -100,7 +106,7 @@ func FuzzFSMApply(f *testing.F) {
 			if !reflect.DeepEqual(after, before) {
 				t.Fatalf("ignored entry changed the state:\n got %+v\nwant %+v", after, before)
 			}
-		case SetConfigResult, SetAdminResult:
+		case SetConfigResult, SetAdminResult, SetHealthResult, SetDrainResult:
 		default:
 			t.Fatalf("Apply returned %T %#v", res, res)
 		}
