@@ -527,6 +527,10 @@ func TestPeerRoutesByIdentity(t *testing.T) {
 			return p.Join(ctx, leader.addr, api.JoinRequest{ID: "evil", Address: "127.0.0.1:1", Voter: true})
 		},
 		"remove": func(p api.PeerClient) error { return p.Remove(ctx, leader.addr, "d2") },
+		"drain": func(p api.PeerClient) error {
+			_, err := p.SetDrain(ctx, leader.addr, raft.SetDrainCommand{Node: "d2", Drain: true, Force: true})
+			return err
+		},
 	}
 	for name, write := range writes {
 		if err := write(witness); !errors.Is(err, api.ErrForbidden) {
@@ -544,6 +548,9 @@ func TestPeerRoutesByIdentity(t *testing.T) {
 	}
 	if got := len(leader.node.Admin()); got != 0 {
 		t.Errorf("admin states after the refused writes: %d", got)
+	}
+	if got := leader.node.State().Drains; len(got) != 0 {
+		t.Errorf("drains after the refused writes: %v", got)
 	}
 	expectMembers(t, leader.node, 4)
 	if _, err := client(testutil.NewCA(t, "other-ca"), leader.id, pki.RoleDirector).Status(ctx, leader.addr); err == nil {
