@@ -202,7 +202,8 @@ func directorRun(c *ucli.Context) error {
 		return err
 	}
 	m := newMetrics(cfg.Node.MetricsAddress, metrics.RoleDirector)
-	d, err := director.New(director.Options{ConfigPath: c.String("config"), Override: override, Logger: log, Metrics: m})
+	d, err := director.New(director.Options{ConfigPath: c.String("config"), Override: override, Logger: log, Metrics: m,
+		Stopping: func(atMost time.Duration) { extendStop(log, atMost) }})
 	if err != nil {
 		return loadError("director", err)
 	}
@@ -293,12 +294,34 @@ func runDaemon(ctx context.Context, log *slog.Logger, name string, run func(cont
 		}
 		return ucli.Exit(fmt.Sprintf("dsrd %s: %v", name, err), exitFailure)
 	}
-	err := <-done
-	_ = systemd.Notify("STOPPING=1")
+	var err error
+	select {
+	case err = <-done:
+		_ = systemd.Notify("STOPPING=1")
+	case <-ctx.Done():
+		// The stop begins now (SIGTERM), not when it ends: systemd shows
+		// the unit as deactivating while the daemon drains.
+		_ = systemd.Notify("STOPPING=1")
+		err = <-done
+	}
 	if err != nil {
 		return ucli.Exit(fmt.Sprintf("dsrd %s: %v", name, err), exitFailure)
 	}
 	return nil
+}
+
+// stopMargin is added to a stop's announced length: the rest of the
+// shutdown (IPVS left as it is, Raft closed, sockets) after the drain.
+const stopMargin = 10 * time.Second
+
+// extendStop tells systemd the stop under way takes up to atMost more (plus
+// stopMargin), so that a drain_delay longer than TimeoutStopSec= is not
+// killed half way; outside systemd it does nothing.
+func extendStop(log *slog.Logger, atMost time.Duration) {
+	us := (atMost + stopMargin).Microseconds()
+	if err := systemd.Notify(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", us)); err != nil {
+		log.Warn("telling systemd how long the stop takes", "error", err)
+	}
 }
 
 // notifyHUP starts catching SIGHUP; stop restores its default action.

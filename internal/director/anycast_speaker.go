@@ -67,9 +67,13 @@ func (d *Director) startSpeaker(ctx context.Context, cfg *config.Director, conne
 	return func() {
 		cancel()
 		<-done
-		sctx, scancel := context.WithTimeout(context.Background(), drain+speakerStopTimeout)
+		delay := d.drainDelay(drain)
+		if d.opts.Stopping != nil {
+			d.opts.Stopping(delay + speakerStopTimeout)
+		}
+		sctx, scancel := context.WithTimeout(context.Background(), delay+speakerStopTimeout)
 		defer scancel()
-		d.anycast.stop(sctx, d.drainDelay(drain))
+		d.anycast.stop(sctx, delay)
 		if err := sp.Stop(sctx); err != nil {
 			log.Warn("bgp speaker stop", "error", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -361,6 +362,8 @@ func TestDirectorAnnouncesBGPVIPs(t *testing.T) {
 	sp := &fakeSpeaker{}
 	d := l.newDirector(n)
 	d.opts.Speaker = sp
+	var stopping atomic.Int64
+	d.opts.Stopping = func(atMost time.Duration) { stopping.Store(int64(atMost)) }
 	l.run(n, d)
 	testutil.WaitFor(t, testTimeout, "the bgp VIP announced", func() (bool, string) {
 		got, _ := sp.state()
@@ -430,6 +433,9 @@ func TestDirectorAnnouncesBGPVIPs(t *testing.T) {
 	want := []string{"graceful", "announce", "announce", "normal", "stop"}
 	if !slices.Equal(calls, want) {
 		t.Errorf("calls at stop = %v, want %v (leaving first, then withdraw, then stop)", calls, want)
+	}
+	if got, want := time.Duration(stopping.Load()), 300*time.Millisecond+speakerStopTimeout; got != want {
+		t.Errorf("the stop announced it takes up to %v, want drain_delay + %v = %v", got, speakerStopTimeout, want)
 	}
 	lo, _ = n.vips.Addrs("lo")
 	if slices.ContainsFunc(lo, func(a netkernel.Addr) bool { return a.Prefix == netip.PrefixFrom(vip, 32) }) {

@@ -51,6 +51,11 @@ type Options struct {
 	// Speaker announces the bgp VIPs when the file has a bgp section; an
 	// embedded gobgp (vrrp/bgp) when nil.
 	Speaker bgpSpeaker
+	// Stopping, when set, is told how long the stop that begins will take
+	// at most: a bgp director announces as leaving for drain_delay before
+	// it withdraws (the command sets systemd's EXTEND_TIMEOUT_USEC, so a
+	// drain_delay longer than TimeoutStopSec= is not cut short).
+	Stopping func(atMost time.Duration)
 }
 
 // Director is a running director. Its methods implement api.Backend.
