@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -28,6 +29,69 @@ type Settings struct {
 	// ConnReuseMode sets net.ipv4.vs.conn_reuse_mode (0, 1 or 2); nil
 	// leaves the kernel's value.
 	ConnReuseMode *int
+	// DropEntry, DropPacket and SecureTCP are IPVS's defences against a
+	// connection table that eats the memory (a SYN flood): the zero value
+	// leaves the kernel's setting.
+	DropEntry, DropPacket, SecureTCP Defence
+	// AMemThresh is the available memory below which the auto defences
+	// act, in bytes (net.ipv4.vs.amemthresh, which counts pages: see
+	// PageSize); 0 leaves the kernel's (1024 pages).
+	AMemThresh int64
+	// PageSize converts AMemThresh to pages; 0 means os.Getpagesize().
+	PageSize int
+}
+
+// Defence is the mode of one of IPVS's defences (drop_entry, drop_packet,
+// secure_tcp).
+type Defence string
+
+// The defence modes.
+const (
+	// DefenceOff never acts (the kernel's default, 0).
+	DefenceOff Defence = "off"
+	// DefenceAuto acts while the available memory is below amemthresh:
+	// the kernel writes 1 (armed) or 2 (acting) to the sysctl itself,
+	// once a second.
+	DefenceAuto Defence = "auto"
+	// DefenceAlways always acts (3).
+	DefenceAlways Defence = "always"
+)
+
+// ParseDefence validates a defence mode's name.
+func ParseDefence(s string) (Defence, error) {
+	switch d := Defence(s); d {
+	case DefenceOff, DefenceAuto, DefenceAlways:
+		return d, nil
+	}
+	return "", fmt.Errorf("unknown defence mode %q (want off, auto or always)", s)
+}
+
+// DefenceSysctls are the names of the defence sysctls, in
+// net.ipv4.vs, in the order DirectorSysctls lists them.
+var DefenceSysctls = []string{"drop_entry", "drop_packet", "secure_tcp"}
+
+// DefenceActive reports whether a defence sysctl's value means the
+// defence acts now: 2 (auto, memory below amemthresh) or 3 (always).
+func DefenceActive(value string) bool { return value == "2" || value == "3" }
+
+// defenceSysctl is the sysctl of defence name in mode d; ok is false for
+// the zero mode (the kernel's value stays).
+func defenceSysctl(name string, d Defence) (Sysctl, bool) {
+	why := map[string]string{
+		"drop_entry":  "drop random half-open (SYN_RECV) entries from the connection table to win back memory",
+		"drop_packet": "drop a share of the packets before they reach IPVS, more the less memory is left",
+		"secure_tcp":  "use the stricter TCP state table, with shorter timeouts for half-open connections",
+	}[name]
+	switch d {
+	case DefenceOff:
+		return Sysctl{Family: "net.ipv4.vs", Name: name, Value: "0", Why: "off (configured); auto or always: " + why}, true
+	case DefenceAuto:
+		return Sysctl{Family: "net.ipv4.vs", Name: name, Value: "1", Also: []string{"2"},
+			Why: "auto (configured): while the available memory is below amemthresh, " + why}, true
+	case DefenceAlways:
+		return Sysctl{Family: "net.ipv4.vs", Name: name, Value: "3", Why: "always (configured): " + why}, true
+	}
+	return Sysctl{}, false
 }
 
 // Sysctl is one kernel setting a director applies.
@@ -41,6 +105,10 @@ type Sysctl struct {
 	Value string
 	// Why says what the value does for a DR director.
 	Why string
+	// Also are other values that count as Value: the kernel moves an auto
+	// defence between 1 (armed) and 2 (acting) by itself, and writing 1
+	// over its 2 would disarm it for a second.
+	Also []string
 }
 
 // Key returns the full dotted name, e.g. "net.ipv4.vs.sloppy_tcp".
@@ -70,17 +138,17 @@ var directorSysctls = []struct {
 	// on picks the Settings field that turns the sysctl on.
 	on func(Settings) bool
 }{
-	{Sysctl{"net.ipv4.vs", "sloppy_tcp", "1",
-		"accept a TCP flow mid-stream (no SYN seen): flows survive a failover to another director"},
+	{Sysctl{Family: "net.ipv4.vs", Name: "sloppy_tcp", Value: "1",
+		Why: "accept a TCP flow mid-stream (no SYN seen): flows survive a failover to another director"},
 		func(s Settings) bool { return s.SloppyTCP }},
-	{Sysctl{"net.ipv4.vs", "sloppy_sctp", "1",
-		"the same for SCTP associations (follows sloppy_tcp)"},
+	{Sysctl{Family: "net.ipv4.vs", Name: "sloppy_sctp", Value: "1",
+		Why: "the same for SCTP associations (follows sloppy_tcp)"},
 		func(s Settings) bool { return s.SloppyTCP }},
-	{Sysctl{"net.ipv4.vs", "expire_nodest_conn", "1",
-		"expire a connection at once when its real was deleted, instead of dropping its packets until it times out"},
+	{Sysctl{Family: "net.ipv4.vs", Name: "expire_nodest_conn", Value: "1",
+		Why: "expire a connection at once when its real was deleted, instead of dropping its packets until it times out"},
 		func(s Settings) bool { return s.ExpireNodestConn }},
-	{Sysctl{"net.ipv4.vs", "expire_quiescent_template", "1",
-		"expire the persistence templates of a weight-0 real, so persistent clients move on from a drained or failed real"},
+	{Sysctl{Family: "net.ipv4.vs", Name: "expire_quiescent_template", Value: "1",
+		Why: "expire the persistence templates of a weight-0 real, so persistent clients move on from a drained or failed real"},
 		func(s Settings) bool { return s.ExpireQuiescentTemplate }},
 }
 
@@ -98,8 +166,22 @@ func DirectorSysctls(s Settings) []Sysctl {
 		out = append(out, sc)
 	}
 	if s.ConnReuseMode != nil {
-		out = append(out, Sysctl{"net.ipv4.vs", "conn_reuse_mode", strconv.Itoa(*s.ConnReuseMode),
-			"configured: port-reuse rescheduling (see DirectorSysctls' documentation)"})
+		out = append(out, Sysctl{Family: "net.ipv4.vs", Name: "conn_reuse_mode", Value: strconv.Itoa(*s.ConnReuseMode),
+			Why: "configured: port-reuse rescheduling (see DirectorSysctls' documentation)"})
+	}
+	for i, d := range []Defence{s.DropEntry, s.DropPacket, s.SecureTCP} {
+		if sc, ok := defenceSysctl(DefenceSysctls[i], d); ok {
+			out = append(out, sc)
+		}
+	}
+	if s.AMemThresh > 0 {
+		page := int64(s.PageSize)
+		if page <= 0 {
+			page = int64(os.Getpagesize())
+		}
+		pages := max(1, (s.AMemThresh+page-1)/page)
+		out = append(out, Sysctl{Family: "net.ipv4.vs", Name: "amemthresh", Value: strconv.FormatInt(pages, 10),
+			Why: fmt.Sprintf("configured: the auto defences act below %d MiB of available memory (%d pages of %d bytes)", s.AMemThresh>>20, pages, page)})
 	}
 	return out
 }
@@ -162,7 +244,7 @@ func ApplySysctls(ctx context.Context, w SysctlWriter, list []Sysctl) error {
 			return err
 		}
 		cur, err := w.Get(s.Key())
-		if err == nil && cur == s.Value {
+		if err == nil && (cur == s.Value || slices.Contains(s.Also, cur)) {
 			continue
 		}
 		if err := w.Set(s.Key(), s.Value); err != nil {

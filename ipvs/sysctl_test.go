@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -123,5 +124,60 @@ func TestProcSys(t *testing.T) {
 	}
 	if err := p.Set("net.ipv4.vs.nosuch", "1"); err == nil {
 		t.Error("set of a missing sysctl succeeded")
+	}
+}
+
+// The defences: each mode's value, the kernel's own 1/2 toggling of an
+// auto defence left alone, amemthresh in pages of the given size, and
+// the zero value leaving the kernel's settings.
+func TestDefenceSysctls(t *testing.T) {
+	s := allOn
+	s.DropEntry, s.DropPacket, s.SecureTCP = DefenceAuto, DefenceOff, DefenceAlways
+	s.AMemThresh, s.PageSize = 256<<20, 4096
+	got := map[string]string{}
+	for _, sc := range DirectorSysctls(s) {
+		if sc.Why == "" {
+			t.Errorf("%s has no reason", sc.Key())
+		}
+		got[sc.Key()] = sc.Value
+	}
+	for k, v := range map[string]string{
+		"net.ipv4.vs.drop_entry": "1", "net.ipv4.vs.drop_packet": "0", "net.ipv4.vs.secure_tcp": "3",
+		"net.ipv4.vs.amemthresh": "65536",
+	} {
+		if got[k] != v {
+			t.Errorf("%s=%q, want %q", k, got[k], v)
+		}
+	}
+	for _, sc := range DirectorSysctls(allOn) {
+		if sc.Name == "amemthresh" || slices.Contains(DefenceSysctls, sc.Name) {
+			t.Errorf("zero defences set %s=%s; want the kernel's left alone", sc.Key(), sc.Value)
+		}
+	}
+
+	// The kernel says 2: an auto defence acting. Applying auto again must
+	// not write 1 over it; applying always must.
+	m := &mapSysctl{vals: map[string]string{
+		"net.ipv4.vs.sloppy_tcp": "1", "net.ipv4.vs.sloppy_sctp": "1",
+		"net.ipv4.vs.expire_nodest_conn": "1", "net.ipv4.vs.expire_quiescent_template": "1",
+		"net.ipv4.vs.drop_entry": "2", "net.ipv4.vs.drop_packet": "0", "net.ipv4.vs.secure_tcp": "2",
+		"net.ipv4.vs.amemthresh": "65536",
+	}}
+	if err := ApplySysctls(context.Background(), m, DirectorSysctls(s)); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"net.ipv4.vs.secure_tcp=3"}; !slices.Equal(m.writes, want) {
+		t.Errorf("writes %v, want %v (drop_entry's 2 is auto acting)", m.writes, want)
+	}
+	if !DefenceActive("2") || !DefenceActive("3") || DefenceActive("1") || DefenceActive("0") {
+		t.Error("DefenceActive: 2 and 3 act, 0 and 1 do not")
+	}
+	for _, in := range []string{"off", "auto", "always"} {
+		if d, err := ParseDefence(in); err != nil || string(d) != in {
+			t.Errorf("ParseDefence(%q) = %q, %v", in, d, err)
+		}
+	}
+	if _, err := ParseDefence("1"); err == nil {
+		t.Error("ParseDefence accepted a number")
 	}
 }

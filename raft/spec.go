@@ -38,6 +38,15 @@ type IPVSSettings struct {
 	ExpireNodestConn        *bool    `json:"ExpireNodestConn"`
 	ExpireQuiescentTemplate *bool    `json:"ExpireQuiescentTemplate"`
 	ConnReuseMode           *int     `json:"ConnReuseMode"`
+	// DropEntry, DropPacket, SecureTCP and AMemThresh (bytes) are IPVS's
+	// defences; empty and 0 mean each director's defaults. Added without
+	// a new command version (docs/wire.md, rule 2): a member that ignores
+	// them keeps the kernel's defences, which changes nothing the members
+	// agree on.
+	DropEntry  string `json:"DropEntry,omitempty"`
+	DropPacket string `json:"DropPacket,omitempty"`
+	SecureTCP  string `json:"SecureTCP,omitempty"`
+	AMemThresh uint64 `json:"AMemThresh,omitempty"`
 }
 
 // VIP is a virtual IP address; an empty Interface means each director's

@@ -51,6 +51,9 @@ type Config struct {
 	// changes produce no netlink event, so it bounds how long a lowered
 	// arp_ignore goes unrepaired.
 	ResyncInterval time.Duration
+	// SYNCookies keeps net.ipv4.tcp_syncookies at 1 or above (and
+	// restores the original on cleanup, as for the ARP settings).
+	SYNCookies bool
 }
 
 // normalize validates and puts the VIPs in the form the agent adds them
@@ -315,7 +318,7 @@ func (a *Agent) applyLocked(ctx context.Context) (Changes, error) {
 
 	// Sysctls first: a VIP on lo before arp_ignore is set would be
 	// answered for on the segment, stealing it from the director.
-	sc, missing, err := applySysctls(a.k, sysctlRules(a.cfg.Interfaces), st, save)
+	sc, missing, err := applySysctls(a.k, a.rules(), st, save)
 	ch.Sysctls, ch.MissingInterfaces = sc, missing
 	if err != nil {
 		return ch, err
@@ -474,7 +477,7 @@ func (a *Agent) loop(ctx context.Context, trigger <-chan string, subscribed <-ch
 	// seen starts with the values the first apply left, read before Ready
 	// so that any change made after Ready is compared with them; each poll
 	// then records what it read.
-	rules := sysctlRules(a.cfg.Interfaces)
+	rules := a.rules()
 	seen := map[string]string{}
 	startWhy, startDrift := a.pollSysctls(rules, seen)
 	poll := time.NewTicker(sysctlPollInterval)

@@ -53,6 +53,43 @@ func TestApplyFreshHost(t *testing.T) {
 	}
 }
 
+// Asked to, the agent keeps SYN cookies on, records the original and puts
+// it back on cleanup; not asked, it leaves them alone.
+func TestApplySYNCookies(t *testing.T) {
+	fk := newFakeHost()
+	must(fk.SetSysctl("net.ipv4.tcp_syncookies", "0"))
+	plain := newTestAgent(t, fk, Config{VIPs: []netip.Addr{vip4}})
+	if _, err := plain.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := fk.Sysctl("net.ipv4.tcp_syncookies"); v != "0" {
+		t.Fatalf("an agent not asked to set SYN cookies set them to %s", v)
+	}
+
+	a := newTestAgent(t, fk, Config{VIPs: []netip.Addr{vip4}, SYNCookies: true, DataDir: plain.Config().DataDir})
+	ch, err := a.Apply(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := fk.Sysctl("net.ipv4.tcp_syncookies"); v != "1" || !slices.ContainsFunc(ch.Sysctls, func(c SysctlChange) bool { return c.Name == "net.ipv4.tcp_syncookies" }) {
+		t.Errorf("tcp_syncookies = %s, changes %v: want set to 1", v, ch.Sysctls)
+	}
+	must(fk.SetSysctl("net.ipv4.tcp_syncookies", "2"))
+	if _, err := a.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := fk.Sysctl("net.ipv4.tcp_syncookies"); v != "2" {
+		t.Errorf("the stricter 2 became %s", v)
+	}
+	must(fk.SetSysctl("net.ipv4.tcp_syncookies", "1"))
+	if err := a.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := fk.Sysctl("net.ipv4.tcp_syncookies"); v != "0" {
+		t.Errorf("tcp_syncookies = %s after cleanup, want the original 0", v)
+	}
+}
+
 func TestApplyIdempotent(t *testing.T) {
 	fk := newFakeHost()
 	a := newTestAgent(t, fk, Config{VIPs: []netip.Addr{vip4, vip6}, Interfaces: []string{"eth0"}})

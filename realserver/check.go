@@ -58,6 +58,10 @@ const (
 	// CodeNoDirectorInterface: no interfaces are configured and no
 	// interface other than lo is up with an address of the VIP's family.
 	CodeNoDirectorInterface Code = "no-director-interface"
+	// CodeSYNCookies: net.ipv4.tcp_syncookies is 0 (a warning): a SYN
+	// flood the director forwards fills the host's SYN backlog and
+	// legitimate clients are refused.
+	CodeSYNCookies Code = "syn-cookies-off"
 )
 
 // Severity says whether a reason breaks DR traffic.
@@ -455,6 +459,15 @@ func checkSysctls(k Kernel, facing []string, sources []netip.Addr, rs *reasons) 
 			return 0, false, nil // the interface vanished meanwhile
 		}
 		return v, err == nil, err
+	}
+	switch v, err := readInt(k, synCookies.Name); {
+	case errors.Is(err, fs.ErrNotExist):
+		// A kernel without SYN cookies (CONFIG_SYN_COOKIES off).
+	case err != nil:
+		return err
+	case v < synCookies.Min:
+		rs.add(0, Reason{Code: CodeSYNCookies, Severity: SeverityWarn,
+			Detail: fmt.Sprintf("%s=%d: SYN cookies are off, so a SYN flood the director forwards fills this host's SYN backlog and clients are refused; set it to 1 (syn_cookies: true in the realserver file keeps it so)", synCookies.Name, v)})
 	}
 	all := map[string]int{}
 	for _, name := range []string{"arp_ignore", "arp_announce", "rp_filter"} {

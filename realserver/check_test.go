@@ -116,6 +116,16 @@ func TestCheckReasons(t *testing.T) {
 			severity: SeverityWarn,
 		},
 		{
+			name:     "SYN cookies off is a warning on every VIP",
+			breakIt:  func(t *testing.T, fk *netkernel.Fake) { must(fk.SetSysctl("net.ipv4.tcp_syncookies", "0")) },
+			want:     map[netip.Addr]Code{vip4: CodeSYNCookies, vip6: CodeSYNCookies},
+			severity: SeverityWarn,
+		},
+		{
+			name:    "SYN cookies always",
+			breakIt: func(t *testing.T, fk *netkernel.Fake) { must(fk.SetSysctl("net.ipv4.tcp_syncookies", "2")) },
+		},
+		{
 			name:    "loose rp_filter",
 			breakIt: func(t *testing.T, fk *netkernel.Fake) { must(fk.SetSysctl("net.ipv4.conf.all.rp_filter", "2")) },
 		},

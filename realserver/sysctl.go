@@ -68,6 +68,21 @@ func sysctlRules(ifaces []string) []sysctlRule {
 	return rules
 }
 
+// synCookies is the rule the agent keeps when asked to (Config.SYNCookies):
+// SYN cookies on (1: sent when the SYN backlog overflows).
+var synCookies = sysctlRule{Name: "net.ipv4.tcp_syncookies", Iface: "all", Min: 1,
+	Why: "answer with SYN cookies when the SYN backlog overflows: in DR the director forwards a SYN flood to this host, and without them its backlog fills and clients are refused"}
+
+// rules are the sysctls this agent keeps: the ARP settings, and SYN
+// cookies when asked.
+func (a *Agent) rules() []sysctlRule {
+	r := sysctlRules(a.cfg.Interfaces)
+	if a.cfg.SYNCookies {
+		r = append(r, synCookies)
+	}
+	return r
+}
+
 // SysctlChange is one sysctl the agent wrote or restored.
 type SysctlChange struct {
 	// Name is the sysctl(8) name (net.ipv4.conf.all.arp_ignore).

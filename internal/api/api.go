@@ -62,7 +62,10 @@ type Status struct {
 	Reload ReloadResult `json:"reload"`
 	// Reconcile is the outcome of the last IPVS reconcile.
 	Reconcile Reconcile `json:"reconcile"`
-	Services  []Service `json:"services,omitempty"`
+	// IPVS is this director's IPVS as a whole: its connections and its
+	// defences against a full connection table.
+	IPVS     *IPVSStatus `json:"ipvs,omitempty"`
+	Services []Service   `json:"services,omitempty"`
 	// Peers are the other members' running generations, filled in by
 	// dsrd status from each member (best effort).
 	Peers []Peer `json:"peers,omitempty"`
@@ -193,6 +196,32 @@ type BGPPeer struct {
 	BFD string `json:"bfd,omitempty"`
 	// Announced is how many prefixes the router is sent.
 	Announced int `json:"announced"`
+}
+
+// IPVSStatus is a director's IPVS as a whole.
+type IPVSStatus struct {
+	// Connections sums the active and inactive connections of the
+	// services' reals: IPVS's connection table, persistence templates
+	// aside.
+	Connections uint64 `json:"connections"`
+	// Defences are drop_entry, drop_packet and secure_tcp as the kernel
+	// holds them.
+	Defences []IPVSDefence `json:"defences,omitempty"`
+	// AMemThresh is net.ipv4.vs.amemthresh in bytes: the auto defences
+	// act while the available memory is below it.
+	AMemThresh uint64 `json:"amemthresh_bytes,omitempty"`
+	// Error says what could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// IPVSDefence is one of IPVS's defences.
+type IPVSDefence struct {
+	// Name is the sysctl: drop_entry, drop_packet or secure_tcp.
+	Name string `json:"name"`
+	// Mode is off, auto or always (the kernel's 0, 1 or 2, 3).
+	Mode string `json:"mode"`
+	// Active: the defence acts now (auto below amemthresh, or always).
+	Active bool `json:"active,omitempty"`
 }
 
 // Reconcile is the outcome of the last IPVS reconcile.

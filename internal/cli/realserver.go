@@ -145,6 +145,7 @@ func RealserverAgentConfig(c config.Realserver) realserver.Config {
 		CleanupOnExit:  c.CleanupOnExit,
 		StatusAddress:  c.StatusAddress,
 		ResyncInterval: c.ResyncInterval.D(),
+		SYNCookies:     c.SYNCookies,
 	}
 }
 

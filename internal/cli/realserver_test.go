@@ -22,11 +22,12 @@ func TestRealserverAgentConfig(t *testing.T) {
 		CleanupOnExit:  true,
 		StatusAddress:  ":9797",
 		ResyncInterval: config.Duration(time.Minute),
+		SYNCookies:     true,
 		LogLevel:       "debug",
 		LogFormat:      "json",
 	})
 	if !slices.Equal(got.VIPs, []netip.Addr{vip}) || !slices.Equal(got.Interfaces, []string{"eth0"}) || got.DataDir != "/d" ||
-		!got.CleanupOnExit || got.StatusAddress != ":9797" || got.ResyncInterval != time.Minute {
+		!got.CleanupOnExit || got.StatusAddress != ":9797" || got.ResyncInterval != time.Minute || !got.SYNCookies {
 		t.Errorf("RealserverAgentConfig = %+v", got)
 	}
 }
@@ -35,7 +36,7 @@ func TestRealserverAgentConfig(t *testing.T) {
 // a field that RealserverAgentConfig neither translates nor knowingly
 // leaves to the command.
 func TestRealserverAgentConfigCoversTheFile(t *testing.T) {
-	translated := []string{"VIPs", "Interfaces", "DataDir", "CleanupOnExit", "StatusAddress", "ResyncInterval"}
+	translated := []string{"VIPs", "Interfaces", "DataDir", "CleanupOnExit", "StatusAddress", "ResyncInterval", "SYNCookies"}
 	command := []string{"LogLevel", "LogFormat"}
 	typ := reflect.TypeFor[config.Realserver]()
 	for i := range typ.NumField() {

@@ -133,6 +133,9 @@ func writeStatus(w io.Writer, st api.Status) error {
 	if director {
 		reloadLines(line, st.Reload)
 		line("reconcile", "%s", outcome(st.Reconcile.At, st.Reconcile.OK, st.Reconcile.Error))
+		if x := st.IPVS; x != nil {
+			ipvsLines(line, x)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -321,6 +324,37 @@ func joinNonEmpty(sep string, parts ...string) string {
 }
 
 // bgpLines prints a director's BGP speaker: one line per session.
+// ipvsLines shows IPVS's connections and defences, with a warning while
+// a defence acts.
+func ipvsLines(line func(key, format string, args ...any), x *api.IPVSStatus) {
+	parts := []string{fmt.Sprintf("%d connections", x.Connections)}
+	var acting []string
+	for _, d := range x.Defences {
+		p := d.Name + " " + d.Mode
+		if d.Active && d.Mode == "auto" {
+			p += " (acting)"
+			acting = append(acting, d.Name)
+		}
+		parts = append(parts, p)
+	}
+	line("ipvs", "%s", strings.Join(parts, ", "))
+	if len(acting) > 0 {
+		line("", "WARNING: IPVS defends itself (%s): free memory is below amemthresh (%s)",
+			strings.Join(acting, ", "), bytesText(x.AMemThresh))
+	}
+	if x.Error != "" {
+		line("", "WARNING: %s", x.Error)
+	}
+}
+
+// bytesText formats a size in MiB, or "unknown".
+func bytesText(b uint64) string {
+	if b == 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%d MiB", b>>20)
+}
+
 func bgpLines(line func(key, format string, args ...any), b *api.BGP) {
 	if len(b.Peers) == 0 {
 		line("bgp", "no peers")

@@ -64,6 +64,8 @@ func anycastStatus() api.Status {
 		{Address: netip.MustParseAddr("192.0.2.2"), ASN: 64500, State: "active", BFD: "down"},
 	}, Error: "announce 203.0.113.20/32: context deadline exceeded",
 		Drains: []api.BGPDrain{{Node: "d2", Since: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC), By: "d1", Forced: true}}}
+	st.IPVS = &api.IPVSStatus{Connections: 1310, AMemThresh: 4 << 20, Defences: []api.IPVSDefence{
+		{Name: "drop_entry", Mode: "auto", Active: true}, {Name: "drop_packet", Mode: "off"}, {Name: "secure_tcp", Mode: "always", Active: true}}}
 	return st
 }
 

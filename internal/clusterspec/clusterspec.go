@@ -37,6 +37,7 @@ func FromConfig(x config.IPVS, vips []config.VIP, services []config.Service) raf
 			UDPTimeout: raft.Duration(x.UDPTimeout), SloppyTCP: clone(x.SloppyTCP),
 			ExpireNodestConn: clone(x.ExpireNodestConn), ExpireQuiescentTemplate: clone(x.ExpireQuiescentTemplate),
 			ConnReuseMode: clone(x.ConnReuseMode),
+			DropEntry:     x.DropEntry, DropPacket: x.DropPacket, SecureTCP: x.SecureTCP, AMemThresh: uint64(x.AMemThresh),
 		},
 		VIPs:     make([]raft.VIP, len(vips)),
 		Services: make([]raft.Service, len(services)),
@@ -94,6 +95,7 @@ func IPVS(s raft.Spec) config.IPVS {
 		UDPTimeout: config.Duration(x.UDPTimeout), SloppyTCP: clone(x.SloppyTCP),
 		ExpireNodestConn: clone(x.ExpireNodestConn), ExpireQuiescentTemplate: clone(x.ExpireQuiescentTemplate),
 		ConnReuseMode: clone(x.ConnReuseMode),
+		DropEntry:     x.DropEntry, DropPacket: x.DropPacket, SecureTCP: x.SecureTCP, AMemThresh: config.ByteSize(x.AMemThresh),
 	}
 }
 

@@ -28,7 +28,7 @@ var updateWire = flag.Bool("update-wire", false, "rewrite raft/testdata/wire/"+w
 var wireDir = filepath.Join("..", "..", "raft", "testdata", "wire")
 
 // wireVersion is the directory of the golden files this binary writes.
-const wireVersion = "v3"
+const wireVersion = "v4"
 
 // wireVersions returns the golden directories of every wire version.
 func wireVersions(t *testing.T) []string {

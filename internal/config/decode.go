@@ -267,6 +267,16 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 			*p = dur
 		}
 		return
+	case *ByteSize:
+		if s, ok := d.scalar(n, path, "a size such as 256MiB"); ok {
+			b, err := parseByteSize(s)
+			if err != nil {
+				d.fail(n, path, "%v", err)
+				return
+			}
+			*p = b
+		}
+		return
 	case *Peer:
 		if s, ok := d.scalar(n, path, "a peer written id@ip:port"); ok && s != "" {
 			peer, err := ParsePeer(s)

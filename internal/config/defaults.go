@@ -177,6 +177,19 @@ const (
 	DefaultExpireQuiescentTemplate = true
 )
 
+// IPVS's defences by default: drop_entry and secure_tcp act on their own
+// while the available memory is below amemthresh (a SYN flood filling the
+// connection table); drop_packet, which drops the packets of established
+// flows too, stays off. amemthresh is left at the kernel's (1024 pages)
+// unless set: the kernel counts free memory without the page cache, which
+// a busy host keeps low, so a larger default would arm the defences on
+// healthy directors (docs/config.md).
+const (
+	DefaultDropEntry  = "auto"
+	DefaultDropPacket = "off"
+	DefaultSecureTCP  = "auto"
+)
+
 // Realserver defaults.
 const (
 	// DefaultRealserverDataDir keeps the sysctl values found at start, so

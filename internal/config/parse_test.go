@@ -604,3 +604,23 @@ func TestAnnounceBounds(t *testing.T) {
 		}
 	}
 }
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{"256MiB": 256 << 20, "1GiB": 1 << 30, "512KiB": 512 << 10, "4096B": 4096, "2TiB": 2 << 40} {
+		got, err := parseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("parseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+		if got.String() != in && in != "4096B" {
+			t.Errorf("%d.String() = %q, want %q", got, got.String(), in)
+		}
+	}
+	for _, in := range []string{"", "256", "256MB", "-1MiB", "1.5GiB", "MiB", "99999999999TiB"} {
+		if _, err := parseByteSize(in); err == nil {
+			t.Errorf("parseByteSize(%q) accepted", in)
+		}
+	}
+	if s := ByteSize(4096).String(); s != "4KiB" {
+		t.Errorf("4096 = %q, want 4KiB", s)
+	}
+}

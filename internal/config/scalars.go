@@ -2,10 +2,13 @@ package config
 
 import (
 	"fmt"
-	"github.com/dsrd/dsrd/ipvs"
+	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dsrd/dsrd/ipvs"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -157,6 +160,43 @@ func parseAddrPort(s string) (netip.AddrPort, error) {
 	}
 	return ap, nil
 }
+
+// parseByteSize parses an amount of memory with a binary unit (B, KiB,
+// MiB, GiB, TiB): "256MiB".
+func parseByteSize(s string) (ByteSize, error) {
+	units := []struct {
+		suffix string
+		shift  uint
+	}{{"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}, {"B", 0}}
+	for _, u := range units {
+		num, ok := strings.CutSuffix(s, u.suffix)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
+		if err != nil || n > math.MaxUint64>>u.shift {
+			break
+		}
+		return ByteSize(n << u.shift), nil
+	}
+	return 0, fmt.Errorf("invalid size %q: want a whole number with a binary unit, such as 256MiB or 1GiB", s)
+}
+
+// String formats the size with the largest unit that divides it.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
+		if b != 0 && b%(1<<u.shift) == 0 {
+			return strconv.FormatUint(uint64(b>>u.shift), 10) + u.suffix
+		}
+	}
+	return strconv.FormatUint(uint64(b), 10) + "B"
+}
+
+// MarshalYAML writes the size as String does.
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
 
 // parseDuration parses a Go duration string, refusing negative ones.
 func parseDuration(s string) (Duration, error) {

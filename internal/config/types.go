@@ -139,7 +139,23 @@ type IPVS struct {
 	ExpireQuiescentTemplate *bool `yaml:"expire_quiescent_template" json:"ExpireQuiescentTemplate"`
 	// ConnReuseMode is net.ipv4.vs.conn_reuse_mode (0, 1 or 2).
 	ConnReuseMode *int `yaml:"conn_reuse_mode" json:"ConnReuseMode"`
+	// DropEntry, DropPacket and SecureTCP are IPVS's defences against a
+	// connection table that eats the memory (a SYN flood): off, auto
+	// (while the available memory is below AMemThresh) or always. Empty
+	// means the default (DefaultDropEntry...), applied by the director:
+	// a file that does not name them replicates as before.
+	DropEntry  string `yaml:"drop_entry" json:"DropEntry,omitempty"`
+	DropPacket string `yaml:"drop_packet" json:"DropPacket,omitempty"`
+	SecureTCP  string `yaml:"secure_tcp" json:"SecureTCP,omitempty"`
+	// AMemThresh is the free memory below which the auto defences act
+	// (net.ipv4.vs.amemthresh, converted to pages on each director); 0
+	// leaves the kernel's.
+	AMemThresh ByteSize `yaml:"amemthresh" json:"AMemThresh,omitempty"`
 }
+
+// ByteSize is an amount of memory, written with a binary unit: 512KiB,
+// 256MiB, 1GiB.
+type ByteSize uint64
 
 // VIP is a virtual IP address: in mode arp owned by the Raft leader and
 // announced with gratuitous ARP / unsolicited NA, in mode bgp held on lo by
@@ -392,8 +408,10 @@ type Realserver struct {
 	StatusAddress string `yaml:"status_address"`
 	// ResyncInterval re-applies the whole state periodically.
 	ResyncInterval Duration `yaml:"resync_interval"`
-	LogLevel       string   `yaml:"log_level"`
-	LogFormat      string   `yaml:"log_format"`
+	// SYNCookies keeps net.ipv4.tcp_syncookies at 1 or above.
+	SYNCookies bool   `yaml:"syn_cookies"`
+	LogLevel   string `yaml:"log_level"`
+	LogFormat  string `yaml:"log_format"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("1.5s").

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/realserver"
 	"github.com/dsrd/dsrd/vrrp"
 )
@@ -462,7 +463,25 @@ func (v *validator) ipvs(x *IPVS, path string) {
 	if x.ConnReuseMode != nil && (*x.ConnReuseMode < 0 || *x.ConnReuseMode > 2) {
 		v.errorf(joinPath(path, "conn_reuse_mode"), "%d is not 0, 1 or 2", *x.ConnReuseMode)
 	}
+	for _, d := range []struct{ name, mode string }{{"drop_entry", x.DropEntry}, {"drop_packet", x.DropPacket}, {"secure_tcp", x.SecureTCP}} {
+		if d.mode == "" {
+			continue
+		}
+		if _, err := ipvs.ParseDefence(d.mode); err != nil {
+			v.errorf(joinPath(path, d.name), "%v", err)
+		}
+	}
+	if x.AMemThresh != 0 && (x.AMemThresh < MinAMemThresh || x.AMemThresh > MaxAMemThresh) {
+		v.errorf(joinPath(path, "amemthresh"), "%s is out of range %s to %s", x.AMemThresh, MinAMemThresh, MaxAMemThresh)
+	}
 }
+
+// The range of ipvs.amemthresh: below 1 MiB the auto defences wait for an
+// out-of-memory kernel; above 1 TiB they would always act.
+const (
+	MinAMemThresh = ByteSize(1 << 20)
+	MaxAMemThresh = ByteSize(1 << 40)
+)
 
 // wholeSeconds checks an IPVS timeout, which the kernel keeps in seconds.
 func (v *validator) wholeSeconds(path string, d Duration) {

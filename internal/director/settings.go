@@ -1,6 +1,8 @@
 package director
 
 import (
+	"cmp"
+
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/ipvs"
 )
@@ -20,6 +22,10 @@ func ipvsSettings(c config.IPVS) ipvs.Settings {
 		ExpireNodestConn:        boolOr(c.ExpireNodestConn, config.DefaultExpireNodestConn),
 		ExpireQuiescentTemplate: boolOr(c.ExpireQuiescentTemplate, config.DefaultExpireQuiescentTemplate),
 		ConnReuseMode:           c.ConnReuseMode,
+		DropEntry:               ipvs.Defence(cmp.Or(c.DropEntry, config.DefaultDropEntry)),
+		DropPacket:              ipvs.Defence(cmp.Or(c.DropPacket, config.DefaultDropPacket)),
+		SecureTCP:               ipvs.Defence(cmp.Or(c.SecureTCP, config.DefaultSecureTCP)),
+		AMemThresh:              int64(c.AMemThresh),
 	}
 }
 

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
@@ -71,9 +74,13 @@ func (d *Director) status(ctx context.Context, traffic map[metrics.RealID]ipvs.S
 		return st, fmt.Errorf("read ipvs: %w", err)
 	}
 	admin := d.node.Admin()
+	st.IPVS = defencesStatus(d.sysctls)
 	for _, v := range views {
 		svc := serviceStatus(v, kernel[v.Key], admin, d.checks)
 		st.Services = append(st.Services, svc)
+		for _, rs := range svc.Reals {
+			st.IPVS.Connections += uint64(rs.ActiveConns) + uint64(rs.InactiveConns)
+		}
 		if traffic == nil {
 			continue
 		}
@@ -84,6 +91,31 @@ func (d *Director) status(ctx context.Context, traffic map[metrics.RealID]ipvs.S
 		}
 	}
 	return st, nil
+}
+
+// defencesStatus reads IPVS's defences from the kernel's sysctls.
+func defencesStatus(sys ipvs.SysctlWriter) *api.IPVSStatus {
+	out := &api.IPVSStatus{}
+	var errs []string
+	for _, name := range ipvs.DefenceSysctls {
+		v, err := sys.Get("net.ipv4.vs." + name)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		mode := map[string]string{"0": "off", "1": "auto", "2": "auto", "3": "always"}[v]
+		if mode == "" {
+			mode = "unknown (" + v + ")"
+		}
+		out.Defences = append(out.Defences, api.IPVSDefence{Name: name, Mode: mode, Active: ipvs.DefenceActive(v)})
+	}
+	if v, err := sys.Get("net.ipv4.vs.amemthresh"); err != nil {
+		errs = append(errs, err.Error())
+	} else if pages, err := strconv.ParseUint(v, 10, 64); err == nil {
+		out.AMemThresh = pages * uint64(os.Getpagesize())
+	}
+	out.Error = strings.Join(errs, "; ")
+	return out
 }
 
 // raftStatus fills the parts of a status every node kind shares.

@@ -524,3 +524,23 @@ dsrd_bgp_withdrawals_total{cause="no-service-up"} 2
 		t.Error(err)
 	}
 }
+
+func TestIPVSDefenceMetrics(t *testing.T) {
+	snap := directorSnapshot()
+	snap.Status.IPVS = &api.IPVSStatus{Connections: 1310, Defences: []api.IPVSDefence{
+		{Name: "drop_entry", Mode: "auto", Active: true}, {Name: "drop_packet", Mode: "off"}, {Name: "secure_tcp", Mode: "auto"}}}
+	s := newTestSet(RoleDirector, snap, nil)
+	const want = `
+# HELP dsrd_ipvs_connections IPVS connections of the services' reals (active and inactive; persistence templates aside).
+# TYPE dsrd_ipvs_connections gauge
+dsrd_ipvs_connections 1310
+# HELP dsrd_ipvs_defence_active 1 while an IPVS defence acts (drop_entry, drop_packet, secure_tcp: auto below amemthresh, or always), else 0.
+# TYPE dsrd_ipvs_defence_active gauge
+dsrd_ipvs_defence_active{defence="drop_entry"} 1
+dsrd_ipvs_defence_active{defence="drop_packet"} 0
+dsrd_ipvs_defence_active{defence="secure_tcp"} 0
+`
+	if err := testutil.GatherAndCompare(s.Gatherer(), strings.NewReader(want), "dsrd_ipvs_connections", "dsrd_ipvs_defence_active"); err != nil {
+		t.Error(err)
+	}
+}

@@ -47,6 +47,8 @@ var (
 	descBGPPrefixes  = desc("bgp_announced_prefixes", "Prefixes (bgp VIPs) the speaker sends the router.", "peer")
 	descReloadOK     = desc("config_reload_success", "1 when the last reload of this director's file (or its submission at start) succeeded, 0 when it was rejected: the running configuration stayed.")
 	descReloadTime   = desc("config_last_reload_timestamp_seconds", "Unix time of the last reload of this director's file (or of its submission at start).")
+	descIPVSConns    = desc("ipvs_connections", "IPVS connections of the services' reals (active and inactive; persistence templates aside).")
+	descIPVSDefence  = desc("ipvs_defence_active", "1 while an IPVS defence acts (drop_entry, drop_packet, secure_tcp: auto below amemthresh, or always), else 0.", "defence")
 	descLastSync     = desc("ipvs_last_reconcile_success_timestamp_seconds", "Unix time of the last IPVS reconcile pass that succeeded.")
 	descServiceUp    = desc("service_up", "1 while at least the service's quorum of reals is healthy, else 0.", "service")
 	descServiceReals = desc("service_healthy_reals", "Reals of the service that are healthy.", "service")
@@ -88,7 +90,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	for _, d := range []*prometheus.Desc{
 		descRunning, descVRRPState, descVIPOwned, descAnnounced, descBGPSession, descBGPPrefixes, descReloadOK, descReloadTime, descLastSync,
-		descServiceUp, descServiceReals, descWeight, descHealthy, descAdmin, descActive, descInactive,
+		descIPVSConns, descIPVSDefence, descServiceUp, descServiceReals, descWeight, descHealthy, descAdmin, descActive, descInactive,
 		descConns, descPktsIn, descPktsOut, descBytesIn, descBytesOut,
 	} {
 		ch <- d
@@ -198,6 +200,12 @@ func (s *Set) collect(ch chan<- prometheus.Metric, snap Snapshot, ok bool) {
 	}
 	if ns := s.lastSuccess.Load(); ns != 0 {
 		gauge(ch, descLastSync, float64(ns)/1e9)
+	}
+	if x := st.IPVS; x != nil {
+		gauge(ch, descIPVSConns, float64(x.Connections))
+		for _, d := range x.Defences {
+			gauge(ch, descIPVSDefence, bit(d.Active), d.Name)
+		}
 	}
 
 	seenSvc := map[string]bool{}

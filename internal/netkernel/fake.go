@@ -77,6 +77,8 @@ func NewFake(links ...string) *Fake {
 			f.sysctls[ConfSysctl(conf, name)] = "0"
 		}
 	}
+	// Linux's default: SYN cookies sent when the SYN backlog overflows.
+	f.sysctls["net.ipv4.tcp_syncookies"] = "1"
 	f.setLinkLocked(Link{Name: "lo", Up: true, Running: true, NoARP: true, Loopback: true})
 	f.addrs = append(f.addrs,
 		Addr{Link: "lo", Prefix: netip.MustParsePrefix("127.0.0.1/8"), Label: "lo", Scope: ScopeHost},
