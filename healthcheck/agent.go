@@ -84,7 +84,7 @@ func newAgentChecker(p Agent, source netip.Addr, timeout time.Duration) (*agentC
 		timeout: timeout,
 		path:    path,
 		host:    p.Host,
-		client:  newHTTPClient(source, nil),
+		client:  newHTTPClient(source, nil, ProxyNone),
 	}, nil
 }
 

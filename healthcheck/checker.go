@@ -303,6 +303,9 @@ func NewChecker(spec Spec, opts BuildOptions) (Checker, error) {
 	}
 	switch p := spec.Probe.(type) {
 	case TCP:
+		if _, err := ParseProxyProtocol(string(p.Proxy)); err != nil {
+			return nil, err
+		}
 		return newTCPChecker(p, spec.Source, timeout), nil
 	case HTTP:
 		return newHTTPChecker(p, spec.Source, timeout, opts)

@@ -43,6 +43,9 @@ func newHTTPChecker(p HTTP, source netip.Addr, timeout time.Duration, opts Build
 	if err != nil {
 		return nil, err
 	}
+	if _, err := ParseProxyProtocol(string(p.Proxy)); err != nil {
+		return nil, err
+	}
 	var body *regexp.Regexp
 	if p.BodyRegexp != "" {
 		if body, err = regexp.Compile(p.BodyRegexp); err != nil {
@@ -81,14 +84,14 @@ func newHTTPChecker(p HTTP, source netip.Addr, timeout time.Duration, opts Build
 		host:    p.Host,
 		status:  status,
 		body:    body,
-		client:  newHTTPClient(source, tlsConf),
+		client:  newHTTPClient(source, tlsConf, p.Proxy),
 	}, nil
 }
 
 // newHTTPClient returns a client that opens a new connection for every
 // request, from source when set, never follows redirects and ignores proxy
 // settings from the environment.
-func newHTTPClient(source netip.Addr, tlsConf *tls.Config) *http.Client {
+func newHTTPClient(source netip.Addr, tlsConf *tls.Config, proxy ProxyProtocol) *http.Client {
 	tr := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
@@ -101,6 +104,10 @@ func newHTTPClient(source netip.Addr, tlsConf *tls.Config) *http.Client {
 				return nil, err
 			}
 			_ = conn.SetLinger(0)
+			if err := sendProxyHeader(conn, proxy, deadline(ctx, DefaultTimeout)); err != nil {
+				_ = conn.Close()
+				return nil, err
+			}
 			return conn, nil
 		},
 		TLSClientConfig:        tlsConf,

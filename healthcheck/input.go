@@ -69,6 +69,8 @@ type TCP struct {
 	Send string
 	// Expect must appear in the reply; empty expects nothing.
 	Expect string
+	// Proxy sends a PROXY protocol header first.
+	Proxy ProxyProtocol
 }
 
 // HTTP sends one request over HTTP, or HTTPS with TLS, and checks the
@@ -93,6 +95,8 @@ type HTTP struct {
 	// TLSVerify verifies the server's certificate (against
 	// BuildOptions.RootCAs); off, any certificate is accepted.
 	TLSVerify bool
+	// Proxy sends a PROXY protocol header first, before TLS.
+	Proxy ProxyProtocol
 }
 
 // UDP sends one datagram and expects a reply.

@@ -25,6 +25,7 @@ type tcpChecker struct {
 	source  netip.Addr
 	send    []byte
 	expect  []byte
+	proxy   ProxyProtocol
 }
 
 func newTCPChecker(p TCP, source netip.Addr, timeout time.Duration) *tcpChecker {
@@ -33,6 +34,7 @@ func newTCPChecker(p TCP, source netip.Addr, timeout time.Duration) *tcpChecker 
 		source:  source,
 		send:    []byte(p.Send),
 		expect:  []byte(p.Expect),
+		proxy:   p.Proxy,
 	}
 }
 
@@ -44,7 +46,7 @@ func (c *tcpChecker) Check(ctx context.Context, t Target) Result {
 	if t.Addr.Port() == 0 {
 		return downResult(start, ReasonConfig, "no port to check: set the health check's port")
 	}
-	if len(c.send) == 0 && len(c.expect) == 0 && t.Addr.Addr().Zone() == "" {
+	if len(c.send) == 0 && len(c.expect) == 0 && c.proxy == ProxyNone && t.Addr.Addr().Zone() == "" {
 		if err := connectProbe(ctx, c.source, t.Addr); err != nil {
 			return errResult(ctx, start, "connect", err)
 		}
@@ -58,7 +60,13 @@ func (c *tcpChecker) Check(ctx context.Context, t Target) Result {
 		_ = conn.SetLinger(0)
 		_ = conn.Close()
 	}()
+	if err := sendProxyHeader(conn, c.proxy, deadline(ctx, DefaultTimeout)); err != nil {
+		return errResult(ctx, start, "send", err)
+	}
 	if len(c.send) == 0 && len(c.expect) == 0 {
+		if c.proxy != ProxyNone {
+			return upResult(start, "connected, PROXY "+string(c.proxy)+" header sent")
+		}
 		return upResult(start, "connected")
 	}
 	return exchangeStream(ctx, start, conn, c.send, c.expect)
