@@ -181,7 +181,9 @@ func TestProxyProtocolChecks(t *testing.T) {
 	secure.Listener = proxyRequired{secure.Listener, t}
 	secure.StartTLS()
 	t.Cleanup(secure.Close)
-	host := func(s *httptest.Server) string { return strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://") }
+	host := func(s *httptest.Server) string {
+		return strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://")
+	}
 
 	for _, v := range []ProxyProtocol{ProxyV1, ProxyV2} {
 		t.Run(string(v), func(t *testing.T) {
