@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/dsrd/dsrd/internal/director"
 	"github.com/dsrd/dsrd/internal/logging"
 	"github.com/dsrd/dsrd/internal/metrics"
+	"github.com/dsrd/dsrd/internal/statuspage"
 	"github.com/dsrd/dsrd/internal/systemd"
 )
 
@@ -264,16 +266,18 @@ func startMetrics(ctx context.Context, addr string, m *metrics.Set, log *slog.Lo
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { // ends when ctx ends: Serve shuts the server down
-		defer close(done)
+	page := statuspage.New(m.Snapshot, log.With("component", "status-page"))
+	m.ServePage(page.Handler())
+	var wg sync.WaitGroup
+	wg.Go(func() { page.Run(ctx) }) // ends when ctx ends
+	wg.Go(func() { // ends when ctx ends: Serve shuts the server down
 		if err := m.Serve(ctx, ln, log); err != nil {
 			log.Error("metrics endpoint stopped", "error", err)
 		}
-	}()
+	})
 	return func() {
 		cancel()
-		<-done
+		wg.Wait()
 	}, nil
 }
 

@@ -72,7 +72,7 @@ func Listen(addr string) (net.Listener, error) {
 }
 
 // Handler returns the HTTP handler of the endpoint: the metrics at Path,
-// 404 elsewhere.
+// and the status page (ServePage) at every other path, else 404.
 func (s *Set) Handler(log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -86,6 +86,12 @@ func (s *Set) Handler(log *slog.Logger) http.Handler {
 		MaxRequestsInFlight: maxInFlight,
 		Timeout:             scrapeTimeout,
 	}))
+	s.mu.Lock()
+	page := s.page
+	s.mu.Unlock()
+	if page != nil {
+		mux.Handle("/", page)
+	}
 	return mux
 }
 

@@ -11,6 +11,8 @@ package metrics
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -92,6 +94,7 @@ type Set struct {
 
 	mu       sync.Mutex
 	source   Source
+	page     http.Handler
 	services map[string]bool // services with check series, for RetainServices
 }
 
@@ -173,6 +176,32 @@ func (s *Set) Watch(src Source) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.source = src
+}
+
+// Snapshot reads the node's state from the source Watch set (an error
+// before it is set).
+func (s *Set) Snapshot(ctx context.Context) (Snapshot, error) {
+	if s == nil {
+		return Snapshot{}, errors.New("no metrics")
+	}
+	s.mu.Lock()
+	src := s.source
+	s.mu.Unlock()
+	if src == nil {
+		return Snapshot{}, errors.New("the node has not started yet")
+	}
+	return src(ctx)
+}
+
+// ServePage serves h (the status page) on the endpoint at every path but
+// the metrics'; call it before Serve.
+func (s *Set) ServePage(h http.Handler) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.page = h
 }
 
 // BGPWithdrawn counts one withdrawal of a bgp VIP by its cause.
