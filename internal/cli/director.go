@@ -270,7 +270,7 @@ func startMetrics(ctx context.Context, addr string, m *metrics.Set, log *slog.Lo
 	m.ServePage(page.Handler())
 	var wg sync.WaitGroup
 	wg.Go(func() { page.Run(ctx) }) // ends when ctx ends
-	wg.Go(func() { // ends when ctx ends: Serve shuts the server down
+	wg.Go(func() {                  // ends when ctx ends: Serve shuts the server down
 		if err := m.Serve(ctx, ln, log); err != nil {
 			log.Error("metrics endpoint stopped", "error", err)
 		}

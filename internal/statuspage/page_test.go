@@ -95,7 +95,7 @@ func TestPageGolden(t *testing.T) {
 	golden(t, "director.html", w.Body.Bytes())
 
 	wit := metrics.Snapshot{Status: api.Status{Node: "w1", Role: "witness", Version: "1.0.0",
-		Raft: api.Raft{State: "Follower", LeaderID: "d1", LeaderAddress: "192.0.2.11:7946", Term: 7},
+		Raft:    api.Raft{State: "Follower", LeaderID: "d1", LeaderAddress: "192.0.2.11:7946", Term: 7},
 		Members: apitest.SampleStatus().Members, Generation: 12}}
 	wp := fixedPage(&wit, &now)
 	wp.sample(context.Background())
