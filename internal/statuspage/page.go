@@ -46,6 +46,9 @@ type Page struct {
 	log *slog.Logger
 	rec *recorder
 	now func() time.Time
+	// poll is how often the script refreshes (SampleInterval; tests
+	// shorten it).
+	poll time.Duration
 }
 
 // New returns the page of the node src reads. Run records its history.
@@ -53,7 +56,7 @@ func New(src Source, log *slog.Logger) *Page {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Page{src: src, log: log, rec: newRecorder(), now: time.Now}
+	return &Page{src: src, log: log, rec: newRecorder(), now: time.Now, poll: SampleInterval}
 }
 
 // Run samples the node every SampleInterval until ctx ends, for the
@@ -243,7 +246,7 @@ func (p *Page) view(snap metrics.Snapshot, readErr error) view {
 	st := snap.Status
 	now := p.now()
 	v := view{Node: st.Node, Role: st.Role, Version: st.Version, At: now, AtText: now.Format("15:04:05 MST"),
-		PollMillis: int(SampleInterval / time.Millisecond), PollSeconds: int(SampleInterval / time.Second),
+		PollMillis: int(p.poll / time.Millisecond), PollSeconds: max(1, int(p.poll/time.Second)),
 		Generation: st.Generation, RunningGeneration: st.RunningGeneration, Director: st.Role == "director"}
 	if readErr != nil {
 		v.Error = readErr.Error()
