@@ -32,6 +32,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -544,6 +546,7 @@ func TestClusterDirectRouting(t *testing.T) {
 	vip := fmt.Sprintf(`vip="%s"`, clusterVIP)
 	for _, h := range []lab.Host{owner, follower} {
 		m := clusterMetrics(t, h)
+		clusterMonitoring(t, c, h, m)
 		lead, owned := 0.0, 1.0
 		if h == owner {
 			lead = 1
@@ -565,6 +568,63 @@ func TestClusterDirectRouting(t *testing.T) {
 			out, _ := m.value("dsrd_real_packets_out_total", `service="web"`, real)
 			if (h == owner) != (in > 0) || out != 0 {
 				t.Errorf("%s: real %s forwarded %v packets in, %v out; want in > 0 only on the owner %s, out 0", h, r, in, out, owner)
+			}
+		}
+	}
+}
+
+// clusterMonitoring checks, on h's metrics listener, what operators are
+// given to watch it: every metric the shipped alerting rules and dashboard
+// (packaging/monitoring) name is in the scrape m, but those of features
+// this lab does not run (bgp), and the status page at / lists every
+// service and real of h's status.
+func clusterMonitoring(t *testing.T, c *lab.Cluster, h lab.Host, m clusterMetricLines) {
+	t.Helper()
+	var names []string
+	for _, f := range []string{"dsrd-alerts.yml", "dsrd-dashboard.json"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "packaging", "monitoring", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, regexp.MustCompile(`\bdsrd_[a-z_]+`).FindAllString(string(b), -1)...)
+	}
+	slices.Sort(names)
+	for _, n := range slices.Compact(names) {
+		if strings.HasPrefix(n, "dsrd_bgp_") || n == "dsrd_vip_announced" || strings.HasSuffix(n, "_bucket") {
+			continue // no bgp in this lab; histograms are checked by their name
+		}
+		if !slices.ContainsFunc(m, func(l string) bool {
+			return strings.HasPrefix(l, n+"{") || strings.HasPrefix(l, n+" ") || strings.HasPrefix(l, n+"_bucket{")
+		}) {
+			t.Errorf("%s: %s, named by packaging/monitoring, is not in the scrape", h, n)
+		}
+	}
+
+	st, err := c.Status(clusterCtx(t), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(clusterCtx(t), http.MethodGet, "http://127.0.0.1:9796/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := lab.HTTPClient(h, 10*time.Second).Do(req)
+	if err != nil {
+		t.Fatalf("%s's status page: %v", h, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s's status page: %d, %v", h, resp.StatusCode, err)
+	}
+	page := string(body)
+	for _, svc := range st.Services {
+		if !strings.Contains(page, `data-service="`+svc.Key+`"`) {
+			t.Errorf("%s's status page lacks service %s", h, svc.Key)
+		}
+		for _, r := range svc.Reals {
+			if key := svc.Key + "/" + netip.AddrPortFrom(r.Address, r.Port).String(); !strings.Contains(page, `data-real="`+key+`"`) {
+				t.Errorf("%s's status page lacks real %s", h, key)
 			}
 		}
 	}
