@@ -10,7 +10,7 @@ COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test lint unit fuzz-short e2e e2e-cluster e2e-bgp demo fuzz bench clean packages packaging-test
+.PHONY: all build test lint unit fuzz-short e2e e2e-cluster e2e-bgp chaos demo fuzz bench clean packages packaging-test
 
 all: build
 
@@ -28,6 +28,7 @@ lint:
 	$(GO) vet -tags vmtest ./...
 	$(GO) vet -tags vmtest,vmcluster ./tests/...
 	$(GO) vet -tags vmtest,vmcluster,vmbgp ./tests/...
+	$(GO) vet -tags vmtest,vmcluster,vmchaos ./tests/...
 
 ## unit: unit tests with the race detector. DSRD_TEST_PRIVILEGED=require:
 ## a privileged test that lacks what it needs fails instead of skipping
@@ -43,6 +44,12 @@ e2e: build
 ## e2e-cluster: only the dsrd cluster end-to-end tests (about 2.5 minutes)
 e2e-cluster: build
 	DSRD_E2E_TAGS=vmtest,vmcluster DSRD_E2E_PKG=./tests/e2e tests/vm/e2e -test.run '^TestCluster'
+
+## chaos: a seeded schedule of faults against the lab cluster, its
+## invariants checked (tests/e2e/chaos_test.go; DSRD_CHAOS_SEED replays a
+## schedule, DSRD_CHAOS_LENGTH sets its length, 3m by default)
+chaos: build
+	DSRD_E2E_TAGS=vmtest,vmcluster,vmchaos DSRD_E2E_PKG=./tests/e2e tests/vm/e2e -test.run '^TestChaos$$'
 
 ## e2e-bgp: dsrd directors announcing a bgp VIP to the lab's BIRD router
 ## (TestClusterBGP, about 3 minutes). Not in `make test` yet: its partition

@@ -8,7 +8,7 @@ import (
 )
 
 var lab = Topology{Directors: []string{"dir1", "dir2"}, Witnesses: []string{"dir3"}, Backends: []string{"rs1", "rs2", "rs3"},
-	Reals: []string{"web/198.51.100.21", "web/198.51.100.22"}}
+	Agents: []string{"rs1", "rs2", "rs3"}, Reals: []string{"web/198.51.100.21", "web/198.51.100.22"}}
 
 func TestGenerateReplaysAndKeepsBounds(t *testing.T) {
 	long := Bounds{Length: time.Hour, Warmup: 30 * time.Second, Quiet: time.Minute, MeanGap: 5 * time.Second, MaxConcurrent: 2}

@@ -171,6 +171,8 @@ func CheckLeaks(warm, end map[string]Resources, at time.Duration) []Violation {
 type Probe struct {
 	At time.Duration
 	OK bool
+	// Err says why a probe failed.
+	Err string
 }
 
 // Outages measures invariant (e): the success rate of the probes outside
@@ -198,7 +200,7 @@ func Outages(probes []Probe, fs []Fault, grace time.Duration) (outside float64, 
 			if p.OK {
 				ok++
 			} else {
-				violations = append(violations, Violation{p.At, "clients-served", "a probe failed outside every fault's window"})
+				violations = append(violations, Violation{p.At, "clients-served", "a probe failed outside every fault's window: " + p.Err})
 			}
 		}
 		switch {

@@ -103,7 +103,10 @@ type Topology struct {
 	Directors []string // dir1, dir2
 	Witnesses []string // dir3
 	Backends  []string // rs1..rs3
-	Reals     []string // the reals drains act on, "service/address"
+	// Agents are the realserver agents kills and stalls may hit (by
+	// host); empty in a lab that runs none.
+	Agents []string
+	Reals  []string // the reals drains act on, "service/address"
 }
 
 // Bounds shape a schedule.
@@ -145,7 +148,7 @@ func Generate(seed uint64, b Bounds, top Topology) ([]Fault, error) {
 	}
 	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
 	nodes := slices.Concat(top.Directors, top.Witnesses)
-	daemons := slices.Concat(nodes, prefixed("agent@", top.Backends))
+	daemons := slices.Concat(nodes, prefixed("agent@", top.Agents))
 	end := b.Length - b.Quiet
 
 	var out []Fault
