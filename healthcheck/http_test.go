@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recorder keeps what the test server saw of the last request.
@@ -153,22 +154,22 @@ func TestHTTPS(t *testing.T) {
 	roots.AddCert(srv.Certificate())
 
 	t.Run("verify off", func(t *testing.T) {
-		c := mustChecker(t, Spec{Probe: HTTP{TLS: true, BodyRegexp: "green"}})
+		c := mustChecker(t, Spec{Params: tlsParams, Probe: HTTP{TLS: true, BodyRegexp: "green"}})
 		want(t, runCheck(t, c, target), true, ReasonOK, "")
 	})
 	t.Run("verify on, unknown authority", func(t *testing.T) {
-		c := mustChecker(t, Spec{Probe: HTTP{TLS: true, TLSVerify: true}})
+		c := mustChecker(t, Spec{Params: tlsParams, Probe: HTTP{TLS: true, TLSVerify: true}})
 		want(t, runCheck(t, c, target), false, ReasonTLS, "certificate")
 	})
 	t.Run("sni sent", func(t *testing.T) {
-		c := mustChecker(t, Spec{Probe: HTTP{TLS: true, TLSServerName: "backend.example.test"}})
+		c := mustChecker(t, Spec{Params: tlsParams, Probe: HTTP{TLS: true, TLSServerName: "backend.example.test"}})
 		want(t, runCheck(t, c, target), true, ReasonOK, "")
 		if got := rec.get().sni; got != "backend.example.test" {
 			t.Errorf("server got SNI %q, want backend.example.test", got)
 		}
 	})
 	t.Run("sni from host header", func(t *testing.T) {
-		c := mustChecker(t, Spec{Probe: HTTP{TLS: true, Host: "www.example.test:8443"}})
+		c := mustChecker(t, Spec{Params: tlsParams, Probe: HTTP{TLS: true, Host: "www.example.test:8443"}})
 		want(t, runCheck(t, c, target), true, ReasonOK, "")
 		if got := rec.get().sni; got != "www.example.test" {
 			t.Errorf("server got SNI %q, want www.example.test", got)
@@ -268,3 +269,8 @@ func FuzzParseStatus(f *testing.F) {
 		}
 	})
 }
+
+// tlsParams give a TLS check room for its handshake on a loaded machine
+// under the race detector: the checks here must end by their outcome,
+// never by the default 1 s timeout.
+var tlsParams = Params{Timeout: 10 * time.Second}
