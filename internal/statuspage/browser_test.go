@@ -40,19 +40,29 @@ func chromium(t *testing.T) string {
 // nothing when it writes a screenshot.
 func browse(t *testing.T, bin, url string, budget time.Duration, extra ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	// --no-sandbox: the tests run as root, which chromium's sandbox
 	// refuses; the page is our own, served on loopback.
-	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=" + strconv.FormatInt(budget.Milliseconds(), 10)}, extra...)
-	cmd := exec.CommandContext(ctx, bin, append(args, url)...)
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium %s: %v", url, err)
+	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions",
+		"", "--virtual-time-budget=" + strconv.FormatInt(budget.Milliseconds(), 10)}, extra...)
+	// Once more when a browser hangs: under a loaded machine one was seen
+	// not to finish in a minute (the page had been served; the browser
+	// itself stalled).
+	var err error
+	for attempt := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		args[6] = "--user-data-dir=" + t.TempDir()
+		cmd := exec.CommandContext(ctx, bin, append(args, url)...)
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		var out []byte
+		out, err = cmd.Output()
+		cancel()
+		if err == nil {
+			return string(out)
+		}
+		t.Logf("chromium %s, attempt %d: %v", url, attempt+1, err)
 	}
-	return string(out)
+	t.Fatalf("chromium %s: %v", url, err)
+	return ""
 }
 
 // cell returns the text of a real's field in the DOM chromium printed.
