@@ -69,13 +69,17 @@ func (t *tr) check(r *Node, rk vsKey, hasPort bool, k vsKey, tim timing, checker
 		interval = "100ms"
 	}
 	add(m, "interval", str(interval), "delay_loop")
+	if typ == "exec" {
+		// MISC_CHECK has no connect_timeout: misc_timeout, else delay_loop.
+		tim.connectTimeout = tim.delayLoop
+	}
 	timeout, ok := seconds(tim.connectTimeout)
 	di, _ := time.ParseDuration(interval)
 	if dt, _ := time.ParseDuration(timeout); !ok || dt <= 0 || dt > di {
 		t.issue(c.Pos, Changed, "connect_timeout", "%s: dsrd's timeout is more than 0 and at most the interval (%s): %s used", tim.connectTimeout, interval, interval)
 		timeout = interval
 	}
-	add(m, "timeout", str(timeout), "connect_timeout")
+	add(m, "timeout", str(timeout), map[bool]string{true: "keepalived's misc_timeout default: delay_loop", false: "connect_timeout"}[typ == "exec"])
 	add(m, "rise", num(1), "keepalived puts a real back after one good check")
 	add(m, "fall", num(int64(tim.retry)+1), "retry "+strconv.Itoa(tim.retry)+" + 1")
 	initial := "up"

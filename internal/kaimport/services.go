@@ -471,16 +471,13 @@ func (t *tr) service(n *Node, k vsKey) {
 			add(svc, "sorry_server", str(sk.addr.String()), comment)
 		}
 	}
-	// One check for the service when every real has the same.
-	same := true
+	// The first real's check is the service's; a real checked otherwise
+	// carries its own (a fwmark service needs a service check with a
+	// port even then).
 	first := marshalNode(checks[0])
-	for _, c := range checks[1:] {
-		same = same && marshalNode(c) == first
-	}
-	if same {
-		add(svc, "health_check", checks[0], "")
-	} else {
-		for i, rn := range realNodes {
+	add(svc, "health_check", checks[0], "")
+	for i, rn := range realNodes {
+		if i > 0 && marshalNode(checks[i]) != first {
 			add(rn, "health_check", checks[i], "")
 		}
 	}

@@ -411,21 +411,24 @@ func (t *tr) finish() (*Result, error) {
 	}
 
 	// Every service's VIP must be a dsrd VIP: keepalived may have run LVS
-	// without VRRP (the VIPs owned some other way).
-	for _, s := range t.services {
-		if !s.addVIP || !s.vip.IsValid() {
-			continue
+	// without VRRP (the VIPs owned some other way). extraVIPs are those
+	// the given services need beyond the VRRP ones.
+	extraVIPs := func(services []*service) []*vip {
+		var out []*vip
+		seen := map[netip.Addr]bool{}
+		for _, s := range services {
+			if !s.addVIP || !s.vip.IsValid() || seen[s.vip] {
+				continue
+			}
+			if _, ok := t.vipIdx[s.vip]; ok {
+				continue
+			}
+			seen[s.vip] = true
+			out = append(out, &vip{addr: s.vip, iface: iface, pos: s.pos,
+				note: "added for virtual_server at " + s.pos.String() + ": no vrrp_instance held it, and a dsrd service's VIP is held by the Raft leader"})
 		}
-		if _, ok := t.vipIdx[s.vip]; ok {
-			continue
-		}
-		v := &vip{addr: s.vip, iface: iface, pos: s.pos,
-			note: "added for virtual_server at " + s.pos.String() + ": no vrrp_instance held it, and a dsrd service's VIP is held by the Raft leader"}
-		t.issue(s.pos, Changed, "virtual_server", "%s was held by no vrrp_instance: added to vips, held by the Raft leader on %s", s.vip, iface)
-		t.vips = append(t.vips, v)
-		t.vipIdx[s.vip] = v
+		return out
 	}
-
 	head := func(services []*service) *yaml.Node {
 		node := mapping(
 			kv{key: "id", value: str(nodeID)},
@@ -438,12 +441,19 @@ func (t *tr) finish() (*Result, error) {
 			"made so that dsrd config check accepts the file as it is. An HA pair is two directors and a witness: " +
 			"set bind to this director's address, list every member in peers, and add tls (docs/config.md#certificates)."
 		if t.opt.Bind.IsValid() || len(t.opt.Peers) > 0 {
-			clusterComment = "set by --bind and --peer; add tls (docs/config.md#certificates) unless every address is loopback."
+			clusterComment = "set by --bind and --peer."
 		}
 		if len(t.comments) > 0 {
 			clusterComment += "\n" + strings.Join(t.comments, "\n")
 		}
 		cluster := mapping(kv{key: "bind", value: str(bind.String())}, kv{key: "peers", value: strs(peers)})
+		if !bind.Addr().IsLoopback() {
+			add(cluster, "tls", mapping(
+				kv{key: "cert", value: str("/etc/dsrd/tls/" + nodeID + ".crt")},
+				kv{key: "key", value: str("/etc/dsrd/tls/" + nodeID + ".key")},
+				kv{key: "ca", value: str("/etc/dsrd/tls/ca.crt")},
+			), "Off loopback the Raft port runs mutual TLS: make these files with dsrd tls (docs/config.md#certificates).")
+		}
 		doc := mapping(
 			kv{key: "node", value: node, comment: "Imported from keepalived by dsrd config import keepalived. Every choice made is commented; the report on stderr lists what was not translated."},
 			kv{key: "cluster", value: cluster, comment: clusterComment},
@@ -451,9 +461,9 @@ func (t *tr) finish() (*Result, error) {
 		if t.ipvs != nil {
 			add(doc, "ipvs", t.ipvs, "from global_defs lvs_timeouts")
 		}
-		if len(t.vips) > 0 {
+		if vips := append(append([]*vip(nil), t.vips...), extraVIPs(services)...); len(vips) > 0 {
 			vs := seq()
-			for _, v := range t.vips {
+			for _, v := range vips {
 				m := mapping(kv{key: "address", value: str(v.addr.String()), comment: v.note})
 				if v.iface != iface {
 					add(m, "interface", str(v.iface), "")
@@ -512,6 +522,10 @@ func (t *tr) finish() (*Result, error) {
 		}
 		kept = append(kept, s)
 	}
+	extra := extraVIPs(kept)
+	for _, v := range extra {
+		t.issue(v.pos, Changed, "virtual_server", "%s was held by no vrrp_instance: added to vips, held by the Raft leader on %s", v.addr, iface)
+	}
 	out, err := marshal(head(kept))
 	if err != nil {
 		return nil, err
@@ -520,7 +534,7 @@ func (t *tr) finish() (*Result, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidOutput, err)
 	}
 	if t.opt.Logger != nil {
-		t.opt.Logger.Debug("keepalived import translated", "vips", len(t.vips), "services", len(kept), "issues", len(t.issues))
+		t.opt.Logger.Debug("keepalived import translated", "vips", len(t.vips)+len(extra), "services", len(kept), "issues", len(t.issues))
 	}
 	sort.SliceStable(t.issues, func(i, j int) bool {
 		a, b := t.issues[i].Pos, t.issues[j].Pos
@@ -538,7 +552,7 @@ func (t *tr) finish() (*Result, error) {
 			issues = append(issues, i)
 		}
 	}
-	return &Result{YAML: out, Issues: issues, VIPs: len(t.vips), Services: len(kept)}, nil
+	return &Result{YAML: out, Issues: issues, VIPs: len(t.vips) + len(extra), Services: len(kept)}, nil
 }
 
 // seconds parses a keepalived TIMER (seconds, fractions allowed) into a
