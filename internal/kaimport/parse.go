@@ -298,6 +298,9 @@ func (p *parser) include(pos Pos, pattern string, depth int) error {
 		pattern = filepath.Join(filepath.Dir(pos.File), pattern)
 	}
 	names, err := p.src.Glob(pattern)
+	if errors.Is(err, ErrLimit) {
+		return fmt.Errorf("%s: include %s: %w", pos, pattern, err)
+	}
 	if err != nil {
 		p.issue(pos, Unsupported, "include", "%s: %v", pattern, err)
 		return nil
