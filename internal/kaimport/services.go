@@ -209,6 +209,10 @@ func (t *tr) expandRange(pos Pos, s string) ([]netip.Addr, bool) {
 		}
 		return []netip.Addr{a}, true
 	}
+	if first.Zone() != "" || last.Zone() != "" {
+		return bad("an address with a zone cannot be a VIP")
+	}
+	first, last = first.Unmap(), last.Unmap()
 	if first.BitLen() != last.BitLen() || last.Less(first) {
 		return bad("the range's end is before its start")
 	}
