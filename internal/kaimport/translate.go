@@ -88,7 +88,7 @@ type tr struct {
 	vipIdx   map[netip.Addr]*vip
 	groups   map[string]*Node
 	notify   *yaml.Node
-	notifyAt Pos
+	notifyAt map[string]Pos
 	ifCount  map[string]int
 	routerID string
 	ipvs     *yaml.Node
@@ -140,12 +140,19 @@ func Translate(f *File, opt Options) (*Result, error) {
 			t.groups[n.Args[0]] = n
 		}
 	}
+	var firstInstance *Node
 	for _, n := range f.Nodes {
 		switch n.Name {
 		case "global_defs":
 			t.globalDefs(n)
 		case "vrrp_instance":
 			t.vrrpInstance(n)
+			if firstInstance == nil {
+				firstInstance = n
+			} else {
+				t.issue(n.Pos, Changed, n.Name, "%s: keepalived could make another node MASTER of this instance than of %s (%s); dsrd's Raft leader holds every VIP",
+					strings.Join(n.Args, " "), strings.Join(firstInstance.Args, " "), firstInstance.Pos)
+			}
 		}
 	}
 	for _, n := range f.Nodes {
@@ -356,12 +363,13 @@ func (t *tr) notifyScript(c *Node) {
 	}
 	if t.notify == nil {
 		t.notify = mapping()
-		t.notifyAt = c.Pos
+		t.notifyAt = map[string]Pos{}
 	}
-	if prev := get(t.notify, key); prev != nil {
-		t.issue(c.Pos, Dropped, c.Name, "dsrd has one notify.%s for the director; the one at %s is kept", key, t.notifyAt)
+	if at, ok := t.notifyAt[key]; ok {
+		t.issue(c.Pos, Dropped, c.Name, "dsrd has one notify.%s for the director; the one at %s is kept", key, at)
 		return
 	}
+	t.notifyAt[key] = c.Pos
 	comment := ""
 	if key == "any" {
 		comment = "keepalived passed the script its arguments (INSTANCE|GROUP, name, state, priority); dsrd sets DSRD_STATE, DSRD_PREVIOUS_STATE, DSRD_REASON, DSRD_VIPS instead"
