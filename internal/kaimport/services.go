@@ -431,6 +431,7 @@ func (t *tr) service(n *Node, k vsKey) {
 	var realNodes []*yaml.Node
 	var checks []*yaml.Node
 	var weights []int64
+	var realPos []Pos
 	for _, r := range reals {
 		rn, chk, w, rInhibit, ok := t.real(r, k, tim, inhibit)
 		if !ok {
@@ -441,6 +442,7 @@ func (t *tr) service(n *Node, k vsKey) {
 		realNodes = append(realNodes, rn)
 		checks = append(checks, chk)
 		weights = append(weights, w)
+		realPos = append(realPos, r.Pos)
 	}
 	if len(realNodes) == 0 {
 		t.issue(n.Pos, Dropped, "virtual_server", "%s: no real server could be translated, and a dsrd service needs one", name)
@@ -462,7 +464,9 @@ func (t *tr) service(n *Node, k vsKey) {
 		}
 		add(svc, "quorum", num(q), "keepalived's quorum "+strconv.FormatInt(quorum, 10)+" is a total weight; dsrd's is a count of healthy reals")
 	}
+	var sorryPos Pos
 	if sorry != nil && len(sorry.Args) > 0 {
+		sorryPos = sorry.Pos
 		if sk, ok := t.addrPort(sorry.Pos, "sorry_server", sorry.Args); ok {
 			if len(sorry.Args) > 1 && sk.port != k.port && k.fwmark == 0 {
 				t.issue(sorry.Pos, Changed, "sorry_server", "port %d: DR cannot remap ports, the sorry server is reached on the service port %d", sk.port, k.port)
@@ -499,7 +503,7 @@ func (t *tr) service(n *Node, k vsKey) {
 		return
 	}
 	t.keys[key] = n.Pos
-	t.services = append(t.services, &service{node: svc, name: name, key: key, vip: k.addr, pos: n.Pos, addVIP: k.fwmark == 0})
+	t.services = append(t.services, &service{node: svc, name: name, key: key, vip: k.addr, pos: n.Pos, addVIP: k.fwmark == 0, realPos: realPos, sorryPos: sorryPos})
 }
 
 func marshalNode(n *yaml.Node) string {

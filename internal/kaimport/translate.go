@@ -108,6 +108,10 @@ type service struct {
 	pos     Pos
 	addVIP  bool
 	vipNote string
+	// realPos is where each real of node's reals was declared.
+	realPos []Pos
+	// sorryPos is where the sorry server was declared.
+	sorryPos Pos
 }
 
 func (t *tr) issue(pos Pos, kind IssueKind, keyword, format string, args ...any) {
@@ -512,23 +516,13 @@ func (t *tr) finish() (*Result, error) {
 	}
 	var kept []*service
 	for _, s := range t.services {
-		data, err := marshal(head([]*service{s}))
+		ok, err := t.validService(s, func(s *service) ([]byte, error) { return marshal(head([]*service{s})) })
 		if err != nil {
 			return nil, err
 		}
-		if err := config.Check("import", data, config.KindDirector); err != nil {
-			var errs *config.Errors
-			msgs := []string{err.Error()}
-			if errors.As(err, &errs) {
-				msgs = msgs[:0]
-				for _, e := range errs.List {
-					msgs = append(msgs, e.Msg)
-				}
-			}
-			t.issue(s.pos, Dropped, "virtual_server", "%s refused by dsrd's validation: %s", s.name, strings.Join(msgs, "; "))
-			continue
+		if ok {
+			kept = append(kept, s)
 		}
-		kept = append(kept, s)
 	}
 	extra := extraVIPs(kept)
 	for _, v := range extra {
@@ -575,4 +569,84 @@ func seconds(s string) (string, bool) {
 		return strconv.FormatInt(ms/1000, 10) + "s", true
 	}
 	return strconv.FormatInt(ms, 10) + "ms", true
+}
+
+// realErrRE finds the real an error of a one-service file is about.
+var realErrRE = regexp.MustCompile(`^services\[0\]\.reals\[([0-9]+)\]`)
+
+// validService checks s alone in a file (as render writes it). When dsrd
+// refuses only some reals or the sorry server, they are left out and
+// reported, and the rest is checked again; otherwise the whole service is
+// left out and reported with dsrd's reasons.
+func (t *tr) validService(s *service, render func(*service) ([]byte, error)) (bool, error) {
+	for {
+		data, err := render(s)
+		if err != nil {
+			return false, err
+		}
+		err = config.Check("import", data, config.KindDirector)
+		if err == nil {
+			return true, nil
+		}
+		var errs *config.Errors
+		if !errors.As(err, &errs) {
+			return false, err
+		}
+		badReals := map[int][]string{}
+		var sorry, other []string
+		for _, e := range errs.List {
+			switch m := realErrRE.FindStringSubmatch(e.Msg); {
+			case m != nil:
+				i, _ := strconv.Atoi(m[1])
+				badReals[i] = append(badReals[i], e.Msg)
+			case strings.HasPrefix(e.Msg, "services[0].sorry_server"):
+				sorry = append(sorry, e.Msg)
+			default:
+				other = append(other, e.Msg)
+			}
+		}
+		reals := get(s.node, "reals")
+		if len(other) > 0 || reals == nil || len(badReals) >= len(reals.Content) {
+			var msgs []string
+			for _, e := range errs.List {
+				msgs = append(msgs, e.Msg)
+			}
+			t.issue(s.pos, Dropped, "virtual_server", "%s refused by dsrd's validation: %s", s.name, strings.Join(msgs, "; "))
+			return false, nil
+		}
+		if len(sorry) > 0 {
+			remove(s.node, "sorry_server")
+			t.issue(s.sorryPos, Dropped, "sorry_server", "%s: refused by dsrd's validation: %s", s.name, strings.Join(sorry, "; "))
+		}
+		var keep []*yaml.Node
+		var keepPos []Pos
+		for i, r := range reals.Content {
+			if msgs, bad := badReals[i]; bad {
+				addr := ""
+				if a := get(r, "address"); a != nil {
+					addr = a.Value
+				}
+				t.issue(s.realPos[i], Dropped, "real_server", "%s real %s: refused by dsrd's validation: %s", s.name, addr, strings.Join(msgs, "; "))
+				continue
+			}
+			keep = append(keep, r)
+			keepPos = append(keepPos, s.realPos[i])
+		}
+		if len(keep) == len(reals.Content) && len(sorry) == 0 {
+			// Nothing left out: the errors name no real we hold.
+			t.issue(s.pos, Dropped, "virtual_server", "%s refused by dsrd's validation: %v", s.name, err)
+			return false, nil
+		}
+		reals.Content, s.realPos = keep, keepPos
+	}
+}
+
+// remove deletes key from mapping m.
+func remove(m *yaml.Node, key string) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content = append(m.Content[:i], m.Content[i+2:]...)
+			return
+		}
+	}
 }
