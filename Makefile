@@ -77,7 +77,8 @@ packaging-test:
 ## the configuration file, raft log entries, snapshots, raft RPCs, the Raft
 ## port's first bytes, peer protocol and local API request bodies, the BGP
 ## speaker's configuration (communities and every rule of Validate), the
-## service keys of raft refs (ipvs.ParseServiceKey).
+## service keys of raft refs (ipvs.ParseServiceKey), keepalived.conf for
+## dsrd config import keepalived (parser and translator).
 FUZZTIME ?= 30s
 FUZZFLAGS ?=
 fuzz:
@@ -95,6 +96,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCommunity$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./vrrp/bgp
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./vrrp/bgp
 	$(GO) test -run '^$$' -fuzz '^FuzzParseServiceKey$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./ipvs
+	$(GO) test -run '^$$' -fuzz '^FuzzImport$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/kaimport
 
 ## fuzz-short: every fuzz target for 3,000 inputs, as CI runs them (about a
 ## minute with the builds); the seed corpora also run in unit, as plain

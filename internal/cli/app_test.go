@@ -33,6 +33,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"director", "--help"}, {"witness", "--help"}, {"realserver", "--help"},
 		{"realserver", "check", "--help"}, {"config", "check", "--help"},
+		{"config", "import", "keepalived", "--help"},
 		{"status", "--help"}, {"version", "--help"},
 		{"tls", "ca", "create", "--help"}, {"tls", "cert", "issue", "--help"}, {"tls", "show", "--help"},
 	} {

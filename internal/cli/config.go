@@ -25,7 +25,7 @@ func configCommand() *ucli.Command {
 				&ucli.StringFlag{Name: "kind", Usage: "director, witness or realserver (default: detect from the file)", EnvVars: []string{"DSRD_CONFIG_KIND"}},
 			},
 			Action: configCheck,
-		}},
+		}, configImportCommand()},
 	}
 }
 

@@ -1,0 +1,68 @@
+package kaimport
+
+import (
+	"strconv"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// kv is one key of a mapping being built, with the comment written above
+// it.
+type kv struct {
+	key     string
+	value   *yaml.Node
+	comment string
+}
+
+func mapping(pairs ...kv) *yaml.Node {
+	m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	for _, p := range pairs {
+		if p.value == nil {
+			continue
+		}
+		k := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: p.key, HeadComment: p.comment}
+		m.Content = append(m.Content, k, p.value)
+	}
+	return m
+}
+
+// add appends a key to a mapping node.
+func add(m *yaml.Node, key string, value *yaml.Node, comment string) {
+	if value == nil {
+		return
+	}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key, HeadComment: comment}, value)
+}
+
+// get returns the value of key in mapping m, or nil.
+func get(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func str(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
+
+func num(n int64) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatInt(n, 10)}
+}
+
+func boolean(b bool) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(b)}
+}
+
+func seq(items ...*yaml.Node) *yaml.Node {
+	return &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Content: items}
+}
+
+func strs(items []string) *yaml.Node {
+	s := seq()
+	for _, it := range items {
+		s.Content = append(s.Content, str(it))
+	}
+	s.Style = yaml.FlowStyle
+	return s
+}
