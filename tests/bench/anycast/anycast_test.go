@@ -118,11 +118,20 @@ func TestServedAgain(t *testing.T) {
 func TestAnsweredAgain(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	echoes := []time.Time{at(-100), at(-50), at(0), at(1400), at(1450)}
+	echo := func(sent, got int) Echo { return Echo{Sent: at(sent), Got: at(got)} }
+	// A request in flight at the loss came back; the next one, sent
+	// after it, waited for the route to move and a retransmission.
+	echoes := []Echo{echo(-250, -248), echo(-48, 3), echo(200, 1400), echo(1400, 1402)}
 	if d, ok := AnsweredAgain(echoes, t0, at(5000)); d != 1400*time.Millisecond || !ok {
 		t.Errorf("AnsweredAgain = %v %v; want 1.4s true", d, ok)
 	}
-	if d, ok := AnsweredAgain(echoes[:3], t0, at(5000)); d != 5*time.Second || ok {
+	// A request sent just before the loss and stuck: the answer to the
+	// next one, sent at once when it came back.
+	echoes = []Echo{echo(-250, -248), echo(-10, 1300), echo(1300, 1302)}
+	if d, ok := AnsweredAgain(echoes, t0, at(5000)); d != 1302*time.Millisecond || !ok {
+		t.Errorf("stuck request: %v %v; want 1.302s true", d, ok)
+	}
+	if d, ok := AnsweredAgain(echoes[:2], t0, at(5000)); d != 5*time.Second || ok {
 		t.Errorf("unanswered: %v %v; want 5s false", d, ok)
 	}
 	if d, ok := AnsweredAgain(nil, t0, at(300)); d != 300*time.Millisecond || ok {

@@ -377,7 +377,7 @@ type flow struct {
 	real   string
 	sport  uint16
 	mu     sync.Mutex
-	echoes []time.Time
+	echoes []Echo
 	err    error
 }
 
@@ -423,16 +423,24 @@ func openFlows(t *testing.T, target netip.AddrPort, n int) *flowSet {
 }
 
 // run is the flow's echo loop; it ends on stop, on an error, or after
-// maxEchoes.
+// maxEchoes. A request goes echoEvery after the last one was sent, or at
+// once when its answer came later than that.
 func (f *flow) run(i int, stop chan struct{}) {
+	var last time.Time
 	for n := range maxEchoes {
+		wait := time.Until(last.Add(echoEvery))
+		if wait < 0 {
+			wait = 0
+		}
 		select {
 		case <-stop:
 			return
-		case <-time.After(echoEvery):
+		case <-time.After(wait):
 		}
 		msg := fmt.Sprintf("flow %d echo %d", i, n)
-		f.c.SetDeadline(time.Now().Add(echoTimeout))
+		sent := time.Now()
+		last = sent
+		f.c.SetDeadline(sent.Add(echoTimeout))
 		_, err := fmt.Fprintf(f.c, "%s\n", msg)
 		var line string
 		if err == nil {
@@ -441,29 +449,31 @@ func (f *flow) run(i int, stop chan struct{}) {
 				err = fmt.Errorf("echo %q, want %q", strings.TrimSpace(line), msg)
 			}
 		}
+		got := time.Now()
 		f.mu.Lock()
 		if err != nil {
 			f.err = err
 			f.mu.Unlock()
 			return
 		}
-		f.echoes = append(f.echoes, time.Now())
+		f.echoes = append(f.echoes, Echo{Sent: sent, Got: got})
 		f.mu.Unlock()
 	}
 }
 
 // state returns the flow's echoes and error so far.
-func (f *flow) state() ([]time.Time, error) {
+func (f *flow) state() ([]Echo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.echoes), f.err
 }
 
-// settledSince: every flow has echoed after at, or broken.
+// settledSince: every flow has had an answer to a request sent at or
+// after at, or broken.
 func (fs *flowSet) settledSince(at time.Time) bool {
 	for _, f := range fs.flows {
 		e, err := f.state()
-		if err == nil && (len(e) == 0 || !e[len(e)-1].After(at)) {
+		if err == nil && (len(e) == 0 || e[len(e)-1].Sent.Before(at)) {
 			return false
 		}
 	}
@@ -489,7 +499,7 @@ func (fs *flowSet) alive(at time.Time) Fraction {
 	fr := Fraction{Total: len(fs.flows)}
 	for _, f := range fs.flows {
 		e, err := f.state()
-		if err == nil && len(e) > 0 && e[len(e)-1].After(at) {
+		if err == nil && len(e) > 0 && e[len(e)-1].Got.After(at) {
 			fr.Alive++
 		}
 	}
@@ -553,6 +563,9 @@ func (b *bench) loss(t *testing.T, c *lab.Cluster, router *lab.BGPRouter, p Phas
 				t.Fatal(err)
 			}
 		}
+		// The router's way to the VIP: for bgp its route without the lost
+		// director, for arp its ARP entry for the VIP on the new owner's
+		// MAC (a gratuitous ARP moved it).
 		if p.Mode == "bgp" {
 			at, gws, err := lab.WaitNextHops(bgpVIP, recoverWait, 5*time.Millisecond, only(other(victim)))
 			if err != nil {
@@ -560,6 +573,26 @@ func (b *bench) loss(t *testing.T, c *lab.Cluster, router *lab.BGPRouter, p Phas
 			} else {
 				b.record(t, p.Name, "fib_ms", Ms(float64(at.Sub(event).Microseconds())/1000))
 				t.Logf("rep %d: %s lost, next hops %v after %v", i+1, victim, gws, at.Sub(event))
+			}
+		} else {
+			want := other(victim).MAC()
+			var at time.Time
+			err := lab.Poll(recoverWait, 5*time.Millisecond, func() error {
+				mac, state, _, err := c.Neighbour(lab.Router, arpVIP)
+				if err != nil {
+					return err
+				}
+				if !strings.EqualFold(mac, want) {
+					return fmt.Errorf("the router's ARP entry for %s: %q %s, want %s", arpVIP, mac, state, want)
+				}
+				at = time.Now()
+				return nil
+			})
+			if err != nil {
+				t.Errorf("rep %d: %v", i+1, err)
+			} else {
+				b.record(t, p.Name, "fib_ms", Ms(float64(at.Sub(event).Microseconds())/1000))
+				t.Logf("rep %d: %s lost, the router's ARP entry on %s after %v", i+1, victim, other(victim), at.Sub(event))
 			}
 		}
 		// Served again: every flow echoed after the loss (or broke), and
@@ -608,7 +641,7 @@ func (b *bench) loss(t *testing.T, c *lab.Cluster, router *lab.BGPRouter, p Phas
 		}
 		b.record(t, p.Name, "answered_ms", Ms(float64(worst.Microseconds())/1000))
 		b.record(t, p.Name, "alive", fmt.Sprintf("%d/%d", alive.Alive, alive.Total))
-		t.Logf("rep %d: %s %s: new connections served again after %v (%d failed of %d), longest flow stall %v, flows alive %d/%d",
+		t.Logf("rep %d: %s %s: new connections served again after %v (%d failed of %d), every flow answering again after %v, flows alive %d/%d",
 			i+1, p.Kind, victim, served, failed, len(probes), worst, alive.Alive, alive.Total)
 		// Back to both directors.
 		switch p.Kind {

@@ -16,8 +16,9 @@ import (
 //	note TEXT              a footnote
 //
 // Metrics of the cut-* and kill-* phases (one line each per repetition):
-// served_ms (new connections all served again), fib_ms (the lost
-// director's next hop gone from the router's kernel), answered_ms (the
+// served_ms (new connections all served again), fib_ms (bgp: the lost
+// director's next hop gone from the router's kernel; arp: the router's
+// ARP entry for the VIP on the new owner's MAC), answered_ms (the
 // last established flow answering again), alive (established flows that
 // survived); of flows: EVENT_mh, EVENT_rr (flows alive) and EVENT_moved
 // (flows the router sent to another director) for EVENT added, drained,
@@ -157,7 +158,7 @@ func Render(w io.Writer, res *Results) error {
 	if len(loss) > 0 {
 		fmt.Fprintln(b, "A director lost: min / median / max over N repetitions")
 		fmt.Fprintln(b)
-		fmt.Fprintln(b, "| setup | N | new connections all served again | median vs arp (same loss) | next hop gone from the router's FIB | established flows all answering again | established flows alive |")
+		fmt.Fprintln(b, "| setup | N | new connections all served again | median vs arp (same loss) | the router's way moved (bgp: next hop gone from its FIB; arp: its ARP entry on the new owner) | established flows all answering again | established flows alive |")
 		fmt.Fprintln(b, "| --- | --: | --: | --: | --: | --: | --: |")
 		for _, name := range loss {
 			p, _ := ParsePhase(name)

@@ -65,16 +65,21 @@ func ServedAgain(probes []Probe, event time.Time) (d time.Duration, failed int, 
 	return first.Sub(event), failed, true
 }
 
-// AnsweredAgain is how long after event an established flow answered
-// again: its first echo after event (echoes in time order), less event.
-// A flow with no echo after event did not answer until end, and
-// recovered is false. Each flow sends its next line an echo interval
-// after the last answer, so a flow that never stalled answers within
-// that interval plus a round trip.
-func AnsweredAgain(echoes []time.Time, event, end time.Time) (d time.Duration, recovered bool) {
+// Echo is one request of an established flow: sent, and answered at Got.
+type Echo struct{ Sent, Got time.Time }
+
+// AnsweredAgain is how long after event an established flow was answered
+// again: the answer to its first request sent at or after event (echoes
+// in time order), less event. A request in flight at event may have
+// passed before the loss, so only a request sent after it proves the
+// flow's path works again; a flow sends its next request at once when
+// the last one was answered late, so a flow stuck across the loss is
+// timed to within a round trip of its recovery. A flow with no such
+// answer was not answered again until end, and recovered is false.
+func AnsweredAgain(echoes []Echo, event, end time.Time) (d time.Duration, recovered bool) {
 	for _, e := range echoes {
-		if e.After(event) {
-			return e.Sub(event), true
+		if !e.Sent.Before(event) {
+			return e.Got.Sub(event), true
 		}
 	}
 	return end.Sub(event), false
