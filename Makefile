@@ -10,7 +10,7 @@ COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test lint unit fuzz-short e2e e2e-cluster e2e-bgp chaos demo fuzz bench clean packages packaging-test
+.PHONY: all build test lint unit fuzz-short e2e e2e-cluster e2e-bgp chaos demo fuzz bench bench-bgp clean packages packaging-test
 
 all: build
 
@@ -29,6 +29,7 @@ lint:
 	$(GO) vet -tags vmtest,vmcluster ./tests/...
 	$(GO) vet -tags vmtest,vmcluster,vmbgp ./tests/...
 	$(GO) vet -tags vmtest,vmcluster,vmchaos ./tests/...
+	$(GO) vet -tags vmbench ./tests/bench/...
 
 ## unit: unit tests with the race detector. DSRD_TEST_PRIVILEGED=require:
 ## a privileged test that lacks what it needs fails instead of skipping
@@ -58,6 +59,11 @@ chaos: build
 ## scenario (e) failed 1 run in 3 (a start race in the test, being fixed).
 e2e-bgp: build
 	DSRD_E2E_TAGS=vmtest,vmcluster,vmbgp DSRD_E2E_PKG=./tests/e2e tests/vm/e2e -test.run '^TestClusterBGP$$'
+
+## bench-bgp: the BGP scale-out benchmark in the VM lab (tests/bench/anycast/run,
+## about 30 minutes; docs/benchmarks.md, "BGP scale-out"). Not in make test.
+bench-bgp: build
+	tests/bench/anycast/run
 
 ## demo: the lab with a real cluster of directors, a witness and backends
 demo: build

@@ -369,6 +369,16 @@ func StartRouter(t testing.TB, kind RouterKind) *BGPRouter {
 	return r
 }
 
+// StartBIRDRouter runs BIRD in the router namespace with the configuration
+// file conf (a path, e.g. bird-router.conf with other BFD timers); it is
+// stopped when the test ends (or by Stop).
+func StartBIRDRouter(t testing.TB, conf string) *BGPRouter {
+	t.Helper()
+	r := &BGPRouter{Kind: BIRD, bird: StartBIRD(t, Router, conf)}
+	r.daemons = []*Daemon{r.bird.Daemon}
+	return r
+}
+
 // startFRR starts zebra, then bgpd and bfdd (both talk to zebra), then
 // applies the configuration with vtysh.
 func (r *BGPRouter) startFRR(t testing.TB) {

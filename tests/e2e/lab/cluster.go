@@ -71,6 +71,12 @@ type ClusterOptions struct {
 	// and 5s).
 	BGP                             bool
 	BGPDrainDelay, BGPPartitionHold time.Duration
+	// BGPBFD is the directors' BFD with the router (DSRD_LAB_BGP_BFD):
+	// "INTERVAL,MULT" or "off"; empty leaves the script's 200ms,5.
+	BGPBFD string
+	// BackendArgs are the backend program's listeners (StartBackends);
+	// nil leaves its defaults.
+	BackendArgs []string
 }
 
 // ClusterBGPVIP is the lab cluster's bgp VIP (ClusterOptions.BGP), with the
@@ -97,6 +103,9 @@ func (o ClusterOptions) env() []string {
 	}
 	if o.BGP {
 		env = append(env, "DSRD_LAB_BGP=1")
+	}
+	if o.BGPBFD != "" {
+		env = append(env, "DSRD_LAB_BGP_BFD="+o.BGPBFD)
 	}
 	return env
 }
@@ -194,7 +203,7 @@ func ClusterUp(t testing.TB, opts ClusterOptions) *Cluster {
 	t0 := time.Now()
 	Up(t)
 	t.Setenv("DSRD_BACKEND", backend)
-	StartBackends(t)
+	StartBackends(t, opts.BackendArgs...)
 	labUp := time.Since(t0)
 
 	c := &Cluster{
@@ -727,6 +736,16 @@ func ClusterBackendStop(t testing.TB, rs Host) {
 // "backends stop" ends it) and waits until it listens.
 func ClusterBackendStart(t testing.TB, rs Host) {
 	t.Helper()
+	ClusterBackendStartArgs(t, rs)
+}
+
+// ClusterBackendStartArgs is ClusterBackendStart with the backend's
+// listeners (args, as ClusterOptions.BackendArgs); none: the defaults.
+func ClusterBackendStartArgs(t testing.TB, rs Host, args ...string) {
+	t.Helper()
+	if len(args) == 0 {
+		args = []string{"--http", ":80", "--tcp", ":9000", "--udp", ":9000"}
+	}
 	state := "/run/dsrd-lab"
 	ready := filepath.Join(state, string(rs)+".ready")
 	os.Remove(ready)
@@ -735,8 +754,8 @@ func ClusterBackendStart(t testing.TB, rs Host) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command("ip", "netns", "exec", string(rs), os.Getenv("DSRD_BACKEND"),
-		"--name", string(rs), "--ready-file", ready, "--http", ":80", "--tcp", ":9000", "--udp", ":9000")
+	cmd := exec.Command("ip", append([]string{"netns", "exec", string(rs), os.Getenv("DSRD_BACKEND"),
+		"--name", string(rs), "--ready-file", ready}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
