@@ -675,7 +675,11 @@ type PeerStatus struct {
 	// "opensent", "openconfirm", "established", or "unknown" when gobgp
 	// could not be asked.
 	State string
-	// Uptime is how long the session has been established.
+	// Since is when the session was established (zero when it is not),
+	// to the second, as gobgp keeps it; Uptime is how long ago that was.
+	// A session established less than a second ago has a Since and a
+	// zero Uptime.
+	Since  time.Time
 	Uptime time.Duration
 	// BFD is the BFD session state, "up" or "down"; "" without BFD.
 	BFD string
@@ -723,8 +727,9 @@ func (s *Speaker) Status() Status {
 		if lp, ok := live[p.Address.String()]; ok {
 			ps.State = sessionState(lp.GetState().GetSessionState())
 			if ps.State == "established" {
-				if up := lp.GetTimers().GetState().GetUptime(); up != nil {
-					ps.Uptime = time.Since(up.AsTime()).Truncate(time.Second)
+				if up := lp.GetTimers().GetState().GetUptime(); up != nil && up.GetSeconds() > 0 {
+					ps.Since = up.AsTime()
+					ps.Uptime = max(time.Since(ps.Since), 0).Truncate(time.Second)
 				}
 			}
 			if p.BFD != nil && lp.GetState().GetBfdState().GetSessionState() == api.BfdSessionState_BFD_SESSION_STATE_UP {
