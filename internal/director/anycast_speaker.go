@@ -114,11 +114,12 @@ func (d *Director) reconfigureSpeaker(ctx context.Context, cfg *config.Director)
 // peersOf is the speaker's status as dsrd status shows it.
 func peersOf(st bgp.Status) []api.BGPPeer {
 	out := make([]api.BGPPeer, 0, len(st.Peers))
-	now := time.Now()
 	for _, p := range st.Peers {
 		x := api.BGPPeer{Address: p.Address, ASN: p.ASN, State: p.State, BFD: p.BFD, Announced: p.Announced}
-		if p.State == "established" && p.Uptime > 0 {
-			x.Since = now.Add(-p.Uptime).Truncate(time.Second)
+		if p.State == "established" {
+			// Since, not now - Uptime: a session up for less than a
+			// second has a zero Uptime and was shown as never up.
+			x.Since = p.Since
 		}
 		out = append(out, x)
 	}

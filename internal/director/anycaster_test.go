@@ -324,7 +324,7 @@ func (f *fakeSpeaker) Reconfigure(_ context.Context, cfg bgp.Config) error {
 func (f *fakeSpeaker) Status() bgp.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return bgp.Status{Peers: []bgp.PeerStatus{{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64500, State: "established", Uptime: time.Minute}},
+	return bgp.Status{Peers: []bgp.PeerStatus{{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64500, State: "established", Since: time.Now().Add(-time.Minute).Truncate(time.Second), Uptime: time.Minute}},
 		Announced: slices.Clone(f.announced), Graceful: f.graceful}
 }
 
@@ -440,5 +440,25 @@ func TestDirectorAnnouncesBGPVIPs(t *testing.T) {
 	lo, _ = n.vips.Addrs("lo")
 	if slices.ContainsFunc(lo, func(a netkernel.Addr) bool { return a.Prefix == netip.PrefixFrom(vip, 32) }) {
 		t.Errorf("lo still holds the bgp VIP after stop: %v", lo)
+	}
+}
+
+// TestPeersOfSince: dsrd status shows when an established session came up
+// from its first second on (gobgp counts uptime in whole seconds: a
+// session up for less than one has a zero Uptime, and was shown with a
+// zero Since, as if it were not up), and no Since for a session that is
+// not established.
+func TestPeersOfSince(t *testing.T) {
+	up := time.Now().Truncate(time.Second)
+	got := peersOf(bgp.Status{Peers: []bgp.PeerStatus{
+		{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64500, State: "established", Since: up, Uptime: 0, BFD: "up", Announced: 1},
+		{Address: netip.MustParseAddr("192.0.2.2"), ASN: 64500, State: "active", BFD: "down"},
+	}})
+	want := []api.BGPPeer{
+		{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64500, State: "established", Since: up, BFD: "up", Announced: 1},
+		{Address: netip.MustParseAddr("192.0.2.2"), ASN: 64500, State: "active", BFD: "down"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("peersOf = %+v, want %+v", got, want)
 	}
 }

@@ -88,10 +88,91 @@ func birdConf(bfd bool) string {
 	return b.String()
 }
 
-// birdDetection builds the lab, starts BIRD and the speaker (mode "bfd" or
-// "hold"), waits for the VIP in the router's kernel table, cuts the
-// speaker's link and returns how long the route took to go.
+// birdDetection builds the lab (birdLab), cuts the speaker's link and
+// returns how long the route took to go.
 func birdDetection(t *testing.T, mode string) time.Duration {
+	l := birdLab(t, mode)
+	// Cut the speaker's port on the switch: the router's link stays up.
+	port, err := l.lan.LinkByName("v-spk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.lan.LinkSetDown(port); err != nil {
+		t.Fatalf("cut the link: %v", err)
+	}
+	cut := time.Now()
+	deadline := cut.Add(60 * time.Second)
+	for {
+		ok, state := l.present()
+		if !ok {
+			return time.Since(cut)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the VIP still in the router's kernel table 60s after the link was cut: %s", state)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBIRDRestartBFD: the router ends the session itself, with BFD (birdc
+// restart: a Cease, and BIRD drops its BFD session, so the speaker's BFD
+// session goes down while its BGP session is already down); the next
+// session must then stay up. gobgp v4.8.0 resets its peer when its BFD
+// session goes down, and a reset while the session is down waited for
+// the next session and ended it as soon as it was established ("BFD is
+// down"): the speaker renews such a peer (watchSessions).
+func TestBIRDRestartBFD(t *testing.T) {
+	l := birdLab(t, "bfd")
+	birdc := func(args ...string) string {
+		out, err := exec.Command("birdc", append([]string{"-s", l.ctl}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("birdc %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	birdc("restart", "dsrd")
+	restart := time.Now()
+	// The route goes, comes back, and stays for 4 s (4 BFD detection
+	// times: a reset pending from the session before ends the new one
+	// within milliseconds).
+	const stay = 4 * time.Second
+	var back time.Time
+	deadline := restart.Add(60 * time.Second)
+	for {
+		ok, state := l.present()
+		switch {
+		case ok && back.IsZero():
+			back = time.Now()
+		case !ok && !back.IsZero():
+			t.Logf("the route left again %s after it came back", time.Since(back).Round(time.Millisecond))
+			back = time.Time{}
+		}
+		if !back.IsZero() && time.Since(back) >= stay {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the VIP not back for %v in the router's kernel table within 60s of birdc restart: %s", stay, state)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("birdc restart: the route back after %s", back.Sub(restart).Round(time.Millisecond))
+	if out := birdc("show", "protocols", "all", "dsrd"); strings.Contains(out, "BFD is down") {
+		t.Errorf("after birdc restart, the speaker reset the next session with \"BFD is down\" (a reset left pending while the session was down):\n%s", out)
+	}
+}
+
+// birdLabT is the lab of the BIRD tests: the lan's netlink handle, the
+// router's BIRD control socket, and whether the router's kernel routes
+// the VIP through the speaker.
+type birdLabT struct {
+	lan     *netlink.Handle
+	ctl     string
+	present func() (bool, string)
+}
+
+// birdLab builds the lab, starts BIRD and the speaker (mode "bfd" or
+// "hold"), and waits for the VIP in the router's kernel table.
+func birdLab(t *testing.T, mode string) birdLabT {
 	privileged.Require(t,
 		privileged.NetNS("to build the router's and the speaker's network namespaces"),
 		privileged.Need{What: "bird (Debian's bird2), the router", Missing: func() error {
@@ -187,22 +268,22 @@ func birdDetection(t *testing.T, mode string) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rtrNS.Close()
+	t.Cleanup(func() { rtrNS.Close() })
 	rh, err := netlink.NewHandleAt(rtrNS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rh.Close()
+	t.Cleanup(rh.Close)
 	lanNS, err := netns.GetFromName(lan)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lanNS.Close()
+	t.Cleanup(func() { lanNS.Close() })
 	lh, err := netlink.NewHandleAt(lanNS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lh.Close()
+	t.Cleanup(lh.Close)
 
 	_, vip, _ := net.ParseCIDR(vmVIP)
 	present := func() (bool, string) {
@@ -230,26 +311,7 @@ func birdDetection(t *testing.T, mode string) time.Duration {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	// Cut the speaker's port on the switch: the router's link stays up.
-	port, err := lh.LinkByName("v-spk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lh.LinkSetDown(port); err != nil {
-		t.Fatalf("cut the link: %v", err)
-	}
-	cut := time.Now()
-	deadline = cut.Add(60 * time.Second)
-	for {
-		ok, state := present()
-		if !ok {
-			return time.Since(cut)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the VIP still in the router's kernel table 60s after the link was cut: %s", state)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return birdLabT{lan: lh, ctl: filepath.Join(dir, "bird.ctl"), present: present}
 }
 
 // TestVMSpeakerHelper is the speaker's side of the BIRD tests, started by

@@ -58,6 +58,8 @@ type Speaker struct {
 	stopped     bool
 	announced   map[netip.Prefix]struct{}
 	graceful    bool
+	// unwatch ends each running server's session watch (watchSessions).
+	unwatch map[*server.BgpServer]func()
 }
 
 // New returns a Speaker for cfg, which it validates. Nothing runs until
@@ -75,6 +77,7 @@ func New(log *slog.Logger, cfg Config) (*Speaker, error) {
 		cfg:         cloneConfig(cfg),
 		communities: comms,
 		announced:   map[netip.Prefix]struct{}{},
+		unwatch:     map[*server.BgpServer]func(){},
 	}, nil
 }
 
@@ -203,6 +206,10 @@ func (s *Speaker) startServer(ctx context.Context, cfg Config) (*server.BgpServe
 		s.stopServer(ctx, srv)
 		return nil, fmt.Errorf("bgp: set the import policy: %w", err)
 	}
+	if err := s.watchSessions(srv); err != nil {
+		s.stopServer(ctx, srv)
+		return nil, fmt.Errorf("bgp: watch the sessions: %w", err)
+	}
 	for _, p := range cfg.Peers {
 		if err := addPeer(ctx, srv, p); err != nil {
 			s.stopServer(ctx, srv)
@@ -212,9 +219,109 @@ func (s *Speaker) startServer(ctx context.Context, cfg Config) (*server.BgpServe
 	return srv, nil
 }
 
+// renewTimeout bounds the renewal of a peer (watchSessions).
+const renewTimeout = 5 * time.Second
+
+// watchSessions works around gobgp v4.8.0, whose BFD can end a session
+// the moment it is established: a BFD session that expires (or that the
+// router signals down) resets its peer with ResetPeer, which leaves a
+// Cease NOTIFICATION in the peer's one-slot channel that only an
+// established session reads. When the router ends the session first (its
+// BFD timed out, it sent a Cease and dropped its BFD session: ours
+// expires a detection time later), that NOTIFICATION waits and ends the
+// next session as soon as it is established ("BFD is down"), a second
+// outage for one failure (seen in the lab: the next session cut 46 ms
+// after it came up, the director out of the route for seconds more).
+// So when a session with BFD leaves Established, the peer is deleted and
+// added again: a new peer has a new FSM, with nothing pending, and a new
+// BFD session, with no expiry to come. Its session was down anyway. The
+// watch and its goroutine end when the server is stopped (stopServer).
+func (s *Speaker) watchSessions(srv *server.BgpServer) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	downs := make(chan netip.Addr, 16)
+	// gobgp calls OnPeerUpdate from one goroutine, in order.
+	established := map[netip.Addr]bool{}
+	err := srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{
+		OnPeerUpdate: func(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
+			if ev.Type != apiutil.PEER_EVENT_STATE {
+				return
+			}
+			a := ev.Peer.State.NeighborAddress.Unmap()
+			up := ev.Peer.State.SessionState == gobgp.BGP_FSM_ESTABLISHED
+			// A peer deleted (Reconfigure, Stop) is not renewed.
+			deleted := ev.Peer.State.DisconnectReason == api.PeerState_DISCONNECT_REASON_DECONFIGURED
+			if established[a] && !up && !deleted {
+				select {
+				case downs <- a:
+				default: // a renewal is pending for so many: the next down will do
+				}
+			}
+			established[a] = up
+		},
+	}, server.WatchPeer())
+	if err != nil {
+		cancel()
+		return err
+	}
+	s.mu.Lock()
+	s.unwatch[srv] = cancel
+	s.mu.Unlock()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case a := <-downs:
+				s.renewPeer(ctx, srv, a)
+			}
+		}
+	}()
+	return nil
+}
+
+// renewPeer deletes the BFD peer a of srv and adds it again
+// (watchSessions), unless srv is no longer the speaker's server or a is
+// no longer a peer with BFD.
+func (s *Speaker) renewPeer(ctx context.Context, srv *server.BgpServer, a netip.Addr) {
+	s.op.Lock()
+	defer s.op.Unlock()
+	s.mu.Lock()
+	cur, cfg := s.srv, s.cfg
+	s.mu.Unlock()
+	if ctx.Err() != nil || cur != srv {
+		return
+	}
+	i := slices.IndexFunc(cfg.Peers, func(p Peer) bool { return p.Address.Unmap() == a })
+	if i < 0 || cfg.Peers[i].BFD == nil {
+		return
+	}
+	p := cfg.Peers[i]
+	cctx, cancel := context.WithTimeout(ctx, renewTimeout)
+	defer cancel()
+	if err := deletePeer(cctx, srv, p.Address); err != nil {
+		s.log.Warn("bgp: peer not renewed after its session ended", "peer", p.Address, "err", err)
+		return
+	}
+	if err := addPeer(cctx, srv, p); err != nil {
+		// The peer is gone from gobgp until the next reconfiguration
+		// or restart: say so loudly.
+		s.log.Error("bgp: peer deleted but not added again after its session ended: no session with it until the speaker is reconfigured or restarted", "peer", p.Address, "err", err)
+		return
+	}
+	s.log.Debug("bgp: peer renewed after its session ended", "peer", p.Address)
+}
+
 // stopServer stops a gobgp server: every session ends with a Cease
-// NOTIFICATION (peer de-configured), then BFD stops.
+// NOTIFICATION (peer de-configured), then BFD stops; its session watch
+// ends.
 func (s *Speaker) stopServer(ctx context.Context, srv *server.BgpServer) {
+	s.mu.Lock()
+	unwatch := s.unwatch[srv]
+	delete(s.unwatch, srv)
+	s.mu.Unlock()
+	if unwatch != nil {
+		unwatch()
+	}
 	if err := call(ctx, func() error { srv.Stop(); return nil }); err != nil {
 		s.log.Warn("bgp: stopping the server", "err", err)
 	}
@@ -647,6 +754,13 @@ func (s *Speaker) Stop(ctx context.Context) error {
 	// The withdrawals go out first; the Cease that follows ends the
 	// sessions, which withdraws whatever a router still holds anyway.
 	werr := deletePaths(ctx, srv, prefixes)
+	s.mu.Lock()
+	unwatch := s.unwatch[srv]
+	delete(s.unwatch, srv)
+	s.mu.Unlock()
+	if unwatch != nil {
+		unwatch()
+	}
 	serr := call(ctx, func() error { srv.Stop(); return nil })
 	if serr != nil {
 		serr = fmt.Errorf("bgp: stop: %w", serr)
@@ -675,7 +789,11 @@ type PeerStatus struct {
 	// "opensent", "openconfirm", "established", or "unknown" when gobgp
 	// could not be asked.
 	State string
-	// Uptime is how long the session has been established.
+	// Since is when the session was established (zero when it is not),
+	// to the second, as gobgp keeps it; Uptime is how long ago that was.
+	// A session established less than a second ago has a Since and a
+	// zero Uptime.
+	Since  time.Time
 	Uptime time.Duration
 	// BFD is the BFD session state, "up" or "down"; "" without BFD.
 	BFD string
@@ -723,8 +841,9 @@ func (s *Speaker) Status() Status {
 		if lp, ok := live[p.Address.String()]; ok {
 			ps.State = sessionState(lp.GetState().GetSessionState())
 			if ps.State == "established" {
-				if up := lp.GetTimers().GetState().GetUptime(); up != nil {
-					ps.Uptime = time.Since(up.AsTime()).Truncate(time.Second)
+				if up := lp.GetTimers().GetState().GetUptime(); up != nil && up.GetSeconds() > 0 {
+					ps.Since = up.AsTime()
+					ps.Uptime = max(time.Since(ps.Since), 0).Truncate(time.Second)
 				}
 			}
 			if p.BFD != nil && lp.GetState().GetBfdState().GetSessionState() == api.BfdSessionState_BFD_SESSION_STATE_UP {

@@ -272,7 +272,8 @@ func TestSpeakerAgainstGobgpRouter(t *testing.T) {
 		st := s.Status()
 		ok := len(st.Peers) == 2
 		for _, p := range st.Peers {
-			ok = ok && p.State == "established" && p.Uptime >= 0 && p.BFD == ""
+			// Since is set from the first second (Uptime may be 0).
+			ok = ok && p.State == "established" && !p.Since.IsZero() && p.Uptime >= 0 && p.BFD == ""
 		}
 		// IPv4 prefixes go to the IPv4 peer, IPv6 to the IPv6 one.
 		ok = ok && st.Peers[0].Announced == 2 && st.Peers[1].Announced == 1

@@ -449,6 +449,43 @@ func (r *BGPRouter) startFRR(t testing.TB) {
 	}
 }
 
+// TraceSessions makes the router log its BFD and BGP sessions' state
+// changes and events (BIRD: "birdc debug PROTOCOL { states, events }" for
+// bfd1 and every dir* protocol; why a session went down: "Session to ADDR
+// expired" is a BFD detection timeout), to read with LogLines. FRR: a no-op.
+func (r *BGPRouter) TraceSessions(ctx context.Context) error {
+	if r.Kind != BIRD {
+		return nil
+	}
+	for _, proto := range []string{"bfd1", `"dir*"`} {
+		if out, err := Run(ctx, "birdc", "-s", r.bird.Socket, "debug", proto, "{ states, events }"); err != nil {
+			return fmt.Errorf("birdc debug %s: %v: %s", proto, err, strings.TrimSpace(out))
+		}
+	}
+	return nil
+}
+
+// LogLines are the lines of the router's logs that contain any of subs.
+func (r *BGPRouter) LogLines(subs ...string) []string {
+	var res []string
+	for _, d := range r.daemons {
+		b, err := os.ReadFile(d.Log)
+		if err != nil {
+			res = append(res, fmt.Sprintf("%s: %v", d.Name, err))
+			continue
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			for _, s := range subs {
+				if strings.Contains(line, s) {
+					res = append(res, line)
+					break
+				}
+			}
+		}
+	}
+	return res
+}
+
 // Stop stops the router's daemons (FRR's in reverse start order).
 func (r *BGPRouter) Stop() {
 	for i := len(r.daemons) - 1; i >= 0; i-- {
