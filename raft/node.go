@@ -543,7 +543,11 @@ func (n *Node) barrier(timeout time.Duration) error {
 	if r == nil {
 		return hraft.ErrNotLeader
 	}
-	return r.Barrier(timeout).Error()
+	// Bounded by timeout, not only its enqueue: a barrier raft never
+	// applies (its shutdown waits on this caller, in Close) must not hang.
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return waitFuture(ctx, r.Barrier(timeout))
 }
 
 // SubmitConfig replicates spec as the cluster configuration; only the leader
