@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -160,10 +161,9 @@ func (d *Director) DrainBGP(ctx context.Context, req api.BGPDrainRequest) (api.B
 			// The leader's log decides (raft.ErrDrainBusy); asking the
 			// state this director follows first names the real reason
 			// rather than the VIPs the other drain left alone.
-			for _, r := range drainsOf(drains) {
-				if !req.Force {
-					return api.BGPDrainResult{}, &raft.DrainBusyError{Drained: raft.Drain{Node: r.Node, Since: r.Since, By: r.By, Forced: r.Forced}}
-				}
+			if len(drains) > 0 && !req.Force {
+				other := slices.Min(slices.Collect(maps.Keys(drains)))
+				return api.BGPDrainResult{}, &raft.DrainBusyError{Drained: drains[other]}
 			}
 			orphans, err := d.orphanedByDrain(ctx)
 			if err != nil {
