@@ -616,21 +616,27 @@ func (v *validator) unicast(path string, a netip.Addr) bool {
 	return true
 }
 
-// ifname checks a network interface name as Linux does (dev_valid_name).
-func (v *validator) ifname(path, name string) bool {
-	var why string
+// CheckInterfaceName reports why name is not a Linux network interface
+// name (the kernel's dev_valid_name: 1 to 15 bytes, not . or .., no '/',
+// ':' or white space), or nil when it is one.
+func CheckInterfaceName(name string) error {
 	switch {
 	case name == "":
-		why = "empty interface name"
+		return errors.New("empty interface name")
 	case len(name) > 15:
-		why = fmt.Sprintf("interface name %q is longer than 15 bytes", name)
+		return fmt.Errorf("interface name %q is longer than 15 bytes", name)
 	case name == "." || name == "..":
-		why = fmt.Sprintf("%q is not an interface name", name)
+		return fmt.Errorf("%q is not an interface name", name)
 	case strings.ContainsAny(name, "/: \t\n\v\f\r"):
-		why = fmt.Sprintf("interface name %q contains '/', ':' or white space", name)
+		return fmt.Errorf("interface name %q contains '/', ':' or white space", name)
 	}
-	if why != "" {
-		v.errorf(path, "%s", why)
+	return nil
+}
+
+// ifname checks a network interface name as Linux does (dev_valid_name).
+func (v *validator) ifname(path, name string) bool {
+	if err := CheckInterfaceName(name); err != nil {
+		v.errorf(path, "%s", err)
 		return false
 	}
 	return true

@@ -89,3 +89,42 @@ func TestFlagsMakeTheCluster(t *testing.T) {
 }
 
 func mustAddrPort(s string) (ap netip.AddrPort) { return netip.MustParseAddrPort(s) }
+
+// TestInvalidInterfaceNames is the regression test for what FuzzImport
+// found in CI: a vrrp_instance interface (or an address's dev) that is not
+// a Linux interface name was copied into the output, which dsrd config
+// check then refused. Now it is reported at its line and left out.
+func TestInvalidInterfaceNames(t *testing.T) {
+	src := MapSource{"k.conf": []byte(`vrrp_instance VI_1 {
+  interface eth0.0.25tual_ro
+  virtual_ipaddress {
+    192.0.2.100
+    192.0.2.101 dev has/slash
+  }
+}
+`)}
+	file, err := Parse(src, "k.conf", nil, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Translate(file, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.ParseDirector("out.yaml", res.YAML); err != nil {
+		t.Fatalf("the translation does not validate: %v\n%s", err, res.YAML)
+	}
+	var got []string
+	for _, i := range res.Issues {
+		got = append(got, i.String())
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{"k.conf:2:", "longer than 15 bytes", "k.conf:5:", "contains '/'"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no %q in the report:\n%s", want, all)
+		}
+	}
+	if _, err := Translate(file, Options{Interface: "bond0:1"}); err == nil || !strings.Contains(err.Error(), "--interface") {
+		t.Errorf("an invalid --interface: %v", err)
+	}
+}

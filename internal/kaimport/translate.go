@@ -123,6 +123,11 @@ func (t *tr) issue(pos Pos, kind IssueKind, keyword, format string, args ...any)
 // not is left out and reported. The error is for options that cannot make
 // a valid file (a bad node id or peer) and for ErrInvalidOutput.
 func Translate(f *File, opt Options) (*Result, error) {
+	if opt.Interface != "" {
+		if err := config.CheckInterfaceName(opt.Interface); err != nil {
+			return nil, fmt.Errorf("--interface: %w", err)
+		}
+	}
 	t := &tr{opt: opt, vipIdx: map[netip.Addr]*vip{}, groups: map[string]*Node{}, ifCount: map[string]int{},
 		names: map[string]bool{}, keys: map[string]Pos{}}
 	t.issues = append(t.issues, f.Issues...)
@@ -260,6 +265,10 @@ func (t *tr) vrrpInstance(n *Node) {
 	iface := ""
 	for _, c := range n.Children {
 		if c.Name == "interface" && len(c.Args) > 0 {
+			if err := config.CheckInterfaceName(c.Args[0]); err != nil {
+				t.issue(c.Pos, Dropped, c.Name, "%v: the VIPs of this instance go on node.interface", err)
+				continue
+			}
 			iface = c.Args[0]
 		}
 	}
@@ -313,7 +322,11 @@ func (t *tr) vrrpAddress(instance, block, iface string, a *Node) {
 		switch words[i] {
 		case "dev":
 			if i+1 < len(words) {
-				iface = words[i+1]
+				if err := config.CheckInterfaceName(words[i+1]); err != nil {
+					t.issue(a.Pos, Dropped, block, "%s: dev %v: kept on the instance's interface", addrText, err)
+				} else {
+					iface = words[i+1]
+				}
 				i++
 			}
 		case "no_track":
