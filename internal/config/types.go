@@ -392,6 +392,11 @@ type HealthCheck struct {
 
 	// exec: the program and its arguments, run without a shell.
 	Command []string `yaml:"command" json:"Command"`
+
+	// tcp, http, https: the PROXY protocol header sent first ("v1" or
+	// "v2"), for reals that accept only connections that start with one
+	// (HAProxy's accept-proxy, nginx's proxy_protocol).
+	ProxyProtocol string `yaml:"proxy_protocol" json:"ProxyProtocol,omitempty"`
 }
 
 // Realserver is the configuration of the backend agent.

@@ -53,6 +53,7 @@ func checkFields(c *HealthCheck) []checkField {
 		{"expect_rcode", []CheckType{CheckDNS}, c.ExpectCode != ""},
 		{"expect_answer", []CheckType{CheckDNS}, c.ExpectAnswer != ""},
 		{"command", []CheckType{CheckExec}, len(c.Command) > 0},
+		{"proxy_protocol", []CheckType{CheckTCP, CheckHTTP, CheckHTTPS}, c.ProxyProtocol != ""},
 	}
 }
 
@@ -101,6 +102,11 @@ func (v *validator) check(c *HealthCheck, s *Service, svcPath, path string) {
 	}
 	if ok, hint := oneOf(c.Initial, "down", "up"); !ok {
 		v.errorf(joinPath(path, "initial"), "unknown state %q%s", c.Initial, hint)
+	}
+	if c.ProxyProtocol != "" {
+		if ok, hint := oneOf(c.ProxyProtocol, "v1", "v2"); !ok {
+			v.errorf(joinPath(path, "proxy_protocol"), "unknown PROXY protocol version %q%s", c.ProxyProtocol, hint)
+		}
 	}
 
 	for _, f := range checkFields(c) {

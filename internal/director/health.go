@@ -75,7 +75,7 @@ func checkSpec(hc *config.HealthCheck, proto config.Protocol) *healthcheck.Spec 
 	}
 	switch hc.Type {
 	case config.CheckTCP, "":
-		spec.Probe = healthcheck.TCP{Send: hc.Send, Expect: hc.Expect}
+		spec.Probe = healthcheck.TCP{Send: hc.Send, Expect: hc.Expect, Proxy: healthcheck.ProxyProtocol(hc.ProxyProtocol)}
 	case config.CheckHTTP, config.CheckHTTPS:
 		spec.Probe = healthcheck.HTTP{
 			TLS:           hc.Type == config.CheckHTTPS,
@@ -86,6 +86,7 @@ func checkSpec(hc *config.HealthCheck, proto config.Protocol) *healthcheck.Spec 
 			BodyRegexp:    hc.BodyRegexp,
 			TLSServerName: hc.TLSServer,
 			TLSVerify:     hc.TLSVerify != nil && *hc.TLSVerify,
+			Proxy:         healthcheck.ProxyProtocol(hc.ProxyProtocol),
 		}
 	case config.CheckUDP:
 		spec.Probe = healthcheck.UDP{Send: hc.Send, Expect: hc.Expect, NoReplyIsUp: hc.NoReplyIsUp}
