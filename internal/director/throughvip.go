@@ -31,7 +31,8 @@ import (
 // dsrd does while such checks exist (checkSysctls). A director needs a
 // route to the VIP for the socket to connect (any route: IPVS forwards the
 // packet before the route's next hop is used; the default route is
-// enough). Verified in the lab VM (kernel 6.1): docs/health-checks.md.
+// enough). Verified in the lab VM (kernel 6.1): docs/config.md, "Checks
+// through the VIP".
 
 // checkMarkBase and checkMarkSpan are the firewall marks dsrd takes for
 // checks through the VIP: 0xd5d00000 to 0xd5d0ffff. A mark is derived
