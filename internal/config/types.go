@@ -446,9 +446,13 @@ type Realserver struct {
 	// ResyncInterval re-applies the whole state periodically.
 	ResyncInterval Duration `yaml:"resync_interval"`
 	// SYNCookies keeps net.ipv4.tcp_syncookies at 1 or above.
-	SYNCookies bool   `yaml:"syn_cookies"`
-	LogLevel   string `yaml:"log_level"`
-	LogFormat  string `yaml:"log_format"`
+	SYNCookies bool `yaml:"syn_cookies"`
+	// Tunnel readies the host for tunnel forwarding too: the ipip (and
+	// ip6_tunnel) module loaded, tunl0 (ip6tnl0) up, rp_filter 0 on all
+	// and tunl0 (docs/tunnel.md).
+	Tunnel    bool   `yaml:"tunnel"`
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("1.5s").

@@ -11,6 +11,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -19,7 +20,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -84,9 +87,10 @@ func tunnelProgram(t *testing.T, env, rel string) string {
 	return filepath.Join(repo, rel)
 }
 
-// tunnelStart runs name args in h until the test ends (SIGTERM, then
-// SIGKILL after 10 s), its output in a log file printed on failure.
-func tunnelStart(t *testing.T, h lab.Host, name string, args ...string) {
+// tunnelStart runs name args in h until stop or the end of the test
+// (SIGTERM, then SIGKILL after 10 s), its output in a log file printed
+// when the test fails.
+func tunnelStart(t *testing.T, h lab.Host, name string, args ...string) (stop func()) {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), string(h)+"-"+filepath.Base(name)+".log")
 	logf, err := os.Create(logPath)
@@ -100,23 +104,30 @@ func tunnelStart(t *testing.T, h lab.Host, name string, args ...string) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+			logf.Close()
+		})
+	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
+		stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			if len(b) > 8000 {
 				b = b[len(b)-8000:]
 			}
-			t.Logf("%s in %s:\n%s", filepath.Base(name), h, b)
+			t.Logf("%s %v in %s:\n%s", filepath.Base(name), args[:min(len(args), 2)], h, b)
 		}
 	})
+	return stop
 }
 
 // tunnelBackend starts the backend program in h (http :80, tcp :9000).
@@ -185,9 +196,6 @@ func tunnelDirector(t *testing.T) {
 	})
 }
 
-// tunnelDestLine is a destination line of ipvsadm -Ln.
-var tunnelDestLine = regexp.MustCompile(`^\s*->\s+(\S+)\s+(\w+)\s+(\d+)\s+\d+\s+\d+$`)
-
 // tunnelDests reads h's IPVS destinations that forward by tunnel with a
 // weight above 0, as "VIP:port real:port".
 func tunnelDests(h lab.Host) (map[string]bool, error) {
@@ -204,9 +212,9 @@ func tunnelDests(h lab.Host) (map[string]bool, error) {
 			svc = f[1]
 			continue
 		}
-		m := tunnelDestLine.FindStringSubmatch(line)
-		if m != nil && m[2] == "Tunnel" && m[3] != "0" {
-			got[svc+" "+m[1]] = true
+		// "  -> 192.0.2.21:80  Tunnel  100  0  0"
+		if len(f) == 6 && f[0] == "->" && f[2] == "Tunnel" && f[3] != "0" {
+			got[svc+" "+f[1]] = true
 		}
 	}
 	return got, nil
@@ -457,4 +465,151 @@ func tunnelFamily(vip netip.Addr) string {
 		return "IPv4"
 	}
 	return "IPv6"
+}
+
+// tunnelCheck runs dsrd realserver check --tunnel in h and returns the
+// codes it reports for each VIP (a VIP that passes has none) and whether
+// it exited 0.
+func tunnelCheck(t *testing.T, h lab.Host, dataDir string) (map[netip.Addr][]string, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), lab.CommandTimeout)
+	defer cancel()
+	out, err := lab.InNS(ctx, h, tunnelProgram(t, "DSRD_BIN", "bin/dsrd"), "realserver", "check", "--tunnel",
+		"--vip", drVIP4.String(), "--vip", drVIP6.String(), "--interface", "eth0", "--data-dir", dataDir, "--json")
+	var rep struct {
+		OK   bool
+		VIPs []struct {
+			VIP     netip.Addr
+			Reasons []struct{ Code, Severity, Interface, Detail string }
+		}
+	}
+	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
+		t.Fatalf("dsrd realserver check in %s: %v (%v): %q", h, jerr, err, out)
+	}
+	if (err == nil) != rep.OK {
+		t.Errorf("dsrd realserver check in %s: ok %v but error %v", h, rep.OK, err)
+	}
+	codes := map[netip.Addr][]string{}
+	for _, v := range rep.VIPs {
+		codes[v.VIP] = []string{}
+		for _, r := range v.Reasons {
+			if r.Severity == "fail" {
+				codes[v.VIP] = append(codes[v.VIP], r.Code)
+				t.Logf("%s %s: %s (%s): %s", h, v.VIP, r.Code, r.Interface, r.Detail)
+			}
+		}
+	}
+	return codes, rep.OK
+}
+
+// tunnelServes reports whether one request to vip is answered by name.
+func tunnelServes(vip netip.Addr, name string) error {
+	client := lab.HTTPClient(lab.Client, drRequestTimeout)
+	for range 2 { // rr over two reals: one of two requests reaches name
+		got, _, err := drGet(client, vip)
+		if err != nil {
+			return err
+		}
+		if got == name {
+			return nil
+		}
+	}
+	return fmt.Errorf("two requests to %s, none answered by %s", vip, name)
+}
+
+// TestTunnelRealserverAgent: dsrd realserver --tunnel readies a host
+// that has none of it (modules unloaded, VIPs missing), after which
+// dsrd realserver check passes and the host serves through the director;
+// with the agent stopped, tunl0 and ip6tnl0 down and a strict rp_filter
+// on tunl0 (loose on all) break the service and check names each piece;
+// the agent started again repairs them, and while it runs it undoes the
+// same breakage within seconds.
+func TestTunnelRealserverAgent(t *testing.T) {
+	lab.Require(t)
+	lab.Up(t)
+	lab.RouterUp(t)
+	ctx, cancel := context.WithTimeout(context.Background(), lab.CommandTimeout)
+	defer cancel()
+	// Nothing else in the VM uses them; removing them removes tunl0 and
+	// ip6tnl0 from every namespace.
+	if _, err := lab.Run(ctx, "modprobe", "-r", "ipip", "ip6_tunnel"); err != nil {
+		t.Fatal(err)
+	}
+	h := lab.Remote
+	dataDir := t.TempDir()
+	codes, ok := tunnelCheck(t, h, dataDir)
+	for _, vip := range []netip.Addr{drVIP4, drVIP6} {
+		if ok || !slices.Contains(codes[vip], "tunnel-module-missing") || !slices.Contains(codes[vip], "vip-missing") {
+			t.Errorf("check of an unprepared host, %s: %v (ok %v), want tunnel-module-missing and vip-missing", vip, codes[vip], ok)
+		}
+	}
+	// rs1, the other real, is prepared by hand (which loads the modules
+	// again: remote then has tunl0 and ip6tnl0, down).
+	tunnelDecapByHand(t, lab.RS1)
+	for _, r := range tunnelReals {
+		tunnelBackend(t, r)
+	}
+	tunnelDirector(t)
+
+	agentArgs := []string{"realserver", "--tunnel", "--vip", drVIP4.String(), "--vip", drVIP6.String(),
+		"--interface", "eth0", "--data-dir", dataDir, "--log-level", "debug"}
+	bin := tunnelProgram(t, "DSRD_BIN", "bin/dsrd")
+	stop := tunnelStart(t, h, bin, agentArgs...)
+	tunnelReady(t, h, dataDir)
+
+	// Stopped (its changes stay: no cleanup-on-exit), then broken.
+	stop()
+	tunnelBreak(t, h)
+	codes, ok = tunnelCheck(t, h, dataDir)
+	if ok || !slices.Contains(codes[drVIP4], "tunnel-down") || !slices.Contains(codes[drVIP4], "tunnel-rp-filter") ||
+		!slices.Contains(codes[drVIP6], "tunnel-down") || slices.Contains(codes[drVIP6], "tunnel-rp-filter") {
+		t.Errorf("check of the broken host: %v (ok %v); want tunnel-down for both VIPs, tunnel-rp-filter for %s only", codes, ok, drVIP4)
+	}
+	for _, vip := range []netip.Addr{drVIP4, drVIP6} {
+		if err := tunnelServes(vip, string(h)); err == nil {
+			t.Errorf("%s still answered by %s with its decapsulation broken (the test breaks nothing)", vip, h)
+		}
+	}
+	tunnelStart(t, h, bin, agentArgs...)
+	tunnelReady(t, h, dataDir)
+
+	// Broken while the agent runs: repaired from the link events and the
+	// sysctl poll (every second).
+	tunnelBreak(t, h)
+	start := time.Now()
+	tunnelReady(t, h, dataDir)
+	t.Logf("repaired and serving again %v after the breakage", time.Since(start).Round(100*time.Millisecond))
+}
+
+// tunnelBreak undoes h's decapsulation: both tunnel devices down, strict
+// rp_filter on tunl0, loose on all.
+func tunnelBreak(t *testing.T, h lab.Host) {
+	t.Helper()
+	lab.MustIPBatch(t, h, "link set tunl0 down", "link set ip6tnl0 down")
+	for name, value := range map[string]string{"net.ipv4.conf.tunl0.rp_filter": "1", "net.ipv4.conf.all.rp_filter": "2"} {
+		if err := lab.WriteSysctl(h, name, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// tunnelRepairBound bounds the agent's first apply or a repair, with the
+// check and the requests that confirm it, under TCG.
+const tunnelRepairBound = 20 * time.Second
+
+// tunnelReady waits until dsrd realserver check passes in h and both VIPs
+// are served by h through the director.
+func tunnelReady(t *testing.T, h lab.Host, dataDir string) {
+	t.Helper()
+	lab.Eventually(t, tunnelRepairBound, 500*time.Millisecond, func() error {
+		if codes, ok := tunnelCheck(t, h, dataDir); !ok {
+			return fmt.Errorf("check in %s: %v", h, codes)
+		}
+		for _, vip := range []netip.Addr{drVIP4, drVIP6} {
+			if err := tunnelServes(vip, string(h)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
