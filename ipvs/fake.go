@@ -248,7 +248,10 @@ func checkDest(k ServiceKey, d Destination) error {
 	if d.Weight < 0 || d.LowerThreshold > d.UpperThreshold {
 		return syscall.ERANGE
 	}
-	if FamilyOf(d.Key.Addr) != k.Family && d.Forward != ForwardTunnel {
+	// The kernel takes a tunnel destination of another family, but only
+	// with its family attribute, which moby/ipvs does not send: Netlink
+	// refuses every mixed family (checkDestFamily), and so does the fake.
+	if FamilyOf(d.Key.Addr) != k.Family {
 		return syscall.EINVAL
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -273,6 +274,19 @@ func testKernelContract(t *testing.T, k Kernel, ipvsadm func() string) {
 	ok("new dest with thresholds", k.NewDestination(ctx, k4, d2))
 	d1.Weight = 9
 	ok("update dest", k.UpdateDestination(ctx, k4, d1))
+	tun := NewDestination(addr("198.51.100.4"), 80, 2)
+	tun.Forward = ForwardTunnel
+	ok("new tunnel dest", k.NewDestination(ctx, k4, tun))
+	tun6 := NewDestination(addr("2001:db8::4"), 80, 1)
+	tun6.Forward = ForwardTunnel
+	mustErrno("tunnel dest of another family", k.NewDestination(ctx, k4, tun6), syscall.EINVAL)
+	tun.Forward = ForwardDR
+	ok("tunnel dest to direct routing, in place", k.UpdateDestination(ctx, k4, tun))
+	if ds, err := k.GetDestinations(ctx, k4); err != nil || !slices.ContainsFunc(ds, func(d Destination) bool { return d.Key == tun.Key && d.Forward == ForwardDR }) {
+		t.Errorf("after the update to direct routing: %+v, %v", ds, err)
+	}
+	tun.Forward = ForwardTunnel
+	ok("and back to tunnel", k.UpdateDestination(ctx, k4, tun))
 
 	k6 := tcp("[2001:db8::1]:443")
 	s6 := NewService(k6, "mh")
@@ -304,6 +318,9 @@ func testKernelContract(t *testing.T, k Kernel, ipvsadm func() string) {
 	if d := got.Dests[d1.Key]; d.Weight != 9 {
 		t.Errorf("updated dest read back as %+v", d)
 	}
+	if d := got.Dests[tun.Key]; d.Forward != ForwardTunnel || d.Weight != 2 {
+		t.Errorf("tunnel dest read back as %+v", d)
+	}
 	if g6 := st[k6]; g6.Netmask != 64 || g6.Flags != FlagPersistent|FlagHashed|FlagMHFallback|FlagMHPort {
 		t.Errorf("v6 service read back as %+v", g6)
 	}
@@ -313,6 +330,7 @@ func testKernelContract(t *testing.T, k Kernel, ipvsadm func() string) {
 	want := `-A -t 192.0.2.1:80 -s wlc -p 600 -M 255.255.255.0
 -a -t 192.0.2.1:80 -r 198.51.100.1:80 -g -w 9
 -a -t 192.0.2.1:80 -r 198.51.100.2:80 -g -w 0
+-a -t 192.0.2.1:80 -r 198.51.100.4:80 -i -w 2 --tun-type ipip
 -A -u 192.0.2.1:53 -s sh -o -b sh-fallback
 -A -t [2001:db8::1]:443 -s mh -p 300 -M 64 -b mh-fallback,mh-port
 -a -t [2001:db8::1]:443 -r [2001:db8::10]:443 -g -w 3
@@ -335,8 +353,8 @@ func testKernelContract(t *testing.T, k Kernel, ipvsadm func() string) {
 	mustErrno("update to unknown scheduler", k.UpdateService(ctx, NewService(k4, "nosuch")), syscall.ENOENT)
 	ds, err = k.GetDestinations(ctx, k4)
 	ok("get dests", err)
-	if len(ds) != 2 {
-		t.Errorf("after a service update, %d dests, want 2", len(ds))
+	if len(ds) != 3 {
+		t.Errorf("after a service update, %d dests, want 3", len(ds))
 	}
 	ok("delete dest", k.DelDestination(ctx, k4, d1.Key))
 	for _, key := range []ServiceKey{k4, k6, kf, ku} {

@@ -335,8 +335,9 @@ func ParseSchedFlags(scheduler string, names []string) (Flags, error) {
 }
 
 // Forward is a destination's packet forwarding method. Its zero value is
-// direct routing, the only method dsrd programs; the others exist because
-// the kernel may hold them (an adopted or foreign entry).
+// direct routing; dsrd programs it and ForwardTunnel (plain IP-in-IP: the
+// library cannot set a tunnel type, so never GUE or GRE); the others exist
+// because the kernel may hold them (an adopted or foreign entry).
 type Forward uint8
 
 // The forwarding methods.
@@ -346,7 +347,8 @@ const (
 	ForwardDR Forward = iota
 	// ForwardMasq is NAT (ipvsadm -m).
 	ForwardMasq
-	// ForwardTunnel is IP-in-IP and other tunnels (ipvsadm -i).
+	// ForwardTunnel is IP-in-IP (ipvsadm -i): the packet is encapsulated
+	// to the destination's address, of the service's family.
 	ForwardTunnel
 	// ForwardLocal delivers to the director itself.
 	ForwardLocal

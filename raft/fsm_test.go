@@ -638,3 +638,52 @@ func TestFSMSetConfigV3Fields(t *testing.T) {
 		t.Error("applying changed the caller's spec")
 	}
 }
+
+// TestFSMTunnelNeedsV3: a forwarding method travels in set-config-v3; in a
+// version 1 or 2 command it is dropped, as those binaries drop it, so
+// every member programs the same forwarding.
+func TestFSMTunnelNeedsV3(t *testing.T) {
+	spec := testSpec(1)
+	if spec.Version() != 1 {
+		t.Fatalf("the test spec: version %d", spec.Version())
+	}
+	spec.Services[0].Forwarding = "tunnel"
+	if spec.Version() != 4 || spec.setConfigType() != CommandSetConfigV3 {
+		t.Fatalf("a tunnel service: version %d, type %s", spec.Version(), spec.setConfigType())
+	}
+	onlyReal := spec
+	onlyReal.Services = append([]Service(nil), spec.Services...)
+	onlyReal.Services[0].Forwarding = ""
+	onlyReal.Services[0].Reals = append([]Real(nil), spec.Services[0].Reals...)
+	onlyReal.Services[0].Reals[1].Forwarding = "dr"
+	if onlyReal.Version() != 4 {
+		t.Fatalf("a real's forwarding alone: version %d", onlyReal.Version())
+	}
+	spec.Services[0].Reals[1].Forwarding = "dr"
+	hash, err := spec.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := SetConfigCommand{Spec: spec, Hash: hash, Keys: spec.Keys()}
+	for _, tc := range []struct {
+		typ       CommandType
+		svc, real string
+	}{
+		{CommandSetConfig, "", ""},
+		{CommandSetConfigV2, "", ""},
+		{CommandSetConfigV3, "tunnel", "dr"},
+	} {
+		a := &applier{t: t, fsm: NewFSM(testutil.Logger(t), testValidate)}
+		if res, ok := a.cmd(tc.typ, cmd).(SetConfigResult); !ok || !res.Changed {
+			t.Fatalf("%s: %#v", tc.typ, res)
+		}
+		got := a.fsm.State().Config.Spec
+		if got.Services[0].Forwarding != tc.svc || got.Services[0].Reals[1].Forwarding != tc.real {
+			t.Errorf("%s applied forwarding %q and %q; want %q, %q", tc.typ, got.Services[0].Forwarding,
+				got.Services[0].Reals[1].Forwarding, tc.svc, tc.real)
+		}
+	}
+	if spec.Services[0].Forwarding != "tunnel" || spec.Services[0].Reals[1].Forwarding != "dr" {
+		t.Error("applying changed the caller's spec")
+	}
+}

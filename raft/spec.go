@@ -88,7 +88,26 @@ func (s Spec) usesModes() bool {
 // members that read it. Every such field is listed here and cleared by
 // asVersion2.
 func (s Spec) needsV3() bool {
-	return s.usesV3Checks()
+	return s.usesV3Checks() || s.usesTunnel()
+}
+
+// usesTunnel reports whether a service or a real names a forwarding
+// method (clusterspec writes only tunnel, and dr only on a real of a
+// tunnel service): a member that ignored it would program direct routing
+// to a real that is not on its segment, and the real's packets would go
+// nowhere.
+func (s Spec) usesTunnel() bool {
+	for i := range s.Services {
+		if s.Services[i].Forwarding != "" {
+			return true
+		}
+		for j := range s.Services[i].Reals {
+			if s.Services[i].Reals[j].Forwarding != "" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // usesV3Checks reports whether a health check sends a PROXY protocol
@@ -130,10 +149,15 @@ func (s Spec) asVersion2() Spec {
 	for i := range services {
 		svc := &services[i]
 		svc.HealthCheck = noProxy(svc.HealthCheck)
+		svc.Forwarding = ""
+		if svc.Reals == nil {
+			continue
+		}
 		reals := make([]Real, len(svc.Reals))
 		copy(reals, svc.Reals)
 		for j := range reals {
 			reals[j].HealthCheck = noProxy(reals[j].HealthCheck)
+			reals[j].Forwarding = ""
 		}
 		svc.Reals = reals
 	}
@@ -192,6 +216,10 @@ type Service struct {
 	SorryServer    netip.Addr   `json:"SorryServer"`
 	HealthCheck    *HealthCheck `json:"HealthCheck"`
 	Reals          []Real       `json:"Reals"`
+	// Forwarding is "" (direct routing) or "tunnel" (IP-in-IP), for
+	// the reals that do not name their own. Added in command version 4
+	// (needsV3).
+	Forwarding string `json:"Forwarding,omitempty"`
 }
 
 // Persistence is a service's persistent scheduling.
@@ -208,6 +236,9 @@ type Real struct {
 	UpperThreshold uint32       `json:"UpperThreshold"`
 	LowerThreshold uint32       `json:"LowerThreshold"`
 	HealthCheck    *HealthCheck `json:"HealthCheck"`
+	// Forwarding overrides the service's: "" (the service's), "dr" or
+	// "tunnel". Added in command version 4 (needsV3).
+	Forwarding string `json:"Forwarding,omitempty"`
 }
 
 // HealthCheck is how a real is checked.

@@ -54,6 +54,10 @@ type Config struct {
 	// SYNCookies keeps net.ipv4.tcp_syncookies at 1 or above (and
 	// restores the original on cleanup, as for the ARP settings).
 	SYNCookies bool
+	// Tunnel readies the host for tunnel forwarding (docs/tunnel.md):
+	// the decapsulating device of each VIP family loaded and up (tunl0,
+	// ip6tnl0), rp_filter 0 on all and tunl0, kept so like the rest.
+	Tunnel bool
 }
 
 // normalize validates and puts the VIPs in the form the agent adds them
@@ -116,6 +120,8 @@ type Agent struct {
 	k   Kernel
 	// closeKernel releases a kernel New opened itself.
 	closeKernel func() error
+	// loadModule loads the tunnel modules (Modprobe by default).
+	loadModule ModuleLoader
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -149,6 +155,7 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 		log:         log,
 		ready:       make(chan struct{}),
 		cacheMaxAge: statusCacheMaxAge,
+		loadModule:  Modprobe,
 	}
 	for _, o := range opts {
 		o(a)
@@ -189,6 +196,9 @@ type Stats struct {
 	VIPRepairs    uint64 `json:"vip_repairs"`
 	SysctlRepairs uint64 `json:"sysctl_repairs"`
 	LoRepairs     uint64 `json:"lo_repairs"`
+	// TunnelRepairs counts decapsulating devices brought back up (or
+	// their module loaded again) in tunnel mode.
+	TunnelRepairs uint64 `json:"tunnel_repairs,omitempty"`
 	// Resubscribes counts netlink subscriptions lost and re-opened.
 	Resubscribes uint64 `json:"resubscribes"`
 	// LastRepair is when the last repair happened and LastRepairWhat what
@@ -222,11 +232,15 @@ type Changes struct {
 	// MissingInterfaces are configured interfaces that do not exist: their
 	// sysctls are set when they appear.
 	MissingInterfaces []string `json:"missing_interfaces,omitempty"`
+	// LoadedModules were loaded and TunnelsUp brought up (tunnel mode).
+	LoadedModules []string `json:"loaded_modules,omitempty"`
+	TunnelsUp     []string `json:"tunnels_up,omitempty"`
 }
 
 // Changed reports whether the kernel was changed.
 func (c Changes) Changed() bool {
-	return c.LoBroughtUp || len(c.AddedVIPs) > 0 || len(c.RemovedVIPs) > 0 || len(c.Sysctls) > 0
+	return c.LoBroughtUp || len(c.AddedVIPs) > 0 || len(c.RemovedVIPs) > 0 || len(c.Sysctls) > 0 ||
+		len(c.LoadedModules) > 0 || len(c.TunnelsUp) > 0
 }
 
 // logAttrs describes the changes for slog.
@@ -240,6 +254,12 @@ func (c Changes) logAttrs() []any {
 	}
 	if len(c.RemovedVIPs) > 0 {
 		attrs = append(attrs, slog.Any("removed", c.RemovedVIPs))
+	}
+	if len(c.LoadedModules) > 0 {
+		attrs = append(attrs, slog.Any("loaded_modules", c.LoadedModules))
+	}
+	if len(c.TunnelsUp) > 0 {
+		attrs = append(attrs, slog.Any("tunnels_up", c.TunnelsUp))
 	}
 	for _, s := range c.Sysctls {
 		attrs = append(attrs, slog.String(s.Name, s.From+"->"+s.To))
@@ -314,6 +334,13 @@ func (a *Agent) applyLocked(ctx context.Context) (Changes, error) {
 		}
 		ch.LoBroughtUp = true
 		a.log.Error("lo was down; brought it back up", slog.String("interface", lo.Name))
+	}
+
+	// The tunnel devices before the sysctls: tunl0's rp_filter exists
+	// only once its module is loaded.
+	ch.LoadedModules, ch.TunnelsUp, err = a.applyTunnels(ctx)
+	if err != nil {
+		return ch, err
 	}
 
 	// Sysctls first: a VIP on lo before arp_ignore is set would be
@@ -535,9 +562,10 @@ func (a *Agent) apply(ctx context.Context, reason string, first bool) (Changes, 
 		a.stats.LastError = ""
 	}
 	if !first && ch.Changed() {
-		n := uint64(len(ch.AddedVIPs) + len(ch.Sysctls))
+		n := uint64(len(ch.AddedVIPs) + len(ch.Sysctls) + len(ch.TunnelsUp))
 		a.stats.VIPRepairs += uint64(len(ch.AddedVIPs))
 		a.stats.SysctlRepairs += uint64(len(ch.Sysctls))
+		a.stats.TunnelRepairs += uint64(len(ch.TunnelsUp))
 		if ch.LoBroughtUp {
 			a.stats.LoRepairs++
 			n++
@@ -575,6 +603,12 @@ func describeRepair(ch Changes) string {
 	var parts []string
 	if ch.LoBroughtUp {
 		parts = append(parts, "lo up")
+	}
+	for _, m := range ch.LoadedModules {
+		parts = append(parts, "loaded "+m)
+	}
+	for _, d := range ch.TunnelsUp {
+		parts = append(parts, d+" up")
 	}
 	for _, p := range ch.AddedVIPs {
 		parts = append(parts, "added "+p.String())

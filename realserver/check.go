@@ -214,6 +214,8 @@ type CheckOptions struct {
 	// arriving from the director. Without sources strict rp_filter is only
 	// a warning.
 	Sources []netip.Addr
+	// tunnel: the agent is in tunnel mode (Config.Tunnel).
+	tunnel bool
 }
 
 // Check diagnoses, for every configured VIP, whether this host would
@@ -223,6 +225,7 @@ func (a *Agent) Check(ctx context.Context, opts CheckOptions) (Report, error) {
 	if err := ctx.Err(); err != nil {
 		return Report{}, err
 	}
+	opts.tunnel = a.cfg.Tunnel
 	rep, err := diagnose(a.k, a.cfg.VIPs, a.cfg.Interfaces, opts)
 	if err != nil {
 		return Report{}, fmt.Errorf("check: %w", err)
@@ -266,7 +269,12 @@ func diagnose(k Kernel, vips []netip.Addr, configured []string, opts CheckOption
 	if len(configured) > 0 {
 		facing = checkConfiguredInterfaces(h, configured, &rs)
 	} else {
-		facing = findFacingInterfaces(h, loName, &rs)
+		facing = findFacingInterfaces(h, loName, opts.tunnel, &rs)
+	}
+	if opts.tunnel {
+		if err := checkTunnels(k, h, vips, &rs); err != nil {
+			return Report{}, err
+		}
 	}
 	// IPv4 sysctls, effective value max(all, interface).
 	if err := checkSysctls(k, facing, opts.Sources, &rs); err != nil {
@@ -357,11 +365,16 @@ func checkConfiguredInterfaces(h hostView, configured []string, rs *reasons) []s
 }
 
 // findFacingInterfaces returns the up interfaces but lo, with a finding per family none of them serves.
-func findFacingInterfaces(h hostView, loName string, rs *reasons) []string {
+// In tunnel mode the decapsulating devices are not among them: they have
+// no address, and checkTunnels judges them.
+func findFacingInterfaces(h hostView, loName string, tunnel bool, rs *reasons) []string {
 	var facing []string
 	found := map[int]bool{}
 	for _, l := range h.links {
 		if l.Name == loName || !l.Up {
+			continue
+		}
+		if tunnel && slices.ContainsFunc(tunnelDevices, func(d tunnelDevice) bool { return d.Name == l.Name }) {
 			continue
 		}
 		facing = append(facing, l.Name)

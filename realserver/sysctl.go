@@ -53,8 +53,19 @@ type sysctlRule struct {
 	Name string
 	// Iface is the interface of a per-interface entry, "all" for the global one.
 	Iface string
-	Min   int
-	Why   string
+	// Min is the value the agent sets and the least it accepts; with
+	// AtMost, the most it accepts (rp_filter in tunnel mode must stay 0).
+	Min    int
+	AtMost bool
+	Why    string
+}
+
+// holds reports whether v satisfies the rule.
+func (r sysctlRule) holds(v int) bool {
+	if r.AtMost {
+		return v <= r.Min
+	}
+	return v >= r.Min
 }
 
 // sysctlRules expands arpSettings for all and each director-facing interface.
@@ -79,6 +90,9 @@ func (a *Agent) rules() []sysctlRule {
 	r := sysctlRules(a.cfg.Interfaces)
 	if a.cfg.SYNCookies {
 		r = append(r, synCookies)
+	}
+	if a.cfg.Tunnel {
+		r = append(r, tunnelRules(a.cfg.VIPs)...)
 	}
 	return r
 }
@@ -107,7 +121,8 @@ func readInt(k Kernel, name string) (int, error) {
 	return v, nil
 }
 
-// applySysctls raises every rule's sysctl to its minimum. Before the first
+// applySysctls raises every rule's sysctl to its minimum (lowers an
+// AtMost rule's to its maximum). Before the first
 // change of a sysctl, its current value is recorded in st and st is saved
 // through save: the original is on disk before the kernel changes. Rules of
 // interfaces that do not exist are returned in missing, not as errors: the
@@ -128,7 +143,7 @@ func applySysctls(k Kernel, rules []sysctlRule, st *state, save func() error) (c
 		if err != nil {
 			return changed, missing, fmt.Errorf("sysctl %s: not an integer: %q", r.Name, cur)
 		}
-		if v >= r.Min {
+		if r.holds(v) {
 			continue
 		}
 		want := strconv.Itoa(r.Min)
@@ -182,8 +197,8 @@ func restoreSysctls(k Kernel, st *state) (restored []SysctlChange, kept []string
 	return restored, kept, errors.Join(errs...)
 }
 
-// pollSysctls reads every rule's sysctl and reports whether one is below
-// its minimum, with a reason naming them for the apply it calls for. seen
+// pollSysctls reads every rule's sysctl and reports whether one does not
+// hold, with a reason naming them for the apply it calls for. seen
 // holds the value each sysctl had at the previous pass (or after the
 // repair that pass asked for); a drift is logged at warn with that old
 // value and the new one. Entries that do not exist (an interface not
@@ -203,11 +218,17 @@ func (a *Agent) pollSysctls(rules []sysctlRule, seen map[string]string) (reason 
 			delete(seen, r.Name)
 		case err != nil:
 			a.log.Debug("sysctl poll: read failed", slog.String("sysctl", r.Name), slog.Any("error", err))
-		case v < r.Min:
+		case !r.holds(v):
 			name := r.Name
-			a.log.Warn("sysctl drifted below the value DR needs; repairing",
-				slog.String("sysctl", name), slog.String("old", seen[r.Name]),
-				slog.String("new", cur), slog.Int("min", r.Min))
+			if r.AtMost {
+				a.log.Warn("sysctl drifted above the value the tunnel needs; repairing",
+					slog.String("sysctl", name), slog.String("old", seen[r.Name]),
+					slog.String("new", cur), slog.Int("max", r.Min))
+			} else {
+				a.log.Warn("sysctl drifted below the value DR needs; repairing",
+					slog.String("sysctl", name), slog.String("old", seen[r.Name]),
+					slog.String("new", cur), slog.Int("min", r.Min))
+			}
 			names = append(names, name+"="+cur)
 			// The apply this asks for writes Min: the next pass compares
 			// with it, so a drift that comes back is logged again.

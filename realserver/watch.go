@@ -70,8 +70,10 @@ func fire(trigger chan<- string, why string) {
 }
 
 // relevant says whether ev may need a repair and describes it: an address
-// removed from lo, lo going down, or a director-facing interface changing
-// or appearing. Other changes cannot undo what the agent does.
+// removed from lo, lo going down, a director-facing interface changing
+// or appearing, or (tunnel mode) a decapsulating device going down or
+// away (its module unloaded). Other changes cannot undo what the agent
+// does.
 func (a *Agent) relevant(ev Event) (string, bool) {
 	isLo := ev.Link == "lo"
 	switch ev.Kind {
@@ -85,6 +87,13 @@ func (a *Agent) relevant(ev Event) (string, bool) {
 		}
 		if slices.Contains(a.cfg.Interfaces, ev.Link) {
 			return fmt.Sprintf("link %s changed", ev.Link), true
+		}
+		if a.cfg.Tunnel && !ev.Up && slices.ContainsFunc(tunnelsFor(a.cfg.VIPs), func(d tunnelDevice) bool { return d.Name == ev.Link }) {
+			return fmt.Sprintf("tunnel device %s down", ev.Link), true
+		}
+	case netkernel.EventLinkRemoved:
+		if a.cfg.Tunnel && slices.ContainsFunc(tunnelsFor(a.cfg.VIPs), func(d tunnelDevice) bool { return d.Name == ev.Link }) {
+			return fmt.Sprintf("tunnel device %s removed", ev.Link), true
 		}
 	}
 	return "", false

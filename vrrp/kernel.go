@@ -93,12 +93,18 @@ func readLink(k Kernel, ifname string) (Link, error) {
 // vipAddr is the address a VIP is added as: IPv6 without duplicate address
 // detection (the VIP moves between directors: DAD would find the previous
 // owner's advertisements and leave the address tentative, unusable, for a
-// second or for good), IPv4 with the label "<interface>:dsrd" where the
-// name fits.
+// second or for good) and deprecated (preferred_lft 0: the director then
+// never takes it as the source of its own connections, where RFC 6724's
+// longest-prefix rule would for destinations closer to the VIP than to the
+// director's address, e.g. a tunnel real in 2001:db8:100::/64 beside a VIP
+// in 2001:db8:113::/64: its health checks and IPVS's tunnel headers would
+// come from the VIP, which the real holds on lo, and be lost; verified in
+// the lab VM, docs/tunnel.md), IPv4 with the label "<interface>:dsrd"
+// where the name fits.
 func vipAddr(v VIP) netkernel.Addr {
 	a := netkernel.Addr{Link: v.Interface, Prefix: v.Prefix()}
 	if v.Address.Is6() {
-		a.Flags = netkernel.FlagNoDAD
+		a.Flags = netkernel.FlagNoDAD | netkernel.FlagDeprecated
 	} else {
 		a.Label = dsrdLabel(v.Interface)
 	}

@@ -37,7 +37,7 @@ func TestOwnerAcquireRelease(t *testing.T) {
 		synctest.Wait()
 		wantOps(t, k,
 			"ip addr add 203.0.113.10/32 dev eth0 label eth0:dsrd",
-			"ip addr add 2001:db8::100/128 dev eth0 nodad",
+			"ip addr add 2001:db8::100/128 dev eth0 nodad preferred_lft 0",
 		)
 		wantState(t, k, "eth0 up 192.0.2.1/24 203.0.113.10/32 2001:db8::100/128\n")
 		sends := rec.take()

@@ -363,8 +363,8 @@ func TestPrivilegedAcquireAnnouncesOnTheWire(t *testing.T) {
 			}
 		case ad.IP.Equal(v6.AsSlice()) && ones == 128:
 			found6 = true
-			if ad.Flags&unix.IFA_F_NODAD == 0 || ad.Flags&unix.IFA_F_TENTATIVE != 0 {
-				t.Errorf("flags of %s = %#x, want nodad and not tentative", v6, ad.Flags)
+			if ad.Flags&unix.IFA_F_NODAD == 0 || ad.Flags&unix.IFA_F_TENTATIVE != 0 || ad.Flags&unix.IFA_F_DEPRECATED == 0 || ad.PreferedLft != 0 {
+				t.Errorf("flags of %s = %#x, preferred_lft %d: want nodad, deprecated (preferred_lft 0: never a source address) and not tentative", v6, ad.Flags, ad.PreferedLft)
 			}
 		}
 	}

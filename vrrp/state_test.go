@@ -87,7 +87,7 @@ func TestMachineTransitions(t *testing.T) {
 		wantLines(t, "transitions", tm.takeTransitions(), "BACKUP -> MASTER (leader)")
 		wantOps(t, k,
 			"ip addr add 203.0.113.10/32 dev eth0 label eth0:dsrd",
-			"ip addr add 2001:db8::100/128 dev eth0 nodad",
+			"ip addr add 2001:db8::100/128 dev eth0 nodad preferred_lft 0",
 		)
 		wantLines(t, "announcements", tm.rec.take(), "0s eth0 2001:db8::100", "0s eth0 203.0.113.10")
 

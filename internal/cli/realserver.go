@@ -30,6 +30,7 @@ func realserverFlags() []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "interface", Usage: "an interface facing the directors (repeatable; replaces the file's interfaces)", EnvVars: []string{"DSRD_INTERFACES"}},
 		&ucli.StringFlag{Name: "data-dir", Usage: "where original sysctl values and the drain flag are kept (default " + config.DefaultRealserverDataDir + ")", EnvVars: []string{"DSRD_DATA_DIR"}},
 		&ucli.StringFlag{Name: "status-address", Usage: "host:port of the status endpoint for directors' agent checks (default off)", EnvVars: []string{"DSRD_STATUS_ADDRESS"}},
+		&ucli.BoolFlag{Name: "tunnel", Usage: "also decapsulate tunnel forwarding (IP-in-IP): load ipip/ip6_tunnel, keep tunl0/ip6tnl0 up and rp_filter 0 on all and tunl0 (docs/tunnel.md)", EnvVars: []string{"DSRD_TUNNEL"}},
 		&ucli.BoolFlag{Name: "cleanup-on-exit", Usage: "remove the VIPs and restore the sysctls when stopping", EnvVars: []string{"DSRD_CLEANUP_ON_EXIT"}},
 		&ucli.DurationFlag{Name: "resync-interval", Usage: "re-apply everything this often even without a change event (a safety net: changes are repaired within a second)", EnvVars: []string{"DSRD_RESYNC_INTERVAL"}},
 		&ucli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"DSRD_LOG_LEVEL"}},
@@ -118,6 +119,9 @@ func loadRealserver(c *ucli.Context) (config.Realserver, error) {
 	if c.IsSet("status-address") {
 		cfg.StatusAddress = c.String("status-address")
 	}
+	if c.IsSet("tunnel") {
+		cfg.Tunnel = c.Bool("tunnel")
+	}
 	if c.IsSet("cleanup-on-exit") {
 		cfg.CleanupOnExit = c.Bool("cleanup-on-exit")
 	}
@@ -146,6 +150,7 @@ func RealserverAgentConfig(c config.Realserver) realserver.Config {
 		StatusAddress:  c.StatusAddress,
 		ResyncInterval: c.ResyncInterval.D(),
 		SYNCookies:     c.SYNCookies,
+		Tunnel:         c.Tunnel,
 	}
 }
 

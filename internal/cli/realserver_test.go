@@ -23,11 +23,12 @@ func TestRealserverAgentConfig(t *testing.T) {
 		StatusAddress:  ":9797",
 		ResyncInterval: config.Duration(time.Minute),
 		SYNCookies:     true,
+		Tunnel:         true,
 		LogLevel:       "debug",
 		LogFormat:      "json",
 	})
 	if !slices.Equal(got.VIPs, []netip.Addr{vip}) || !slices.Equal(got.Interfaces, []string{"eth0"}) || got.DataDir != "/d" ||
-		!got.CleanupOnExit || got.StatusAddress != ":9797" || got.ResyncInterval != time.Minute || !got.SYNCookies {
+		!got.CleanupOnExit || got.StatusAddress != ":9797" || got.ResyncInterval != time.Minute || !got.SYNCookies || !got.Tunnel {
 		t.Errorf("RealserverAgentConfig = %+v", got)
 	}
 }
@@ -36,7 +37,7 @@ func TestRealserverAgentConfig(t *testing.T) {
 // a field that RealserverAgentConfig neither translates nor knowingly
 // leaves to the command.
 func TestRealserverAgentConfigCoversTheFile(t *testing.T) {
-	translated := []string{"VIPs", "Interfaces", "DataDir", "CleanupOnExit", "StatusAddress", "ResyncInterval", "SYNCookies"}
+	translated := []string{"VIPs", "Interfaces", "DataDir", "CleanupOnExit", "StatusAddress", "ResyncInterval", "SYNCookies", "Tunnel"}
 	command := []string{"LogLevel", "LogFormat"}
 	typ := reflect.TypeFor[config.Realserver]()
 	for i := range typ.NumField() {

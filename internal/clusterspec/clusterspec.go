@@ -68,13 +68,15 @@ func FromConfig(x config.IPVS, vips []config.VIP, services []config.Service) raf
 			Persistence: raft.Persistence{Timeout: raft.Duration(c.Persistence.Timeout), Netmask: c.Persistence.Netmask},
 			OnePacket:   c.OnePacket, DrainTimeout: raft.Duration(c.DrainTimeout), Quorum: c.Quorum,
 			OnDown: string(c.OnDown), SorryServer: c.SorryServer, HealthCheck: convertPtr(c.HealthCheck, checkToWire),
+			Forwarding: forwardingToWire(c.Forwarding, config.ForwardDR),
 		}
 		if c.Reals != nil {
 			svc.Reals = make([]raft.Real, len(c.Reals))
 		}
 		for j, r := range c.Reals {
 			svc.Reals[j] = raft.Real{Address: r.Address, Port: r.Port, Weight: clone(r.Weight),
-				UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold, HealthCheck: convertPtr(r.HealthCheck, checkToWire)}
+				UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold, HealthCheck: convertPtr(r.HealthCheck, checkToWire),
+				Forwarding: forwardingToWire(r.Forwarding, c.RealForwarding(nil))}
 		}
 		s.Services[i] = svc
 	}
@@ -85,6 +87,20 @@ func FromConfig(x config.IPVS, vips []config.VIP, services []config.Service) raf
 		s.Services = nil
 	}
 	return s
+}
+
+// forwardingToWire is a forwarding method as the spec carries it: empty
+// when it is the method it would inherit anyway (inherit: dr for a
+// service, the service's for a real). A file that spells out the default
+// so replicates byte for byte as one that does not, and older members
+// can read it (only tunnel needs command version 4: raft's usesTunnel).
+// Anything else, an unknown name included, is carried as written for
+// validation to judge.
+func forwardingToWire(f, inherit config.Forwarding) string {
+	if f == inherit {
+		return ""
+	}
+	return string(f)
 }
 
 // IPVS translates a spec's IPVS settings into the file's type.
@@ -134,13 +150,15 @@ func Services(s raft.Spec) []config.Service {
 			Persistence: config.Persistence{Timeout: config.Duration(w.Persistence.Timeout), Netmask: w.Persistence.Netmask},
 			OnePacket:   w.OnePacket, DrainTimeout: config.Duration(w.DrainTimeout), Quorum: w.Quorum,
 			OnDown: config.DownPolicy(w.OnDown), SorryServer: w.SorryServer, HealthCheck: convertPtr(w.HealthCheck, checkFromWire),
+			Forwarding: config.Forwarding(w.Forwarding),
 		}
 		if w.Reals != nil {
 			c.Reals = make([]config.Real, len(w.Reals))
 		}
 		for j, r := range w.Reals {
 			c.Reals[j] = config.Real{Address: r.Address, Port: r.Port, Weight: clone(r.Weight),
-				UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold, HealthCheck: convertPtr(r.HealthCheck, checkFromWire)}
+				UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold, HealthCheck: convertPtr(r.HealthCheck, checkFromWire),
+				Forwarding: config.Forwarding(r.Forwarding)}
 		}
 		out[i] = c
 	}

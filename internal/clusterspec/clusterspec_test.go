@@ -102,3 +102,47 @@ func TestValidateIsTheFilesRules(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardingOnTheWire: a forwarding method that is the one a service
+// or real would inherit travels as nothing (a file that spells out dr
+// replicates as one that does not, in a command older members read);
+// tunnel, and dr on a real of a tunnel service, travel as written; the
+// spec translates back to the same effective method per real.
+func TestForwardingOnTheWire(t *testing.T) {
+	real := func(a string, f config.Forwarding) config.Real {
+		return config.Real{Address: netip.MustParseAddr(a), Forwarding: f}
+	}
+	services := []config.Service{
+		{Name: "explicit-dr", Forwarding: config.ForwardDR, Reals: []config.Real{real("192.0.2.1", config.ForwardDR), real("192.0.2.2", "")}},
+		{Name: "tunnel", Forwarding: config.ForwardTunnel, Reals: []config.Real{real("198.51.100.1", config.ForwardTunnel), real("192.0.2.3", config.ForwardDR), real("198.51.100.2", "")}},
+		{Name: "one-real", Reals: []config.Real{real("198.51.100.3", config.ForwardTunnel)}},
+	}
+	spec := FromConfig(config.IPVS{}, nil, services)
+	type got struct{ svc, reals string }
+	want := []got{{"", ",,"}, {"tunnel", ",dr,,"}, {"", "tunnel,"}}
+	for i, s := range spec.Services {
+		g := got{svc: s.Forwarding}
+		for _, r := range s.Reals {
+			g.reals += r.Forwarding + ","
+		}
+		if g != want[i] {
+			t.Errorf("service %s on the wire: %+v, want %+v", s.Name, g, want[i])
+		}
+	}
+	back := Services(spec)
+	for i := range services {
+		for j := range services[i].Reals {
+			w, g := services[i].RealForwarding(&services[i].Reals[j]), back[i].RealForwarding(&back[i].Reals[j])
+			if w != g {
+				t.Errorf("%s real %d: %s after the wire, %s in the file", services[i].Name, j, g, w)
+			}
+		}
+	}
+	plain := FromConfig(config.IPVS{}, nil, services[:1])
+	if plain.Version() != 1 {
+		t.Errorf("a file spelling out dr needs command version %d, want 1", plain.Version())
+	}
+	if spec.Version() != 4 {
+		t.Errorf("a tunnel service needs command version %d, want 4", spec.Version())
+	}
+}

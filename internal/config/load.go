@@ -136,7 +136,7 @@ func detect(name string, data []byte) (Kind, error) {
 	switch {
 	case has("services", "ipvs"), keys["vips"] && has("node", "cluster"):
 		return KindDirector, nil
-	case has("vips", "interfaces", "cleanup_on_exit", "status_address", "resync_interval", "syn_cookies", "data_dir", "log_level", "log_format"):
+	case has("vips", "interfaces", "cleanup_on_exit", "status_address", "resync_interval", "syn_cookies", "tunnel", "data_dir", "log_level", "log_format"):
 		return KindRealserver, nil
 	case has("node", "cluster"):
 		return KindWitness, nil

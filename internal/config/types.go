@@ -272,8 +272,23 @@ const (
 	DownRemove DownPolicy = "remove"
 )
 
+// Forwarding is how IPVS sends a service's packets to a real.
+type Forwarding string
+
+// The forwarding methods.
+const (
+	// ForwardDR is direct routing: IPVS rewrites only the destination MAC,
+	// so the real must be on the director's L2 segment. The default.
+	ForwardDR Forwarding = "dr"
+	// ForwardTunnel is IP-in-IP: IPVS encapsulates the packet to the
+	// real's address, which may be in any routed subnet; the real
+	// decapsulates it (the realserver agent's tunnel mode) and replies
+	// straight to the client. See docs/tunnel.md.
+	ForwardTunnel Forwarding = "tunnel"
+)
+
 // Service is one virtual service: a VIP and port (or a firewall mark) load
-// balanced over reals in direct-routing mode.
+// balanced over reals in direct-routing (or tunnel) mode.
 type Service struct {
 	Name string `yaml:"name" json:"Name"`
 	// VIP is the virtual address; it must be one of the configured VIPs.
@@ -306,6 +321,21 @@ type Service struct {
 	// HealthCheck is the service's check of every real.
 	HealthCheck *HealthCheck `yaml:"health_check" json:"HealthCheck"`
 	Reals       []Real       `yaml:"reals" json:"Reals"`
+	// Forwarding is how packets reach the reals (and the sorry server):
+	// dr (empty: the default) or tunnel. A real may override it.
+	Forwarding Forwarding `yaml:"forwarding" json:"Forwarding,omitempty"`
+}
+
+// RealForwarding returns the forwarding method of real r of s: the real's
+// own, else the service's, else dr.
+func (s *Service) RealForwarding(r *Real) Forwarding {
+	switch {
+	case r != nil && r.Forwarding != "":
+		return r.Forwarding
+	case s.Forwarding != "":
+		return s.Forwarding
+	}
+	return ForwardDR
 }
 
 // Persistence configures IPVS persistent (sticky) scheduling.
@@ -330,6 +360,8 @@ type Real struct {
 	LowerThreshold uint32 `yaml:"lower_threshold" json:"LowerThreshold"`
 	// HealthCheck overrides the service's check for this real.
 	HealthCheck *HealthCheck `yaml:"health_check" json:"HealthCheck"`
+	// Forwarding overrides the service's forwarding method for this real.
+	Forwarding Forwarding `yaml:"forwarding" json:"Forwarding,omitempty"`
 }
 
 // CheckType names a health checker.
@@ -425,9 +457,13 @@ type Realserver struct {
 	// ResyncInterval re-applies the whole state periodically.
 	ResyncInterval Duration `yaml:"resync_interval"`
 	// SYNCookies keeps net.ipv4.tcp_syncookies at 1 or above.
-	SYNCookies bool   `yaml:"syn_cookies"`
-	LogLevel   string `yaml:"log_level"`
-	LogFormat  string `yaml:"log_format"`
+	SYNCookies bool `yaml:"syn_cookies"`
+	// Tunnel readies the host for tunnel forwarding too: the ipip (and
+	// ip6_tunnel) module loaded, tunl0 (ip6tnl0) up, rp_filter 0 on all
+	// and tunl0 (docs/tunnel.md).
+	Tunnel    bool   `yaml:"tunnel"`
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("1.5s").

@@ -72,6 +72,7 @@ func (v *validator) service(s *Service, vips vipSet, path string) {
 	fam := s.Family()
 	v.servicePersistence(s, fam, path)
 	v.serviceOptions(s, path)
+	v.forwarding(s.Forwarding, joinPath(path, "forwarding"))
 	v.sorryServer(s, fam, path)
 	v.serviceHealthCheck(s, path)
 	v.serviceReals(s, fam, path)
@@ -204,6 +205,17 @@ func (v *validator) serviceOptions(s *Service, path string) {
 	}
 }
 
+// forwarding checks a service's or a real's forwarding method, written at
+// path: empty (the default: the service's, or dr), dr or tunnel.
+func (v *validator) forwarding(f Forwarding, path string) {
+	if f == "" {
+		return
+	}
+	if ok, hint := oneOf(string(f), string(ForwardDR), string(ForwardTunnel)); !ok {
+		v.errorf(path, "unknown forwarding %q%s", f, hint)
+	}
+}
+
 // sorryServer checks a sorry server if set: unicast, of family fam, not the VIP.
 func (v *validator) sorryServer(s *Service, fam int, path string) {
 	if !s.SorryServer.IsValid() {
@@ -261,6 +273,11 @@ func (v *validator) real(r *Real, s *Service, svcPath string, fam int, path stri
 	case !r.Address.IsValid():
 		v.errorf(ap, "required")
 	case !v.unicast(ap, r.Address):
+	case fam != 0 && family(r.Address) != fam && s.RealForwarding(r) == ForwardTunnel:
+		// The kernel could tunnel IPv6 in IPv4 (and back), but moby/ipvs
+		// v1.1.0 does not send a destination's family: the kernel would
+		// take the real's address for one of the service's family.
+		v.errorf(ap, "%s is IPv%d but the service is IPv%d: a tunnel real must be of the VIP's family (dsrd cannot program an IPv%d real behind an IPv%d VIP)", r.Address, family(r.Address), fam, family(r.Address), fam)
 	case fam != 0 && family(r.Address) != fam:
 		v.errorf(ap, "%s is IPv%d but the service is IPv%d", r.Address, family(r.Address), fam)
 	case r.Address == s.VIP:
@@ -268,12 +285,19 @@ func (v *validator) real(r *Real, s *Service, svcPath string, fam int, path stri
 	default:
 		ok = true
 	}
+	v.forwarding(r.Forwarding, joinPath(path, "forwarding"))
 	if r.Port != s.Port {
 		pp := joinPath(path, "port")
+		how := "DR cannot remap ports"
+		if s.RealForwarding(r) == ForwardTunnel {
+			// IPVS encapsulates the packet as it came: the inner
+			// destination port is the virtual port.
+			how = "tunnel forwarding cannot remap ports either (the real gets the packet as the client sent it)"
+		}
 		if s.FWMark != 0 {
-			v.errorf(pp, "a fwmark service has no port, and DR cannot remap ports: remove it")
+			v.errorf(pp, "a fwmark service has no port, and %s: remove it", how)
 		} else {
-			v.errorf(pp, "DR cannot remap ports: real port %d differs from service port %d", r.Port, s.Port)
+			v.errorf(pp, "%s: real port %d differs from service port %d", how, r.Port, s.Port)
 		}
 	}
 	wp := joinPath(path, "weight")

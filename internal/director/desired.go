@@ -136,6 +136,10 @@ func desiredOf(services []serviceSpec, health healthView, admin map[raft.RealRef
 			}
 			d := ipvs.NewDestination(dr.Address, port, dr.Weight)
 			d.UpperThreshold, d.LowerThreshold = dr.UpperThreshold, dr.LowerThreshold
+			d.Forward = svc.forward[dr.Address]
+			if dr.Sorry {
+				d.Forward = svc.sorryForward
+			}
 			if w := configured[netip.AddrPortFrom(dr.Address, dr.Port)]; dr.Weight == 0 && !dr.Sorry && w > 0 {
 				d.LastWeight = uint16(w)
 			}

@@ -32,6 +32,19 @@ type serviceSpec struct {
 	// checkServices are the IPVS services of the service's checks through
 	// the VIP (throughvip.go), held on every director.
 	checkServices []ipvs.Service
+	// forward is each real's forwarding method, by address (a real's
+	// address is unique in its service); sorryForward the sorry
+	// server's (the service's).
+	forward      map[netip.Addr]ipvs.Forward
+	sorryForward ipvs.Forward
+}
+
+// ipvsForward maps the file's forwarding method to IPVS's.
+func ipvsForward(f config.Forwarding) ipvs.Forward {
+	if f == config.ForwardTunnel {
+		return ipvs.ForwardTunnel
+	}
+	return ipvs.ForwardDR
 }
 
 // translateSpec translates the services of a cluster configuration. The
@@ -78,8 +91,11 @@ func translateSpec(spec raft.Spec) ([]serviceSpec, error) {
 			params:        make([]healthcheck.Params, len(svc.Reals)),
 			refs:          make([]raft.RealRef, len(svc.Reals)),
 			checkServices: checkServices(&svc, marks),
+			forward:       make(map[netip.Addr]ipvs.Forward, len(svc.Reals)),
 		}
+		s.sorryForward = ipvsForward(s.Config.RealForwarding(nil))
 		for j := range svc.Reals {
+			s.forward[svc.Reals[j].Address] = ipvsForward(s.Config.RealForwarding(&s.Config.Reals[j]))
 			s.checks[j] = healthcheck.RealKey(s.Health, s.Health.Reals[j])
 			s.params[j] = healthcheck.ParamsFrom(s.Health.Reals[j].Check)
 			s.refs[j] = realRef(&s.Config, &s.Config.Reals[j])

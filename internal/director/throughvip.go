@@ -14,7 +14,7 @@ import (
 // A check through the VIP (health_check.through_vip) reaches its real the
 // way client traffic does. Every director holds, for each such real, an
 // IPVS firewall-mark service of its own whose only destination is that
-// real, with the real's forwarding method; the check is addressed to the
+// real, with the real's forwarding method (direct routing or tunnel); the check is addressed to the
 // VIP and the service's (or the check's) port, and its sockets carry the
 // mark (SO_MARK). IPVS takes locally sent packets in its LOCAL_OUT hook
 // and forwards them to the real exactly as it forwards a client's: only
@@ -147,7 +147,7 @@ func checkServices(svc *config.Service, marks map[healthcheck.Key]uint32) []ipvs
 		if !ok {
 			continue
 		}
-		out = append(out, checkService(svc.VIP, r.Address, m, ipvs.ForwardDR))
+		out = append(out, checkService(svc.VIP, r.Address, m, ipvsForward(svc.RealForwarding(r))))
 	}
 	return out
 }

@@ -29,7 +29,7 @@ services:
     port: 80
     protocol: tcp
     reals:
-      - {address: "2001:db8::21", health_check: {type: tcp, through_vip: true}}
+      - {address: "2001:db8::21", forwarding: tunnel, health_check: {type: tcp, through_vip: true}}
   - name: marked
     fwmark: 7
     vip: 203.0.113.10
@@ -39,7 +39,8 @@ services:
 
 // Checks through the VIP: each such real has a mark of dsrd's range, an
 // IPVS fwmark service in the VIP's family with the real as its only
-// destination (weight 1 whatever its configured weight and health), and
+// destination (weight 1 whatever its configured weight and health, the
+// real's forwarding method), and
 // a check addressed to the VIP with that mark, sent from the director's
 // address toward the real. Reals without through_vip keep their plain
 // checks and get no service.
@@ -74,7 +75,11 @@ func TestThroughVIPDesiredState(t *testing.T) {
 			t.Errorf("check service %s: %+v, want rr with one destination", k, s)
 		}
 		for dk, d := range s.Dests {
-			if d.Weight != 1 || d.Forward != ipvs.ForwardDR || dk.Port != 0 {
+			fwd := ipvs.ForwardDR
+			if dk.Addr.Is6() { // web6's real forwards by tunnel, and so does its check
+				fwd = ipvs.ForwardTunnel
+			}
+			if d.Weight != 1 || d.Forward != fwd || dk.Port != 0 {
 				t.Errorf("check service %s destination %s: weight %d forward %v", k, dk, d.Weight, d.Forward)
 			}
 			if (dk.Addr.Is6()) != (k.Family == ipvs.IPv6) {

@@ -85,20 +85,25 @@ func (t *tr) virtualServer(n *Node) {
 	switch kind {
 	case "DR":
 	case "":
-		t.issue(n.Pos, Dropped, "virtual_server", "%s: no lb_kind, and keepalived's default is NAT: dsrd does direct routing only (the reals hold the VIP on lo and answer clients directly); if the reals are set up for DR, add lb_kind DR and import again", what)
+		t.issue(n.Pos, Dropped, "virtual_server", "%s: no lb_kind, and keepalived's default is NAT: dsrd does direct routing and IP-in-IP tunnels only (the reals hold the VIP on lo and answer clients directly); if the reals are set up for DR, add lb_kind DR (or TUN) and import again", what)
 		return
 	case "NAT":
-		t.issue(n.Pos, Dropped, "virtual_server", "%s: lb_kind NAT: dsrd does direct routing only (the director sees only inbound packets, the reals answer clients directly and cannot remap ports); set the reals up for DR (dsrd realserver) and use lb_kind DR", what)
+		t.issue(n.Pos, Dropped, "virtual_server", "%s: lb_kind NAT: dsrd does direct routing and IP-in-IP tunnels only (the director sees only inbound packets, the reals answer clients directly and cannot remap ports); set the reals up for DR (dsrd realserver) and use lb_kind DR", what)
 		return
 	case "TUN":
-		t.issue(n.Pos, Dropped, "virtual_server", "%s: lb_kind TUN: dsrd has no tunnel forwarding yet", what)
-		return
+		// keepalived 2.x: tun_type ipip (the default), gue or gre.
+		for _, c := range n.Children {
+			if c.Name == "tun_type" && len(c.Args) > 0 && !strings.EqualFold(c.Args[0], "ipip") {
+				t.issue(c.Pos, Dropped, "virtual_server", "%s: tun_type %s: dsrd forwards by plain IP-in-IP only (the IPVS library it uses cannot program GUE or GRE); set the reals up for ipip (dsrd realserver --tunnel) and use tun_type ipip", what, c.Args[0])
+				return
+			}
+		}
 	default:
 		t.issue(n.Pos, Dropped, "virtual_server", "%s: unknown lb_kind %q", what, kind)
 		return
 	}
 	for _, k := range keys {
-		t.service(n, k)
+		t.service(n, k, kind)
 	}
 }
 
@@ -261,7 +266,7 @@ func (t *tr) serviceName(snmp string, k vsKey, proto string) string {
 	return name
 }
 
-func (t *tr) service(n *Node, k vsKey) {
+func (t *tr) service(n *Node, k vsKey, kind string) {
 	proto := "tcp"
 	sched, schedPos := "wlc", n.Pos
 	var flags []string
@@ -283,6 +288,8 @@ func (t *tr) service(n *Node, k vsKey) {
 		}
 		switch c.Name {
 		case "lb_kind", "lvs_method":
+		case "tun_type":
+			// ipip: virtualServer refused the others.
 		case "protocol":
 			p := strings.ToLower(arg)
 			if p != "tcp" && p != "udp" && p != "sctp" {
@@ -330,8 +337,8 @@ func (t *tr) service(n *Node, k vsKey) {
 		case "sorry_server_inhibit":
 			t.issue(c.Pos, Changed, c.Name, "dsrd drains the sorry server (weight 0) once a real is healthy again, then deletes it")
 		case "sorry_server_lvs_method":
-			if strings.ToUpper(arg) != "DR" {
-				t.issue(c.Pos, Dropped, c.Name, "%s: the sorry server is reached by direct routing, as every dsrd real", arg)
+			if strings.ToUpper(arg) != kind {
+				t.issue(c.Pos, Dropped, c.Name, "%s: dsrd reaches the sorry server as the service's reals (lb_kind %s)", arg, kind)
 			}
 		case "real_server":
 			reals = append(reals, c)
@@ -360,6 +367,9 @@ func (t *tr) service(n *Node, k vsKey) {
 		add(svc, "vip", str(k.addr.String()), "")
 		add(svc, "protocol", str(proto), "")
 		add(svc, "port", num(int64(k.port)), "")
+	}
+	if kind == "TUN" {
+		add(svc, "forwarding", str("tunnel"), "lb_kind TUN: IP-in-IP; the reals decapsulate (dsrd realserver --tunnel, docs/tunnel.md)")
 	}
 	// Scheduler and flags.
 	m, ok := schedulers[sched]
@@ -433,7 +443,7 @@ func (t *tr) service(n *Node, k vsKey) {
 	var weights []int64
 	var realPos []Pos
 	for _, r := range reals {
-		rn, chk, w, rInhibit, ok := t.real(r, k, tim, inhibit)
+		rn, chk, w, rInhibit, ok := t.real(r, k, kind, tim, inhibit)
 		if !ok {
 			continue
 		}
@@ -623,7 +633,7 @@ func (t *tr) vsOther(c *Node) {
 
 // real translates one real_server: its mapping, its check (always set),
 // its weight and whether it had inhibit_on_failure.
-func (t *tr) real(r *Node, k vsKey, tim timing, inhibit bool) (*yaml.Node, *yaml.Node, int64, bool, bool) {
+func (t *tr) real(r *Node, k vsKey, kind string, tim timing, inhibit bool) (*yaml.Node, *yaml.Node, int64, bool, bool) {
 	if len(r.Args) == 0 {
 		t.issue(r.Pos, Dropped, "real_server", "no address")
 		return nil, nil, 0, false, false
@@ -637,6 +647,7 @@ func (t *tr) real(r *Node, k vsKey, tim timing, inhibit bool) (*yaml.Node, *yaml
 		t.issue(r.Pos, Changed, "real_server", "%s port %d: DR cannot remap ports; dsrd sends to the service port %d (so did the kernel in DR)", rk.addr, rk.port, k.port)
 	}
 	rn := mapping(kv{key: "address", value: str(rk.addr.String())})
+	forwarding := ""
 	weight := int64(1)
 	var uth, lth int64 = -1, -1
 	var checkers []*Node
@@ -654,8 +665,14 @@ func (t *tr) real(r *Node, k vsKey, tim timing, inhibit bool) (*yaml.Node, *yaml
 			}
 			weight = w
 		case "lb_kind", "lvs_method":
-			if strings.ToUpper(arg) != "DR" {
-				t.issue(c.Pos, Dropped, "real_server", "%s lvs_method %s: dsrd does direct routing only; real left out", rk.addr, arg)
+			switch m := strings.ToUpper(arg); {
+			case m == kind:
+			case m == "DR":
+				forwarding = "dr"
+			case m == "TUN":
+				forwarding = "tunnel"
+			default:
+				t.issue(c.Pos, Dropped, "real_server", "%s lvs_method %s: dsrd does direct routing and IP-in-IP tunnels only; real left out", rk.addr, arg)
 				return nil, nil, 0, false, false
 			}
 		case "uthreshold":
@@ -673,6 +690,9 @@ func (t *tr) real(r *Node, k vsKey, tim timing, inhibit bool) (*yaml.Node, *yaml
 				t.vsOther(c)
 			}
 		}
+	}
+	if forwarding != "" {
+		add(rn, "forwarding", str(forwarding), "lvs_method of this real")
 	}
 	add(rn, "weight", num(weight), "")
 	if uth > 0 && uth <= math32 {

@@ -120,6 +120,13 @@ func testContract(t *testing.T, setup func(t *testing.T) (kernel, operator)) {
 		if err := k.AddAddr(v6); err != nil {
 			t.Fatal(err)
 		}
+		deprecated := Addr{Link: "dsrd0", Prefix: pfx("2001:db8::11/128"), Flags: FlagNoDAD | FlagDeprecated}
+		if err := k.AddAddr(deprecated); err != nil {
+			t.Fatal(err)
+		}
+		if got := findAddr(t, k, "dsrd0", deprecated.Prefix); got == nil || got.Flags&FlagDeprecated == 0 || got.Flags&FlagNoDAD == 0 {
+			t.Fatalf("Addrs(dsrd0) has %+v, want %s nodad and deprecated (preferred_lft 0)", got, deprecated.Prefix)
+		}
 		hostOnly := Addr{Link: "dsrd0", Prefix: pfx("198.51.100.9/32"), Scope: ScopeHost}
 		if err := k.AddAddr(hostOnly); err != nil {
 			t.Fatal(err)
@@ -129,8 +136,8 @@ func testContract(t *testing.T, setup func(t *testing.T) (kernel, operator)) {
 			t.Fatalf("Addrs(dsrd0) has %+v, want %s with label dsrd0:dsrd, scope global", got, vip.Prefix)
 		}
 		got = findAddr(t, k, "dsrd0", v6.Prefix)
-		if got == nil || got.Flags&FlagNoDAD == 0 || got.Flags&FlagTentative != 0 || got.Scope != ScopeGlobal {
-			t.Fatalf("Addrs(dsrd0) has %+v, want %s nodad, not tentative, scope global", got, v6.Prefix)
+		if got == nil || got.Flags&FlagNoDAD == 0 || got.Flags&(FlagTentative|FlagDeprecated) != 0 || got.Scope != ScopeGlobal {
+			t.Fatalf("Addrs(dsrd0) has %+v, want %s nodad, not tentative nor deprecated, scope global", got, v6.Prefix)
 		}
 		if got = findAddr(t, k, "dsrd0", hostOnly.Prefix); got == nil || got.Scope != ScopeHost {
 			t.Fatalf("Addrs(dsrd0) has %+v, want %s scope host", got, hostOnly.Prefix)

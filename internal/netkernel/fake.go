@@ -445,7 +445,10 @@ func (f *Fake) AddAddr(a Addr) error {
 		a.Label = ""
 		a.Scope = ipv6Scope(a.Prefix.Addr())
 	}
-	a.Flags &= FlagNoDAD
+	a.Flags &= FlagNoDAD | FlagDeprecated
+	if a.Prefix.Addr().Is4() {
+		a.Flags &^= FlagDeprecated
+	}
 	l := f.links[i]
 	if a.Prefix.Addr().Is6() && a.Flags&FlagNoDAD == 0 && !l.NoARP && !l.Loopback {
 		a.Flags |= FlagTentative

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -264,6 +265,9 @@ func flagsFromNetlink(f int) AddrFlags {
 	if f&unix.IFA_F_DADFAILED != 0 {
 		out |= FlagDADFailed
 	}
+	if f&unix.IFA_F_DEPRECATED != 0 {
+		out |= FlagDeprecated
+	}
 	return out
 }
 
@@ -279,11 +283,16 @@ func toNetlinkAddr(a Addr) *netlink.Addr {
 	if a.Flags&FlagNoDAD != 0 {
 		na.Flags |= unix.IFA_F_NODAD
 	}
+	if a.Flags&FlagDeprecated != 0 && a.Prefix.Addr().Is6() {
+		// preferred_lft 0, valid_lft forever (netlink sends the
+		// lifetimes when either is non-zero).
+		na.PreferedLft, na.ValidLft = 0, math.MaxUint32
+	}
 	return na
 }
 
 // AddAddr adds a.Prefix to a.Link with a.Label (IPv4) and the settable
-// flags of a.Flags (FlagNoDAD). An address already there is not an error;
+// flags of a.Flags (FlagNoDAD, FlagDeprecated). An address already there is not an error;
 // a missing interface is ErrNoInterface.
 func (l *Linux) AddAddr(a Addr) error {
 	l.mu.Lock()

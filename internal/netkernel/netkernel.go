@@ -134,6 +134,12 @@ const (
 	// FlagDADFailed marks an IPv6 address that failed duplicate address
 	// detection: the kernel never accepts traffic for it.
 	FlagDADFailed
+	// FlagDeprecated marks an IPv6 address whose preferred lifetime is 0
+	// (IFA_F_DEPRECATED): it accepts traffic, but the kernel does not
+	// choose it as the source of new connections while another address
+	// can be (RFC 6724 rule 3). Settable: AddAddr adds the address with
+	// preferred_lft 0 and valid_lft forever.
+	FlagDeprecated
 )
 
 // String lists the flags as ip(8) prints them.
@@ -147,6 +153,9 @@ func (f AddrFlags) String() string {
 	}
 	if f&FlagDADFailed != 0 {
 		parts = append(parts, "dadfailed")
+	}
+	if f&FlagDeprecated != 0 {
+		parts = append(parts, "preferred_lft 0")
 	}
 	return strings.Join(parts, " ")
 }

@@ -77,6 +77,9 @@ type ClusterOptions struct {
 	// BackendArgs are the backend program's listeners (StartBackends);
 	// nil leaves its defaults.
 	BackendArgs []string
+	// Tunnel makes web, web6 and echo forward by IP-in-IP and runs the
+	// realserver agents with --tunnel (DSRD_LAB_TUNNEL=1).
+	Tunnel bool
 }
 
 // ClusterBGPVIP is the lab cluster's bgp VIP (ClusterOptions.BGP), with the
@@ -103,6 +106,9 @@ func (o ClusterOptions) env() []string {
 	}
 	if o.BGP {
 		env = append(env, "DSRD_LAB_BGP=1")
+	}
+	if o.Tunnel {
+		env = append(env, "DSRD_LAB_TUNNEL=1")
 	}
 	if o.BGPBFD != "" {
 		env = append(env, "DSRD_LAB_BGP_BFD="+o.BGPBFD)
