@@ -165,14 +165,16 @@ func TestBuildRefuses(t *testing.T) {
 	vip := netip.MustParseAddr("192.0.2.1")
 	ok := Service{Name: "s", Family: 4, Protocol: "tcp", VIP: vip, Port: 80, Deny: pfx("198.51.100.0/24")}
 	for name, mut := range map[string]func(*Service){
-		"bad name":      func(s *Service) { s.Name = "a b" },
-		"family":        func(s *Service) { s.Family = 5 },
-		"vip family":    func(s *Service) { s.Family = 6 },
-		"protocol":      func(s *Service) { s.Protocol = "icmp" },
-		"rate 0":        func(s *Service) { s.ServiceRate = &Rate{Per: time.Second} },
-		"odd unit":      func(s *Service) { s.ServiceRate = &Rate{Count: 1, Per: 3 * time.Second} },
-		"prefix length": func(s *Service) { s.SourceRate = &SourceRate{Rate: Rate{Count: 1, Per: time.Second}, PrefixV4: 33, PrefixV6: 64} },
-		"too many":      func(s *Service) { s.Deny = make([]netip.Prefix, MaxPrefixes+1) },
+		"bad name":   func(s *Service) { s.Name = "a b" },
+		"family":     func(s *Service) { s.Family = 5 },
+		"vip family": func(s *Service) { s.Family = 6 },
+		"protocol":   func(s *Service) { s.Protocol = "icmp" },
+		"rate 0":     func(s *Service) { s.ServiceRate = &Rate{Per: time.Second} },
+		"odd unit":   func(s *Service) { s.ServiceRate = &Rate{Count: 1, Per: 3 * time.Second} },
+		"prefix length": func(s *Service) {
+			s.SourceRate = &SourceRate{Rate: Rate{Count: 1, Per: time.Second}, PrefixV4: 33, PrefixV6: 64}
+		},
+		"too many": func(s *Service) { s.Deny = make([]netip.Prefix, MaxPrefixes+1) },
 	} {
 		s := ok
 		mut(&s)
