@@ -170,6 +170,9 @@ type VIP struct {
 	Interface string `yaml:"interface" json:"Interface"`
 	// Announce configures gratuitous ARP (IPv4) or unsolicited NA (IPv6).
 	Announce Announce `yaml:"announce" json:"Announce"`
+	// Admission is the admission control of every service of the VIP
+	// (docs/admission.md).
+	Admission *Admission `yaml:"admission" json:"Admission,omitempty"`
 }
 
 // VIPMode is how a VIP is owned and announced.
@@ -306,6 +309,9 @@ type Service struct {
 	// HealthCheck is the service's check of every real.
 	HealthCheck *HealthCheck `yaml:"health_check" json:"HealthCheck"`
 	Reals       []Real       `yaml:"reals" json:"Reals"`
+	// Admission overrides, field by field, its VIP's admission control
+	// (docs/admission.md).
+	Admission *Admission `yaml:"admission" json:"Admission,omitempty"`
 }
 
 // Persistence configures IPVS persistent (sticky) scheduling.
