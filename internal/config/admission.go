@@ -28,27 +28,27 @@ type Admission struct {
 // SourceRate is a per-source rate of new connections.
 type SourceRate struct {
 	// Rate is written N/s, N/m, N/h or N/d.
-	Rate Rate `yaml:"rate"`
+	Rate Rate `yaml:"rate" json:"Rate"`
 	// Burst is how many connections beyond the rate a source may open at
 	// once; DefaultAdmissionBurst when absent.
-	Burst uint32 `yaml:"burst"`
+	Burst uint32 `yaml:"burst" json:"Burst"`
 	// PrefixV4 and PrefixV6 group sources: the rate applies to each
 	// source prefix of this length (32 and 128: each address).
-	PrefixV4 int `yaml:"prefix_v4"`
-	PrefixV6 int `yaml:"prefix_v6"`
+	PrefixV4 int `yaml:"prefix_v4" json:"PrefixV4"`
+	PrefixV6 int `yaml:"prefix_v6" json:"PrefixV6"`
 }
 
 // ServiceRate is a cap on a service's new connections.
 type ServiceRate struct {
-	Rate  Rate   `yaml:"rate"`
-	Burst uint32 `yaml:"burst"`
+	Rate  Rate   `yaml:"rate" json:"Rate"`
+	Burst uint32 `yaml:"burst" json:"Burst"`
 }
 
 // Rate is Count events per Per (a second, minute, hour or day), written
 // "100/s".
 type Rate struct {
-	Count uint64
-	Per   time.Duration
+	Count uint64   `json:"Count"`
+	Per   Duration `json:"Per"`
 }
 
 // String writes the rate as the file does.
@@ -57,7 +57,7 @@ func (r Rate) String() string {
 		return ""
 	}
 	for _, u := range rateUnits {
-		if u.per == r.Per {
+		if u.per == r.Per.D() {
 			return strconv.FormatUint(r.Count, 10) + "/" + u.short
 		}
 	}
@@ -105,7 +105,7 @@ func ParseRate(s string) (Rate, error) {
 	for _, u := range rateUnits {
 		for _, name := range u.names {
 			if unit == name {
-				return Rate{Count: n, Per: u.per}, nil
+				return Rate{Count: n, Per: Duration(u.per)}, nil
 			}
 		}
 	}
