@@ -77,14 +77,14 @@ type Director struct {
 	opts Options
 	log  *slog.Logger
 
-	node    *raft.Node
-	fw      api.Forwarder // cluster writes, forwarded to the leader
-	peers   *api.PeerClient
-	ready   chan struct{}
-	rec     *ipvs.Reconciler
-	kernel  ipvs.Kernel
+	node   *raft.Node
+	fw     api.Forwarder // cluster writes, forwarded to the leader
+	peers  *api.PeerClient
+	ready  chan struct{}
+	rec    *ipvs.Reconciler
+	kernel ipvs.Kernel
 	// adm keeps the dsrd nftables table in line with the configuration.
-	adm *admission.Controller
+	adm     *admission.Controller
 	sysctls ipvs.SysctlWriter
 	checks  *healthcheck.Scheduler
 	machine *vrrp.Machine
