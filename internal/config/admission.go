@@ -327,3 +327,7 @@ func within(p netip.Prefix, idx map[netip.Prefix]bool) (netip.Prefix, bool) {
 	}
 	return netip.Prefix{}, false
 }
+
+// MarshalYAML writes the rate as the file does ("100/s"), so that a
+// marshalled configuration parses back.
+func (r Rate) MarshalYAML() (any, error) { return r.String(), nil }
