@@ -254,6 +254,13 @@ func TestController(t *testing.T) {
 	if err != nil || len(st) != 1 || st[0].Dropped[ReasonDeny] != 42 || st[0].MeterSources != 3 {
 		t.Fatalf("stats %+v %v", st, err)
 	}
+	// Status: web2 was asked for and is not in place; its counters are
+	// those of the rules in place (web's).
+	ss, err := c.Status(ctx)
+	if err != nil || len(ss) != 1 || ss[0].Name != "web" || ss[0].InPlace || ss[0].Deny != 1 ||
+		ss[0].SourceRate != "1/second burst 1 packets" || ss[0].SourcePrefix != 32 || ss[0].Dropped[ReasonDeny] != 42 {
+		t.Fatalf("status %+v %v", ss, err)
+	}
 	// No admission left: the table goes.
 	if err := c.Apply(ctx, Config{Services: []Service{plain}}); err != nil || f.Table() != "" {
 		t.Fatalf("empty config: %v %q", err, f.Table())

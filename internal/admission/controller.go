@@ -22,6 +22,8 @@ type Controller struct {
 	installed map[string]Service
 	known     bool
 	lastErr   error
+	// wanted is the configuration last asked for, by name.
+	wanted map[string]Service
 }
 
 // NewController returns a controller programming k.
@@ -42,6 +44,7 @@ func (c *Controller) Apply(ctx context.Context, cfg Config) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.wanted = want
 	if c.known && reflect.DeepEqual(want, c.installed) {
 		return nil
 	}
@@ -149,4 +152,65 @@ func (c *Controller) Stats(ctx context.Context) ([]ServiceStats, error) {
 		out[i].MeterSources = n
 	}
 	return out, errors.Join(errs...)
+}
+
+// ServiceStatus is one service's admission control as configured and as
+// in place.
+type ServiceStatus struct {
+	Name string
+	// InPlace: the table holds the service's rules as configured. When
+	// false the director keeps the service out of IPVS.
+	InPlace bool
+	// Allow and Deny count the configured prefixes; SourceRate and
+	// ServiceRate are the rates in nft's words, "" when none.
+	Allow, Deny             int
+	SourceRate, ServiceRate string
+	// SourcePrefix is the prefix length (of the service's family) that
+	// groups sources for SourceRate.
+	SourcePrefix int
+	// Dropped and MeterSources are as in ServiceStats (of the rules in
+	// place, nil and -1 when none are).
+	Dropped      map[Reason]uint64
+	MeterSources int
+}
+
+// Status describes the admission control of every service that has some
+// in the configuration last applied, by name, with the counters of the
+// rules in place. The error says what could not be read.
+func (c *Controller) Status(ctx context.Context) ([]ServiceStatus, error) {
+	c.mu.Lock()
+	wanted := c.wanted
+	c.mu.Unlock()
+	if len(wanted) == 0 {
+		return nil, nil
+	}
+	stats, err := c.Stats(ctx)
+	byName := make(map[string]ServiceStats, len(stats))
+	for _, st := range stats {
+		byName[st.Name] = st
+	}
+	names := make([]string, 0, len(wanted))
+	for n := range wanted {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]ServiceStatus, 0, len(names))
+	for _, n := range names {
+		s := wanted[n]
+		ss := ServiceStatus{Name: n, InPlace: c.Covers(s), Allow: len(s.Allow), Deny: len(s.Deny), MeterSources: -1}
+		if r := s.SourceRate; r != nil {
+			ss.SourceRate, ss.SourcePrefix = r.Rate.String(), r.PrefixV4
+			if s.Family == 6 {
+				ss.SourcePrefix = r.PrefixV6
+			}
+		}
+		if r := s.ServiceRate; r != nil {
+			ss.ServiceRate = r.String()
+		}
+		if st, ok := byName[n]; ok {
+			ss.Dropped, ss.MeterSources = st.Dropped, st.MeterSources
+		}
+		out = append(out, ss)
+	}
+	return out, err
 }
