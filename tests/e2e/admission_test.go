@@ -106,26 +106,32 @@ func ipvsConnsFrom(t *testing.T, src netip.Addr) int {
 	return n
 }
 
-// foreignRules adds an nftables table and an iptables rule dsrd must never
-// touch, and returns a check that they are still there.
+// foreignRules adds to dir1 an nftables table and an iptables rule dsrd
+// must never touch, and returns a check that they are still there.
 func foreignRules(t *testing.T) func(when string) {
 	t.Helper()
+	return foreignRulesOn(t, lab.Dir1)
+}
+
+// foreignRulesOn is foreignRules on director h.
+func foreignRulesOn(t *testing.T, h lab.Host) func(when string) {
+	t.Helper()
 	ctx := context.Background()
-	if _, err := lab.InNS(ctx, lab.Dir1, "nft", "add table inet foreign; add chain inet foreign c { type filter hook input priority 10; }; add rule inet foreign c meta l4proto tcp counter"); err != nil {
+	if _, err := lab.InNS(ctx, h, "nft", "add table inet foreign; add chain inet foreign c { type filter hook input priority 10; }; add rule inet foreign c meta l4proto tcp counter"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lab.InNS(ctx, lab.Dir1, "iptables", "-A", "INPUT", "-s", "203.0.113.99", "-j", "ACCEPT"); err != nil {
+	if _, err := lab.InNS(ctx, h, "iptables", "-A", "INPUT", "-s", "203.0.113.99", "-j", "ACCEPT"); err != nil {
 		t.Fatal(err)
 	}
 	return func(when string) {
 		t.Helper()
-		out, err := lab.InNS(ctx, lab.Dir1, "nft", "list", "table", "inet", "foreign")
+		out, err := lab.InNS(ctx, h, "nft", "list", "table", "inet", "foreign")
 		if err != nil || !strings.Contains(out, "meta l4proto tcp counter") {
-			t.Errorf("%s: the foreign nftables table: %v\n%s", when, err, out)
+			t.Errorf("%s: %s's foreign nftables table: %v\n%s", when, h, err, out)
 		}
-		out, err = lab.InNS(ctx, lab.Dir1, "iptables", "-S", "INPUT")
+		out, err = lab.InNS(ctx, h, "iptables", "-S", "INPUT")
 		if err != nil || !strings.Contains(out, "-A INPUT -s 203.0.113.99/32 -j ACCEPT") {
-			t.Errorf("%s: the iptables rule: %v\n%s", when, err, out)
+			t.Errorf("%s: %s's iptables rule: %v\n%s", when, h, err, out)
 		}
 	}
 }
