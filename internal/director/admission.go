@@ -51,6 +51,8 @@ type admissionState struct {
 	hash       string
 	cfg        admission.Config
 	byKey      map[ipvs.ServiceKey]admission.Service
+	// logged is the last error logged about removing the table.
+	logged string
 }
 
 // followAdmission puts the spec's admission control in place before IPVS
@@ -70,9 +72,20 @@ func (d *Director) followAdmission(ctx context.Context, cc raft.ClusterConfig, s
 				}
 			}
 		}
-		*st = admissionState{generation: cc.Generation, hash: cc.Hash, cfg: cfg, byKey: byKey}
+		*st = admissionState{generation: cc.Generation, hash: cc.Hash, cfg: cfg, byKey: byKey, logged: st.logged}
 	}
 	err := d.adm.Apply(ctx, st.cfg)
+	if err != nil && len(st.cfg.Services) == 0 {
+		// Nothing to protect: a table that cannot be removed (left by
+		// an earlier configuration) holds no service back. Said once
+		// per distinct error, retried on every pass.
+		if msg := err.Error(); msg != st.logged {
+			st.logged = msg
+			d.log.Warn("cannot remove the admission control table no service needs any more", "error", err)
+		}
+		return nil
+	}
+	st.logged = ""
 	if err != nil {
 		err = fmt.Errorf("admission control: %w", err)
 	}
