@@ -354,10 +354,25 @@ func (p *Plan) emptySet(name string, fi addrInfo) *nftables.Set {
 
 // spanText writes a range as nft lists it: a prefix when it is one.
 func spanText(x span) string {
-	for bits := 0; bits <= x.first.BitLen(); bits++ {
-		if pf := netip.PrefixFrom(x.first, bits); pf.Masked().Addr() == x.first && lastAddr(pf.Masked()) == x.last {
-			return pf.String()
+	// The only prefix that can be the range is the one of the bits first
+	// and last share.
+	a, b := x.first.As16(), x.last.As16()
+	bits := 0
+	for i := range a {
+		if d := a[i] ^ b[i]; d != 0 {
+			for d&0x80 == 0 {
+				d <<= 1
+				bits++
+			}
+			break
 		}
+		bits += 8
+	}
+	if x.first.Is4() {
+		bits -= 96
+	}
+	if pf := netip.PrefixFrom(x.first, bits); pf.Masked().Addr() == x.first && lastAddr(pf) == x.last {
+		return pf.String()
 	}
 	return x.first.String() + "-" + x.last.String()
 }

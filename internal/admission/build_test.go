@@ -199,6 +199,18 @@ func TestSpans(t *testing.T) {
 	if want := "10.0.0.0/8 192.0.2.0/24 198.51.100.1/32 198.51.100.3/32"; strings.Join(s, " ") != want {
 		t.Errorf("spans %v, want %s", s, want)
 	}
+	for _, tc := range []struct{ first, last, want string }{
+		{"192.0.2.0", "192.0.2.255", "192.0.2.0/24"},
+		{"192.0.2.7", "192.0.2.7", "192.0.2.7/32"},
+		{"192.0.2.0", "192.0.2.2", "192.0.2.0-192.0.2.2"},
+		{"192.0.2.1", "192.0.2.2", "192.0.2.1-192.0.2.2"},
+		{"::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::/0"},
+		{"2001:db8::", "2001:db8:0:1::ffff", "2001:db8::-2001:db8:0:1::ffff"},
+	} {
+		if got := spanText(span{netip.MustParseAddr(tc.first), netip.MustParseAddr(tc.last)}); got != tc.want {
+			t.Errorf("spanText(%s, %s) = %s, want %s", tc.first, tc.last, got, tc.want)
+		}
+	}
 	got = spans(pfx("0.0.0.0/0", "192.0.2.0/24"), 4)
 	if len(got) != 1 || spanText(got[0]) != "0.0.0.0/0" {
 		t.Errorf("spans %v", got)
@@ -270,5 +282,21 @@ func TestController(t *testing.T) {
 	}
 	if err := c.Release(ctx); err != nil || f.Table() != "" || c.Covers(web) {
 		t.Fatal("release")
+	}
+}
+
+// BenchmarkBuild100k measures turning 100,000 IPv6 prefixes into a plan
+// (the host side of a replace; make bench-admission measures the kernel's).
+func BenchmarkBuild100k(b *testing.B) {
+	ps := make([]netip.Prefix, 100000)
+	for i := range ps {
+		a := [16]byte{0x20, 0x01, 0x0d, 0xb8, 0x80 | byte(i>>23), byte(i >> 15), byte(i >> 7), byte(i<<1) & 0xfe}
+		ps[i] = netip.PrefixFrom(netip.AddrFrom16(a), 64)
+	}
+	cfg := Config{Services: []Service{{Name: "b", Family: 6, Protocol: "tcp", VIP: netip.MustParseAddr("2001:db8::1"), Port: 80, Deny: ps}}}
+	for b.Loop() {
+		if _, err := Build(cfg); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
