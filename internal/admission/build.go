@@ -335,6 +335,8 @@ func (p *Plan) prefixSet(name string, fi addrInfo, fam int, prefixes []netip.Pre
 	}
 	set := p.emptySet(name, fi)
 	ps := &p.Sets[len(p.Sets)-1]
+	ps.Elements = make([]nftables.SetElement, 0, 2*len(sp))
+	ps.Text = make([]string, 0, len(sp))
 	for _, x := range sp {
 		ps.Elements = append(ps.Elements, nftables.SetElement{Key: x.first.AsSlice()})
 		if end := x.last.Next(); end.IsValid() {
