@@ -10,7 +10,7 @@ COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test lint unit fuzz-short e2e e2e-cluster e2e-bgp chaos demo fuzz bench bench-bgp clean packages packaging-test
+.PHONY: all build test lint unit fuzz-short e2e e2e-cluster e2e-bgp chaos demo fuzz bench bench-bgp bench-admission clean packages packaging-test
 
 all: build
 
@@ -63,6 +63,13 @@ e2e-bgp: build
 ## about 30 minutes; docs/benchmarks.md, "BGP scale-out"). Not in make test.
 bench-bgp: build
 	tests/bench/anycast/run
+
+## bench-admission: admission control in the VM lab (tests/bench/admission):
+## the time to replace the nftables table with 10,000 and 100,000 prefixes
+## and the SYN path with and without it, as a table (docs/benchmarks.md,
+## "Admission control"; a few minutes). Not in make test.
+bench-admission: build
+	DSRD_E2E_TAGS=vmbench DSRD_E2E_PKG=./tests/bench/admission tests/vm/e2e -test.run '^TestAdmissionBench$$'
 
 ## demo: the lab with a real cluster of directors, a witness and backends
 demo: build

@@ -687,3 +687,51 @@ func TestFSMTunnelNeedsV3(t *testing.T) {
 		t.Error("applying changed the caller's spec")
 	}
 }
+
+// TestFSMSetConfigV3Admission: admission control travels in set-config-v3
+// only; a version 1 or 2 command applies the spec without it, as those
+// binaries read it, and the caller's spec is left alone.
+func TestFSMSetConfigV3Admission(t *testing.T) {
+	spec := testSpec(1)
+	if spec.usesAdmission() || spec.Version() != 1 {
+		t.Fatalf("the plain spec: admission %v, version %d", spec.usesAdmission(), spec.Version())
+	}
+	rate := &SourceRate{Rate: Rate{Count: 10, Per: Duration(time.Second)}, Burst: 5, PrefixV4: 32, PrefixV6: 64}
+	onVIP := spec
+	onVIP.VIPs = []VIP{spec.VIPs[0]}
+	onVIP.VIPs[0].Admission = &Admission{Deny: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}
+	if !onVIP.usesAdmission() || onVIP.Version() != 4 || onVIP.setConfigType() != CommandSetConfigV3 {
+		t.Fatalf("admission on a VIP: version %d, type %s", onVIP.Version(), onVIP.setConfigType())
+	}
+	spec.Services = append([]Service(nil), spec.Services...)
+	spec.Services[0].Admission = &Admission{SourceRate: rate}
+	if spec.Version() != 4 {
+		t.Fatalf("admission on a service: version %d", spec.Version())
+	}
+	spec.VIPs = onVIP.VIPs
+	hash, err := spec.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := SetConfigCommand{Spec: spec, Hash: hash, Keys: spec.Keys()}
+	for _, tc := range []struct {
+		typ  CommandType
+		kept bool
+	}{{CommandSetConfig, false}, {CommandSetConfigV2, false}, {CommandSetConfigV3, true}} {
+		a := &applier{t: t, fsm: NewFSM(testutil.Logger(t), testValidate)}
+		if res, ok := a.cmd(tc.typ, cmd).(SetConfigResult); !ok || !res.Changed {
+			t.Fatalf("%s: %#v", tc.typ, res)
+		}
+		got := a.fsm.State().Config.Spec
+		if (got.VIPs[0].Admission != nil) != tc.kept || (got.Services[0].Admission != nil) != tc.kept {
+			t.Errorf("%s applied admission %v on the VIP, %v on the service; want kept %v", tc.typ,
+				got.VIPs[0].Admission, got.Services[0].Admission, tc.kept)
+		}
+		if tc.kept && *got.Services[0].Admission.SourceRate != *rate {
+			t.Errorf("%s changed the source rate: %+v", tc.typ, got.Services[0].Admission.SourceRate)
+		}
+	}
+	if spec.VIPs[0].Admission == nil || spec.Services[0].Admission == nil {
+		t.Error("applying changed the caller's spec")
+	}
+}

@@ -60,6 +60,10 @@ type VIP struct {
 	Mode      string   `json:"Mode,omitempty"`
 	Interface string   `json:"Interface"`
 	Announce  Announce `json:"Announce"`
+	// Admission is the admission control of the VIP's services. Added
+	// with CommandSetConfigV3 (needsV3): a member that ignored it would
+	// serve the services unprotected.
+	Admission *Admission `json:"Admission,omitempty"`
 }
 
 // VIPModeBGP is the Mode of a VIP every ready director holds on lo and
@@ -88,7 +92,7 @@ func (s Spec) usesModes() bool {
 // members that read it. Every such field is listed here and cleared by
 // asVersion2.
 func (s Spec) needsV3() bool {
-	return s.usesV3Checks() || s.usesTunnel()
+	return s.usesV3Checks() || s.usesTunnel() || s.usesAdmission()
 }
 
 // usesTunnel reports whether a service or a real names a forwarding
@@ -105,6 +109,22 @@ func (s Spec) usesTunnel() bool {
 			if s.Services[i].Reals[j].Forwarding != "" {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// usesAdmission reports whether a VIP or a service has admission control:
+// a member that ignored it would serve the services unprotected.
+func (s Spec) usesAdmission() bool {
+	for i := range s.VIPs {
+		if s.VIPs[i].Admission != nil {
+			return true
+		}
+	}
+	for i := range s.Services {
+		if s.Services[i].Admission != nil {
+			return true
 		}
 	}
 	return false
@@ -144,10 +164,19 @@ func (s Spec) asVersion2() Spec {
 		cp.ProxyProtocol, cp.ThroughVIP = "", false
 		return &cp
 	}
+	if s.usesAdmission() {
+		vips := make([]VIP, len(s.VIPs))
+		copy(vips, s.VIPs)
+		for i := range vips {
+			vips[i].Admission = nil
+		}
+		s.VIPs = vips
+	}
 	services := make([]Service, len(s.Services))
 	copy(services, s.Services)
 	for i := range services {
 		svc := &services[i]
+		svc.Admission = nil
 		svc.HealthCheck = noProxy(svc.HealthCheck)
 		svc.Forwarding = ""
 		if svc.Reals == nil {
@@ -220,6 +249,37 @@ type Service struct {
 	// the reals that do not name their own. Added in command version 4
 	// (needsV3).
 	Forwarding string `json:"Forwarding,omitempty"`
+	// Admission overrides, field by field, its VIP's (CommandSetConfigV3).
+	Admission *Admission `json:"Admission,omitempty"`
+}
+
+// Admission is admission control (docs/admission.md): source prefix
+// lists and new-connection rates.
+type Admission struct {
+	Allow       []netip.Prefix `json:"Allow,omitempty"`
+	Deny        []netip.Prefix `json:"Deny,omitempty"`
+	SourceRate  *SourceRate    `json:"SourceRate,omitempty"`
+	ServiceRate *ServiceRate   `json:"ServiceRate,omitempty"`
+}
+
+// Rate is Count events per Per.
+type Rate struct {
+	Count uint64   `json:"Count"`
+	Per   Duration `json:"Per"`
+}
+
+// SourceRate is a per-source rate, sources grouped by prefix length.
+type SourceRate struct {
+	Rate     Rate   `json:"Rate"`
+	Burst    uint32 `json:"Burst"`
+	PrefixV4 int    `json:"PrefixV4"`
+	PrefixV6 int    `json:"PrefixV6"`
+}
+
+// ServiceRate is a cap on a service's new connections.
+type ServiceRate struct {
+	Rate  Rate   `json:"Rate"`
+	Burst uint32 `json:"Burst"`
 }
 
 // Persistence is a service's persistent scheduling.

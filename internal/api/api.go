@@ -242,6 +242,31 @@ type Service struct {
 	Healthy int    `json:"healthy"`
 	Quorum  int    `json:"quorum"`
 	Reals   []Real `json:"reals"`
+	// Admission is the service's admission control, nil when it has none.
+	Admission *Admission `json:"admission,omitempty"`
+}
+
+// Admission is a service's admission control (docs/admission.md).
+type Admission struct {
+	// InPlace: the director's nftables table holds the service's rules
+	// as configured. While false the service is kept out of IPVS.
+	InPlace bool `json:"in_place"`
+	// Allow and Deny count the prefixes of the lists.
+	Allow int `json:"allow"`
+	Deny  int `json:"deny"`
+	// SourceRate (per source prefix of SourcePrefix bits) and
+	// ServiceRate, as nft writes them; empty when none.
+	SourceRate   string `json:"source_rate,omitempty"`
+	SourcePrefix int    `json:"source_prefix,omitempty"`
+	ServiceRate  string `json:"service_rate,omitempty"`
+	// Dropped counts the packets dropped, by reason: deny, not_allowed,
+	// rate, cap.
+	Dropped map[string]uint64 `json:"dropped,omitempty"`
+	// MeterSources is how many sources the per-source meter tracks now;
+	// -1 without a per-source rate or when unknown.
+	MeterSources int `json:"meter_sources"`
+	// Error says what could not be read.
+	Error string `json:"error,omitempty"`
 }
 
 // Real is a real server of a service.

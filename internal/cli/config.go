@@ -47,7 +47,14 @@ func configCheck(c *ucli.Context) error {
 			failed = true
 			continue
 		}
-		if err := config.Check(name, data, kind); err != nil {
+		warns, err := config.CheckWarnings(name, data, kind)
+		for _, w := range warns {
+			// A warning is not an error: the file is accepted as
+			// written, and the line says how dsrd reads it.
+			w.Msg = "warning: " + w.Msg
+			fmt.Fprintln(c.App.ErrWriter, w.Error())
+		}
+		if err != nil {
 			fmt.Fprintln(c.App.ErrWriter, err)
 			failed = true
 			continue

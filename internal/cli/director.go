@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dsrd/dsrd/internal/admission"
 	"io/fs"
 	"log/slog"
 	"net/netip"
@@ -60,8 +61,27 @@ func directorCmd() *ucli.Command {
 				&ucli.StringFlag{Name: "interface", Usage: "the interface VIPs live on", EnvVars: []string{"DSRD_INTERFACE"}},
 			),
 			Action: directorReleaseVIPs,
+		}, {
+			Name: "release-admission",
+			Usage: "remove the admission control table (nftables table inet dsrd) that a stopped director leaves in place; " +
+				"the services it protected are then open to every source until a director starts again",
+			Action: directorReleaseAdmission,
 		}},
 	}
+}
+
+// directorReleaseAdmission removes the dsrd nftables table. A stopping
+// director leaves it in place (docs/admission.md): this is the way to lift
+// admission control for good, for instance once a director is taken out of
+// service.
+func directorReleaseAdmission(c *ucli.Context) error {
+	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
+	defer cancel()
+	if err := (admission.NFT{}).Delete(ctx); err != nil {
+		return ucli.Exit(fmt.Sprintf("dsrd director release-admission: %v", err), exitFailure)
+	}
+	fmt.Fprintf(c.App.Writer, "removed table inet %s (if it was there)\n", admission.TableName)
+	return nil
 }
 
 func directorReleaseVIPs(c *ucli.Context) error {

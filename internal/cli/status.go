@@ -273,6 +273,9 @@ func renderService(w io.Writer, s api.Service) error {
 		state += " (" + s.Reason + ")"
 	}
 	fmt.Fprintf(w, "service %s  %s  %s  %s  healthy %d, quorum %d\n", s.Name, s.Key, orDash(s.Scheduler), state, s.Healthy, s.Quorum)
+	if a := s.Admission; a != nil {
+		fmt.Fprintf(w, "  admission: %s\n", admissionLine(a))
+	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "  REAL\tADMIN\tHEALTH\tWEIGHT\tACTIVE\tINACTIVE")
 	for _, r := range s.Reals {
@@ -297,6 +300,44 @@ func renderService(w io.Writer, s api.Service) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d/%s\t%d\t%d\n", addr, orDash(r.Admin), health, r.Weight, ipvsWeight, r.ActiveConns, r.InactiveConns)
 	}
 	return tw.Flush()
+}
+
+// admissionLine describes a service's admission control on one line.
+func admissionLine(a *api.Admission) string {
+	state := "in place"
+	if !a.InPlace {
+		state = "NOT IN PLACE: the service is kept out of IPVS"
+	}
+	var parts []string
+	if a.Allow > 0 {
+		parts = append(parts, fmt.Sprintf("allow %d prefixes", a.Allow))
+	}
+	if a.Deny > 0 {
+		parts = append(parts, fmt.Sprintf("deny %d prefixes", a.Deny))
+	}
+	if a.SourceRate != "" {
+		p := fmt.Sprintf("per /%d source %s", a.SourcePrefix, a.SourceRate)
+		if a.MeterSources >= 0 {
+			p += fmt.Sprintf(" (%d sources tracked)", a.MeterSources)
+		}
+		parts = append(parts, p)
+	}
+	if a.ServiceRate != "" {
+		parts = append(parts, "cap "+a.ServiceRate)
+	}
+	var dropped []string
+	for _, r := range []string{"deny", "not_allowed", "rate", "cap"} {
+		if n, ok := a.Dropped[r]; ok {
+			dropped = append(dropped, fmt.Sprintf("%s %d", r, n))
+		}
+	}
+	if len(dropped) > 0 {
+		parts = append(parts, "dropped "+strings.Join(dropped, ", "))
+	}
+	if a.Error != "" {
+		parts = append(parts, "error: "+a.Error)
+	}
+	return state + prefixed("; ", strings.Join(parts, "; "))
 }
 
 // stamp formats a time for people and goldens alike: UTC, to the second.

@@ -45,7 +45,7 @@ func FromConfig(x config.IPVS, vips []config.VIP, services []config.Service) raf
 	for i, v := range vips {
 		s.VIPs[i] = raft.VIP{Address: v.Address, Interface: v.Interface, Announce: raft.Announce{
 			Count: v.Announce.Count, Interval: raft.Duration(v.Announce.Interval), Refresh: convertPtr(v.Announce.Refresh, toDuration),
-		}}
+		}, Admission: convertPtr(v.Admission, admissionToWire)}
 		switch v.Mode {
 		case config.ModeARP, "":
 			// An arp VIP's spec stays byte for byte what it was before
@@ -69,6 +69,7 @@ func FromConfig(x config.IPVS, vips []config.VIP, services []config.Service) raf
 			OnePacket:   c.OnePacket, DrainTimeout: raft.Duration(c.DrainTimeout), Quorum: c.Quorum,
 			OnDown: string(c.OnDown), SorryServer: c.SorryServer, HealthCheck: convertPtr(c.HealthCheck, checkToWire),
 			Forwarding: forwardingToWire(c.Forwarding, config.ForwardDR),
+			Admission:  convertPtr(c.Admission, admissionToWire),
 		}
 		if c.Reals != nil {
 			svc.Reals = make([]raft.Real, len(c.Reals))
@@ -124,7 +125,7 @@ func VIPs(s raft.Spec) []config.VIP {
 	for i, v := range s.VIPs {
 		out[i] = config.VIP{Address: v.Address, Mode: config.ModeARP, Interface: v.Interface, Announce: config.Announce{
 			Count: v.Announce.Count, Interval: config.Duration(v.Announce.Interval), Refresh: convertPtr(v.Announce.Refresh, fromDuration),
-		}}
+		}, Admission: convertPtr(v.Admission, admissionFromWire)}
 		if v.Mode == raft.VIPModeBGP {
 			out[i].Mode = config.ModeBGP
 			out[i].Interface = config.BGPInterface
@@ -151,6 +152,7 @@ func Services(s raft.Spec) []config.Service {
 			OnePacket:   w.OnePacket, DrainTimeout: config.Duration(w.DrainTimeout), Quorum: w.Quorum,
 			OnDown: config.DownPolicy(w.OnDown), SorryServer: w.SorryServer, HealthCheck: convertPtr(w.HealthCheck, checkFromWire),
 			Forwarding: config.Forwarding(w.Forwarding),
+			Admission:  convertPtr(w.Admission, admissionFromWire),
 		}
 		if w.Reals != nil {
 			c.Reals = make([]config.Real, len(w.Reals))
@@ -195,6 +197,30 @@ func checkFromWire(c raft.HealthCheck) config.HealthCheck {
 		ExpectCode: c.ExpectCode, ExpectAnswer: c.ExpectAnswer, Command: cloneSlice(c.Command),
 		ProxyProtocol: c.ProxyProtocol, ThroughVIP: c.ThroughVIP,
 	}
+}
+
+func admissionToWire(a config.Admission) raft.Admission {
+	out := raft.Admission{Allow: cloneSlice(a.Allow), Deny: cloneSlice(a.Deny)}
+	if r := a.SourceRate; r != nil {
+		out.SourceRate = &raft.SourceRate{Rate: raft.Rate{Count: r.Rate.Count, Per: raft.Duration(r.Rate.Per)},
+			Burst: r.Burst, PrefixV4: r.PrefixV4, PrefixV6: r.PrefixV6}
+	}
+	if r := a.ServiceRate; r != nil {
+		out.ServiceRate = &raft.ServiceRate{Rate: raft.Rate{Count: r.Rate.Count, Per: raft.Duration(r.Rate.Per)}, Burst: r.Burst}
+	}
+	return out
+}
+
+func admissionFromWire(a raft.Admission) config.Admission {
+	out := config.Admission{Allow: cloneSlice(a.Allow), Deny: cloneSlice(a.Deny)}
+	if r := a.SourceRate; r != nil {
+		out.SourceRate = &config.SourceRate{Rate: config.Rate{Count: r.Rate.Count, Per: config.Duration(r.Rate.Per)},
+			Burst: r.Burst, PrefixV4: r.PrefixV4, PrefixV6: r.PrefixV6}
+	}
+	if r := a.ServiceRate; r != nil {
+		out.ServiceRate = &config.ServiceRate{Rate: config.Rate{Count: r.Rate.Count, Per: config.Duration(r.Rate.Per)}, Burst: r.Burst}
+	}
+	return out
 }
 
 func toDuration(d config.Duration) raft.Duration   { return raft.Duration(d) }

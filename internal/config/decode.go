@@ -277,6 +277,26 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 			*p = b
 		}
 		return
+	case *netip.Prefix:
+		if s, ok := d.scalar(n, path, "a prefix such as 192.0.2.0/24"); ok && s != "" {
+			pf, err := parsePrefix(s)
+			if err != nil {
+				d.fail(n, path, "%v", err)
+				return
+			}
+			*p = pf
+		}
+		return
+	case *Rate:
+		if s, ok := d.scalar(n, path, "a rate such as 100/s"); ok {
+			r, err := ParseRate(s)
+			if err != nil {
+				d.fail(n, path, "%v", err)
+				return
+			}
+			*p = r
+		}
+		return
 	case *Peer:
 		if s, ok := d.scalar(n, path, "a peer written id@ip:port"); ok && s != "" {
 			peer, err := ParsePeer(s)

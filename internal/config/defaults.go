@@ -262,6 +262,7 @@ func defaultIPVS(v *IPVS) {
 }
 
 func defaultVIP(v *VIP, nodeInterface, path string, set setFunc) {
+	defaultAdmission(v.Admission, joinPath(path, "admission"), set)
 	setString((*string)(&v.Mode), string(ModeARP), joinPath(path, "mode"), set)
 	// An arp VIP goes on the node's interface unless it names its own; a
 	// bgp VIP is held on lo, where the director does not answer ARP for
@@ -314,6 +315,7 @@ func defaultBGP(b *BGP, advertise netip.AddrPort, path string, set setFunc) {
 }
 
 func defaultService(s *Service, path string, set setFunc) {
+	defaultAdmission(s.Admission, joinPath(path, "admission"), set)
 	setString(&s.Scheduler, DefaultScheduler, joinPath(path, "scheduler"), set)
 	// mh and sh hash a new flow to one real; without their fallback flag,
 	// a flow hashed to a real at weight 0 (down or drained: dsrd's default
@@ -432,5 +434,28 @@ func setInt(p *int, def int, path string, set setFunc) {
 func setBool(p **bool, def bool) {
 	if *p == nil {
 		*p = &def
+	}
+}
+
+// defaultAdmission fills in the bursts and source prefix lengths of an
+// admission block (nil: none).
+func defaultAdmission(a *Admission, path string, set setFunc) {
+	if a == nil {
+		return
+	}
+	if r := a.SourceRate; r != nil {
+		p := joinPath(path, "source_rate")
+		if !set(joinPath(p, "burst")) {
+			r.Burst = DefaultAdmissionBurst
+		}
+		if !set(joinPath(p, "prefix_v4")) {
+			r.PrefixV4 = DefaultSourcePrefixV4
+		}
+		if !set(joinPath(p, "prefix_v6")) {
+			r.PrefixV6 = DefaultSourcePrefixV6
+		}
+	}
+	if r := a.ServiceRate; r != nil && !set(joinPath(joinPath(path, "service_rate"), "burst")) {
+		r.Burst = DefaultAdmissionBurst
 	}
 }

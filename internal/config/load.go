@@ -43,7 +43,15 @@ func LoadRealserver(path string) (*Realserver, error) {
 // defaults and validates it. name (usually the file's path) starts every
 // error message. Every problem found is returned at once as *Errors.
 func ParseDirector(name string, data []byte) (*Director, error) {
-	return parse(name, data, KindDirector, defaultDirector, (*validator).director)
+	d, _, err := ParseDirectorWarnings(name, data)
+	return d, err
+}
+
+// ParseDirectorWarnings is ParseDirector that also returns the warnings:
+// what the file may say but probably does not mean (an allow entry inside
+// a deny entry), each at its file:line:col.
+func ParseDirectorWarnings(name string, data []byte) (*Director, []Error, error) {
+	return parseWarn(name, data, KindDirector, defaultDirector, (*validator).director)
 }
 
 // ParseWitness decodes data as a witness configuration, applies the
@@ -61,47 +69,67 @@ func ParseRealserver(name string, data []byte) (*Realserver, error) {
 // parse is the pipeline every kind of file goes through: YAML nodes,
 // decode with positions, defaults for absent keys, validation.
 func parse[T any](name string, data []byte, kind Kind, def func(*T, setFunc), check func(*validator, *T)) (*T, error) {
+	cfg, _, err := parseWarn(name, data, kind, def, check)
+	return cfg, err
+}
+
+// parseWarn is parse that also returns the warnings, sorted by position.
+func parseWarn[T any](name string, data []byte, kind Kind, def func(*T, setFunc), check func(*validator, *T)) (*T, []Error, error) {
 	errs := &errorList{file: name}
 	root := parseYAML(data, errs, kind)
 	if root == nil {
-		return nil, errs.err()
+		return nil, nil, errs.err()
 	}
 	cfg := new(T)
 	pos := decodeInto(root, kind, errs, cfg)
 	if pos.incomplete {
-		return nil, errs.err()
+		return nil, nil, errs.err()
 	}
 	def(cfg, pos.isSet)
-	check(&validator{errs: errs, pos: pos}, cfg)
-	if err := errs.err(); err != nil {
-		return nil, err
+	warns := &errorList{file: name}
+	check(&validator{errs: errs, pos: pos, warns: warns}, cfg)
+	var wl []Error
+	if w, ok := warns.err().(*Errors); ok {
+		wl = w.List
 	}
-	return cfg, nil
+	if err := errs.err(); err != nil {
+		return nil, wl, err
+	}
+	return cfg, wl, nil
 }
 
 // Check validates data as a configuration of the given kind, or of the
 // kind Detect finds when kind is "". It returns nil or *Errors; name
 // starts every message. It is what dsrd config check runs.
 func Check(name string, data []byte, kind Kind) error {
+	_, err := CheckWarnings(name, data, kind)
+	return err
+}
+
+// CheckWarnings is Check that also returns the file's warnings (see
+// ParseDirectorWarnings).
+func CheckWarnings(name string, data []byte, kind Kind) ([]Error, error) {
 	if kind == "" {
 		k, err := detect(name, data)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		kind = k
 	}
 	var err error
 	switch kind {
 	case KindDirector:
-		_, err = ParseDirector(name, data)
+		var warns []Error
+		_, warns, err = ParseDirectorWarnings(name, data)
+		return warns, err
 	case KindWitness:
 		_, err = ParseWitness(name, data)
 	case KindRealserver:
 		_, err = ParseRealserver(name, data)
 	default:
-		return fmt.Errorf("unknown configuration kind %q: want director, witness or realserver", kind)
+		return nil, fmt.Errorf("unknown configuration kind %q: want director, witness or realserver", kind)
 	}
-	return err
+	return nil, err
 }
 
 // Detect guesses which kind of configuration data is from its top-level

@@ -170,6 +170,9 @@ type VIP struct {
 	Interface string `yaml:"interface" json:"Interface"`
 	// Announce configures gratuitous ARP (IPv4) or unsolicited NA (IPv6).
 	Announce Announce `yaml:"announce" json:"Announce"`
+	// Admission is the admission control of every service of the VIP
+	// (docs/admission.md).
+	Admission *Admission `yaml:"admission" json:"Admission,omitempty"`
 }
 
 // VIPMode is how a VIP is owned and announced.
@@ -324,6 +327,9 @@ type Service struct {
 	// Forwarding is how packets reach the reals (and the sorry server):
 	// dr (empty: the default) or tunnel. A real may override it.
 	Forwarding Forwarding `yaml:"forwarding" json:"Forwarding,omitempty"`
+	// Admission overrides, field by field, its VIP's admission control
+	// (docs/admission.md).
+	Admission *Admission `yaml:"admission" json:"Admission,omitempty"`
 }
 
 // RealForwarding returns the forwarding method of real r of s: the real's

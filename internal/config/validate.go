@@ -55,6 +55,7 @@ func ValidateShared(x IPVS, vips []VIP, services []Service) error {
 	v.ipvs(&x, "ipvs")
 	set := v.vips(vips, "vips")
 	v.services(services, set, "services")
+	v.admissions(vips, services)
 	return errs.err()
 }
 
@@ -66,6 +67,17 @@ type validator struct {
 	errs   *errorList
 	pos    *positions
 	shared bool
+	// warns collects what is accepted but probably not meant (nil: not
+	// wanted).
+	warns *errorList
+}
+
+// warnf records a warning about the value at path.
+func (v *validator) warnf(path, format string, args ...any) {
+	if v.warns == nil || v.pos.isBad(path) {
+		return
+	}
+	v.warns.add(v.pos.at(path), prefix(path)+fmt.Sprintf(format, args...))
 }
 
 // errorf records a problem with the value at path, unless that value
@@ -101,6 +113,7 @@ func (v *validator) director(d *Director) {
 		}
 	}
 	v.services(d.Services, vips, "services")
+	v.admissions(d.VIPs, d.Services)
 	v.bgp(d.BGP, "bgp")
 	v.bgpVIPsNeedSpeaker(d)
 }

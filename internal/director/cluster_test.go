@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dsrd/dsrd/internal/admission"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -50,6 +51,7 @@ type labDirector struct {
 	vips *vrrp.FakeKernel
 	ann  *announcements
 	sys  *memSysctls
+	adm  *admission.Fake
 	// metrics, when set, are given to the director on every start.
 	metrics *metrics.Set
 
@@ -118,6 +120,7 @@ func newLabOf(t *testing.T, services string, members ...string) *lab {
 			vips: vrrp.NewFakeKernel("eth0"),
 			ann:  &announcements{},
 			sys:  newMemSysctls(),
+			adm:  &admission.Fake{},
 		}
 		l.dirs[id] = n
 		l.writeDirector(n, services)
@@ -197,6 +200,7 @@ func (l *lab) newDirector(n *labDirector) *Director {
 		Logger:     l.log,
 		IPVS:       n.ipvs,
 		Sysctls:    n.sys,
+		Admission:  n.adm,
 		VIPKernel:  n.vips,
 		Announce:   n.ann.send,
 		Metrics:    n.metrics,

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
+	"github.com/dsrd/dsrd/internal/admission"
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/internal/config"
@@ -45,6 +46,9 @@ type Options struct {
 	// gratuitous ARP / NA when nil.
 	VIPKernel vrrp.Kernel
 	Announce  vrrp.AnnounceFunc
+	// Admission programs admission control (the dsrd nftables table);
+	// the kernel's nf_tables when nil.
+	Admission admission.Kernel
 	// Metrics receives the director's events and reads its state when
 	// scraped; nil when metrics are off.
 	Metrics *metrics.Set
@@ -73,12 +77,14 @@ type Director struct {
 	opts Options
 	log  *slog.Logger
 
-	node    *raft.Node
-	fw      api.Forwarder // cluster writes, forwarded to the leader
-	peers   *api.PeerClient
-	ready   chan struct{}
-	rec     *ipvs.Reconciler
-	kernel  ipvs.Kernel
+	node   *raft.Node
+	fw     api.Forwarder // cluster writes, forwarded to the leader
+	peers  *api.PeerClient
+	ready  chan struct{}
+	rec    *ipvs.Reconciler
+	kernel ipvs.Kernel
+	// adm keeps the dsrd nftables table in line with the configuration.
+	adm     *admission.Controller
 	sysctls ipvs.SysctlWriter
 	checks  *healthcheck.Scheduler
 	machine *vrrp.Machine
@@ -120,6 +126,8 @@ type loopState struct {
 	// anycastApplied is the generation last followed in full (IPVS and
 	// the VIPs on lo), for the anycaster.
 	anycastApplied uint64
+	// admission is the admission control of the configuration.
+	admission admissionState
 }
 
 // Load reads, overrides and validates the director's file.
@@ -153,6 +161,11 @@ func New(opts Options) (*Director, error) {
 		healthChanged: make(chan struct{}, 1),
 		ready:         make(chan struct{}),
 	}
+	ak := opts.Admission
+	if ak == nil {
+		ak = admission.NFT{}
+	}
+	d.adm = admission.NewController(ak)
 	opts.Metrics.Watch(d.metricsSnapshot)
 	return d, nil
 }

@@ -100,6 +100,10 @@ func (d *Director) sync(ctx context.Context) (err error) {
 	if d.verdicts != nil {
 		d.verdicts.setOwn(st.Config.Generation, own)
 	}
+	// Admission control before IPVS: a service reaches the kernel only
+	// with its rules in place.
+	admErr := d.followAdmission(ctx, st.Config, services, desired)
+	specErr = errors.Join(specErr, admErr)
 	reached, applyErr := d.rec.Apply(ctx, desired)
 	d.loop.owned.save(d.rec.Owned(), desired, st.Index, applyErr == nil)
 	err = errors.Join(specErr, applyErr)

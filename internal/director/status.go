@@ -75,8 +75,12 @@ func (d *Director) status(ctx context.Context, traffic map[metrics.RealID]ipvs.S
 	}
 	admin := d.node.Admin()
 	st.IPVS = defencesStatus(d.sysctls)
+	adm := d.admissionStatus(rctx)
 	for _, v := range views {
 		svc := serviceStatus(v, kernel[v.Key], admin, d.checks)
+		if a, ok := adm[v.Config.Name]; ok {
+			svc.Admission = &a
+		}
 		st.Services = append(st.Services, svc)
 		for _, rs := range svc.Reals {
 			st.IPVS.Connections += uint64(rs.ActiveConns) + uint64(rs.InactiveConns)
@@ -242,4 +246,25 @@ func memberVersions(peers func() *api.PeerClient) func(ctx context.Context, memb
 		}
 		return out, errors.Join(errs...)
 	}
+}
+
+// admissionStatus reads the admission control of each service, by name.
+func (d *Director) admissionStatus(ctx context.Context) map[string]api.Admission {
+	list, err := d.adm.Status(ctx)
+	out := make(map[string]api.Admission, len(list))
+	for _, s := range list {
+		a := api.Admission{InPlace: s.InPlace, Allow: s.Allow, Deny: s.Deny, SourceRate: s.SourceRate,
+			SourcePrefix: s.SourcePrefix, ServiceRate: s.ServiceRate, MeterSources: s.MeterSources}
+		if len(s.Dropped) > 0 {
+			a.Dropped = make(map[string]uint64, len(s.Dropped))
+			for r, n := range s.Dropped {
+				a.Dropped[string(r)] = n
+			}
+		}
+		if err != nil {
+			a.Error = err.Error()
+		}
+		out[s.Name] = a
+	}
+	return out
 }

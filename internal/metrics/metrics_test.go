@@ -544,3 +544,31 @@ dsrd_ipvs_defence_active{defence="secure_tcp"} 0
 		t.Error(err)
 	}
 }
+
+func TestAdmissionMetrics(t *testing.T) {
+	snap := directorSnapshot()
+	snap.Status.Services = []api.Service{
+		{Name: "web", Key: "tcp/203.0.113.10:80", Admission: &api.Admission{InPlace: true, Deny: 3, SourceRate: "10/second burst 5 packets",
+			Dropped: map[string]uint64{"deny": 17, "rate": 4}, MeterSources: 2}},
+		{Name: "dns", Key: "udp/203.0.113.10:53", Admission: &api.Admission{InPlace: false, Allow: 1, MeterSources: -1}},
+		{Name: "plain", Key: "tcp/203.0.113.10:81"},
+	}
+	s := newTestSet(RoleDirector, snap, nil)
+	const want = `
+# HELP dsrd_admission_dropped_packets_total Packets to the service that admission control dropped before IPVS, by reason: deny (source in the deny list), not_allowed (source outside the allow list), rate (the source's new connections over source_rate), cap (the service's new connections over service_rate).
+# TYPE dsrd_admission_dropped_packets_total counter
+dsrd_admission_dropped_packets_total{reason="deny",service="web"} 17
+dsrd_admission_dropped_packets_total{reason="rate",service="web"} 4
+# HELP dsrd_admission_meter_sources Sources (or source prefixes) the service's per-source rate meter tracks now; at 65536 the meter is full and new sources are not rate limited per source.
+# TYPE dsrd_admission_meter_sources gauge
+dsrd_admission_meter_sources{service="web"} 2
+# HELP dsrd_admission_in_place 1 while the service's admission control is in the kernel as configured; 0 while it is not, and the service is kept out of IPVS (fail closed).
+# TYPE dsrd_admission_in_place gauge
+dsrd_admission_in_place{service="dns"} 0
+dsrd_admission_in_place{service="web"} 1
+`
+	if err := testutil.GatherAndCompare(s.Gatherer(), strings.NewReader(want),
+		"dsrd_admission_dropped_packets_total", "dsrd_admission_meter_sources", "dsrd_admission_in_place"); err != nil {
+		t.Error(err)
+	}
+}

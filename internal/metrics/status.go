@@ -51,6 +51,9 @@ var (
 	descIPVSDefence  = desc("ipvs_defence_active", "1 while an IPVS defence acts (drop_entry, drop_packet, secure_tcp: auto below amemthresh, or always), else 0.", "defence")
 	descLastSync     = desc("ipvs_last_reconcile_success_timestamp_seconds", "Unix time of the last IPVS reconcile pass that succeeded.")
 	descServiceUp    = desc("service_up", "1 while at least the service's quorum of reals is healthy, else 0.", "service")
+	descAdmDropped   = desc("admission_dropped_packets_total", "Packets to the service that admission control dropped before IPVS, by reason: deny (source in the deny list), not_allowed (source outside the allow list), rate (the source's new connections over source_rate), cap (the service's new connections over service_rate).", "service", "reason")
+	descAdmMeter     = desc("admission_meter_sources", "Sources (or source prefixes) the service's per-source rate meter tracks now; at 65536 the meter is full and new sources are not rate limited per source.", "service")
+	descAdmInPlace   = desc("admission_in_place", "1 while the service's admission control is in the kernel as configured; 0 while it is not, and the service is kept out of IPVS (fail closed).", "service")
 	descServiceReals = desc("service_healthy_reals", "Reals of the service that are healthy.", "service")
 
 	descWeight   = desc("real_weight", "The real's weight as programmed in IPVS now (0: no new connections). Absent while the real is not in IPVS.", "service", "real")
@@ -90,7 +93,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	for _, d := range []*prometheus.Desc{
 		descRunning, descVRRPState, descVIPOwned, descAnnounced, descBGPSession, descBGPPrefixes, descReloadOK, descReloadTime, descLastSync,
-		descIPVSConns, descIPVSDefence, descServiceUp, descServiceReals, descWeight, descHealthy, descAdmin, descActive, descInactive,
+		descIPVSConns, descIPVSDefence, descServiceUp, descServiceReals, descAdmDropped, descAdmMeter, descAdmInPlace, descWeight, descHealthy, descAdmin, descActive, descInactive,
 		descConns, descPktsIn, descPktsOut, descBytesIn, descBytesOut,
 	} {
 		ch <- d
@@ -217,6 +220,15 @@ func (s *Set) collect(ch chan<- prometheus.Metric, snap Snapshot, ok bool) {
 		seenSvc[name] = true
 		gauge(ch, descServiceUp, bit(svc.Up), name)
 		gauge(ch, descServiceReals, float64(svc.Healthy), name)
+		if a := svc.Admission; a != nil {
+			gauge(ch, descAdmInPlace, bit(a.InPlace), name)
+			for reason, n := range a.Dropped {
+				counter(ch, descAdmDropped, float64(n), name, reason)
+			}
+			if a.MeterSources >= 0 {
+				gauge(ch, descAdmMeter, float64(a.MeterSources), name)
+			}
+		}
 		seenReal := map[netip.AddrPort]bool{}
 		for _, rs := range svc.Reals {
 			ap := netip.AddrPortFrom(rs.Address, rs.Port)

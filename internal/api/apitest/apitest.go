@@ -257,6 +257,8 @@ func SampleStatus() api.Status {
 		Services: []api.Service{
 			{
 				Name: "web", Key: "tcp/203.0.113.10:80", Scheduler: "mh", Up: true, Healthy: 2, Quorum: 1,
+				Admission: &api.Admission{InPlace: true, Allow: 2, Deny: 1, SourceRate: "10/second burst 20 packets", SourcePrefix: 24,
+					ServiceRate: "1000/second burst 100 packets", Dropped: map[string]uint64{"deny": 17, "not_allowed": 3, "rate": 5, "cap": 0}, MeterSources: 4},
 				Reals: []api.Real{
 					{Address: addr("198.51.100.10"), Port: 80, Admin: "enabled", Health: "up", HealthSince: at,
 						Weight: 10, IPVSWeight: 10, ActiveConns: 1234, InactiveConns: 56},

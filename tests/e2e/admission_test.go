@@ -1,0 +1,268 @@
+//go:build vmtest
+
+package e2e
+
+// Admission control (internal/admission) against the real kernel: the dsrd
+// nftables table on dir1's input hook at priority 0 runs before IPVS's
+// LOCAL_IN hooks (98 and 99), which this test shows with packets: a denied
+// source's SYNs raise the deny counter and leave no IPVS connection entry,
+// while an allowed source is served. A per-source rate drops new
+// connections past the burst; the foreign nftables table and iptables rule
+// on dir1 survive every replace and the release.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dsrd/dsrd/internal/admission"
+	"github.com/dsrd/dsrd/ipvs"
+	"github.com/dsrd/dsrd/tests/e2e/lab"
+)
+
+var (
+	// The client's second address, the one the rules deny.
+	badClient4 = netip.MustParseAddr("192.0.2.50")
+	badClient6 = netip.MustParseAddr("2001:db8::50")
+)
+
+// admissionDo runs f with the kernel backend inside dir1.
+func admissionDo(t *testing.T, f func(k admission.NFT) error) {
+	t.Helper()
+	if err := lab.Do(lab.Dir1, func() error { return f(admission.NFT{}) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// admissionCounters reads dir1's dsrd counters.
+func admissionCounters(t *testing.T) map[string]uint64 {
+	t.Helper()
+	var c map[string]uint64
+	admissionDo(t, func(k admission.NFT) error {
+		var err error
+		c, err = k.Counters(context.Background())
+		return err
+	})
+	return c
+}
+
+// tryDial connects from the client's address src to addr and reads the
+// greeting; a dropped SYN ends in the timeout. It reports success.
+func tryDial(t *testing.T, src netip.Addr, addr netip.AddrPort, timeout time.Duration) bool {
+	ok, _ := dialOutcome(t, src, addr, timeout)
+	return ok
+}
+
+// dialOutcome is tryDial that also reports whether the SYN was answered at
+// all: a reset (nothing listening) is an answer.
+func dialOutcome(t *testing.T, src netip.Addr, addr netip.AddrPort, timeout time.Duration) (ok, answered bool) {
+	t.Helper()
+	err := lab.Do(lab.Client, func() error {
+		d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+		c, err := d.Dial("tcp", addr.String())
+		if err != nil {
+			answered = errors.Is(err, syscall.ECONNREFUSED)
+			return nil
+		}
+		answered = true
+		defer c.Close()
+		if tc, isTCP := c.(*net.TCPConn); isTCP {
+			tc.SetLinger(0)
+		}
+		c.SetDeadline(time.Now().Add(ipvsIOTimeout))
+		buf := make([]byte, 64)
+		n, _ := c.Read(buf)
+		ok = n > 0
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok, answered
+}
+
+// ipvsConnsFrom counts dir1's IPVS connection entries from src.
+func ipvsConnsFrom(t *testing.T, src netip.Addr) int {
+	t.Helper()
+	conns, err := lab.IPVSConns(context.Background(), lab.Dir1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range conns {
+		if h, _, err := net.SplitHostPort(c.Source); err == nil && h == src.String() {
+			n++
+		} else if strings.HasPrefix(c.Source, "["+src.String()+"]") {
+			n++
+		}
+	}
+	return n
+}
+
+// foreignRules adds to dir1 an nftables table and an iptables rule dsrd
+// must never touch, and returns a check that they are still there.
+func foreignRules(t *testing.T) func(when string) {
+	t.Helper()
+	return foreignRulesOn(t, lab.Dir1)
+}
+
+// foreignRulesOn is foreignRules on director h.
+func foreignRulesOn(t *testing.T, h lab.Host) func(when string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := lab.InNS(ctx, h, "nft", "add table inet foreign; add chain inet foreign c { type filter hook input priority 10; }; add rule inet foreign c meta l4proto tcp counter"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.InNS(ctx, h, "iptables", "-A", "INPUT", "-s", "203.0.113.99", "-j", "ACCEPT"); err != nil {
+		t.Fatal(err)
+	}
+	return func(when string) {
+		t.Helper()
+		out, err := lab.InNS(ctx, h, "nft", "list", "table", "inet", "foreign")
+		if err != nil || !strings.Contains(out, "meta l4proto tcp counter") {
+			t.Errorf("%s: %s's foreign nftables table: %v\n%s", when, h, err, out)
+		}
+		out, err = lab.InNS(ctx, h, "iptables", "-S", "INPUT")
+		if err != nil || !strings.Contains(out, "-A INPUT -s 203.0.113.99/32 -j ACCEPT") {
+			t.Errorf("%s: %s's iptables rule: %v\n%s", when, h, err, out)
+		}
+	}
+}
+
+func TestAdmission(t *testing.T) {
+	lab.Require(t)
+	lab.Up(t)
+	lab.StartBackends(t)
+	ctx := context.Background()
+	r, _ := ipvsDirector(t, ipvsVIP4, lab.RS1, lab.RS2)
+	ipvsDirector(t, ipvsVIP6, lab.RS1, lab.RS2) // the VIP and the reals' setup
+	lab.MustIPBatch(t, lab.Client, "addr add "+badClient4.String()+"/24 dev eth0", "addr add "+badClient6.String()+"/64 dev eth0 nodad")
+	web4 := netip.AddrPortFrom(ipvsVIP4, 9000)
+	web6 := netip.AddrPortFrom(ipvsVIP6, 9000)
+	rate4 := netip.AddrPortFrom(ipvsVIP4, 9001)
+	st := ipvs.State{}
+	for _, a := range []netip.AddrPort{web4, rate4, web6} {
+		maps.Copy(st, ipvsState(ipvs.NewServiceKey(ipvs.TCP, a), a.Port(), a.Addr(), nil, lab.RS1, lab.RS2))
+	}
+	mustApply(t, r, st)
+	// The backends listen on 9000 only: rate4 forwards to 9001, where a
+	// real answers with a reset, which is enough to tell a SYN got through.
+	survive := foreignRules(t)
+
+	svc := func(name string, a netip.AddrPort) admission.Service {
+		fam := 4
+		if a.Addr().Is6() {
+			fam = 6
+		}
+		return admission.Service{Name: name, Family: fam, Protocol: "tcp", VIP: a.Addr(), Port: a.Port()}
+	}
+	w4, w6, rl := svc("web4", web4), svc("web6", web6), svc("rate4", rate4)
+	w4.Deny = []netip.Prefix{netip.PrefixFrom(badClient4, 32), netip.MustParsePrefix("198.51.100.0/24")}
+	w6.Deny = []netip.Prefix{netip.PrefixFrom(badClient6, 128)}
+	rl.SourceRate = &admission.SourceRate{Rate: admission.Rate{Count: 1, Per: time.Minute, Burst: 3}, PrefixV4: 32, PrefixV6: 64}
+	admissionDo(t, func(k admission.NFT) error {
+		p, err := admission.Build(admission.Config{Services: []admission.Service{w4, w6, rl}})
+		if err != nil {
+			return err
+		}
+		return k.Replace(ctx, p)
+	})
+	out := lab.MustInNS(t, lab.Dir1, "nft", "list", "table", "inet", "dsrd")
+	t.Logf("the dsrd table:\n%s", out)
+	if !strings.Contains(out, "hook input priority filter") {
+		t.Errorf("the base chain is not at the filter priority of the input hook")
+	}
+	survive("after the first replace")
+
+	// Allowed: served, IPv4 and IPv6.
+	for _, a := range []struct {
+		src netip.Addr
+		to  netip.AddrPort
+	}{{lab.Client.IPv4(), web4}, {lab.Client.IPv6(), web6}} {
+		if !tryDial(t, a.src, a.to, ipvsIOTimeout) {
+			t.Errorf("%s to %s: refused, want served", a.src, a.to)
+		}
+	}
+	// Denied: no answer, the counter rises, IPVS made no entry.
+	for _, a := range []struct {
+		src     netip.Addr
+		to      netip.AddrPort
+		counter string
+	}{{badClient4, web4, "deny_web4"}, {badClient6, web6, "deny_web6"}} {
+		if tryDial(t, a.src, a.to, time.Second) {
+			t.Errorf("%s to %s: served, want dropped", a.src, a.to)
+		}
+		if c := admissionCounters(t)[a.counter]; c == 0 {
+			t.Errorf("%s: %d packets, want some", a.counter, c)
+		}
+		if n := ipvsConnsFrom(t, a.src); n != 0 {
+			t.Errorf("%d IPVS connections from the denied %s, want none: admission runs after IPVS", n, a.src)
+		}
+	}
+	if n := ipvsConnsFrom(t, lab.Client.IPv4()); n == 0 {
+		t.Errorf("no IPVS connection from the allowed client: cannot tell the denied one's absence from a broken listing")
+	}
+
+	// Rate: 1/minute with a burst of 3; 8 new connections from one source
+	// in a few seconds get at most 1+3 through (nft counts the burst on
+	// top of the first token).
+	passed := 0
+	for range 8 {
+		if _, answered := dialOutcome(t, lab.Client.IPv4(), rate4, 500*time.Millisecond); answered {
+			passed++
+		}
+	}
+	dropped := admissionCounters(t)["rate_rate4"]
+	t.Logf("rate: %d of 8 connections passed, %d SYNs dropped", passed, dropped)
+	if passed < 1 || passed > 4 || dropped == 0 {
+		t.Errorf("rate: %d of 8 passed (want 1 to 4), %d dropped (want some)", passed, dropped)
+	}
+	// The meter holds the one source.
+	admissionDo(t, func(k admission.NFT) error {
+		n, err := k.SetSize(ctx, admission.MeterName("rate4"))
+		if err == nil && n != 1 {
+			err = fmt.Errorf("meter has %d sources, want 1", n)
+		}
+		return err
+	})
+
+	// A reload to an allow list: the denied address is now not allowed,
+	// the client still served.
+	w4.Deny, w4.Allow = nil, []netip.Prefix{netip.PrefixFrom(lab.Client.IPv4(), 32)}
+	admissionDo(t, func(k admission.NFT) error {
+		p, err := admission.Build(admission.Config{Services: []admission.Service{w4, w6}})
+		if err != nil {
+			return err
+		}
+		return k.Replace(ctx, p)
+	})
+	survive("after the second replace")
+	if !tryDial(t, lab.Client.IPv4(), web4, ipvsIOTimeout) {
+		t.Errorf("the allowed client is refused after the reload")
+	}
+	if tryDial(t, badClient4, web4, time.Second) {
+		t.Errorf("the address out of the allow list is served")
+	}
+	if c := admissionCounters(t)["not_allowed_web4"]; c == 0 {
+		t.Errorf("not_allowed_web4 counted nothing")
+	}
+
+	// Release: the table goes, the foreign rules stay, traffic flows.
+	admissionDo(t, func(k admission.NFT) error { return k.Delete(ctx) })
+	if out, err := lab.InNS(ctx, lab.Dir1, "nft", "list", "table", "inet", "dsrd"); err == nil {
+		t.Errorf("the dsrd table is still there after delete:\n%s", out)
+	}
+	survive("after the delete")
+	if !tryDial(t, badClient4, web4, ipvsIOTimeout) {
+		t.Errorf("released, %s is still refused", badClient4)
+	}
+	// Deleting what is not there is no error.
+	admissionDo(t, func(k admission.NFT) error { return k.Delete(ctx) })
+}
