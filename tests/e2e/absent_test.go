@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -166,35 +165,8 @@ func clusterDisable(t *testing.T, c *lab.Cluster) {
 func clusterDownRemove(t *testing.T, c *lab.Cluster) {
 	owner := clusterReady(t, c)
 	gen0 := clusterStatus(t, c, owner).Generation
-	for _, d := range lab.ClusterDirectors() { // both files: either may reload later
-		if err := lab.ClusterConfigEdit(c.ConfPath(d), func(doc map[string]any) error {
-			svcs, _ := doc["services"].([]any)
-			for _, s := range svcs {
-				if svc, _ := s.(map[string]any); svc["name"] == "web" {
-					svc["on_down"] = "remove"
-					return nil
-				}
-			}
-			return fmt.Errorf("no service web")
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := c.Signal(owner, syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	lab.Eventually(t, clusterConverge, 100*time.Millisecond, func() error {
-		for _, d := range lab.ClusterDirectors() {
-			st, err := c.Status(clusterCtx(t), d)
-			if err != nil {
-				return err
-			}
-			if st.Generation != gen0+1 || st.RunningGeneration != gen0+1 {
-				return fmt.Errorf("%s: generation %d running %d, want %d (on_down: remove)", d, st.Generation, st.RunningGeneration, gen0+1)
-			}
-		}
-		return nil
-	})
+	clusterEditServices(t, c, func(svc map[string]any) { svc["on_down"] = "remove" }, "web")
+	clusterReloadWait(t, c, owner, gen0)
 
 	rs, conns := clusterConnsTo(t, owner)
 	addr := rs.IPv4()

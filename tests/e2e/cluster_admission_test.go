@@ -37,20 +37,9 @@ func TestClusterAdmission(t *testing.T) {
 	}
 
 	// The reload: both files, so that neither is stale.
-	for _, d := range lab.ClusterDirectors() {
-		if err := lab.ClusterConfigEdit(c.ConfPath(d), func(doc map[string]any) error {
-			svcs, _ := doc["services"].([]any)
-			for _, s := range svcs {
-				if svc, _ := s.(map[string]any); svc["name"] == "web" {
-					svc["admission"] = map[string]any{"deny": []any{badClient4.String()}}
-					return nil
-				}
-			}
-			return fmt.Errorf("no service web")
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	clusterEditServices(t, c, func(svc map[string]any) {
+		svc["admission"] = map[string]any{"deny": []any{badClient4.String()}}
+	}, "web")
 	if err := c.Signal(follower, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}

@@ -1715,3 +1715,52 @@ FWM  7 rr
 		}
 	})
 }
+
+// clusterEditServices edits the services named in both directors' files
+// (either may reload later, and neither may be left stale): edit is called
+// with each one's document; a name not found fails the test.
+func clusterEditServices(t *testing.T, c *lab.Cluster, edit func(svc map[string]any), names ...string) {
+	t.Helper()
+	for _, d := range lab.ClusterDirectors() {
+		if err := lab.ClusterConfigEdit(c.ConfPath(d), func(doc map[string]any) error {
+			svcs, _ := doc["services"].([]any)
+			found := map[string]bool{}
+			for _, s := range svcs {
+				if svc, _ := s.(map[string]any); svc != nil && slices.Contains(names, fmt.Sprint(svc["name"])) {
+					edit(svc)
+					found[fmt.Sprint(svc["name"])] = true
+				}
+			}
+			for _, n := range names {
+				if !found[n] {
+					return fmt.Errorf("no service %s", n)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// clusterReloadWait reloads via's file (SIGHUP) and waits until both
+// directors run the generation after gen0, and returns it.
+func clusterReloadWait(t *testing.T, c *lab.Cluster, via lab.Host, gen0 uint64) uint64 {
+	t.Helper()
+	if err := c.Signal(via, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, clusterConverge, 100*time.Millisecond, func() error {
+		for _, d := range lab.ClusterDirectors() {
+			st, err := c.Status(clusterCtx(t), d)
+			if err != nil {
+				return err
+			}
+			if st.Generation != gen0+1 || st.RunningGeneration != gen0+1 {
+				return fmt.Errorf("%s: generation %d running %d, want %d", d, st.Generation, st.RunningGeneration, gen0+1)
+			}
+		}
+		return nil
+	})
+	return gen0 + 1
+}

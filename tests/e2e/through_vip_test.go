@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -71,44 +70,16 @@ func clusterWaitThroughVIP(t *testing.T, want map[string]map[string]int, checks 
 func clusterSetThroughVIP(t *testing.T, c *lab.Cluster, owner lab.Host, on bool) {
 	t.Helper()
 	gen0 := clusterStatus(t, c, owner).Generation
-	for _, d := range lab.ClusterDirectors() {
-		if err := lab.ClusterConfigEdit(c.ConfPath(d), func(doc map[string]any) error {
-			svcs, _ := doc["services"].([]any)
-			done := 0
-			for _, s := range svcs {
-				if svc, _ := s.(map[string]any); svc["name"] == "web" || svc["name"] == "web6" {
-					hc, _ := svc["health_check"].(map[string]any)
-					if hc == nil {
-						return fmt.Errorf("%s has no health_check", svc["name"])
-					}
-					hc["through_vip"] = on
-					svc["on_down"] = "weight0"
-					done++
-				}
-			}
-			if done != 2 {
-				return fmt.Errorf("web and web6 not both found")
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
+	clusterEditServices(t, c, func(svc map[string]any) {
+		hc, _ := svc["health_check"].(map[string]any)
+		if hc == nil {
+			hc = map[string]any{"type": "tcp"}
+			svc["health_check"] = hc
 		}
-	}
-	if err := c.Signal(owner, syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	lab.Eventually(t, clusterConverge, 100*time.Millisecond, func() error {
-		for _, d := range lab.ClusterDirectors() {
-			st, err := c.Status(clusterCtx(t), d)
-			if err != nil {
-				return err
-			}
-			if st.Generation <= gen0 || st.RunningGeneration != st.Generation {
-				return fmt.Errorf("%s: generation %d running %d, want past %d (through_vip %v)", d, st.Generation, st.RunningGeneration, gen0, on)
-			}
-		}
-		return nil
-	})
+		hc["through_vip"] = on
+		svc["on_down"] = "weight0"
+	}, "web", "web6")
+	clusterReloadWait(t, c, owner, gen0)
 }
 
 // clusterThroughVIP (issue 17 B): rs3 loses both VIPs from lo (its agent
