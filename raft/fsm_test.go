@@ -589,7 +589,7 @@ func TestFSMSetConfigV3Fields(t *testing.T) {
 	}
 	spec.Services[0].HealthCheck.ProxyProtocol = "v2"
 	spec.Services[0].Reals[1].HealthCheck = &HealthCheck{Type: "tcp", Interval: Duration(time.Second),
-		Timeout: Duration(time.Second), Rise: 1, Fall: 1, Initial: "down", Port: 80, ProxyProtocol: "v1"}
+		Timeout: Duration(time.Second), Rise: 1, Fall: 1, Initial: "down", Port: 80, ProxyProtocol: "v1", ThroughVIP: true}
 	if spec.Version() != 4 || spec.setConfigType() != CommandSetConfigV3 {
 		t.Fatalf("a spec with a PROXY protocol check: version %d, type %s", spec.Version(), spec.setConfigType())
 	}
@@ -600,6 +600,10 @@ func TestFSMSetConfigV3Fields(t *testing.T) {
 	only.Services[0].Reals = nil
 	if only.Version() != 4 {
 		t.Fatalf("the proxy protocol alone: version %d", only.Version())
+	}
+	only.Services[0].HealthCheck = &HealthCheck{Type: "http", ThroughVIP: true}
+	if only.Version() != 4 {
+		t.Fatalf("a check through the VIP alone: version %d", only.Version())
 	}
 	hash, err := spec.Hash()
 	if err != nil {
@@ -620,13 +624,17 @@ func TestFSMSetConfigV3Fields(t *testing.T) {
 			t.Fatalf("%s: %#v", tc.typ, res)
 		}
 		got := a.fsm.State().Config.Spec
+		if through := got.Services[0].Reals[1].HealthCheck.ThroughVIP; through != (tc.real != "") {
+			t.Errorf("%s applied through_vip %v", tc.typ, through)
+		}
 		if got.VIPs[0].Mode != tc.mode || got.Services[0].HealthCheck.ProxyProtocol != tc.svc ||
 			got.Services[0].Reals[1].HealthCheck.ProxyProtocol != tc.real {
 			t.Errorf("%s applied mode %q, proxy protocols %q and %q; want %q, %q, %q", tc.typ, got.VIPs[0].Mode,
 				got.Services[0].HealthCheck.ProxyProtocol, got.Services[0].Reals[1].HealthCheck.ProxyProtocol, tc.mode, tc.svc, tc.real)
 		}
 	}
-	if spec.Services[0].HealthCheck.ProxyProtocol != "v2" || spec.Services[0].Reals[1].HealthCheck.ProxyProtocol != "v1" {
+	if spec.Services[0].HealthCheck.ProxyProtocol != "v2" || spec.Services[0].Reals[1].HealthCheck.ProxyProtocol != "v1" ||
+		!spec.Services[0].Reals[1].HealthCheck.ThroughVIP {
 		t.Error("applying changed the caller's spec")
 	}
 }

@@ -88,7 +88,7 @@ func (s Spec) usesModes() bool {
 // members that read it. Every such field is listed here and cleared by
 // asVersion2.
 func (s Spec) needsV3() bool {
-	return s.usesProxyProtocol() || s.usesTunnel()
+	return s.usesV3Checks() || s.usesTunnel()
 }
 
 // usesTunnel reports whether a service or a real names a forwarding
@@ -110,11 +110,12 @@ func (s Spec) usesTunnel() bool {
 	return false
 }
 
-// usesProxyProtocol reports whether a health check sends a PROXY
-// protocol header: a member that ignored it would check without the
-// header, find reals that require it down and disagree on their health.
-func (s Spec) usesProxyProtocol() bool {
-	uses := func(c *HealthCheck) bool { return c != nil && c.ProxyProtocol != "" }
+// usesV3Checks reports whether a health check sends a PROXY protocol
+// header or goes through the VIP: a member that ignored either would
+// check differently (without the header, or at the real's own address)
+// and disagree with the others on the reals' health.
+func (s Spec) usesV3Checks() bool {
+	uses := func(c *HealthCheck) bool { return c != nil && (c.ProxyProtocol != "" || c.ThroughVIP) }
 	for i := range s.Services {
 		if uses(s.Services[i].HealthCheck) {
 			return true
@@ -136,11 +137,11 @@ func (s Spec) asVersion2() Spec {
 		return s
 	}
 	noProxy := func(c *HealthCheck) *HealthCheck {
-		if c == nil || c.ProxyProtocol == "" {
+		if c == nil || c.ProxyProtocol == "" && !c.ThroughVIP {
 			return c
 		}
 		cp := *c
-		cp.ProxyProtocol = ""
+		cp.ProxyProtocol, cp.ThroughVIP = "", false
 		return &cp
 	}
 	services := make([]Service, len(s.Services))
@@ -270,6 +271,9 @@ type HealthCheck struct {
 	// check sends first: "", "v1" or "v2". Added in command version 4
 	// (needsV3).
 	ProxyProtocol string `json:"ProxyProtocol,omitempty"`
+	// ThroughVIP sends the check to the VIP through IPVS, to this real
+	// only. Added in command version 4 (needsV3).
+	ThroughVIP bool `json:"ThroughVIP,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("1.5s"),

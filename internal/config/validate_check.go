@@ -54,6 +54,7 @@ func checkFields(c *HealthCheck) []checkField {
 		{"expect_answer", []CheckType{CheckDNS}, c.ExpectAnswer != ""},
 		{"command", []CheckType{CheckExec}, len(c.Command) > 0},
 		{"proxy_protocol", []CheckType{CheckTCP, CheckHTTP, CheckHTTPS}, c.ProxyProtocol != ""},
+		{"through_vip", []CheckType{CheckTCP, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS}, c.ThroughVIP},
 	}
 }
 
@@ -126,6 +127,12 @@ func (v *validator) check(c *HealthCheck, s *Service, svcPath, path string) {
 		// which is reported there.
 	}
 	fam := s.Family()
+	if c.ThroughVIP && c.Address.IsValid() {
+		v.errorf(joinPath(path, "address"), "does not apply with through_vip: the check goes to the VIP %s", s.VIP)
+	}
+	if c.ThroughVIP && !s.VIP.IsValid() && !v.pos.isBad(joinPath(svcPath, "vip")) {
+		v.errorf(joinPath(path, "through_vip"), "needs the service's vip: the check is sent to it")
+	}
 	if c.Address.IsValid() {
 		ap := joinPath(path, "address")
 		if v.unicast(ap, c.Address) {

@@ -95,6 +95,7 @@ func TestCheckSpecCoversTheFile(t *testing.T) {
 		"Type", "Interval", "Timeout", "Rise", "Fall", "Initial", "Address", "Port", "Source",
 		"Send", "Expect", "Method", "Path", "Host", "ExpectStatus", "BodyRegexp", "TLSServer", "TLSVerify",
 		"NoReplyIsUp", "QueryName", "QueryType", "ExpectCode", "ExpectAnswer", "Command", "ProxyProtocol",
+		"ThroughVIP", // healthService: throughVIPSpec
 	}
 	typ := reflect.TypeFor[config.HealthCheck]()
 	for i := range typ.NumField() {
@@ -118,7 +119,7 @@ func TestHealthService(t *testing.T) {
 			{Address: addr("192.0.2.4"), HealthCheck: &config.HealthCheck{Type: config.CheckAgent}},
 		},
 	}
-	got := healthService(svc)
+	got := healthService(svc, nil)
 	if got.Name != "web" || got.Port != 80 || got.Quorum != 2 || got.OnDown != healthcheck.DownRemove || got.SorryServer != addr("198.51.100.9") {
 		t.Errorf("service %+v", got)
 	}
@@ -138,7 +139,7 @@ func TestHealthService(t *testing.T) {
 		t.Errorf("real with its own check: %+v", c)
 	}
 	svc.OnDown = config.DownWeightZero
-	if got := healthService(svc); got.OnDown != healthcheck.DownWeightZero {
+	if got := healthService(svc, nil); got.OnDown != healthcheck.DownWeightZero {
 		t.Errorf("on_down weight0: %v", got.OnDown)
 	}
 }

@@ -1222,12 +1222,15 @@ func clusterPlannedFailover(t *testing.T, c *lab.Cluster) {
 
 // TestClusterChanges changes what the directors' IPVS must hold, three
 // ways, on one cluster: a backend fails and returns (each director's own
-// health checks), an admin drain (Raft), a configuration reload (Raft).
+// health checks), an admin drain (Raft), a configuration reload (Raft);
+// and a browser watches a backend fail on the leader's status page.
 func TestClusterChanges(t *testing.T) {
 	lab.Require(t)
 	c, _ := clusterStart(t)
 	t.Run("backend-failure", func(t *testing.T) { clusterBackendFailure(t, c) })
 	t.Run("drain", func(t *testing.T) { clusterDrain(t, c) })
+	// Before reload, which leaves a real at another weight.
+	t.Run("status-page-browser", func(t *testing.T) { clusterStatusPageBrowser(t, c) })
 	t.Run("reload", func(t *testing.T) { clusterReload(t, c) })
 }
 
