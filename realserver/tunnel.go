@@ -122,7 +122,7 @@ func (a *Agent) applyTunnels(ctx context.Context) (loaded, up []string, err erro
 		i := slices.IndexFunc(links, func(l Link) bool { return l.Name == d.Name })
 		if i < 0 {
 			if err := a.loadModule(ctx, d.Module); err != nil {
-				return loaded, up, fmt.Errorf("tunnel device %s: %w", d.Name, err)
+				return loaded, up, fmt.Errorf("tunnel device %s: %w (where the agent may not load modules, as under the packaged unit's ProtectKernelModules=yes, load %s at boot: /etc/modules-load.d, docs/tunnel.md)", d.Name, err, d.Module)
 			}
 			loaded = append(loaded, d.Module)
 			if links, err = a.k.Links(); err != nil {

@@ -283,6 +283,9 @@ type Real struct {
 	// (health_check.through_vip), on an IPVS service of its own that
 	// status does not list.
 	CheckThroughVIP bool `json:"check_through_vip,omitempty"`
+	// Tunnel: IPVS forwards to the real by IP-in-IP (forwarding:
+	// tunnel), not by direct routing.
+	Tunnel bool `json:"tunnel,omitempty"`
 	// Weight is the configured weight; IPVSWeight what IPVS holds now
 	// (-1 when the real is not in IPVS).
 	Weight     int  `json:"weight"`

@@ -45,7 +45,9 @@ func realserverCommand() *ucli.Command {
 		Description: "Puts each VIP on lo (IPv4 /32, IPv6 /128 nodad), sets arp_ignore=1 and arp_announce=2 on all\n" +
 			"and on the interfaces facing the directors, and repairs both within a second when something\n" +
 			"undoes them: the VIPs and lo from netlink events, the sysctls (whose changes raise no netlink event)\n" +
-			"by reading them every second. Without a configuration file, --vip (and --interface) are enough.",
+			"by reading them every second. Without a configuration file, --vip (and --interface) are enough.\n" +
+			"With --tunnel it also decapsulates the directors' IP-in-IP (forwarding: tunnel): ipip/ip6_tunnel\n" +
+			"loaded, tunl0/ip6tnl0 up, rp_filter 0 on all and tunl0 (docs/tunnel.md).",
 		Flags:  realserverFlags(),
 		Action: realserverRun,
 		Subcommands: []*ucli.Command{

@@ -286,6 +286,9 @@ func renderService(w io.Writer, s api.Service) error {
 		if r.Sorry {
 			addr += " (sorry)"
 		}
+		if r.Tunnel {
+			addr += " (tunnel)"
+		}
 		health := orDash(r.Health)
 		if r.CheckThroughVIP {
 			health += " via VIP"

@@ -44,6 +44,9 @@ func healthyStatus() api.Status {
 	st.Reload = api.ReloadResult{At: at, OK: true, Generation: 12, Changed: true}
 	st.Reconcile = api.Reconcile{At: at.Add(time.Second), OK: true}
 	st.Services = st.Services[:1]
+	// The first real is reached by tunnel (forwarding: tunnel).
+	st.Services[0].Reals = slices.Clone(st.Services[0].Reals)
+	st.Services[0].Reals[0].Tunnel = true
 	st.Peers = []api.Peer{
 		{ID: "d2", Role: "director", RunningGeneration: 12, VRRPState: "BACKUP"},
 		{ID: "w1", Role: "witness"},

@@ -186,6 +186,7 @@ func serviceStatus(v serviceView, k ipvs.Service, admin map[raft.RealRef]raft.Ad
 		if c := v.Health.Reals[i].Check; c != nil && c.Mark != 0 {
 			rs.CheckThroughVIP = true
 		}
+		rs.Tunnel = v.forward[r.Address] == ipvs.ForwardTunnel
 		if s, ok := checks.Status(hk); ok {
 			rs.Health = s.State.String()
 			if !settled(s, v.params[i]) {
@@ -203,7 +204,8 @@ func serviceStatus(v serviceView, k ipvs.Service, admin map[raft.RealRef]raft.Ad
 	}
 	for _, dr := range v.Desired.Reals {
 		if dr.Sorry {
-			rs := api.Real{Address: dr.Address, Port: dr.Port, Admin: string(raft.AdminEnabled), Health: "sorry", Weight: dr.Weight, Sorry: true, IPVSWeight: -1}
+			rs := api.Real{Address: dr.Address, Port: dr.Port, Admin: string(raft.AdminEnabled), Health: "sorry", Weight: dr.Weight, Sorry: true, IPVSWeight: -1,
+				Tunnel: v.sorryForward == ipvs.ForwardTunnel}
 			fillKernel(&rs, v.Key, k)
 			out.Reals = append(out.Reals, rs)
 		}

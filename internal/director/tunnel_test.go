@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dsrd/dsrd/healthcheck"
 	"github.com/dsrd/dsrd/ipvs"
 )
 
@@ -101,5 +102,28 @@ func TestDesiredForwarding(t *testing.T) {
 	}
 	if got, want := strings.Join(ops, "\n"), "-e -t 203.0.113.10:80 -r 198.51.100.21:80 -i -w 100 --tun-type ipip"; got != want {
 		t.Errorf("from dr to tunnel:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestStatusShowsTunnel: dsrd status marks the reals (and the sorry
+// server) that IPVS reaches by tunnel.
+func TestStatusShowsTunnel(t *testing.T) {
+	spec := specOf(t, tunnelDirector)
+	allDown := health{
+		key("web", "198.51.100.21", 80): down(5),
+		key("web", "192.0.2.22", 80):    down(5),
+	}
+	st, views, err := desiredState(spec, allDown.view, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched := healthcheck.NewScheduler(healthcheck.SchedulerOptions{})
+	got := map[string]bool{}
+	for _, r := range serviceStatus(views[0], st[web], nil, sched).Reals {
+		got[netip.AddrPortFrom(r.Address, r.Port).String()] = r.Tunnel
+	}
+	want := map[string]bool{"198.51.100.21:80": true, "192.0.2.22:80": false, "198.51.100.99:80": true}
+	if !maps.Equal(got, want) {
+		t.Errorf("status tunnel marks %v, want %v", got, want)
 	}
 }
