@@ -320,6 +320,9 @@ func (p *Page) view(snap metrics.Snapshot, readErr error) view {
 			if r.Sorry && r.Health != "sorry" {
 				rv.Health += ", sorry server"
 			}
+			if r.Tunnel {
+				rv.Addr += " (tunnel)"
+			}
 			rv.Weight = strconv.Itoa(r.Weight) + "/"
 			if r.IPVSWeight < 0 {
 				rv.Weight += "-"
