@@ -83,7 +83,7 @@ func NewFake(opts ...FakeOption) *Fake {
 		timeouts: Timeouts{TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second},
 		failAt:   map[int]error{},
 		next:     map[ServiceKey]uint32{},
-		ifaces:   map[string]FakeInterface{"lo": {MTU: 65536, IPv4: true}},
+		ifaces:   map[string]FakeInterface{"lo": {MTU: 65536}},
 	}
 	WithSchedulers("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos")(f)
 	for _, o := range opts {

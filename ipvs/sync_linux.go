@@ -99,8 +99,6 @@ func syncCallError(call string, s SyncState, ifname string, err error) error {
 	switch {
 	case errors.Is(err, syscall.ENODEV):
 		return fmt.Errorf("%s %s: %w (no such interface in the namespace)", call, what, err)
-	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return fmt.Errorf("%s %s: %w (an IPv4 group needs an IPv4 address on the interface)", call, what, err)
 	case call == callNewDaemon && errors.Is(err, syscall.EINVAL):
 		return fmt.Errorf("%s %s: %w (a group that is not multicast, or services with destinations of the other family)", call, what, err)
 	}

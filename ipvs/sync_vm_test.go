@@ -12,12 +12,9 @@ import (
 // TestVMSyncContract runs the sync daemon contract against the kernel.
 func TestVMSyncContract(t *testing.T) {
 	n := newVMNetns(t)
-	testSyncContract(t, n.open(), func(t *testing.T, name string, mtu int, ipv4 bool) {
+	testSyncContract(t, n.open(), func(t *testing.T, name string, mtu int) {
 		n.run("ip", "link", "add", name, "mtu", fmt.Sprint(mtu), "type", "dummy")
 		n.run("ip", "link", "set", name, "up")
-		if ipv4 {
-			n.run("ip", "address", "add", "192.0.2.10/24", "dev", name)
-		}
 	})
 }
 
