@@ -4,9 +4,14 @@ package ipvs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestVMSyncContract runs the sync daemon contract against the kernel.
@@ -36,5 +41,176 @@ func TestVMSyncPortByteOrder(t *testing.T) {
 	}
 	if strings.Contains(udp, ":9222 ") {
 		t.Fatalf("a socket on the swapped port:\n%s", udp)
+	}
+}
+
+// TestVMSyncFailover is a director failover at the IPVS level, with rr
+// scheduling (mh would map a flow to the same real on both directors, and
+// sloppy_tcp would let the new one pick it up: both are off here). Two
+// directors, two reals and a client share a bridge; the client routes the
+// VIP through director 1, which holds long-lived connections; the route
+// then moves to director 2 (what a VIP move does to the client). With
+// sync (master on 1, backup on 2), every connection goes on; without, every
+// one breaks (director 2 has no entry: its stack answers a reset).
+func TestVMSyncFailover(t *testing.T) {
+	t.Run("sync", func(t *testing.T) { testSyncFailover(t, true) })
+	t.Run("nosync", func(t *testing.T) { testSyncFailover(t, false) })
+}
+
+// syncConns is how many long-lived connections cross the failover.
+const syncConns = 20
+
+func testSyncFailover(t *testing.T, withSync bool) {
+	ctx := context.Background()
+	sw := newVMNetns(t)
+	sw.run("ip", "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+	sw.run("ip", "link", "set", "br0", "up")
+	const vip = "203.0.113.10"
+	hosts := map[string]*vmNetns{}
+	for i, h := range []struct{ name, addr string }{
+		{"c", "192.0.2.1"}, {"d1", "192.0.2.11"}, {"d2", "192.0.2.12"}, {"r1", "192.0.2.21"}, {"r2", "192.0.2.22"},
+	} {
+		n := newVMNetns(t)
+		port := fmt.Sprintf("p%d", i)
+		sw.run("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", n.name)
+		sw.run("ip", "link", "set", port, "master", "br0", "up")
+		n.run("ip", "address", "add", h.addr+"/24", "dev", "eth0")
+		n.run("ip", "link", "set", "eth0", "up")
+		if h.name != "c" {
+			n.run("ip", "address", "add", vip+"/32", "dev", "lo")
+			n.run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
+		}
+		hosts[h.name] = n
+	}
+	hosts["c"].run("ip", "route", "add", vip+"/32", "via", "192.0.2.11")
+
+	// The reals echo every byte.
+	for _, r := range []string{"r1", "r2"} {
+		var ln net.Listener
+		hosts[r].in(func() (err error) { ln, err = net.Listen("tcp", vip+":8080"); return err })
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { defer c.Close(); io.Copy(c, c) }()
+			}
+		}()
+	}
+	desired := state(svc(tcp(vip+":8080"), "rr", "192.0.2.21:8080", "192.0.2.22:8080"))
+	var ks []*Netlink
+	for _, d := range []string{"d1", "d2"} {
+		k := hosts[d].open()
+		if _, err := NewReconciler(k, nil).Apply(ctx, desired); err != nil {
+			t.Fatal(err)
+		}
+		ks = append(ks, k)
+	}
+	if withSync {
+		for i, s := range []SyncState{SyncMaster, SyncBackup} {
+			if err := ks[i].StartSyncDaemon(ctx, SyncDaemon{State: s, Interface: "eth0", SyncID: 1}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ks[i].StopSyncDaemon(ctx, s) })
+		}
+	}
+
+	// echo sends one byte and waits for it, bounded.
+	echo := func(c net.Conn) error {
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Write([]byte{'x'}); err != nil {
+			return err
+		}
+		b := make([]byte, 1)
+		_, err := io.ReadFull(c, b)
+		return err
+	}
+	var conns []net.Conn
+	start := time.Now()
+	hosts["c"].in(func() error {
+		for range syncConns {
+			c, err := net.DialTimeout("tcp", vip+":8080", 3*time.Second)
+			if err != nil {
+				return err
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	})
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	// A few packets each: the master syncs a connection from its third
+	// packet (net.ipv4.vs.sync_threshold 3 50).
+	for range 4 {
+		for _, c := range conns {
+			if err := echo(c); err != nil {
+				t.Fatalf("before the failover: %v", err)
+			}
+		}
+	}
+	onBackup := func() int {
+		n := 0
+		for _, l := range connLines(hosts["d2"]) {
+			if strings.Contains(l, "ESTABLISHED") && strings.Contains(l, vip+":8080") {
+				n++
+			}
+		}
+		return n
+	}
+	if withSync {
+		// The master sends a partly filled message after at most 2 s
+		// (IPVS_SYNC_FLUSH_TIME); 20 s bounds the wait.
+		deadline := time.Now().Add(20 * time.Second)
+		for onBackup() < syncConns && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n := onBackup(); n < syncConns {
+			t.Fatalf("%d of %d connections on the backup after 20 s", n, syncConns)
+		}
+		t.Logf("all %d connections on the backup %v after the first was opened", syncConns, time.Since(start).Round(10*time.Millisecond))
+	} else if n := onBackup(); n != 0 {
+		t.Fatalf("%d connections on director 2 without sync", n)
+	}
+
+	// The failover: the client's next packets go to director 2.
+	hosts["c"].run("ip", "route", "replace", vip+"/32", "via", "192.0.2.12")
+	errs := make([]error, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = echo(c) }()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		}
+	}
+	t.Logf("sync=%v: %d of %d connections survived the failover (first error: %v)", withSync, ok, len(conns), errors.Join(errs...))
+	if withSync && ok != len(conns) {
+		t.Errorf("with sync, %d of %d connections survived", ok, len(conns))
+	}
+	if !withSync && ok != 0 {
+		t.Errorf("without sync, %d of %d connections survived: the test shows nothing", ok, len(conns))
+	}
+	// Director 2 served them: its reals' connection counters moved.
+	if withSync {
+		st, err := ReadState(ctx, ks[1], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var active uint32
+		for _, d := range st[tcp(vip+":8080")].Dests {
+			active += d.ActiveConns
+		}
+		if active < syncConns {
+			t.Errorf("director 2 counts %d active connections, want %d", active, syncConns)
+		}
 	}
 }

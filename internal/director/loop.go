@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
+	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/ipvs"
+	"github.com/dsrd/dsrd/raft"
 	"github.com/dsrd/dsrd/vrrp"
 )
 
@@ -102,7 +104,8 @@ func (d *Director) sync(ctx context.Context) (err error) {
 	}
 	reached, applyErr := d.rec.Apply(ctx, desired)
 	d.loop.owned.save(d.rec.Owned(), desired, st.Index, applyErr == nil)
-	err = errors.Join(specErr, applyErr)
+	syncErr := d.syncd.reconcile(ctx, clusterspec.IPVS(st.Config.Spec).Sync, d.leading.Load() || hasBGPVIP(st.Config.Spec))
+	err = errors.Join(specErr, applyErr, syncErr)
 	d.progress.record(time.Now(), views, reached, st.Config.Generation, applyErr == nil, err)
 	if d.anycast != nil {
 		// The configuration is followed in full only when the VIPs are
@@ -116,6 +119,17 @@ func (d *Director) sync(ctx context.Context) (err error) {
 		d.anycast.followDrain(drained, d.drainDelay(0))
 	}
 	return err
+}
+
+// hasBGPVIP reports whether a VIP of the spec is of mode bgp: every ready
+// director then serves flows, and runs the sync master.
+func hasBGPVIP(s raft.Spec) bool {
+	for _, v := range s.VIPs {
+		if v.Mode == raft.VIPModeBGP {
+			return true
+		}
+	}
+	return false
 }
 
 // checkRan is the scheduler's OnRun: it asks for a recomputation when a
@@ -140,10 +154,11 @@ func (d *Director) followLeadership(ctx context.Context) error {
 	for leader := range d.node.Leadership(ctx) {
 		d.log.Info("leadership", "leader", leader)
 		d.machine.SetLeader(leader)
+		d.leading.Store(leader)
 		if leader {
 			d.opts.Metrics.LeadershipAcquired()
-			d.poke()
 		}
+		d.poke() // the sync master follows leadership, both ways
 	}
 	return nil
 }
