@@ -128,6 +128,7 @@ func testSyncFailover(t *testing.T, withSync bool) {
 		return err
 	}
 	var conns []net.Conn
+	rx0, dgrams0 := syncTraffic(t, hosts["d2"])
 	start := time.Now()
 	hosts["c"].in(func() error {
 		for range syncConns {
@@ -173,6 +174,9 @@ func testSyncFailover(t *testing.T, withSync bool) {
 			t.Fatalf("%d of %d connections on the backup after 20 s", n, syncConns)
 		}
 		t.Logf("all %d connections on the backup %v after the first was opened", syncConns, time.Since(start).Round(10*time.Millisecond))
+		rx1, dgrams1 := syncTraffic(t, hosts["d2"])
+		t.Logf("sync traffic received by the backup: %d bytes in %d datagrams for %d connections (%.0f bytes each, with Ethernet, IP and UDP headers)",
+			rx1-rx0, dgrams1-dgrams0, syncConns, float64(rx1-rx0)/syncConns)
 	} else if n := onBackup(); n != 0 {
 		t.Fatalf("%d connections on director 2 without sync", n)
 	}
@@ -213,4 +217,24 @@ func testSyncFailover(t *testing.T, withSync bool) {
 			t.Errorf("director 2 counts %d active connections, want %d", active, syncConns)
 		}
 	}
+}
+
+// syncTraffic returns the bytes eth0 received and the UDP datagrams
+// delivered in the namespace: on the backup director before the failover,
+// the sync messages and little else (the bridge has learnt the MACs; the
+// client talks to director 1).
+func syncTraffic(t *testing.T, n *vmNetns) (rxBytes, udpIn uint64) {
+	t.Helper()
+	for _, l := range strings.Split(n.run("cat", "/proc/net/dev"), "\n") {
+		if name, rest, ok := strings.Cut(strings.TrimSpace(l), ":"); ok && name == "eth0" {
+			fmt.Sscan(rest, &rxBytes)
+		}
+	}
+	lines := strings.Split(n.run("cat", "/proc/net/snmp"), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		if strings.HasPrefix(lines[i], "Udp: InDatagrams") {
+			fmt.Sscan(strings.TrimPrefix(lines[i+1], "Udp:"), &udpIn)
+		}
+	}
+	return rxBytes, udpIn
 }
