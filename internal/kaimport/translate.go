@@ -104,9 +104,9 @@ type tr struct {
 	syncPos      Pos
 	vrids        map[string]int64
 	services     []*service
-	names    map[string]bool
-	keys     map[string]Pos
-	comments []string
+	names        map[string]bool
+	keys         map[string]Pos
+	comments     []string
 	// fileOrder is each file's index in the order read, for sorting.
 	fileOrder map[string]int
 }
