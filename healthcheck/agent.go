@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -75,7 +74,7 @@ const (
 	AgentDown     = "down"
 )
 
-func newAgentChecker(p Agent, source netip.Addr, timeout time.Duration) (*agentChecker, error) {
+func newAgentChecker(p Agent, from origin, timeout time.Duration) (*agentChecker, error) {
 	path := normalizePath(p.Path, DefaultAgentPath)
 	if _, err := url.ParseRequestURI(path); err != nil {
 		return nil, fmt.Errorf("path %q: %w", p.Path, err)
@@ -84,7 +83,7 @@ func newAgentChecker(p Agent, source netip.Addr, timeout time.Duration) (*agentC
 		timeout: timeout,
 		path:    path,
 		host:    p.Host,
-		client:  newHTTPClient(source, nil, ProxyNone),
+		client:  newHTTPClient(from, nil, ProxyNone),
 	}, nil
 }
 

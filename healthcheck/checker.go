@@ -301,24 +301,31 @@ func NewChecker(spec Spec, opts BuildOptions) (Checker, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	from := originOf(spec)
+	if spec.Mark != 0 || spec.SourceToward.IsValid() {
+		switch spec.Probe.(type) {
+		case ICMP, Exec:
+			return nil, fmt.Errorf("a %s check cannot be sent with a mark or toward a real: it has no port for IPVS to forward", spec.Type())
+		}
+	}
 	switch p := spec.Probe.(type) {
 	case TCP:
 		if _, err := ParseProxyProtocol(string(p.Proxy)); err != nil {
 			return nil, err
 		}
-		return newTCPChecker(p, spec.Source, timeout), nil
+		return newTCPChecker(p, from, timeout), nil
 	case HTTP:
-		return newHTTPChecker(p, spec.Source, timeout, opts)
+		return newHTTPChecker(p, from, timeout, opts)
 	case UDP:
-		return newUDPChecker(p, spec.Source, timeout), nil
+		return newUDPChecker(p, from, timeout), nil
 	case DNS:
-		return newDNSChecker(p, spec.Source, timeout)
+		return newDNSChecker(p, from, timeout)
 	case ICMP:
 		return newICMPChecker(spec.Source, timeout), nil
 	case Exec:
 		return newExecChecker(p, timeout)
 	case Agent:
-		return newAgentChecker(p, spec.Source, timeout)
+		return newAgentChecker(p, from, timeout)
 	case nil:
 		return nil, errors.New("no probe: the check has no type")
 	}

@@ -18,7 +18,7 @@ import (
 // truncated.
 type dnsChecker struct {
 	timeout time.Duration
-	source  netip.Addr
+	from    origin
 	tcp     bool
 	name    string
 	qtype   uint16
@@ -26,7 +26,7 @@ type dnsChecker struct {
 	answer  string
 }
 
-func newDNSChecker(p DNS, source netip.Addr, timeout time.Duration) (*dnsChecker, error) {
+func newDNSChecker(p DNS, from origin, timeout time.Duration) (*dnsChecker, error) {
 	typeName := strings.ToUpper(orDefault(p.QueryType, DefaultDNSType))
 	qtype, ok := dns.StringToType[typeName]
 	if !ok {
@@ -43,7 +43,7 @@ func newDNSChecker(p DNS, source netip.Addr, timeout time.Duration) (*dnsChecker
 	}
 	return &dnsChecker{
 		timeout: timeout,
-		source:  source,
+		from:    from,
 		tcp:     p.TCP,
 		name:    dns.Fqdn(name),
 		qtype:   qtype,
@@ -94,9 +94,9 @@ func (c *dnsChecker) exchange(ctx context.Context, q *dns.Msg, addr netip.AddrPo
 	network := "udp"
 	if tcp {
 		network = "tcp"
-		conn, err = dialTCP(ctx, c.source, addr)
+		conn, err = dialTCP(ctx, c.from, addr)
 	} else {
-		conn, err = dialUDP(ctx, c.source, addr)
+		conn, err = dialUDP(ctx, c.from, addr)
 	}
 	if err != nil {
 		return nil, err

@@ -38,7 +38,7 @@ type httpChecker struct {
 	client  *http.Client
 }
 
-func newHTTPChecker(p HTTP, source netip.Addr, timeout time.Duration, opts BuildOptions) (*httpChecker, error) {
+func newHTTPChecker(p HTTP, from origin, timeout time.Duration, opts BuildOptions) (*httpChecker, error) {
 	status, err := parseStatuses(p.ExpectStatus)
 	if err != nil {
 		return nil, err
@@ -84,14 +84,14 @@ func newHTTPChecker(p HTTP, source netip.Addr, timeout time.Duration, opts Build
 		host:    p.Host,
 		status:  status,
 		body:    body,
-		client:  newHTTPClient(source, tlsConf, p.Proxy),
+		client:  newHTTPClient(from, tlsConf, p.Proxy),
 	}, nil
 }
 
 // newHTTPClient returns a client that opens a new connection for every
-// request, from source when set, never follows redirects and ignores proxy
+// request, from its origin, never follows redirects and ignores proxy
 // settings from the environment.
-func newHTTPClient(source netip.Addr, tlsConf *tls.Config, proxy ProxyProtocol) *http.Client {
+func newHTTPClient(from origin, tlsConf *tls.Config, proxy ProxyProtocol) *http.Client {
 	tr := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
@@ -99,7 +99,7 @@ func newHTTPClient(source netip.Addr, tlsConf *tls.Config, proxy ProxyProtocol) 
 			if err != nil {
 				return nil, fmt.Errorf("target %q: %w", addr, err)
 			}
-			conn, err := dialTCP(ctx, source, ap)
+			conn, err := dialTCP(ctx, from, ap)
 			if err != nil {
 				return nil, err
 			}

@@ -40,6 +40,16 @@ type Spec struct {
 	// Source is the local address checks are sent from; unset lets the
 	// kernel choose. Ignored by exec checks.
 	Source netip.Addr
+	// Mark, when not 0, is set on every socket of the check (SO_MARK):
+	// through an IPVS fwmark service whose only destination is the real,
+	// a check addressed to the VIP reaches that real exactly as client
+	// traffic does. Not for icmp and exec checks.
+	Mark uint32
+	// SourceToward, when set and Source is not, makes the source address
+	// the one the kernel would use to reach this address (the real):
+	// where the check goes is then not where its replies come from. Not
+	// for icmp and exec checks.
+	SourceToward netip.Addr
 	// Probe is the check's kind and its own settings.
 	Probe Probe
 }

@@ -22,16 +22,16 @@ import (
 // HAProxy's checks avoid the same way. Backends may log the reset.
 type tcpChecker struct {
 	timeout time.Duration
-	source  netip.Addr
+	from    origin
 	send    []byte
 	expect  []byte
 	proxy   ProxyProtocol
 }
 
-func newTCPChecker(p TCP, source netip.Addr, timeout time.Duration) *tcpChecker {
+func newTCPChecker(p TCP, from origin, timeout time.Duration) *tcpChecker {
 	return &tcpChecker{
 		timeout: timeout,
-		source:  source,
+		from:    from,
 		send:    []byte(p.Send),
 		expect:  []byte(p.Expect),
 		proxy:   p.Proxy,
@@ -47,12 +47,12 @@ func (c *tcpChecker) Check(ctx context.Context, t Target) Result {
 		return downResult(start, ReasonConfig, "no port to check: set the health check's port")
 	}
 	if len(c.send) == 0 && len(c.expect) == 0 && c.proxy == ProxyNone && t.Addr.Addr().Zone() == "" {
-		if err := connectProbe(ctx, c.source, t.Addr); err != nil {
+		if err := connectProbe(ctx, c.from, t.Addr); err != nil {
 			return errResult(ctx, start, "connect", err)
 		}
 		return upResult(start, "connected")
 	}
-	conn, err := dialTCP(ctx, c.source, t.Addr)
+	conn, err := dialTCP(ctx, c.from, t.Addr)
 	if err != nil {
 		return errResult(ctx, start, "connect", err)
 	}
@@ -72,7 +72,7 @@ func (c *tcpChecker) Check(ctx context.Context, t Target) Result {
 	return exchangeStream(ctx, start, conn, c.send, c.expect)
 }
 
-// connectProbe connects to addr from source (when set) and closes the
+// connectProbe connects to addr from its origin and closes the
 // connection at once with a reset, bounded by ctx.
 //
 // It is the plain tcp check's fast path, on raw system calls rather than
@@ -84,9 +84,9 @@ func (c *tcpChecker) Check(ctx context.Context, t Target) Result {
 // no goroutine switch;
 // only a handshake still in progress waits in the runtime's poller (an
 // os.File of the socket), like any Go I/O.
-func connectProbe(ctx context.Context, source netip.Addr, addr netip.AddrPort) error {
+func connectProbe(ctx context.Context, from origin, addr netip.AddrPort) error {
 	ip := addr.Addr().Unmap()
-	src, err := localIP(source, ip)
+	src, err := from.local(ip)
 	if err != nil {
 		return err
 	}
@@ -97,6 +97,10 @@ func connectProbe(ctx context.Context, source netip.Addr, addr netip.AddrPort) e
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
 		return os.NewSyscallError("socket", err)
+	}
+	if err := from.setMark(fd); err != nil {
+		_ = unix.Close(fd)
+		return err
 	}
 	if src != nil {
 		srcAddr, _ := netip.AddrFromSlice(src)
@@ -180,12 +184,12 @@ func sockaddr(ip netip.Addr, port uint16) unix.Sockaddr {
 	return &unix.SockaddrInet6{Addr: ip.As16(), Port: int(port)}
 }
 
-// dialTCP connects to addr from source (when set), bounded by ctx. TCP
+// dialTCP connects to addr from its origin, bounded by ctx. TCP
 // keep-alive is off: the connection lives for one check only, and turning it
 // on costs four system calls a check.
-func dialTCP(ctx context.Context, source netip.Addr, addr netip.AddrPort) (*net.TCPConn, error) {
-	d := net.Dialer{KeepAlive: -1}
-	ip, err := localIP(source, addr.Addr())
+func dialTCP(ctx context.Context, from origin, addr netip.AddrPort) (*net.TCPConn, error) {
+	d := net.Dialer{KeepAlive: -1, Control: from.control}
+	ip, err := from.local(addr.Addr())
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ import (
 // whole timeout and holds a worker that long.
 type udpChecker struct {
 	timeout     time.Duration
-	source      netip.Addr
+	from        origin
 	send        []byte
 	expect      []byte
 	noReplyIsUp bool
@@ -28,10 +28,10 @@ type udpChecker struct {
 	buffers sync.Pool
 }
 
-func newUDPChecker(p UDP, source netip.Addr, timeout time.Duration) *udpChecker {
+func newUDPChecker(p UDP, from origin, timeout time.Duration) *udpChecker {
 	return &udpChecker{
 		timeout:     timeout,
-		source:      source,
+		from:        from,
 		send:        []byte(p.Send),
 		expect:      []byte(p.Expect),
 		noReplyIsUp: p.NoReplyIsUp,
@@ -46,7 +46,7 @@ func (c *udpChecker) Check(ctx context.Context, t Target) Result {
 	if t.Addr.Port() == 0 {
 		return downResult(start, ReasonConfig, "no port to check: set the health check's port")
 	}
-	conn, err := dialUDP(ctx, c.source, t.Addr)
+	conn, err := dialUDP(ctx, c.from, t.Addr)
 	if err != nil {
 		return errResult(ctx, start, "socket", err)
 	}
@@ -82,10 +82,10 @@ func (c *udpChecker) Check(ctx context.Context, t Target) Result {
 	return upResult(start, fmt.Sprintf("reply of %d bytes", n))
 }
 
-// dialUDP returns a UDP socket connected to addr, bound to source when set.
-func dialUDP(ctx context.Context, source netip.Addr, addr netip.AddrPort) (net.Conn, error) {
-	var d net.Dialer
-	ip, err := localIP(source, addr.Addr())
+// dialUDP returns a UDP socket connected to addr from its origin.
+func dialUDP(ctx context.Context, from origin, addr netip.AddrPort) (net.Conn, error) {
+	d := net.Dialer{Control: from.control}
+	ip, err := from.local(addr.Addr())
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,11 @@ const (
 	// CommandSetDrain drains or undrains a director's BGP announcements
 	// (SetDrainCommand).
 	CommandSetDrain CommandType = 5
+	// CommandSetConfigV3 replaces the cluster configuration with a spec
+	// that needs version 4 (a field a version 3 binary would ignore and so
+	// get wrong: Spec.Version). Its body is a SetConfigCommand, as for
+	// CommandSetConfig.
+	CommandSetConfigV3 CommandType = 6
 )
 
 // CommandVersion is the highest command version this binary can apply.
@@ -51,7 +56,7 @@ const (
 // Bump it with every new command type, and never tighten the validation
 // of an existing type without one: an entry older members accept and
 // newer ones reject would split their states.
-const CommandVersion = 3
+const CommandVersion = 4
 
 // Version returns the command version that introduced t; 0 for a type
 // this binary does not know.
@@ -63,6 +68,8 @@ func (t CommandType) Version() int {
 		return 2
 	case CommandSetDrain:
 		return 3
+	case CommandSetConfigV3:
+		return 4
 	}
 	return 0
 }
@@ -74,6 +81,8 @@ func (t CommandType) String() string {
 		return "set-config"
 	case CommandSetConfigV2:
 		return "set-config-v2"
+	case CommandSetConfigV3:
+		return "set-config-v3"
 	case CommandSetHealth:
 		return "set-health"
 	case CommandSetAdmin:

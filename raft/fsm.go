@@ -134,7 +134,7 @@ func (f *FSM) Apply(l *hraft.Log) any {
 		return f.reject(l.Index, fmt.Errorf("log index %d: %w", l.Index, err))
 	}
 	switch t {
-	case CommandSetConfig, CommandSetConfigV2:
+	case CommandSetConfig, CommandSetConfigV2, CommandSetConfigV3:
 		return f.applySetConfig(l.Index, t, body)
 	case CommandSetAdmin:
 		return f.applySetAdmin(l.Index, body)
@@ -157,11 +157,14 @@ func (f *FSM) applySetConfig(index uint64, t CommandType, body []byte) any {
 	if err := json.Unmarshal(body, &cmd); err != nil {
 		return f.reject(index, fmt.Errorf("decode %s command at log index %d: %w", t, index, err))
 	}
-	if t == CommandSetConfig {
-		// A version 1 command means what a version 1 binary reads in it:
-		// fields it does not know are dropped, so every member applies it
-		// alike.
+	// A command means what the binaries of its version read in it:
+	// fields they do not know are dropped, so every member applies it
+	// alike.
+	switch t {
+	case CommandSetConfig:
 		cmd.Spec = cmd.Spec.asVersion1()
+	case CommandSetConfigV2:
+		cmd.Spec = cmd.Spec.asVersion2()
 	}
 	if err := checkSetConfig(&cmd, f.validate); err != nil {
 		return f.reject(index, fmt.Errorf("%s command at log index %d: %w", t, index, err))

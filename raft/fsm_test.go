@@ -277,6 +277,7 @@ func TestCommandTypeString(t *testing.T) {
 		CommandSetConfigV2:    "set-config-v2",
 		CommandSetHealth:      "set-health",
 		CommandSetDrain:       "set-drain",
+		CommandSetConfigV3:    "set-config-v3",
 		9:                     "unknown(9)",
 		IgnoreUnknownFlag | 9: "unknown-ignorable(9)",
 	} {
@@ -573,5 +574,67 @@ func TestFSMVIPModeNeedsVersion2(t *testing.T) {
 	}
 	if CommandSetConfigV2.Version() != 2 || CommandVersion < 2 {
 		t.Error("set-config-v2 is command version 2")
+	}
+}
+
+// TestFSMSetConfigV3Fields: a field of command version 4 (a health check's
+// PROXY protocol header) travels in set-config-v3; in a version 1 or 2
+// command it means what those binaries read there, nothing, so members of
+// every version apply the same state.
+func TestFSMSetConfigV3Fields(t *testing.T) {
+	spec := testSpec(1)
+	spec.VIPs[0].Mode = VIPModeBGP
+	if spec.Version() != 2 {
+		t.Fatalf("a spec with a bgp VIP: version %d", spec.Version())
+	}
+	spec.Services[0].HealthCheck.ProxyProtocol = "v2"
+	spec.Services[0].Reals[1].HealthCheck = &HealthCheck{Type: "tcp", Interval: Duration(time.Second),
+		Timeout: Duration(time.Second), Rise: 1, Fall: 1, Initial: "down", Port: 80, ProxyProtocol: "v1", ThroughVIP: true}
+	if spec.Version() != 4 || spec.setConfigType() != CommandSetConfigV3 {
+		t.Fatalf("a spec with a PROXY protocol check: version %d, type %s", spec.Version(), spec.setConfigType())
+	}
+	only := spec
+	only.VIPs = []VIP{{Address: spec.VIPs[0].Address}}
+	only.Services = append([]Service(nil), spec.Services...)
+	only.Services[0].HealthCheck = &HealthCheck{Type: "http", ProxyProtocol: "v1"}
+	only.Services[0].Reals = nil
+	if only.Version() != 4 {
+		t.Fatalf("the proxy protocol alone: version %d", only.Version())
+	}
+	only.Services[0].HealthCheck = &HealthCheck{Type: "http", ThroughVIP: true}
+	if only.Version() != 4 {
+		t.Fatalf("a check through the VIP alone: version %d", only.Version())
+	}
+	hash, err := spec.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := SetConfigCommand{Spec: spec, Hash: hash, Keys: spec.Keys()}
+	for _, tc := range []struct {
+		typ       CommandType
+		mode      string
+		svc, real string
+	}{
+		{CommandSetConfig, "", "", ""},
+		{CommandSetConfigV2, VIPModeBGP, "", ""},
+		{CommandSetConfigV3, VIPModeBGP, "v2", "v1"},
+	} {
+		a := &applier{t: t, fsm: NewFSM(testutil.Logger(t), testValidate)}
+		if res, ok := a.cmd(tc.typ, cmd).(SetConfigResult); !ok || !res.Changed {
+			t.Fatalf("%s: %#v", tc.typ, res)
+		}
+		got := a.fsm.State().Config.Spec
+		if through := got.Services[0].Reals[1].HealthCheck.ThroughVIP; through != (tc.real != "") {
+			t.Errorf("%s applied through_vip %v", tc.typ, through)
+		}
+		if got.VIPs[0].Mode != tc.mode || got.Services[0].HealthCheck.ProxyProtocol != tc.svc ||
+			got.Services[0].Reals[1].HealthCheck.ProxyProtocol != tc.real {
+			t.Errorf("%s applied mode %q, proxy protocols %q and %q; want %q, %q, %q", tc.typ, got.VIPs[0].Mode,
+				got.Services[0].HealthCheck.ProxyProtocol, got.Services[0].Reals[1].HealthCheck.ProxyProtocol, tc.mode, tc.svc, tc.real)
+		}
+	}
+	if spec.Services[0].HealthCheck.ProxyProtocol != "v2" || spec.Services[0].Reals[1].HealthCheck.ProxyProtocol != "v1" ||
+		!spec.Services[0].Reals[1].HealthCheck.ThroughVIP {
+		t.Error("applying changed the caller's spec")
 	}
 }

@@ -401,7 +401,8 @@ func TestCommandVersionGate(t *testing.T) {
 	if err := n.membersAt(ctx, 2); !errors.Is(err, ErrMemberTooOld) {
 		t.Fatalf("a silent member: %v", err)
 	}
-	if CommandSetConfig.Version() != 1 || CommandSetAdmin.Version() != 1 || CommandSetConfigV2.Version() != 2 || CommandSetHealth.Version() != 2 || CommandType(0x7f).Version() != 0 {
+	if CommandSetConfig.Version() != 1 || CommandSetAdmin.Version() != 1 || CommandSetConfigV2.Version() != 2 || CommandSetHealth.Version() != 2 ||
+		CommandSetDrain.Version() != 3 || CommandSetConfigV3.Version() != 4 || CommandType(0x7f).Version() != 0 {
 		t.Error("command versions changed: they are part of the log format")
 	}
 }

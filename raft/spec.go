@@ -86,20 +86,85 @@ type VIP struct {
 const VIPModeBGP = "bgp"
 
 // Version returns the command version a set-config of this spec needs: 1,
-// or 2 when a VIP has a Mode.
+// 2 when a VIP has a Mode, 4 when it uses a field of CommandSetConfigV3
+// (needsV3).
 func (s Spec) Version() int {
+	return s.setConfigType().Version()
+}
+
+// usesModes reports whether a VIP has a Mode (command version 2).
+func (s Spec) usesModes() bool {
 	for _, v := range s.VIPs {
 		if v.Mode != "" {
-			return 2
+			return true
 		}
 	}
-	return 1
+	return false
+}
+
+// needsV3 reports whether s uses a field added with CommandSetConfigV3:
+// one a version 3 binary would ignore and so act differently from the
+// members that read it. Every such field is listed here and cleared by
+// asVersion2.
+func (s Spec) needsV3() bool {
+	return s.usesV3Checks()
+}
+
+// usesV3Checks reports whether a health check sends a PROXY protocol
+// header or goes through the VIP: a member that ignored either would
+// check differently (without the header, or at the real's own address)
+// and disagree with the others on the reals' health.
+func (s Spec) usesV3Checks() bool {
+	uses := func(c *HealthCheck) bool { return c != nil && (c.ProxyProtocol != "" || c.ThroughVIP) }
+	for i := range s.Services {
+		if uses(s.Services[i].HealthCheck) {
+			return true
+		}
+		for j := range s.Services[i].Reals {
+			if uses(s.Services[i].Reals[j].HealthCheck) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// asVersion2 returns s as a binary of command version 2 or 3 decodes it:
+// the fields of CommandSetConfigV3 are unknown there. It never changes s's
+// own slices.
+func (s Spec) asVersion2() Spec {
+	if !s.needsV3() {
+		return s
+	}
+	noProxy := func(c *HealthCheck) *HealthCheck {
+		if c == nil || c.ProxyProtocol == "" && !c.ThroughVIP {
+			return c
+		}
+		cp := *c
+		cp.ProxyProtocol, cp.ThroughVIP = "", false
+		return &cp
+	}
+	services := make([]Service, len(s.Services))
+	copy(services, s.Services)
+	for i := range services {
+		svc := &services[i]
+		svc.HealthCheck = noProxy(svc.HealthCheck)
+		reals := make([]Real, len(svc.Reals))
+		copy(reals, svc.Reals)
+		for j := range reals {
+			reals[j].HealthCheck = noProxy(reals[j].HealthCheck)
+		}
+		svc.Reals = reals
+	}
+	s.Services = services
+	return s
 }
 
 // asVersion1 returns s as a binary of command version 1 decodes it: VIP
 // modes are unknown there.
 func (s Spec) asVersion1() Spec {
-	if s.Version() < 2 {
+	s = s.asVersion2()
+	if !s.usesModes() {
 		return s
 	}
 	vips := make([]VIP, len(s.VIPs))
@@ -113,7 +178,10 @@ func (s Spec) asVersion1() Spec {
 
 // setConfigType returns the command type that carries a set-config of s.
 func (s Spec) setConfigType() CommandType {
-	if s.Version() >= 2 {
+	switch {
+	case s.needsV3():
+		return CommandSetConfigV3
+	case s.usesModes():
 		return CommandSetConfigV2
 	}
 	return CommandSetConfig
@@ -187,6 +255,13 @@ type HealthCheck struct {
 	ExpectCode   string     `json:"ExpectCode"`
 	ExpectAnswer string     `json:"ExpectAnswer"`
 	Command      []string   `json:"Command"`
+	// ProxyProtocol is the PROXY protocol header a tcp, http or https
+	// check sends first: "", "v1" or "v2". Added in command version 4
+	// (needsV3).
+	ProxyProtocol string `json:"ProxyProtocol,omitempty"`
+	// ThroughVIP sends the check to the VIP through IPVS, to this real
+	// only. Added in command version 4 (needsV3).
+	ThroughVIP bool `json:"ThroughVIP,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("1.5s"),

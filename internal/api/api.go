@@ -281,6 +281,10 @@ type Real struct {
 	Health       string    `json:"health"`
 	HealthReason string    `json:"health_reason,omitempty"`
 	HealthSince  time.Time `json:"health_since,omitzero"`
+	// CheckThroughVIP: the real's check goes through the VIP
+	// (health_check.through_vip), on an IPVS service of its own that
+	// status does not list.
+	CheckThroughVIP bool `json:"check_through_vip,omitempty"`
 	// Weight is the configured weight; IPVSWeight what IPVS holds now
 	// (-1 when the real is not in IPVS).
 	Weight     int  `json:"weight"`

@@ -284,6 +284,9 @@ func renderService(w io.Writer, s api.Service) error {
 			addr += " (sorry)"
 		}
 		health := orDash(r.Health)
+		if r.CheckThroughVIP {
+			health += " via VIP"
+		}
 		if r.HealthReason != "" {
 			health += " (" + r.HealthReason + ")"
 		}

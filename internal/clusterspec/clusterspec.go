@@ -168,6 +168,7 @@ func checkToWire(c config.HealthCheck) raft.HealthCheck {
 		ExpectStatus: cloneSlice(c.ExpectStatus), BodyRegexp: c.BodyRegexp, TLSServer: c.TLSServer,
 		TLSVerify: clone(c.TLSVerify), NoReplyIsUp: c.NoReplyIsUp, QueryName: c.QueryName, QueryType: c.QueryType,
 		ExpectCode: c.ExpectCode, ExpectAnswer: c.ExpectAnswer, Command: cloneSlice(c.Command),
+		ProxyProtocol: c.ProxyProtocol, ThroughVIP: c.ThroughVIP,
 	}
 }
 
@@ -179,6 +180,7 @@ func checkFromWire(c raft.HealthCheck) config.HealthCheck {
 		ExpectStatus: cloneSlice(c.ExpectStatus), BodyRegexp: c.BodyRegexp, TLSServer: c.TLSServer,
 		TLSVerify: clone(c.TLSVerify), NoReplyIsUp: c.NoReplyIsUp, QueryName: c.QueryName, QueryType: c.QueryType,
 		ExpectCode: c.ExpectCode, ExpectAnswer: c.ExpectAnswer, Command: cloneSlice(c.Command),
+		ProxyProtocol: c.ProxyProtocol, ThroughVIP: c.ThroughVIP,
 	}
 }
 

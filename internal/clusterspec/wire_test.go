@@ -28,7 +28,7 @@ var updateWire = flag.Bool("update-wire", false, "rewrite raft/testdata/wire/"+w
 var wireDir = filepath.Join("..", "..", "raft", "testdata", "wire")
 
 // wireVersion is the directory of the golden files this binary writes.
-const wireVersion = "v4"
+const wireVersion = "v5"
 
 // wireVersions returns the golden directories of every wire version.
 func wireVersions(t *testing.T) []string {
@@ -81,7 +81,10 @@ func wireState(t *testing.T, dir string) (spec raft.Spec, entries map[string][]b
 		t.Fatal(err)
 	}
 	typ := raft.CommandSetConfig
-	if spec.Version() >= 2 {
+	switch v := spec.Version(); {
+	case v >= 4:
+		typ = raft.CommandSetConfigV3
+	case v >= 2:
 		typ = raft.CommandSetConfigV2
 	}
 	setConfig, err := entry(typ, raft.SetConfigCommand{

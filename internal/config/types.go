@@ -421,7 +421,23 @@ type HealthCheck struct {
 
 	// exec: the program and its arguments, run without a shell.
 	Command []string `yaml:"command" json:"Command"`
+
+	// tcp, http, https: the PROXY protocol header sent first ("v1" or
+	// "v2"), for reals that accept only connections that start with one
+	// (HAProxy's accept-proxy, nginx's proxy_protocol).
+	ProxyProtocol string `yaml:"proxy_protocol" json:"ProxyProtocol,omitempty"`
+
+	// tcp, http, https, udp, dns: send the check to the VIP and the
+	// service's port (or the check's port) through IPVS, to this real
+	// only, as client traffic goes: a real that would drop VIP traffic
+	// (VIP not on lo, ARP settings, a firewall on the VIP) fails it.
+	ThroughVIP bool `yaml:"through_vip" json:"ThroughVIP,omitempty"`
 }
+
+// MaxThroughVIPChecks bounds the reals checked through the VIP in one
+// configuration: each has an IPVS service of its own (a firewall mark)
+// on every director.
+const MaxThroughVIPChecks = 4096
 
 // Realserver is the configuration of the backend agent.
 type Realserver struct {

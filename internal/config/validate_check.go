@@ -53,6 +53,8 @@ func checkFields(c *HealthCheck) []checkField {
 		{"expect_rcode", []CheckType{CheckDNS}, c.ExpectCode != ""},
 		{"expect_answer", []CheckType{CheckDNS}, c.ExpectAnswer != ""},
 		{"command", []CheckType{CheckExec}, len(c.Command) > 0},
+		{"proxy_protocol", []CheckType{CheckTCP, CheckHTTP, CheckHTTPS}, c.ProxyProtocol != ""},
+		{"through_vip", []CheckType{CheckTCP, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS}, c.ThroughVIP},
 	}
 }
 
@@ -102,6 +104,11 @@ func (v *validator) check(c *HealthCheck, s *Service, svcPath, path string) {
 	if ok, hint := oneOf(c.Initial, "down", "up"); !ok {
 		v.errorf(joinPath(path, "initial"), "unknown state %q%s", c.Initial, hint)
 	}
+	if c.ProxyProtocol != "" {
+		if ok, hint := oneOf(c.ProxyProtocol, "v1", "v2"); !ok {
+			v.errorf(joinPath(path, "proxy_protocol"), "unknown PROXY protocol version %q%s", c.ProxyProtocol, hint)
+		}
+	}
 
 	for _, f := range checkFields(c) {
 		if f.set && !hasType(f.types, c.Type) {
@@ -120,6 +127,12 @@ func (v *validator) check(c *HealthCheck, s *Service, svcPath, path string) {
 		// which is reported there.
 	}
 	fam := s.Family()
+	if c.ThroughVIP && c.Address.IsValid() {
+		v.errorf(joinPath(path, "address"), "does not apply with through_vip: the check goes to the VIP %s", s.VIP)
+	}
+	if c.ThroughVIP && !s.VIP.IsValid() && !v.pos.isBad(joinPath(svcPath, "vip")) {
+		v.errorf(joinPath(path, "through_vip"), "needs the service's vip: the check is sent to it")
+	}
 	if c.Address.IsValid() {
 		ap := joinPath(path, "address")
 		if v.unicast(ap, c.Address) {

@@ -14,10 +14,18 @@ type vipSet map[netip.Addr]VIPMode
 func (v *validator) services(svcs []Service, vips vipSet, path string) {
 	names := make(map[string]int)
 	keys := make(map[ipvs.ServiceKey]int)
+	through := 0
 	for i := range svcs {
 		s := &svcs[i]
 		p := indexPath(path, i)
 		v.service(s, vips, p)
+		for j := range s.Reals {
+			if c := s.Reals[j].HealthCheck; c != nil && c.ThroughVIP || c == nil && s.HealthCheck != nil && s.HealthCheck.ThroughVIP {
+				if through++; through == MaxThroughVIPChecks+1 {
+					v.errorf(indexPath(joinPath(p, "reals"), j), "more than %d reals checked through the VIP: each takes an IPVS service on every director", MaxThroughVIPChecks)
+				}
+			}
+		}
 		if s.Name != "" && checkName(s.Name) == nil {
 			if j, dup := names[s.Name]; dup {
 				f := indexPath(path, j)

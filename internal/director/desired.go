@@ -163,6 +163,9 @@ func desiredOf(services []serviceSpec, health healthView, admin map[raft.RealRef
 			s.SetAbsent(dk, absenceOf(ar.Reason))
 		}
 		st.Put(s)
+		for _, cs := range svc.checkServices {
+			st.Put(cs)
+		}
 		views = append(views, serviceView{serviceSpec: svc, Desired: want, Disagrees: disagrees})
 	}
 	slices.SortFunc(own, func(a, b api.RealView) int { return strings.Compare(a.Ref.String(), b.Ref.String()) })

@@ -80,6 +80,11 @@ func (f *specFollower) follow(ctx context.Context, cc raft.ClusterConfig, servic
 	if err := f.lo.update(ctx, f.sysctls, bgpVIPsOf(cc.Spec)); err != nil {
 		errs = append(errs, fmt.Errorf("update bgp vips: %w", err))
 	}
+	if needsCheckSysctls(clusterspec.Services(cc.Spec)) {
+		if err := ipvs.ApplySysctls(ctx, f.sysctls, checkSysctls); err != nil {
+			errs = append(errs, fmt.Errorf("sysctls for checks through the vip: %w", err))
+		}
+	}
 	settings := ipvsSettings(clusterspec.IPVS(cc.Spec))
 	if err := ipvs.ApplySysctls(ctx, f.sysctls, ipvs.DirectorSysctls(settings)); err != nil {
 		errs = append(errs, fmt.Errorf("ipvs sysctls: %w", err))

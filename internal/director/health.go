@@ -9,8 +9,9 @@ import (
 // and the policy's input.
 func healthServices(services []config.Service) []healthcheck.Service {
 	out := make([]healthcheck.Service, len(services))
+	marks := checkMarks(services)
 	for i := range services {
-		out[i] = healthService(services[i])
+		out[i] = healthService(services[i], marks)
 	}
 	return out
 }
@@ -19,8 +20,9 @@ func healthServices(services []config.Service) []healthcheck.Service {
 // checks' and the policy's input: its reals in the same order, each with
 // the check that applies to it (its own, else the service's; none for
 // type none). Reals that take the service's check share one Spec, so they
-// share one checker.
-func healthService(svc config.Service) healthcheck.Service {
+// share one checker. A check through the VIP is the real's own (its mark
+// in marks, from checkMarks of every service).
+func healthService(svc config.Service, marks map[healthcheck.Key]uint32) healthcheck.Service {
 	out := healthcheck.Service{
 		Name:        svc.Name,
 		Key:         svc.Key(),
@@ -46,6 +48,10 @@ func healthService(svc config.Service) healthcheck.Service {
 			UpperThreshold: r.UpperThreshold,
 			LowerThreshold: r.LowerThreshold,
 			Check:          check,
+		}
+		if throughVIP(realCheck(&svc, r)) {
+			mark := marks[healthcheck.RealKey(out, out.Reals[i])]
+			out.Reals[i].Check = throughVIPSpec(check, svc.VIP, r.Address, mark)
 		}
 	}
 	return out
@@ -75,7 +81,7 @@ func checkSpec(hc *config.HealthCheck, proto config.Protocol) *healthcheck.Spec 
 	}
 	switch hc.Type {
 	case config.CheckTCP, "":
-		spec.Probe = healthcheck.TCP{Send: hc.Send, Expect: hc.Expect}
+		spec.Probe = healthcheck.TCP{Send: hc.Send, Expect: hc.Expect, Proxy: healthcheck.ProxyProtocol(hc.ProxyProtocol)}
 	case config.CheckHTTP, config.CheckHTTPS:
 		spec.Probe = healthcheck.HTTP{
 			TLS:           hc.Type == config.CheckHTTPS,
@@ -86,6 +92,7 @@ func checkSpec(hc *config.HealthCheck, proto config.Protocol) *healthcheck.Spec 
 			BodyRegexp:    hc.BodyRegexp,
 			TLSServerName: hc.TLSServer,
 			TLSVerify:     hc.TLSVerify != nil && *hc.TLSVerify,
+			Proxy:         healthcheck.ProxyProtocol(hc.ProxyProtocol),
 		}
 	case config.CheckUDP:
 		spec.Probe = healthcheck.UDP{Send: hc.Send, Expect: hc.Expect, NoReplyIsUp: hc.NoReplyIsUp}

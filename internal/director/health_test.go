@@ -41,6 +41,10 @@ func TestCheckSpec(t *testing.T) {
 		{"tcp", with(config.CheckTCP, func(hc *config.HealthCheck) { hc.Send, hc.Expect = "PING", "PONG" }), config.TCP,
 			healthcheck.TCP{Send: "PING", Expect: "PONG"}},
 		{"no type is tcp", with("", nil), config.TCP, healthcheck.TCP{}},
+		{"tcp behind a PROXY protocol listener", with(config.CheckTCP, func(hc *config.HealthCheck) { hc.ProxyProtocol = "v2" }), config.TCP,
+			healthcheck.TCP{Proxy: healthcheck.ProxyV2}},
+		{"https behind a PROXY protocol listener", with(config.CheckHTTPS, func(hc *config.HealthCheck) { hc.ProxyProtocol = "v1" }), config.TCP,
+			healthcheck.HTTP{TLS: true, Proxy: healthcheck.ProxyV1}},
 		{"http", with(config.CheckHTTP, func(hc *config.HealthCheck) {
 			hc.Method, hc.Path, hc.Host, hc.ExpectStatus, hc.BodyRegexp = "HEAD", "/health", "www.example.test", []string{"200"}, "ok"
 		}), config.TCP, healthcheck.HTTP{Method: "HEAD", Path: "/health", Host: "www.example.test", ExpectStatus: []string{"200"}, BodyRegexp: "ok"}},
@@ -90,7 +94,8 @@ func TestCheckSpecCoversTheFile(t *testing.T) {
 	translated := []string{
 		"Type", "Interval", "Timeout", "Rise", "Fall", "Initial", "Address", "Port", "Source",
 		"Send", "Expect", "Method", "Path", "Host", "ExpectStatus", "BodyRegexp", "TLSServer", "TLSVerify",
-		"NoReplyIsUp", "QueryName", "QueryType", "ExpectCode", "ExpectAnswer", "Command",
+		"NoReplyIsUp", "QueryName", "QueryType", "ExpectCode", "ExpectAnswer", "Command", "ProxyProtocol",
+		"ThroughVIP", // healthService: throughVIPSpec
 	}
 	typ := reflect.TypeFor[config.HealthCheck]()
 	for i := range typ.NumField() {
@@ -114,7 +119,7 @@ func TestHealthService(t *testing.T) {
 			{Address: addr("192.0.2.4"), HealthCheck: &config.HealthCheck{Type: config.CheckAgent}},
 		},
 	}
-	got := healthService(svc)
+	got := healthService(svc, nil)
 	if got.Name != "web" || got.Port != 80 || got.Quorum != 2 || got.OnDown != healthcheck.DownRemove || got.SorryServer != addr("198.51.100.9") {
 		t.Errorf("service %+v", got)
 	}
@@ -134,7 +139,7 @@ func TestHealthService(t *testing.T) {
 		t.Errorf("real with its own check: %+v", c)
 	}
 	svc.OnDown = config.DownWeightZero
-	if got := healthService(svc); got.OnDown != healthcheck.DownWeightZero {
+	if got := healthService(svc, nil); got.OnDown != healthcheck.DownWeightZero {
 		t.Errorf("on_down weight0: %v", got.OnDown)
 	}
 }

@@ -29,6 +29,9 @@ type serviceSpec struct {
 	checks  []healthcheck.Key
 	params  []healthcheck.Params
 	refs    []raft.RealRef
+	// checkServices are the IPVS services of the service's checks through
+	// the VIP (throughvip.go), held on every director.
+	checkServices []ipvs.Service
 }
 
 // translateSpec translates the services of a cluster configuration. The
@@ -44,6 +47,7 @@ func translateSpec(spec raft.Spec) ([]serviceSpec, error) {
 		}
 	}
 	services := clusterspec.Services(spec)
+	marks := checkMarks(services)
 	out := make([]serviceSpec, len(services))
 	var first error
 	for i := range services {
@@ -65,14 +69,15 @@ func translateSpec(spec raft.Spec) ([]serviceSpec, error) {
 		}
 		base.DrainTimeout = svc.DrainTimeout.D()
 		s := serviceSpec{
-			Config:  svc,
-			Key:     key,
-			Health:  healthService(svc),
-			base:    base,
-			anycast: svc.FWMark == 0 && bgpVIPs[svc.VIP],
-			checks:  make([]healthcheck.Key, len(svc.Reals)),
-			params:  make([]healthcheck.Params, len(svc.Reals)),
-			refs:    make([]raft.RealRef, len(svc.Reals)),
+			Config:        svc,
+			Key:           key,
+			Health:        healthService(svc, marks),
+			base:          base,
+			anycast:       svc.FWMark == 0 && bgpVIPs[svc.VIP],
+			checks:        make([]healthcheck.Key, len(svc.Reals)),
+			params:        make([]healthcheck.Params, len(svc.Reals)),
+			refs:          make([]raft.RealRef, len(svc.Reals)),
+			checkServices: checkServices(&svc, marks),
 		}
 		for j := range svc.Reals {
 			s.checks[j] = healthcheck.RealKey(s.Health, s.Health.Reals[j])

@@ -180,6 +180,9 @@ func serviceStatus(v serviceView, k ipvs.Service, admin map[raft.RealRef]raft.Ad
 		if r.Weight != nil {
 			rs.Weight = *r.Weight
 		}
+		if c := v.Health.Reals[i].Check; c != nil && c.Mark != 0 {
+			rs.CheckThroughVIP = true
+		}
 		if s, ok := checks.Status(hk); ok {
 			rs.Health = s.State.String()
 			if !settled(s, v.params[i]) {

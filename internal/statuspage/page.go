@@ -310,9 +310,12 @@ func (p *Page) view(snap metrics.Snapshot, readErr error) view {
 				rv.HealthClass = "ok"
 			case "down":
 				rv.HealthClass = "bad"
-				if r.HealthReason != "" {
-					rv.Health += " (" + r.HealthReason + ")"
-				}
+			}
+			if r.CheckThroughVIP {
+				rv.Health += " via VIP"
+			}
+			if r.Health == "down" && r.HealthReason != "" {
+				rv.Health += " (" + r.HealthReason + ")"
 			}
 			if r.Sorry && r.Health != "sorry" {
 				rv.Health += ", sorry server"

@@ -34,6 +34,7 @@ func TestClusterAbsentReals(t *testing.T) {
 	c, _ := clusterStart(t)
 	t.Run("disable", func(t *testing.T) { clusterDisable(t, c) })
 	t.Run("down-remove", func(t *testing.T) { clusterDownRemove(t, c) })
+	t.Run("through-vip", func(t *testing.T) { clusterThroughVIP(t, c) })
 }
 
 // clusterWeightsWithout is clusterWeightsOf(except) with the destinations

@@ -263,7 +263,7 @@ func SampleStatus() api.Status {
 					{Address: addr("198.51.100.11"), Port: 80, Admin: "drained", Health: "up", HealthSince: at,
 						Weight: 10, IPVSWeight: 0, ActiveConns: 17, InactiveConns: 3},
 					{Address: addr("198.51.100.12"), Port: 80, Admin: "enabled", Health: "down",
-						HealthReason: "http 503 from /healthz", HealthSince: at,
+						HealthReason: "http 503 from /healthz", HealthSince: at, CheckThroughVIP: true,
 						Weight: 10, IPVSWeight: 0},
 					{Address: addr("198.51.100.13"), Port: 80, Admin: "disabled", Health: "unknown",
 						Weight: 5, IPVSWeight: -1},
