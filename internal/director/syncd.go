@@ -56,6 +56,9 @@ func syncWant(x *config.IPVSSync, iface string, master bool) []ipvs.SyncDaemon {
 // reconcile brings the kernel's sync daemons in line with x. The
 // configuration was validated (file and spec) by the same rules.
 func (s *syncDaemons) reconcile(ctx context.Context, x *config.IPVSSync, master bool) error {
+	if s == nil {
+		return nil // a director not started by Run (tests)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	want := syncWant(x, s.iface(), master)
@@ -96,6 +99,9 @@ func (s *syncDaemons) reconcile(ctx context.Context, x *config.IPVSSync, master 
 
 // stop stops the daemons this director started (at shutdown).
 func (s *syncDaemons) stop(ctx context.Context) error {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.managed || s.k == nil {
@@ -111,6 +117,9 @@ func (s *syncDaemons) stop(ctx context.Context) error {
 
 // status is the last pass's outcome; nil when sync is off.
 func (s *syncDaemons) status() *api.IPVSSync {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.last == nil {

@@ -108,3 +108,10 @@ func TestHasBGPVIP(t *testing.T) {
 		t.Error("bgp VIP missed")
 	}
 }
+
+func TestSyncDaemonsNil(t *testing.T) {
+	var s *syncDaemons
+	if err := s.reconcile(context.Background(), &config.IPVSSync{Enabled: true}, true); err != nil || s.status() != nil || s.stop(context.Background()) != nil {
+		t.Error("a nil syncDaemons is not inert")
+	}
+}
