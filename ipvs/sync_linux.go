@@ -105,34 +105,46 @@ func syncCallError(call string, s SyncState, ifname string, err error) error {
 	return fmt.Errorf("%s %s: %w", call, what, err)
 }
 
-// genl runs f on the generic netlink socket (the batch writer's), under the
-// handle's lock and the call's deadline. A socket whose exchange failed is
-// closed: late answers would be stale.
+// syncCallTimeout bounds one sync daemon call when the context has no
+// earlier deadline. Starting and stopping a daemon takes the RTNL lock
+// (the daemon joins and leaves its multicast group) and waits for kernel
+// threads to stop: a namespace being torn down holds RTNL for seconds
+// under load (the VM lab saw a stop overrun 5 s), so the bound is far
+// above the service calls'.
+const syncCallTimeout = 30 * time.Second
+
+// genl runs f on the sync daemon calls' generic netlink socket, under
+// their lock and the call's deadline (the longer of syncCallTimeout and
+// the handle's call timeout). A socket whose exchange failed is closed:
+// late answers would be stale.
 func (n *Netlink) genl(ctx context.Context, f func(w *batchWriter, deadline time.Time) error) error {
+	n.smu.Lock() // held throughout: Close waits for it before closing ns
+	defer n.smu.Unlock()
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
+	closed, ns, timeout := n.closed, n.ns, max(n.callTimeout, syncCallTimeout)
+	n.mu.Unlock()
+	if closed {
 		return errClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if n.w == nil {
-		w, err := openBatchWriter(n.ns)
+	if n.sw == nil {
+		w, err := openBatchWriter(ns)
 		if err != nil {
 			return err
 		}
-		n.w = w
+		n.sw = w
 	}
-	deadline := time.Now().Add(n.callTimeout)
+	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	err := f(n.w, deadline)
+	err := f(n.sw, deadline)
 	var ke *kernelError
 	if err != nil && !errors.As(err, &ke) {
-		n.w.close()
-		n.w = nil
+		n.sw.close()
+		n.sw = nil
 	}
 	return err
 }
