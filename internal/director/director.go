@@ -195,7 +195,7 @@ func (d *Director) Run(ctx context.Context) error {
 		d.kernel = d.opts.IPVS
 	}
 	sk, _ := d.kernel.(ipvs.SyncDaemonKernel)
-	d.syncd = &syncDaemons{log: log, k: sk, iface: func() string { return d.sub.current().Node.Interface }}
+	d.syncd = newSyncDaemons(log, sk, func() string { return d.sub.current().Node.Interface })
 	defer func() {
 		// After the reconcile loop: a stopped director neither sends nor
 		// receives connections (its successor's backup keeps them).
@@ -310,6 +310,7 @@ func (d *Director) Run(ctx context.Context) error {
 	}()
 
 	spawn("leadership", d.followLeadership)
+	spawn("sync-daemons", func(ctx context.Context) error { d.syncd.run(ctx); return nil })
 	spawn("verdicts", func(ctx context.Context) error { d.verdicts.run(ctx); return nil })
 	spawn("faults", d.handleFaults)
 	spawn("submit", func(ctx context.Context) error { d.sub.untilAccepted(ctx, raftSubmit{node, d.fw}, cfg); return nil })

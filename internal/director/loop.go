@@ -104,8 +104,10 @@ func (d *Director) sync(ctx context.Context) (err error) {
 	}
 	reached, applyErr := d.rec.Apply(ctx, desired)
 	d.loop.owned.save(d.rec.Owned(), desired, st.Index, applyErr == nil)
-	syncErr := d.syncd.reconcile(ctx, clusterspec.IPVS(st.Config.Spec).Sync, d.leading.Load() || hasBGPVIP(st.Config.Spec))
-	err = errors.Join(specErr, applyErr, syncErr)
+	// The sync daemons follow on their own goroutine (syncDaemons.run):
+	// their failures show in status and dsrd_ipvs_sync_ok.
+	d.syncd.request(clusterspec.IPVS(st.Config.Spec).Sync, d.leading.Load() || hasBGPVIP(st.Config.Spec))
+	err = errors.Join(specErr, applyErr)
 	d.progress.record(time.Now(), views, reached, st.Config.Generation, applyErr == nil, err)
 	if d.anycast != nil {
 		// The configuration is followed in full only when the VIPs are

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/internal/config"
@@ -30,6 +31,64 @@ type syncDaemons struct {
 	mu      sync.Mutex
 	managed bool // this director started daemons it has not stopped since
 	last    *api.IPVSSync
+
+	// The reconcile loop asks (request) and run applies, on a goroutine
+	// of its own: a daemon's stop waits for the kernel's RTNL lock, which
+	// can take seconds, and must not hold IPVS back.
+	wmu     sync.Mutex
+	want    *config.IPVSSync
+	master  bool
+	asked   bool          // request was called at least once
+	changed chan struct{} // capacity 1: a pending request
+}
+
+// Retry pacing of run after a failed pass.
+const (
+	syncRetryFirst = time.Second
+	syncRetryMax   = 30 * time.Second
+)
+
+// request asks run to bring the daemons in line with x and master; the
+// latest request wins. It never blocks.
+func (s *syncDaemons) request(x *config.IPVSSync, master bool) {
+	if s == nil {
+		return
+	}
+	s.wmu.Lock()
+	s.want, s.master, s.asked = x, master, true
+	s.wmu.Unlock()
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// run applies the requests until ctx ends, retrying a failed pass with
+// backoff (a new request is applied at once).
+func (s *syncDaemons) run(ctx context.Context) {
+	var again <-chan time.Time
+	backoff := syncRetryFirst
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.changed:
+		case <-again:
+		}
+		s.wmu.Lock()
+		x, master, asked := s.want, s.master, s.asked
+		s.wmu.Unlock()
+		if !asked {
+			continue
+		}
+		if err := s.reconcile(ctx, x, master); err != nil && ctx.Err() == nil {
+			s.log.Warn("ipvs sync daemons; retrying", "error", err, "retry_in", backoff)
+			again = time.After(backoff)
+			backoff = min(2*backoff, syncRetryMax)
+			continue
+		}
+		again, backoff = nil, syncRetryFirst
+	}
 }
 
 // syncWant is the daemons a director runs for x: none when x is nil or
@@ -51,6 +110,12 @@ func syncWant(x *config.IPVSSync, iface string, master bool) []ipvs.SyncDaemon {
 		out = append([]ipvs.SyncDaemon{d}, out...)
 	}
 	return out
+}
+
+// newSyncDaemons returns the component; run must be started for request
+// to take effect.
+func newSyncDaemons(log *slog.Logger, k ipvs.SyncDaemonKernel, iface func() string) *syncDaemons {
+	return &syncDaemons{log: log, k: k, iface: iface, changed: make(chan struct{}, 1)}
 }
 
 // reconcile brings the kernel's sync daemons in line with x. The

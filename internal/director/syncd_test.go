@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dsrd/dsrd/internal/config"
 	"github.com/dsrd/dsrd/ipvs"
@@ -17,7 +18,7 @@ func TestSyncDaemonsFollowLeadership(t *testing.T) {
 	f := ipvs.NewFake()
 	f.SetInterface("eth0", ipvs.FakeInterface{MTU: 1500})
 	f.SetInterface("bond1", ipvs.FakeInterface{MTU: 9000})
-	s := &syncDaemons{log: slog.New(slog.DiscardHandler), k: f, iface: func() string { return "eth0" }}
+	s := newSyncDaemons(slog.New(slog.DiscardHandler), f, func() string { return "eth0" })
 	running := func() string {
 		t.Helper()
 		ds, err := f.SyncDaemons(ctx)
@@ -114,4 +115,47 @@ func TestSyncDaemonsNil(t *testing.T) {
 	if err := s.reconcile(context.Background(), &config.IPVSSync{Enabled: true}, true); err != nil || s.status() != nil || s.stop(context.Background()) != nil {
 		t.Error("a nil syncDaemons is not inert")
 	}
+}
+
+// TestSyncDaemonsRun: requests are applied by run, off the reconcile
+// loop; a failed pass (the interface not there yet) is retried.
+func TestSyncDaemonsRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := ipvs.NewFake()
+	s := newSyncDaemons(slog.New(slog.DiscardHandler), f, func() string { return "eth0" })
+	done := make(chan struct{})
+	go func() { s.run(ctx); close(done) }()
+	wait := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ds, err := f.SyncDaemons(ctx)
+			if err == nil && len(ds) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d daemons (%v), want %d; status %+v", len(ds), err, want, s.status())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	x := &config.IPVSSync{Enabled: true}
+	s.request(x, true) // eth0 does not exist yet: retried
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if st := s.status(); st != nil && st.Error != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed pass in status: %+v", s.status())
+		}
+	}
+	f.SetInterface("eth0", ipvs.FakeInterface{MTU: 1500})
+	wait(2)
+	s.request(x, false)
+	wait(1)
+	s.request(nil, false)
+	wait(0)
+	cancel()
+	<-done
 }
