@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,9 @@ type Netlink struct {
 	// service calls.
 	smu sync.Mutex
 	sw  *batchWriter
+	// unacked counts sync daemon calls verified by a listing after their
+	// acknowledgement did not come (verifyUnacked).
+	unacked atomic.Int64
 
 	batchSize int
 }

@@ -17,10 +17,12 @@ import (
 // TestVMSyncContract runs the sync daemon contract against the kernel.
 func TestVMSyncContract(t *testing.T) {
 	n := newVMNetns(t)
-	testSyncContract(t, n.open(), func(t *testing.T, name string, mtu int) {
+	k := n.open()
+	testSyncContract(t, k, func(t *testing.T, name string, mtu int) {
 		n.run("ip", "link", "add", name, "mtu", fmt.Sprint(mtu), "type", "dummy")
 		n.run("ip", "link", "set", name, "up")
 	})
+	t.Logf("calls whose acknowledgement did not come in %v (verified by listing): %d", syncCallTimeout, k.UnackedSyncCalls())
 }
 
 // TestVMSyncPortByteOrder checks that the port attribute is host byte
