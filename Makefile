@@ -108,6 +108,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCommunity$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./vrrp/bgp
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./vrrp/bgp
 	$(GO) test -run '^$$' -fuzz '^FuzzParseServiceKey$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./ipvs
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSyncDaemon$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./ipvs
 	$(GO) test -run '^$$' -fuzz '^FuzzImport$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/kaimport
 
 ## fuzz-short: every fuzz target for 3,000 inputs, as CI runs them (about a

@@ -32,6 +32,9 @@ type Fake struct {
 	next       map[ServiceKey]uint32 // the Position of the last destination added
 	batches    int
 	closed     bool
+
+	ifaces  map[string]FakeInterface // what the sync daemons may use
+	daemons [3]*SyncDaemon           // by SyncState
 }
 
 // Call records one call made to a Fake.
@@ -80,6 +83,7 @@ func NewFake(opts ...FakeOption) *Fake {
 		timeouts: Timeouts{TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second},
 		failAt:   map[int]error{},
 		next:     map[ServiceKey]uint32{},
+		ifaces:   map[string]FakeInterface{"lo": {MTU: 65536}},
 	}
 	WithSchedulers("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos")(f)
 	for _, o := range opts {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +40,16 @@ type Netlink struct {
 	h      *ipvs.Handle   // nil after a timeout until the next call
 	w      *batchWriter   // batched writes; nil until used or after a timeout
 	closed bool
+
+	// smu guards sw, the socket of the sync daemon calls: those wait for
+	// the RTNL lock and for kernel threads, so they have a socket, a lock
+	// and a bound of their own (syncCallTimeout) and never hold up the
+	// service calls.
+	smu sync.Mutex
+	sw  *batchWriter
+	// unacked counts sync daemon calls verified by a listing after their
+	// acknowledgement did not come (verifyUnacked).
+	unacked atomic.Int64
 
 	batchSize int
 }
@@ -107,6 +118,8 @@ func OpenNetlink(ctx context.Context, nsPath string, opts ...NetlinkOption) (*Ne
 
 // Close releases the handle and the namespace. Calls after Close fail.
 func (n *Netlink) Close() error {
+	n.smu.Lock() // before mu, as genl takes them
+	defer n.smu.Unlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -120,6 +133,10 @@ func (n *Netlink) Close() error {
 	if n.w != nil {
 		n.w.close()
 		n.w = nil
+	}
+	if n.sw != nil {
+		n.sw.close()
+		n.sw = nil
 	}
 	return n.ns.Close()
 }

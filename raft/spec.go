@@ -47,6 +47,25 @@ type IPVSSettings struct {
 	DropPacket string `json:"DropPacket,omitempty"`
 	SecureTCP  string `json:"SecureTCP,omitempty"`
 	AMemThresh uint64 `json:"AMemThresh,omitempty"`
+	// Sync configures the IPVS connection sync daemons; nil runs none.
+	// Added without a new command version (docs/wire.md, rule 2): a
+	// member that ignores it runs no daemon, as before, and programs the
+	// same IPVS state; only its own connections' survival of a failover
+	// depends on it, nothing the members must agree on.
+	Sync *SyncSettings `json:"Sync,omitempty"`
+}
+
+// SyncSettings are the IPVS connection sync daemons' settings (ipvs.sync in
+// the file); zero values mean the kernel's defaults and an empty Interface
+// each director's node.interface.
+type SyncSettings struct {
+	Enabled   bool       `json:"Enabled"`
+	Interface string     `json:"Interface,omitempty"`
+	SyncID    int        `json:"SyncID,omitempty"`
+	MaxLen    int        `json:"MaxLen,omitempty"`
+	Group     netip.Addr `json:"Group,omitzero"`
+	Port      int        `json:"Port,omitempty"`
+	TTL       int        `json:"TTL,omitempty"`
 }
 
 // VIP is a virtual IP address; an empty Interface means each director's

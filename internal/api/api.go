@@ -210,8 +210,35 @@ type IPVSStatus struct {
 	// AMemThresh is net.ipv4.vs.amemthresh in bytes: the auto defences
 	// act while the available memory is below it.
 	AMemThresh uint64 `json:"amemthresh_bytes,omitempty"`
+	// Sync is the IPVS connection sync daemons dsrd runs (ipvs.sync):
+	// nil when the configuration does not enable them.
+	Sync *IPVSSync `json:"sync,omitempty"`
 	// Error says what could not be read.
 	Error string `json:"error,omitempty"`
+}
+
+// IPVSSync is the state of a director's IPVS connection sync daemons.
+type IPVSSync struct {
+	// Daemons are those running after the last pass (master first),
+	// as the kernel reported or was asked.
+	Daemons []IPVSSyncDaemon `json:"daemons,omitempty"`
+	// Master says whether this director should run the master daemon
+	// (it owns the VIPs, or a VIP is of mode bgp).
+	Master bool `json:"master"`
+	// Error is the last pass's failure, empty when it succeeded.
+	Error string `json:"error,omitempty"`
+}
+
+// IPVSSyncDaemon is one running sync daemon.
+type IPVSSyncDaemon struct {
+	// State is master or backup.
+	State     string     `json:"state"`
+	Interface string     `json:"interface"`
+	SyncID    int        `json:"sync_id"`
+	MaxLen    int        `json:"maxlen,omitempty"`
+	Group     netip.Addr `json:"group"`
+	Port      int        `json:"port"`
+	TTL       int        `json:"ttl"`
 }
 
 // IPVSDefence is one of IPVS's defences.

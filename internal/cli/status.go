@@ -389,6 +389,19 @@ func ipvsLines(line func(key, format string, args ...any), x *api.IPVSStatus) {
 		line("", "WARNING: IPVS defends itself (%s): free memory is below amemthresh (%s)",
 			strings.Join(acting, ", "), bytesText(x.AMemThresh))
 	}
+	if y := x.Sync; y != nil {
+		var ds []string
+		for _, d := range y.Daemons {
+			ds = append(ds, fmt.Sprintf("%s on %s (id %d, %s:%d, ttl %d, maxlen %d)", d.State, d.Interface, d.SyncID, d.Group, d.Port, d.TTL, d.MaxLen))
+		}
+		if len(ds) == 0 {
+			ds = []string{"none running"}
+		}
+		line("sync", "%s", strings.Join(ds, "; "))
+		if y.Error != "" {
+			line("", "WARNING: %s", y.Error)
+		}
+	}
 	if x.Error != "" {
 		line("", "WARNING: %s", x.Error)
 	}

@@ -72,6 +72,18 @@ func anycastStatus() api.Status {
 	return st
 }
 
+// syncStatus is a healthy VIP owner running both sync daemons, and a
+// failed pass.
+func syncStatus() api.Status {
+	st := healthyStatus()
+	g := netip.MustParseAddr("224.0.0.81")
+	st.IPVS = &api.IPVSStatus{Connections: 40, Sync: &api.IPVSSync{Master: true, Daemons: []api.IPVSSyncDaemon{
+		{State: "master", Interface: "eth0", SyncID: 7, MaxLen: 1472, Group: g, Port: 8848, TTL: 1},
+		{State: "backup", Interface: "eth0", SyncID: 7, MaxLen: 1472, Group: g, Port: 8848, TTL: 1},
+	}, Error: "ipvs sync daemons: start master sync daemon on eth1: no such device (no such interface in the namespace)"}}
+	return st
+}
+
 // witnessStatus is a witness following d1, during an election's aftermath.
 func witnessStatus() api.Status {
 	st := apitest.SampleStatus()
@@ -103,6 +115,7 @@ func TestRenderStatusGolden(t *testing.T) {
 		"status_witness.golden":   witnessStatus(),
 		"status_no_leader.golden": noLeader,
 		"status_anycast.golden":   anycastStatus(),
+		"status_sync.golden":      syncStatus(),
 	} {
 		t.Run(name, func(t *testing.T) {
 			var buf bytes.Buffer

@@ -21,6 +21,9 @@ import (
 // NIC names submit the same spec.
 func FromDirector(d *config.Director) raft.Spec {
 	s := FromConfig(d.IPVS, d.VIPs, d.Services)
+	if x := s.IPVS.Sync; x != nil && x.Interface == d.Node.Interface {
+		x.Interface = "" // node-local, as a VIP's
+	}
 	for i := range s.VIPs {
 		if s.VIPs[i].Interface == d.Node.Interface {
 			s.VIPs[i].Interface = ""
@@ -38,6 +41,7 @@ func FromConfig(x config.IPVS, vips []config.VIP, services []config.Service) raf
 			ExpireNodestConn: clone(x.ExpireNodestConn), ExpireQuiescentTemplate: clone(x.ExpireQuiescentTemplate),
 			ConnReuseMode: clone(x.ConnReuseMode),
 			DropEntry:     x.DropEntry, DropPacket: x.DropPacket, SecureTCP: x.SecureTCP, AMemThresh: uint64(x.AMemThresh),
+			Sync: convertPtr(x.Sync, func(y config.IPVSSync) raft.SyncSettings { return raft.SyncSettings(y) }),
 		},
 		VIPs:     make([]raft.VIP, len(vips)),
 		Services: make([]raft.Service, len(services)),
@@ -113,6 +117,7 @@ func IPVS(s raft.Spec) config.IPVS {
 		ExpireNodestConn: clone(x.ExpireNodestConn), ExpireQuiescentTemplate: clone(x.ExpireQuiescentTemplate),
 		ConnReuseMode: clone(x.ConnReuseMode),
 		DropEntry:     x.DropEntry, DropPacket: x.DropPacket, SecureTCP: x.SecureTCP, AMemThresh: config.ByteSize(x.AMemThresh),
+		Sync: convertPtr(x.Sync, func(y raft.SyncSettings) config.IPVSSync { return config.IPVSSync(y) }),
 	}
 }
 

@@ -43,6 +43,29 @@ func TestFromDirectorDropsNodeLocalInterfaces(t *testing.T) {
 	}
 }
 
+func TestFromDirectorSyncInterface(t *testing.T) {
+	d := &config.Director{Node: config.Node{ID: "dir1", Interface: "eth0"},
+		IPVS: config.IPVS{Sync: &config.IPVSSync{Enabled: true, Interface: "eth0", SyncID: 3}}}
+	if s := FromDirector(d); s.IPVS.Sync == nil || s.IPVS.Sync.Interface != "" || s.IPVS.Sync.SyncID != 3 {
+		t.Errorf("node.interface as sync interface: spec %+v", s.IPVS.Sync)
+	}
+	if d.IPVS.Sync.Interface != "eth0" {
+		t.Error("FromDirector changed the director's own configuration")
+	}
+	d.IPVS.Sync.Interface = "bond1"
+	if s := FromDirector(d); s.IPVS.Sync.Interface != "bond1" {
+		t.Errorf("explicit sync interface lost: %+v", s.IPVS.Sync)
+	}
+	// Without ipvs.sync, the spec encodes as before: no Sync key.
+	b, err := json.Marshal(FromDirector(&config.Director{}).IPVS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "Sync") {
+		t.Errorf("Sync encoded when unset: %s", b)
+	}
+}
+
 // TestRoundTrip fills every field of the file's replicated types, then
 // translates them to the spec and back: nothing is lost, and the spec's
 // JSON is the file types' JSON, key for key (their frozen tags are the

@@ -151,6 +151,35 @@ type IPVS struct {
 	// (net.ipv4.vs.amemthresh, converted to pages on each director); 0
 	// leaves the kernel's.
 	AMemThresh ByteSize `yaml:"amemthresh" json:"AMemThresh,omitempty"`
+	// Sync runs IPVS's connection synchronisation daemons: the VIP owner
+	// sends its connections to a multicast group, the other directors
+	// receive them, so that flows of any scheduler survive a failover.
+	// Absent: no daemon (and a file that does not name it replicates as
+	// before).
+	Sync *IPVSSync `yaml:"sync" json:"Sync,omitempty"`
+}
+
+// IPVSSync configures the IPVS connection synchronisation daemons
+// (ipvsadm --start-daemon). Zero values mean the kernel's defaults.
+type IPVSSync struct {
+	// Enabled runs the daemons.
+	Enabled bool `yaml:"enabled" json:"Enabled"`
+	// Interface is the interface the sync multicast goes out of and comes
+	// in on; empty: each director's node.interface.
+	Interface string `yaml:"interface" json:"Interface,omitempty"`
+	// SyncID (0-255) is put in the master's messages; a backup takes only
+	// its own id's (0 takes all), so clusters can share a segment.
+	SyncID int `yaml:"sync_id" json:"SyncID,omitempty"`
+	// MaxLen is the largest sync message (UDP payload) in bytes, 1024 to
+	// 65507 (65487 for an IPv6 group); 0: the kernel's choice from the
+	// interface's MTU (1472 on the master).
+	MaxLen int `yaml:"maxlen" json:"MaxLen,omitempty"`
+	// Group is the multicast group (IPv4 or IPv6); unset: 224.0.0.81.
+	Group netip.Addr `yaml:"group" json:"Group,omitzero"`
+	// Port is the group's UDP port; 0: 8848.
+	Port int `yaml:"port" json:"Port,omitempty"`
+	// TTL is the multicast TTL (hop limit), 1-255; 0: 1.
+	TTL int `yaml:"ttl" json:"TTL,omitempty"`
 }
 
 // ByteSize is an amount of memory, written with a binary unit: 512KiB,

@@ -487,6 +487,33 @@ func (v *validator) ipvs(x *IPVS, path string) {
 	if x.AMemThresh != 0 && (x.AMemThresh < MinAMemThresh || x.AMemThresh > MaxAMemThresh) {
 		v.errorf(joinPath(path, "amemthresh"), "%s is out of range %s to %s", x.AMemThresh, MinAMemThresh, MaxAMemThresh)
 	}
+	if x.Sync != nil {
+		v.ipvsSync(x.Sync, joinPath(path, "sync"))
+	}
+}
+
+// ipvsSync checks the sync daemons' settings by the kernel's rules (what it
+// would refuse or silently change): a director runs a backup daemon, so
+// maxlen has the backup's lower bound.
+func (v *validator) ipvsSync(x *IPVSSync, path string) {
+	if x.Interface != "" {
+		v.ifname(joinPath(path, "interface"), x.Interface)
+	}
+	if x.SyncID < 0 || x.SyncID > 255 {
+		v.errorf(joinPath(path, "sync_id"), "%d is out of range 0 to 255", x.SyncID)
+	}
+	if g := x.Group; g.IsValid() && (g.Zone() != "" || g.Is4In6() || !g.IsMulticast()) {
+		v.errorf(joinPath(path, "group"), "%s is not a multicast address (224.0.0.0/4 or ff00::/8)", g)
+	}
+	if hi := ipvs.MaxSyncMaxLen(x.Group); x.MaxLen != 0 && (x.MaxLen < ipvs.MinSyncMaxLenBackup || x.MaxLen > hi) {
+		v.errorf(joinPath(path, "maxlen"), "%d is out of range %d to %d (0: the kernel's choice from the interface's MTU)", x.MaxLen, ipvs.MinSyncMaxLenBackup, hi)
+	}
+	if x.Port < 0 || x.Port > 65535 {
+		v.errorf(joinPath(path, "port"), "%d is out of range 1 to 65535 (0: 8848)", x.Port)
+	}
+	if x.TTL < 0 || x.TTL > 255 {
+		v.errorf(joinPath(path, "ttl"), "%d is out of range 1 to 255 (0: 1)", x.TTL)
+	}
 }
 
 // The range of ipvs.amemthresh: below 1 MiB the auto defences wait for an

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
@@ -102,6 +103,11 @@ type Director struct {
 	speakerStatus func() []api.BGPPeer
 
 	healthChanged chan struct{} // capacity 1: a pending "recompute"
+
+	// syncd runs the IPVS sync daemons; leading (set by
+	// followLeadership) makes this director their master in mode arp.
+	syncd   *syncDaemons
+	leading atomic.Bool
 
 	// inputs are the health inputs the last desired computation used;
 	// checkRan compares each run's outcome with them.
@@ -201,6 +207,17 @@ func (d *Director) Run(ctx context.Context) error {
 	} else {
 		d.kernel = d.opts.IPVS
 	}
+	sk, _ := d.kernel.(ipvs.SyncDaemonKernel)
+	d.syncd = newSyncDaemons(log, sk, func() string { return d.sub.current().Node.Interface })
+	defer func() {
+		// After the reconcile loop: a stopped director neither sends nor
+		// receives connections (its successor's backup keeps them).
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		if err := d.syncd.stop(sctx); err != nil {
+			log.Warn("ipvs sync daemons not stopped", "error", err)
+		}
+	}()
 	d.sysctls = d.opts.Sysctls
 	if d.sysctls == nil {
 		d.sysctls = ipvs.ProcSys{}
@@ -306,6 +323,7 @@ func (d *Director) Run(ctx context.Context) error {
 	}()
 
 	spawn("leadership", d.followLeadership)
+	spawn("sync-daemons", func(ctx context.Context) error { d.syncd.run(ctx); return nil })
 	spawn("verdicts", func(ctx context.Context) error { d.verdicts.run(ctx); return nil })
 	spawn("faults", d.handleFaults)
 	spawn("submit", func(ctx context.Context) error { d.sub.untilAccepted(ctx, raftSubmit{node, d.fw}, cfg); return nil })

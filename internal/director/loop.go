@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/healthcheck"
+	"github.com/dsrd/dsrd/internal/clusterspec"
 	"github.com/dsrd/dsrd/ipvs"
+	"github.com/dsrd/dsrd/raft"
 	"github.com/dsrd/dsrd/vrrp"
 )
 
@@ -106,6 +108,9 @@ func (d *Director) sync(ctx context.Context) (err error) {
 	specErr = errors.Join(specErr, admErr)
 	reached, applyErr := d.rec.Apply(ctx, desired)
 	d.loop.owned.save(d.rec.Owned(), desired, st.Index, applyErr == nil)
+	// The sync daemons follow on their own goroutine (syncDaemons.run):
+	// their failures show in status and dsrd_ipvs_sync_ok.
+	d.syncd.request(clusterspec.IPVS(st.Config.Spec).Sync, d.leading.Load() || hasBGPVIP(st.Config.Spec))
 	err = errors.Join(specErr, applyErr)
 	d.progress.record(time.Now(), views, reached, st.Config.Generation, applyErr == nil, err)
 	if d.anycast != nil {
@@ -120,6 +125,17 @@ func (d *Director) sync(ctx context.Context) (err error) {
 		d.anycast.followDrain(drained, d.drainDelay(0))
 	}
 	return err
+}
+
+// hasBGPVIP reports whether a VIP of the spec is of mode bgp: every ready
+// director then serves flows, and runs the sync master.
+func hasBGPVIP(s raft.Spec) bool {
+	for _, v := range s.VIPs {
+		if v.Mode == raft.VIPModeBGP {
+			return true
+		}
+	}
+	return false
 }
 
 // checkRan is the scheduler's OnRun: it asks for a recomputation when a
@@ -144,10 +160,11 @@ func (d *Director) followLeadership(ctx context.Context) error {
 	for leader := range d.node.Leadership(ctx) {
 		d.log.Info("leadership", "leader", leader)
 		d.machine.SetLeader(leader)
+		d.leading.Store(leader)
 		if leader {
 			d.opts.Metrics.LeadershipAcquired()
-			d.poke()
 		}
+		d.poke() // the sync master follows leadership, both ways
 	}
 	return nil
 }

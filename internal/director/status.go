@@ -76,6 +76,7 @@ func (d *Director) status(ctx context.Context, traffic map[metrics.RealID]ipvs.S
 	admin := d.node.Admin()
 	st.IPVS = defencesStatus(d.sysctls)
 	adm := d.admissionStatus(rctx)
+	st.IPVS.Sync = d.syncd.status()
 	for _, v := range views {
 		svc := serviceStatus(v, kernel[v.Key], admin, d.checks)
 		if a, ok := adm[v.Config.Name]; ok {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dsrd/dsrd/internal/config"
+	"github.com/dsrd/dsrd/ipvs"
 )
 
 // Options are what keepalived's file does not say but a dsrd director
@@ -92,10 +94,19 @@ type tr struct {
 	ifCount  map[string]int
 	routerID string
 	ipvs     *yaml.Node
-	services []*service
-	names    map[string]bool
-	keys     map[string]Pos
-	comments []string
+	// sync is ipvs.sync from lvs_sync_daemon (nil: none); syncIface its
+	// interface, syncInstance the VRRP instance whose virtual_router_id
+	// keepalived took for the sync id when none was given (empty when one
+	// was); vrids are the instances' virtual_router_ids.
+	sync         *yaml.Node
+	syncIface    string
+	syncInstance string
+	syncPos      Pos
+	vrids        map[string]int64
+	services     []*service
+	names        map[string]bool
+	keys         map[string]Pos
+	comments     []string
 	// fileOrder is each file's index in the order read, for sorting.
 	fileOrder map[string]int
 }
@@ -128,7 +139,7 @@ func Translate(f *File, opt Options) (*Result, error) {
 			return nil, fmt.Errorf("--interface: %w", err)
 		}
 	}
-	t := &tr{opt: opt, vipIdx: map[netip.Addr]*vip{}, groups: map[string]*Node{}, ifCount: map[string]int{},
+	t := &tr{opt: opt, vipIdx: map[netip.Addr]*vip{}, vrids: map[string]int64{}, groups: map[string]*Node{}, ifCount: map[string]int{},
 		names: map[string]bool{}, keys: map[string]Pos{}}
 	t.issues = append(t.issues, f.Issues...)
 	t.fileOrder = map[string]int{}
@@ -181,7 +192,7 @@ func Translate(f *File, opt Options) (*Result, error) {
 		case "static_ipaddress", "static_routes", "static_rules":
 			t.issue(n.Pos, Dropped, n.Name, "no equivalent: configure static addresses, routes and rules with the system's network configuration")
 		case "lvs_sync_daemon":
-			t.issue(n.Pos, Dropped, n.Name, "no equivalent yet: dsrd has no IPVS connection sync; mh scheduling and sloppy_tcp keep flows on a director change")
+			t.lvsSyncDaemon(n)
 		case "SSL":
 			t.issue(n.Pos, Dropped, n.Name, "no equivalent: dsrd's https checks present no client certificate")
 		default:
@@ -205,7 +216,7 @@ func (t *tr) globalDefs(n *Node) {
 		case "lvs_timeouts":
 			t.lvsTimeouts(c)
 		case "lvs_sync_daemon":
-			t.issue(c.Pos, Dropped, c.Name, "no equivalent yet: dsrd has no IPVS connection sync; mh scheduling and sloppy_tcp keep flows on a director change")
+			t.lvsSyncDaemon(c)
 		case "lvs_flush", "lvs_flush_onstop":
 			t.issue(c.Pos, Replaced, c.Name, "dsrd never flushes IPVS: it manages only the services its file declares and adopts them on restart")
 		case "vrrp_garp_master_delay", "vrrp_garp_master_repeat", "vrrp_garp_master_refresh", "vrrp_garp_master_refresh_repeat",
@@ -291,7 +302,25 @@ func (t *tr) vrrpInstance(n *Node) {
 				"100ms matches advert_int 0.1 (docs/benchmarks.md).", name, adv, c.Pos))
 			t.issue(c.Pos, Replaced, c.Name, "failover timing is Raft's (cluster.heartbeat_timeout, election_timeout); see the comment in the output")
 		case "lvs_sync_daemon_interface":
-			t.issue(c.Pos, Dropped, c.Name, "no equivalent yet: dsrd has no IPVS connection sync; mh scheduling and sloppy_tcp keep flows on a director change")
+			// keepalived before 1.2.20: the instance's interface for sync,
+			// its virtual_router_id as the sync id.
+			if len(c.Args) != 1 {
+				t.issue(c.Pos, Dropped, c.Name, "want one interface name")
+			} else if err := config.CheckInterfaceName(c.Args[0]); err != nil {
+				t.issue(c.Pos, Dropped, c.Name, "%v", err)
+			} else if t.sync != nil {
+				t.issue(c.Pos, Dropped, c.Name, "ipvs.sync is already set from %s: dsrd runs one pair of sync daemons", t.syncPos)
+			} else {
+				t.sync, t.syncIface, t.syncInstance, t.syncPos = mapping(kv{key: "enabled", value: boolean(true)}), c.Args[0], name, c.Pos
+				t.issue(c.Pos, Changed, c.Name, "ipvs.sync: every director runs the backup sync daemon and the VIP owner the master too (keepalived switched one daemon with the VRRP state)")
+			}
+		case "virtual_router_id":
+			if len(c.Args) == 1 {
+				if id, err := strconv.ParseInt(c.Args[0], 10, 64); err == nil {
+					t.vrids[name] = id
+				}
+			}
+			t.issue(c.Pos, Replaced, c.Name, "%s", vrrpReplaced[c.Name])
 		default:
 			if why, ok := vrrpReplaced[c.Name]; ok {
 				t.issue(c.Pos, Replaced, c.Name, "%s", why)
@@ -300,6 +329,99 @@ func (t *tr) vrrpInstance(n *Node) {
 			}
 		}
 	}
+}
+
+// lvsSyncDaemon maps keepalived's
+// `lvs_sync_daemon IFNAME INSTANCE [id N] [maxlen N] [port N] [ttl N] [group ADDR]`
+// to ipvs.sync, each part checked by dsrd's rules (a bad one is dropped
+// with its reason, the rest kept).
+func (t *tr) lvsSyncDaemon(c *Node) {
+	if t.sync != nil {
+		t.issue(c.Pos, Dropped, c.Name, "ipvs.sync is already set from %s: dsrd runs one pair of sync daemons", t.syncPos)
+		return
+	}
+	if len(c.Args) < 1 {
+		t.issue(c.Pos, Dropped, c.Name, "want an interface name")
+		return
+	}
+	if err := config.CheckInterfaceName(c.Args[0]); err != nil {
+		t.issue(c.Pos, Dropped, c.Name, "%v", err)
+		return
+	}
+	m := mapping(kv{key: "enabled", value: boolean(true)})
+	t.syncIface, t.syncPos = c.Args[0], c.Pos
+	args := c.Args[1:]
+	if len(args) > 0 && !slices.Contains([]string{"id", "maxlen", "port", "ttl", "group"}, args[0]) {
+		t.syncInstance = args[0] // keepalived's default sync id is its virtual_router_id
+		args = args[1:]
+	}
+	ranges := map[string][2]int64{"id": {0, 255}, "maxlen": {ipvs.MinSyncMaxLenBackup, int64(ipvs.MaxSyncMaxLen(netip.Addr{}))}, "port": {1, 65535}, "ttl": {1, 255}}
+	keys := map[string]string{"id": "sync_id", "maxlen": "maxlen", "port": "port", "ttl": "ttl"}
+	for i := 0; i < len(args); i += 2 {
+		if i+1 >= len(args) {
+			t.issue(c.Pos, Dropped, c.Name, "%q has no value", args[i])
+			break
+		}
+		k, v := args[i], args[i+1]
+		switch k {
+		case "group":
+			g, err := netip.ParseAddr(v)
+			if err != nil || g.Zone() != "" || g.Is4In6() || !g.IsMulticast() {
+				t.issue(c.Pos, Dropped, c.Name, "group %q is not a multicast address: the default 224.0.0.81 is used", v)
+				continue
+			}
+			add(m, "group", str(g.String()), "")
+		case "id", "maxlen", "port", "ttl":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if r := ranges[k]; err != nil || n < r[0] || n > r[1] {
+				t.issue(c.Pos, Dropped, c.Name, "%s %q: want %d to %d; the kernel's default is used", k, v, r[0], r[1])
+				continue
+			}
+			if k == "id" {
+				t.syncInstance = ""
+			}
+			add(m, keys[k], num(n), "")
+		default:
+			t.issue(c.Pos, Dropped, c.Name, "%q is not an lvs_sync_daemon option (id, maxlen, port, ttl, group)", k)
+		}
+	}
+	t.sync = m
+	t.issue(c.Pos, Changed, c.Name, "ipvs.sync: every director runs the backup sync daemon and the VIP owner the master too (keepalived switched one daemon with the VRRP state)")
+}
+
+// finishSync completes ipvs.sync once the instances and node.interface are
+// known: the interface unless it is node.interface, and keepalived's
+// default sync id (the instance's virtual_router_id).
+func (t *tr) finishSync(iface string) {
+	if t.sync == nil {
+		return
+	}
+	if t.syncIface != iface {
+		t.sync.Content = append(t.sync.Content[:2], append([]*yaml.Node{str("interface"), str(t.syncIface)}, t.sync.Content[2:]...)...)
+	}
+	if t.syncInstance != "" {
+		if id, ok := t.vrids[t.syncInstance]; ok && id >= 0 && id <= 255 {
+			add(t.sync, "sync_id", num(id), fmt.Sprintf("keepalived's default: vrrp_instance %s's virtual_router_id", t.syncInstance))
+		} else if ok {
+			t.issue(t.syncPos, Dropped, "lvs_sync_daemon", "sync id: vrrp_instance %s's virtual_router_id %d is out of 0 to 255: sync_id 0 is used", t.syncInstance, id)
+		}
+	}
+	if t.ipvs == nil {
+		t.ipvs = mapping()
+	}
+	add(t.ipvs, "sync", t.sync, "from "+t.syncPos.String()+": IPVS connection sync (docs/sync.md)")
+}
+
+// ipvsComment says where the ipvs section came from.
+func ipvsComment(m *yaml.Node) string {
+	var from []string
+	if len(m.Content) > 2 || get(m, "sync") == nil {
+		from = append(from, "global_defs lvs_timeouts")
+	}
+	if get(m, "sync") != nil {
+		from = append(from, "lvs_sync_daemon")
+	}
+	return "from " + strings.Join(from, " and ")
 }
 
 // vrrpAddress maps one line of virtual_ipaddress:
@@ -434,6 +556,7 @@ func (t *tr) finish() (*Result, error) {
 			v.iface = iface
 		}
 	}
+	t.finishSync(iface)
 
 	// Every service's VIP must be a dsrd VIP: keepalived may have run LVS
 	// without VRRP (the VIPs owned some other way). extraVIPs are those
@@ -484,7 +607,7 @@ func (t *tr) finish() (*Result, error) {
 			kv{key: "cluster", value: cluster, comment: clusterComment},
 		)
 		if t.ipvs != nil {
-			add(doc, "ipvs", t.ipvs, "from global_defs lvs_timeouts")
+			add(doc, "ipvs", t.ipvs, ipvsComment(t.ipvs))
 		}
 		if vips := append(append([]*vip(nil), t.vips...), extraVIPs(services)...); len(vips) > 0 {
 			vs := seq()

@@ -572,3 +572,28 @@ dsrd_admission_in_place{service="web"} 1
 		t.Error(err)
 	}
 }
+
+func TestIPVSSyncMetrics(t *testing.T) {
+	snap := directorSnapshot()
+	snap.Status.IPVS = &api.IPVSStatus{Sync: &api.IPVSSync{Daemons: []api.IPVSSyncDaemon{{State: "backup", Interface: "eth0"}},
+		Error: "ipvs sync daemons: start master sync daemon on eth1: no such device"}}
+	s := newTestSet(RoleDirector, snap, nil)
+	const want = `
+# HELP dsrd_ipvs_sync_daemon 1 while this director runs the IPVS connection sync daemon of the state (master: sends its connections, backup: receives them), else 0. Absent while ipvs.sync is off.
+# TYPE dsrd_ipvs_sync_daemon gauge
+dsrd_ipvs_sync_daemon{state="backup"} 1
+dsrd_ipvs_sync_daemon{state="master"} 0
+# HELP dsrd_ipvs_sync_ok 1 when the last pass left the sync daemons as ipvs.sync asks (backup on every director, master on the VIP owner), 0 when it failed (dsrd status says why). Absent while ipvs.sync is off.
+# TYPE dsrd_ipvs_sync_ok gauge
+dsrd_ipvs_sync_ok 0
+`
+	if err := testutil.GatherAndCompare(s.Gatherer(), strings.NewReader(want), "dsrd_ipvs_sync_daemon", "dsrd_ipvs_sync_ok"); err != nil {
+		t.Error(err)
+	}
+	// Off: absent.
+	snap.Status.IPVS = &api.IPVSStatus{}
+	s = newTestSet(RoleDirector, snap, nil)
+	if n, err := testutil.GatherAndCount(s.Gatherer(), "dsrd_ipvs_sync_daemon", "dsrd_ipvs_sync_ok"); err != nil || n != 0 {
+		t.Errorf("%d sync series while off (%v)", n, err)
+	}
+}

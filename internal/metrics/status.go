@@ -49,6 +49,8 @@ var (
 	descReloadTime   = desc("config_last_reload_timestamp_seconds", "Unix time of the last reload of this director's file (or of its submission at start).")
 	descIPVSConns    = desc("ipvs_connections", "IPVS connections of the services' reals (active and inactive; persistence templates aside).")
 	descIPVSDefence  = desc("ipvs_defence_active", "1 while an IPVS defence acts (drop_entry, drop_packet, secure_tcp: auto below amemthresh, or always), else 0.", "defence")
+	descIPVSSync     = desc("ipvs_sync_daemon", "1 while this director runs the IPVS connection sync daemon of the state (master: sends its connections, backup: receives them), else 0. Absent while ipvs.sync is off.", "state")
+	descIPVSSyncOK   = desc("ipvs_sync_ok", "1 when the last pass left the sync daemons as ipvs.sync asks (backup on every director, master on the VIP owner), 0 when it failed (dsrd status says why). Absent while ipvs.sync is off.")
 	descLastSync     = desc("ipvs_last_reconcile_success_timestamp_seconds", "Unix time of the last IPVS reconcile pass that succeeded.")
 	descServiceUp    = desc("service_up", "1 while at least the service's quorum of reals is healthy, else 0.", "service")
 	descAdmDropped   = desc("admission_dropped_packets_total", "Packets to the service that admission control dropped before IPVS, by reason: deny (source in the deny list), not_allowed (source outside the allow list), rate (the source's new connections over source_rate), cap (the service's new connections over service_rate).", "service", "reason")
@@ -93,7 +95,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	for _, d := range []*prometheus.Desc{
 		descRunning, descVRRPState, descVIPOwned, descAnnounced, descBGPSession, descBGPPrefixes, descReloadOK, descReloadTime, descLastSync,
-		descIPVSConns, descIPVSDefence, descServiceUp, descServiceReals, descAdmDropped, descAdmMeter, descAdmInPlace, descWeight, descHealthy, descAdmin, descActive, descInactive,
+		descIPVSConns, descIPVSDefence, descIPVSSync, descIPVSSyncOK, descServiceUp, descServiceReals, descAdmDropped, descAdmMeter, descAdmInPlace, descWeight, descHealthy, descAdmin, descActive, descInactive,
 		descConns, descPktsIn, descPktsOut, descBytesIn, descBytesOut,
 	} {
 		ch <- d
@@ -208,6 +210,16 @@ func (s *Set) collect(ch chan<- prometheus.Metric, snap Snapshot, ok bool) {
 		gauge(ch, descIPVSConns, float64(x.Connections))
 		for _, d := range x.Defences {
 			gauge(ch, descIPVSDefence, bit(d.Active), d.Name)
+		}
+		if y := x.Sync; y != nil {
+			for _, state := range []string{"master", "backup"} {
+				running := false
+				for _, d := range y.Daemons {
+					running = running || d.State == state
+				}
+				gauge(ch, descIPVSSync, bit(running), state)
+			}
+			gauge(ch, descIPVSSyncOK, bit(y.Error == ""))
 		}
 	}
 
