@@ -270,9 +270,9 @@ func TestAdmission(t *testing.T) {
 // synFlood sends count TCP SYNs to dst from the client's namespace with
 // spoofed sources (round robin over srcs, on the lab's segment so that no
 // reverse-path filter drops them), through a raw socket. It returns how
-// many were sent.
-func synFlood(t *testing.T, srcs []netip.Addr, dst netip.AddrPort, count int) int {
-	t.Helper()
+// many were sent. It may run on a goroutine of its own: it reports its
+// failure as an error.
+func synFlood(srcs []netip.Addr, dst netip.AddrPort, count int) (int, error) {
 	sent := 0
 	err := lab.Do(lab.Client, func() error {
 		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
@@ -292,10 +292,7 @@ func synFlood(t *testing.T, srcs []netip.Addr, dst netip.AddrPort, count int) in
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sent
+	return sent, err
 }
 
 // synPacket is an IPv4 TCP SYN from src:sport to dst.
@@ -355,16 +352,27 @@ func TestAdmissionFlood(t *testing.T) {
 
 	const floodSYNs, probes = 20000, 100
 	start := time.Now()
-	sentc := make(chan int, 1)
-	go func() { sentc <- synFlood(t, attackers, web, floodSYNs) }() // ends after floodSYNs sends
+	type result struct {
+		sent int
+		err  error
+	}
+	floodc := make(chan result, 1)
+	go func() { // ends after floodSYNs sends
+		n, err := synFlood(attackers, web, floodSYNs)
+		floodc <- result{n, err}
+	}()
 	served := 0
 	for range probes {
 		if tryDial(t, lab.Client.IPv4(), web, ipvsIOTimeout) {
 			served++
 		}
 	}
-	sent := <-sentc
+	flood := <-floodc
 	took := time.Since(start)
+	if flood.err != nil {
+		t.Fatal(flood.err)
+	}
+	sent := flood.sent
 	dropped := admissionCounters(t)["rate_web"]
 	flooders := 0
 	for _, a := range attackers {
