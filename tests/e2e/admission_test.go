@@ -396,3 +396,86 @@ func TestAdmissionFlood(t *testing.T) {
 		t.Errorf("%d IPVS connection entries from the flooding sources, want at most %d", flooders, bound)
 	}
 }
+
+// TestAdmissionReloadProbe: replacing the table from one allow list to
+// another never refuses an address both allow, even for a moment: a probe
+// connects through six replaces of a table made large (10,000 IPv6
+// prefixes on a second service) so that each takes a while, and is served
+// every time.
+func TestAdmissionReloadProbe(t *testing.T) {
+	lab.Require(t)
+	lab.Up(t)
+	lab.StartBackends(t)
+	ctx := context.Background()
+	r, _ := ipvsDirector(t, ipvsVIP4, lab.RS1, lab.RS2)
+	web := netip.AddrPortFrom(ipvsVIP4, 9000)
+	mustApply(t, r, ipvsState(ipvs.NewServiceKey(ipvs.TCP, web), 9000, ipvsVIP4, nil, lab.RS1, lab.RS2))
+	big := make([]netip.Prefix, 10000)
+	for i := range big {
+		a := [16]byte{0x20, 0x01, 0x0d, 0xb8, 0x80, byte(i >> 15), byte(i >> 7), byte(i<<1) & 0xfe}
+		big[i] = netip.PrefixFrom(netip.AddrFrom16(a), 64)
+	}
+	other := admission.Service{Name: "other", Family: 6, Protocol: "tcp", VIP: ipvsVIP6, Port: 9000, Deny: big}
+	lists := [][]netip.Prefix{
+		{netip.PrefixFrom(lab.Client.IPv4(), 32), netip.MustParsePrefix("198.51.100.0/24")},
+		{netip.MustParsePrefix("192.0.2.0/25")},
+	}
+	replace := func(allow []netip.Prefix) time.Duration {
+		svc := admission.Service{Name: "web", Family: 4, Protocol: "tcp", VIP: ipvsVIP4, Port: 9000, Allow: allow}
+		var took time.Duration
+		admissionDo(t, func(k admission.NFT) error {
+			p, err := admission.Build(admission.Config{Services: []admission.Service{svc, other}})
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			err = k.Replace(ctx, p)
+			took = time.Since(start)
+			return err
+		})
+		return took
+	}
+	replace(lists[0])
+
+	stop := make(chan struct{})
+	type result struct{ ok, failed int }
+	probec := make(chan result, 1)
+	go func() { // ends when stop is closed
+		var res result
+		for {
+			select {
+			case <-stop:
+				probec <- res
+				return
+			default:
+			}
+			served := false
+			_ = lab.Do(lab.Client, func() error {
+				c, err := (&net.Dialer{Timeout: 2 * time.Second}).Dial("tcp", web.String())
+				if err == nil {
+					served = true
+					if tc, ok := c.(*net.TCPConn); ok {
+						tc.SetLinger(0)
+					}
+					c.Close()
+				}
+				return nil
+			})
+			if served {
+				res.ok++
+			} else {
+				res.failed++
+			}
+		}
+	}()
+	var took []time.Duration
+	for i := range 6 {
+		took = append(took, replace(lists[(i+1)%2]).Round(time.Millisecond))
+	}
+	close(stop)
+	res := <-probec
+	t.Logf("6 replaces (%v) while the probe connected: %d served, %d not", took, res.ok, res.failed)
+	if res.failed != 0 || res.ok == 0 {
+		t.Errorf("the probe, allowed by both lists, was refused %d times (served %d) across the replaces", res.failed, res.ok)
+	}
+}
