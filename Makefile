@@ -90,7 +90,8 @@ packaging-test:
 ## port's first bytes, peer protocol and local API request bodies, the BGP
 ## speaker's configuration (communities and every rule of Validate), the
 ## service keys of raft refs (ipvs.ParseServiceKey), keepalived.conf for
-## dsrd config import keepalived (parser and translator).
+## dsrd config import keepalived (parser and translator); the admission
+## prefix lists turned into interval ranges (FuzzSpans).
 FUZZTIME ?= 30s
 FUZZFLAGS ?=
 fuzz:
@@ -110,6 +111,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseServiceKey$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./ipvs
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSyncDaemon$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./ipvs
 	$(GO) test -run '^$$' -fuzz '^FuzzImport$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/kaimport
+	$(GO) test -run '^$$' -fuzz '^FuzzSpans$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/admission
 
 ## fuzz-short: every fuzz target for 3,000 inputs, as CI runs them (about a
 ## minute with the builds); the seed corpora also run in unit, as plain

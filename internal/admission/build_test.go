@@ -300,3 +300,38 @@ func BenchmarkBuild100k(b *testing.B) {
 		}
 	}
 }
+
+// FuzzSpans checks the interval set's ranges against the prefixes they
+// come from, address by address, inside 198.51.100.0/24: every address is
+// in a range exactly when it is in a prefix, and the ranges are sorted,
+// disjoint and not adjacent (the kernel refuses overlapping intervals).
+func FuzzSpans(f *testing.F) {
+	f.Add([]byte{0, 24, 7, 32, 128, 25})
+	f.Add([]byte{255, 32, 254, 31, 0, 30, 4, 30})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var ps []netip.Prefix
+		for i := 0; i+1 < len(data) && len(ps) < 64; i += 2 {
+			bits := 24 + int(data[i+1])%9
+			ps = append(ps, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, data[i]}), bits).Masked())
+		}
+		sp := spans(ps, 4)
+		for i := 1; i < len(sp); i++ {
+			if sp[i].first.Compare(sp[i-1].last.Next()) <= 0 {
+				t.Fatalf("ranges %v and %v overlap or touch", sp[i-1], sp[i])
+			}
+		}
+		for x := range 256 {
+			a := netip.AddrFrom4([4]byte{198, 51, 100, byte(x)})
+			inPrefix, inSpan := false, false
+			for _, p := range ps {
+				inPrefix = inPrefix || p.Contains(a)
+			}
+			for _, s := range sp {
+				inSpan = inSpan || (s.first.Compare(a) <= 0 && a.Compare(s.last) <= 0)
+			}
+			if inPrefix != inSpan {
+				t.Fatalf("%s: in a prefix %v, in a range %v (prefixes %v, ranges %v)", a, inPrefix, inSpan, ps, sp)
+			}
+		}
+	})
+}

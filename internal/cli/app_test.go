@@ -150,3 +150,30 @@ func TestDirectorFlagErrorsAreUsageErrors(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestConfigCheckWarns: a valid file with overlapping allow and deny
+// entries is ok (exit 0), and the overlap is said on stderr at its line.
+func TestConfigCheckWarns(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "director.yaml")
+	doc := `node: {id: dir1, interface: eth0}
+cluster: {bind: "127.0.0.1:7946", peers: [dir1@127.0.0.1:7946]}
+vips:
+  - address: 203.0.113.10
+    admission:
+      allow: [198.51.100.0/24]
+      deny: [198.51.100.7]
+services:
+  - {name: web, vip: 203.0.113.10, port: 80, protocol: tcp, reals: [{address: 192.0.2.21}]}
+`
+	if err := os.WriteFile(name, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run(t, "config", "check", name)
+	if code != 0 || out != name+": ok\n" {
+		t.Fatalf("exit %d, stdout %q; stderr:\n%s", code, out, errOut)
+	}
+	want := name + ":7:14: warning: vips[0].admission.deny[0]: service web: deny 198.51.100.7/32 overlaps allow 198.51.100.0/24: deny wins, 198.51.100.7/32 is dropped\n"
+	if errOut != want {
+		t.Errorf("stderr %q, want %q", errOut, want)
+	}
+}

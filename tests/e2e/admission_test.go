@@ -266,3 +266,216 @@ func TestAdmission(t *testing.T) {
 	// Deleting what is not there is no error.
 	admissionDo(t, func(k admission.NFT) error { return k.Delete(ctx) })
 }
+
+// synFlood sends count TCP SYNs to dst from the client's namespace with
+// spoofed sources (round robin over srcs, on the lab's segment so that no
+// reverse-path filter drops them), through a raw socket. It returns how
+// many were sent. It may run on a goroutine of its own: it reports its
+// failure as an error.
+func synFlood(srcs []netip.Addr, dst netip.AddrPort, count int) (int, error) {
+	sent := 0
+	err := lab.Do(lab.Client, func() error {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
+		if err != nil {
+			return fmt.Errorf("raw socket: %w", err)
+		}
+		defer syscall.Close(fd)
+		to := &syscall.SockaddrInet4{Addr: dst.Addr().As4()}
+		for i := range count {
+			if err := syscall.Sendto(fd, synPacket(srcs[i%len(srcs)], dst, uint16(1024+i%60000), uint32(i)), 0, to); err != nil {
+				if errors.Is(err, syscall.ENOBUFS) {
+					continue // the qdisc is full: a flood may lose packets
+				}
+				return fmt.Errorf("send: %w", err)
+			}
+			sent++
+		}
+		return nil
+	})
+	return sent, err
+}
+
+// synPacket is an IPv4 TCP SYN from src:sport to dst.
+func synPacket(src netip.Addr, dst netip.AddrPort, sport uint16, seq uint32) []byte {
+	p := make([]byte, 40)
+	p[0], p[8], p[9] = 0x45, 64, syscall.IPPROTO_TCP
+	p[2], p[3] = 0, 40
+	s, d := src.As4(), dst.Addr().As4()
+	copy(p[12:16], s[:])
+	copy(p[16:20], d[:])
+	tcp := p[20:]
+	tcp[0], tcp[1] = byte(sport>>8), byte(sport)
+	tcp[2], tcp[3] = byte(dst.Port()>>8), byte(dst.Port())
+	tcp[4], tcp[5], tcp[6], tcp[7] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
+	tcp[12], tcp[13], tcp[14], tcp[15] = 5<<4, 0x02, 0xff, 0xff
+	// The checksum over the pseudo header and the segment; the kernel
+	// fills in the IP header's own (IP_HDRINCL).
+	sum := uint32(0)
+	for _, b := range [][]byte{s[:], d[:], {0, syscall.IPPROTO_TCP, 0, 20}, tcp} {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(b[i])<<8 | uint32(b[i+1])
+		}
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	cs := ^uint16(sum)
+	tcp[16], tcp[17] = byte(cs>>8), byte(cs)
+	return p
+}
+
+// TestAdmissionFlood: a SYN flood from four (spoofed) sources against a
+// service with a per-source rate, while a legitimate client keeps
+// connecting: the client is served at least 99 % of the time, the flood's
+// SYNs beyond each source's burst are dropped before IPVS (the rate
+// counter, IPVS's connection entries from the flooding sources bounded by
+// the rate), and the flood is bounded (20,000 SYNs).
+func TestAdmissionFlood(t *testing.T) {
+	lab.Require(t)
+	lab.Up(t)
+	lab.StartBackends(t)
+	ctx := context.Background()
+	r, _ := ipvsDirector(t, ipvsVIP4, lab.RS1, lab.RS2)
+	web := netip.AddrPortFrom(ipvsVIP4, 9000)
+	mustApply(t, r, ipvsState(ipvs.NewServiceKey(ipvs.TCP, web), 9000, ipvsVIP4, nil, lab.RS1, lab.RS2))
+	svc := admission.Service{Name: "web", Family: 4, Protocol: "tcp", VIP: ipvsVIP4, Port: 9000,
+		SourceRate: &admission.SourceRate{Rate: admission.Rate{Count: 10, Per: time.Second, Burst: 20}, PrefixV4: 32, PrefixV6: 64}}
+	admissionDo(t, func(k admission.NFT) error {
+		p, err := admission.Build(admission.Config{Services: []admission.Service{svc}})
+		if err != nil {
+			return err
+		}
+		return k.Replace(ctx, p)
+	})
+	attackers := []netip.Addr{netip.MustParseAddr("192.0.2.100"), netip.MustParseAddr("192.0.2.101"),
+		netip.MustParseAddr("192.0.2.102"), netip.MustParseAddr("192.0.2.103")}
+
+	const floodSYNs, probes = 20000, 100
+	start := time.Now()
+	type result struct {
+		sent int
+		err  error
+	}
+	floodc := make(chan result, 1)
+	go func() { // ends after floodSYNs sends
+		n, err := synFlood(attackers, web, floodSYNs)
+		floodc <- result{n, err}
+	}()
+	served := 0
+	for range probes {
+		if tryDial(t, lab.Client.IPv4(), web, ipvsIOTimeout) {
+			served++
+		}
+	}
+	flood := <-floodc
+	took := time.Since(start)
+	if flood.err != nil {
+		t.Fatal(flood.err)
+	}
+	sent := flood.sent
+	dropped := admissionCounters(t)["rate_web"]
+	flooders := 0
+	for _, a := range attackers {
+		flooders += ipvsConnsFrom(t, a)
+	}
+	// Each source: its burst, then its rate, over the run (and a second
+	// of slack for the bucket's rounding).
+	bound := len(attackers) * (20 + 10*int(took.Seconds()+1))
+	t.Logf("flood: %d SYNs from %d sources in %v; the client served %d/%d; %d SYNs dropped by the rate; %d IPVS entries from the flooders (bound %d)",
+		sent, len(attackers), took.Round(time.Millisecond), served, probes, dropped, flooders, bound)
+	if served < probes*99/100 {
+		t.Errorf("the client was served %d of %d times during the flood, want at least 99 %%", served, probes)
+	}
+	if sent < floodSYNs/2 {
+		t.Errorf("only %d of %d SYNs sent", sent, floodSYNs)
+	}
+	if int(dropped) < sent-bound {
+		t.Errorf("%d SYNs dropped by the rate, want at least %d (sent %d, bound %d)", dropped, sent-bound, sent, bound)
+	}
+	if flooders > bound {
+		t.Errorf("%d IPVS connection entries from the flooding sources, want at most %d", flooders, bound)
+	}
+}
+
+// TestAdmissionReloadProbe: replacing the table from one allow list to
+// another never refuses an address both allow, even for a moment: a probe
+// connects through six replaces of a table made large (10,000 IPv6
+// prefixes on a second service) so that each takes a while, and is served
+// every time.
+func TestAdmissionReloadProbe(t *testing.T) {
+	lab.Require(t)
+	lab.Up(t)
+	lab.StartBackends(t)
+	ctx := context.Background()
+	r, _ := ipvsDirector(t, ipvsVIP4, lab.RS1, lab.RS2)
+	web := netip.AddrPortFrom(ipvsVIP4, 9000)
+	mustApply(t, r, ipvsState(ipvs.NewServiceKey(ipvs.TCP, web), 9000, ipvsVIP4, nil, lab.RS1, lab.RS2))
+	big := make([]netip.Prefix, 10000)
+	for i := range big {
+		a := [16]byte{0x20, 0x01, 0x0d, 0xb8, 0x80, byte(i >> 15), byte(i >> 7), byte(i<<1) & 0xfe}
+		big[i] = netip.PrefixFrom(netip.AddrFrom16(a), 64)
+	}
+	other := admission.Service{Name: "other", Family: 6, Protocol: "tcp", VIP: ipvsVIP6, Port: 9000, Deny: big}
+	lists := [][]netip.Prefix{
+		{netip.PrefixFrom(lab.Client.IPv4(), 32), netip.MustParsePrefix("198.51.100.0/24")},
+		{netip.MustParsePrefix("192.0.2.0/25")},
+	}
+	replace := func(allow []netip.Prefix) time.Duration {
+		svc := admission.Service{Name: "web", Family: 4, Protocol: "tcp", VIP: ipvsVIP4, Port: 9000, Allow: allow}
+		var took time.Duration
+		admissionDo(t, func(k admission.NFT) error {
+			p, err := admission.Build(admission.Config{Services: []admission.Service{svc, other}})
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			err = k.Replace(ctx, p)
+			took = time.Since(start)
+			return err
+		})
+		return took
+	}
+	replace(lists[0])
+
+	stop := make(chan struct{})
+	type result struct{ ok, failed int }
+	probec := make(chan result, 1)
+	go func() { // ends when stop is closed
+		var res result
+		for {
+			select {
+			case <-stop:
+				probec <- res
+				return
+			default:
+			}
+			served := false
+			_ = lab.Do(lab.Client, func() error {
+				c, err := (&net.Dialer{Timeout: 2 * time.Second}).Dial("tcp", web.String())
+				if err == nil {
+					served = true
+					if tc, ok := c.(*net.TCPConn); ok {
+						tc.SetLinger(0)
+					}
+					c.Close()
+				}
+				return nil
+			})
+			if served {
+				res.ok++
+			} else {
+				res.failed++
+			}
+		}
+	}()
+	var took []time.Duration
+	for i := range 6 {
+		took = append(took, replace(lists[(i+1)%2]).Round(time.Millisecond))
+	}
+	close(stop)
+	res := <-probec
+	t.Logf("6 replaces (%v) while the probe connected: %d served, %d not", took, res.ok, res.failed)
+	if res.failed != 0 || res.ok == 0 {
+		t.Errorf("the probe, allowed by both lists, was refused %d times (served %d) across the replaces", res.failed, res.ok)
+	}
+}
