@@ -23,18 +23,22 @@ const syncConns = 20
 // connections to the other director's backup daemon) all 20 go on through
 // the new owner; without it all 20 break (the new owner has no entry and
 // its stack resets them). Nothing else keeps them: wlc picks reals by load,
-// not by a hash of the flow as mh does.
+// not by a hash of the flow as mh does. The same with echo persistent on
+// rr (persistence 300 s): the connections and their persistence template
+// are synchronised, and all 20 go on.
 func TestClusterSync(t *testing.T) {
 	lab.Require(t)
 	c, _ := clusterStart(t)
-	t.Run("sync", func(t *testing.T) { clusterSyncFailover(t, c, true) })
-	t.Run("nosync", func(t *testing.T) { clusterSyncFailover(t, c, false) })
+	t.Run("sync", func(t *testing.T) { clusterSyncFailover(t, c, true, "wlc", false) })
+	t.Run("sync-persistent-rr", func(t *testing.T) { clusterSyncFailover(t, c, true, "rr", true) })
+	t.Run("nosync", func(t *testing.T) { clusterSyncFailover(t, c, false, "wlc", false) })
 }
 
 // clusterSyncConfigure writes ipvs.sync (on or off), sloppy_tcp off and
-// echo on wlc into both directors' files, reloads the owner's, and waits
-// until both directors run the daemons the configuration asks for.
-func clusterSyncConfigure(t *testing.T, c *lab.Cluster, owner lab.Host, on bool) {
+// echo on scheduler sched (persistent for 300 s or not) into both
+// directors' files, reloads the owner's, and waits until both directors
+// run the daemons the configuration asks for.
+func clusterSyncConfigure(t *testing.T, c *lab.Cluster, owner lab.Host, on bool, sched string, persistent bool) {
 	t.Helper()
 	for _, d := range lab.ClusterDirectors() {
 		if err := lab.ClusterConfigEdit(c.ConfPath(d), func(doc map[string]any) error {
@@ -48,8 +52,12 @@ func clusterSyncConfigure(t *testing.T, c *lab.Cluster, owner lab.Host, on bool)
 			svcs, _ := doc["services"].([]any)
 			for _, s := range svcs {
 				if svc, _ := s.(map[string]any); svc["name"] == "echo" {
-					svc["scheduler"] = "wlc"
+					svc["scheduler"] = sched
 					delete(svc, "scheduler_flags")
+					delete(svc, "persistence")
+					if persistent {
+						svc["persistence"] = map[string]any{"timeout": "300s"}
+					}
 					return nil
 				}
 			}
@@ -108,10 +116,10 @@ func syncStatusWant(st api.Status, on, owner bool) error {
 	return nil
 }
 
-func clusterSyncFailover(t *testing.T, c *lab.Cluster, on bool) {
+func clusterSyncFailover(t *testing.T, c *lab.Cluster, on bool, sched string, persistent bool) {
 	old := clusterReady(t, c)
 	next := lab.ClusterOtherDirector(old)
-	clusterSyncConfigure(t, c, old, on)
+	clusterSyncConfigure(t, c, old, on, sched, persistent)
 
 	echoes := make([]*clusterEcho, syncConns)
 	greeted := map[string]int{}
@@ -168,7 +176,7 @@ func clusterSyncFailover(t *testing.T, c *lab.Cluster, on bool) {
 		}
 		ok++
 	}
-	t.Logf("sync %v: %d of %d connections survived the kill of %s", on, ok, syncConns, old)
+	t.Logf("sync %v, %s (persistent %v): %d of %d connections survived the kill of %s", on, sched, persistent, ok, syncConns, old)
 	if on && ok != syncConns {
 		t.Errorf("with sync, connections broke:\n%s", strings.Join(failed, "\n"))
 	}
