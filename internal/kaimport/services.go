@@ -517,6 +517,7 @@ func (t *tr) service(n *Node, k vsKey, kind string) {
 }
 
 func marshalNode(n *yaml.Node) string {
+	validUTF8(n)
 	out, _ := yaml.Marshal(n)
 	return string(out)
 }

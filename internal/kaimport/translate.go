@@ -631,6 +631,7 @@ func (t *tr) finish() (*Result, error) {
 	}
 	marshal := func(doc *yaml.Node) ([]byte, error) {
 		var b bytes.Buffer
+		validUTF8(doc)
 		enc := yaml.NewEncoder(&b)
 		enc.SetIndent(2)
 		if err := enc.Encode(&yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{doc}}); err != nil {

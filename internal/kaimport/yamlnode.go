@@ -2,6 +2,8 @@ package kaimport
 
 import (
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -65,4 +67,28 @@ func strs(items []string) *yaml.Node {
 	}
 	s.Style = yaml.FlowStyle
 	return s
+}
+
+// validUTF8 replaces, in n and below, every byte of a value or comment
+// that is not UTF-8 with U+FFFD. YAML is UTF-8: keepalived reads bytes, and
+// a name or script path copied from a keepalived.conf in another encoding
+// made the encoder panic (FuzzImport found it in CI). Such a value then
+// reaches dsrd's validation as text, and the report keeps keepalived's own
+// line.
+func validUTF8(n *yaml.Node) {
+	if n == nil {
+		return
+	}
+	fix := func(s *string) {
+		if !utf8.ValidString(*s) {
+			*s = strings.ToValidUTF8(*s, "\uFFFD")
+		}
+	}
+	fix(&n.Value)
+	fix(&n.HeadComment)
+	fix(&n.LineComment)
+	fix(&n.FootComment)
+	for _, c := range n.Content {
+		validUTF8(c)
+	}
 }
