@@ -64,17 +64,16 @@ func clusterWaitThroughVIP(t *testing.T, want map[string]map[string]int, checks 
 	return time.Since(start)
 }
 
-// clusterSetThroughVIP turns web's and web6's through_vip on or off (with on_down
-// weight0, which an earlier phase may have changed) in both directors'
-// files and reloads the owner; it waits for the new generation.
+// clusterSetThroughVIP turns web's and web6's through_vip on or off (with
+// on_down weight0, which an earlier phase may have changed) in both
+// directors' files and reloads the owner; it waits for the new generation.
 func clusterSetThroughVIP(t *testing.T, c *lab.Cluster, owner lab.Host, on bool) {
 	t.Helper()
 	gen0 := clusterStatus(t, c, owner).Generation
 	clusterEditServices(t, c, func(svc map[string]any) {
 		hc, _ := svc["health_check"].(map[string]any)
 		if hc == nil {
-			hc = map[string]any{"type": "tcp"}
-			svc["health_check"] = hc
+			t.Fatalf("service %v has no health_check to send through the VIP", svc["name"])
 		}
 		hc["through_vip"] = on
 		svc["on_down"] = "weight0"
