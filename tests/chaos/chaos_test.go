@@ -151,3 +151,51 @@ func TestOutages(t *testing.T) {
 		t.Errorf("Spread = %q", got)
 	}
 }
+
+func TestCheckLeaksSkipsWhatIsUnknown(t *testing.T) {
+	warm := map[string]Resources{"rs1": {Goroutines: -1, Threads: 8, FDs: 10, RSS: 20 << 20}, "dir1": {Goroutines: 50, FDs: 10, RSS: 20 << 20}}
+	// rs1's goroutines are unknown; dir1 was not running at the end.
+	if v := CheckLeaks(warm, map[string]Resources{"rs1": {Goroutines: -1, Threads: 30, FDs: 12, RSS: 21 << 20}}, 0); len(v) != 0 {
+		t.Errorf("violations %v", v)
+	}
+}
+
+func TestResourceTables(t *testing.T) {
+	var samples []ResourceSample
+	for i := range 10 {
+		pid := 100
+		if i >= 5 {
+			pid = 200 // restarted between the samples at 4 and 5 minutes
+		}
+		samples = append(samples, ResourceSample{At: time.Duration(i) * time.Minute, Daemons: map[string]Resources{
+			"dir1": {PID: pid, Goroutines: 40 + i, FDs: 20, RSS: 30 << 20},
+			"rs1":  {PID: 7, Goroutines: -1, Threads: 9, FDs: 11, RSS: 10 << 20},
+		}})
+	}
+	delete(samples[9].Daemons, "rs1")
+	got := ResourceTables(samples, 4)
+	for _, want := range []string{
+		"| daemon | +0s | +3m0s | +6m0s | +9m0s |",
+		"| dir1 | 40 | 43 | 46* | 49 |",
+		"| rs1 | 9 thr | 9 thr | 9 thr | - |",
+		"| dir1 | 30.0 | 30.0 | 30.0* | 30.0 |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("tables lack %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestSpliceReport(t *testing.T) {
+	doc := "# R\n\nintro\n" + ReportBegin + "\nold\n" + ReportEnd + "\nafter\n"
+	got, err := SpliceReport(doc, "new report\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "# R\n\nintro\n" + ReportBegin + "\nnew report\n" + ReportEnd + "\nafter\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if _, err := SpliceReport("no markers", "x"); err == nil {
+		t.Error("a document without markers was spliced")
+	}
+}

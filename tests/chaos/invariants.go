@@ -143,18 +143,26 @@ func CheckLedger(ops []Op, final map[string]string, at time.Duration) []Violatio
 
 // Resources is one daemon's footprint at one moment.
 type Resources struct {
-	Goroutines, FDs int
-	RSS             int64 // bytes
+	// PID is the process read (a restarted daemon is a new process).
+	PID int
+	// Goroutines is -1 where the daemon does not export it (the
+	// realserver agent serves no metrics); Threads are the OS threads.
+	Goroutines, Threads, FDs int
+	RSS                      int64 // bytes
 }
 
 // CheckLeaks checks invariant (d): at the end a daemon holds at most
 // twice its goroutines and file descriptors after warm-up plus a small
-// slack, and at most 1.5 times its RSS plus 16 MiB.
+// slack, and at most 1.5 times its RSS plus 16 MiB. A daemon missing at
+// either end (it was not running when read) is not judged.
 func CheckLeaks(warm, end map[string]Resources, at time.Duration) []Violation {
 	var out []Violation
 	for _, d := range sortedKeys(warm) {
 		w, e := warm[d], end[d]
-		if e.Goroutines > 2*w.Goroutines+20 {
+		if _, ok := end[d]; !ok {
+			continue
+		}
+		if w.Goroutines >= 0 && e.Goroutines > 2*w.Goroutines+20 {
 			out = append(out, Violation{at, "no-leak", fmt.Sprintf("%s: %d goroutines, %d after warm-up", d, e.Goroutines, w.Goroutines)})
 		}
 		if e.FDs > 2*w.FDs+10 {

@@ -2,23 +2,32 @@
 
 package e2e
 
-// TestChaos runs a seeded schedule of faults (tests/chaos) against the lab
-// cluster (dir1, dir2, the witness dir3, rs1-rs3, the client) while the
-// client sends a request to the VIP every 50 ms, then checks the
-// invariants of issue 18 that this runner observes: (a) the VIP on at most
-// one director at every poll, and on exactly one once no fault has acted
-// for chaosSettle; (b) after the quiet end, one leader and both directors'
-// IPVS alike; (c) every acknowledged drain and undrain is the real's admin
-// state at the end; (e) the client served at 100 % outside the faults'
-// windows, and the longest outage per fault kind.
+// TestChaos runs seeded schedules of faults (tests/chaos) against the lab
+// cluster (directors dir1 and dir2, the witness dir3, realserver agents and
+// backends in rs1-rs3, the client) under a workload: a short HTTP request
+// to the VIP every 50 ms, long-lived TCP connections to the echo service
+// exchanging a line every 100 ms, and a UDP probe to a UDP service every
+// 100 ms. It checks the invariants of issue 18: (a) the VIP on at most one
+// director at every poll, and on exactly one once no fault has acted for
+// chaosSettle; (b) after the quiet end, one leader, both directors' IPVS
+// alike and every realserver agent's host checking ok; (c) every
+// acknowledged admin change and configuration change is what the cluster
+// holds at the end; (d) in a run of DSRD_CHAOS_SOAK (make soak), every
+// daemon's goroutines, file descriptors and RSS at the end within a bound
+// of their level after warm-up; (e) every workload served at 100 % outside
+// the faults' windows, and the longest outage per fault kind.
 //
-// DSRD_CHAOS_SEED picks the schedule (default: the time); DSRD_CHAOS_LENGTH
-// its length (default 3m). The seed is logged first: the same seed replays
-// the same schedule. The report is logged and written to
-// .cache/chaos/report-SEED.md.
+// DSRD_CHAOS_SEEDS (a space-separated list) or DSRD_CHAOS_SEED pick the
+// schedules, one subtest each (default: one seed from the time);
+// DSRD_CHAOS_LENGTH their length (default 3m). Each seed is logged first:
+// the same seed replays the same schedule. Each report is logged and
+// written to .cache/chaos/report-SEED.md; DSRD_CHAOS_REPORT names a file
+// (docs/reliability.md in make soak) whose soak section gets the report.
 //
-// Fault kinds not run by this runner yet: realserver agent kills and
-// stalls (the lab runs no agents), netem, clock steps.
+// Clock steps act on the VM's clock, so on every node at once: network
+// namespaces share the kernel's CLOCK_REALTIME (time namespaces offset
+// only the monotonic and boot clocks), so one node's clock cannot be
+// stepped alone in the lab.
 
 import (
 	"context"
@@ -45,23 +54,42 @@ const (
 	// chaosGrace extends every fault's window for the clients' success
 	// rate: the cluster's recovery after the fault ends.
 	chaosGrace = 15 * time.Second
-	// chaosProbeEvery spaces the client's requests.
+	// chaosProbeEvery spaces the client's requests; chaosLongEvery the
+	// long-lived connections' lines and the UDP probes.
 	chaosProbeEvery = 50 * time.Millisecond
+	chaosLongEvery  = 100 * time.Millisecond
+	// chaosLongConns is the number of long-lived connections.
+	chaosLongConns = 4
+	// chaosClockBound bounds the VM clock's total offset from the clock
+	// steps (well inside the 5 minutes certificates are backdated by).
+	chaosClockBound = 2 * time.Minute
+	// chaosUDPPort is the UDP service the run adds (the backends answer
+	// UDP on 9000).
+	chaosUDPPort = 9000
 )
 
-// chaosKinds are the fault kinds this runner applies.
-var chaosKinds = []chaos.Kind{chaos.KillDaemon, chaos.StallDaemon, chaos.LinkDown, chaos.Partition,
-	chaos.ValidReload, chaos.InvalidReload, chaos.AdminDrain, chaos.AdminUndrain, chaos.Transfer, chaos.KillBackend}
+// chaosKinds are the fault kinds this runner applies: all of them.
+var chaosKinds = chaos.Kinds
+
+// chaosAgents are the hosts whose realserver agents faults may hit.
+var chaosAgents = []string{"rs1", "rs2", "rs3"}
 
 func TestChaos(t *testing.T) {
 	lab.Require(t)
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("DSRD_CHAOS_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
+	var seeds []uint64
+	list := os.Getenv("DSRD_CHAOS_SEEDS")
+	if list == "" {
+		list = os.Getenv("DSRD_CHAOS_SEED")
+	}
+	for _, f := range strings.Fields(list) {
+		v, err := strconv.ParseUint(f, 10, 64)
 		if err != nil {
-			t.Fatalf("DSRD_CHAOS_SEED %q: %v", s, err)
+			t.Fatalf("chaos seed %q: %v", f, err)
 		}
-		seed = v
+		seeds = append(seeds, v)
+	}
+	if len(seeds) == 0 {
+		seeds = []uint64{uint64(time.Now().UnixNano())}
 	}
 	b := chaos.DefaultBounds
 	b.Length, b.Kinds = 3*time.Minute, chaosKinds
@@ -72,12 +100,25 @@ func TestChaos(t *testing.T) {
 		}
 		b.Length = d
 	}
+	soak := os.Getenv("DSRD_CHAOS_SOAK") != ""
+	if soak {
+		// Five minutes without faults first: the level the leak check
+		// compares the end with is the cluster's own, under the workload.
+		b.Warmup = 5 * time.Minute
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { chaosRun(t, seed, b, soak) })
+	}
+}
+
+// chaosRun runs one seed's schedule and checks its invariants.
+func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 	var reals []string
 	for _, r := range clusterReals {
 		reals = append(reals, "web/"+r.IPv4().String())
 	}
 	top := chaos.Topology{Directors: []string{"dir1", "dir2"}, Witnesses: []string{"dir3"},
-		Backends: []string{"rs1", "rs2", "rs3"}, Reals: reals}
+		Backends: []string{"rs1", "rs2", "rs3"}, Agents: chaosAgents, Reals: reals}
 	schedule, err := chaos.Generate(seed, b, top)
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +129,8 @@ func TestChaos(t *testing.T) {
 	}
 
 	c, _ := clusterStart(t)
+	r := &chaosRunner{t: t, c: c}
+	r.addUDPService()
 	watch, err := c.Watch(20 * time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -95,40 +138,27 @@ func TestChaos(t *testing.T) {
 	start := time.Now()
 	since := func() time.Duration { return time.Since(start) }
 
-	// The client: one request to the VIP every 50 ms.
+	// The workload: short requests, long-lived connections, UDP probes.
 	probeCtx, stopProbes := context.WithCancel(context.Background())
-	var mu sync.Mutex
-	var probes []chaos.Probe
+	short, long, udp := &chaosStream{}, &chaosStream{}, &chaosStream{}
 	var pwg sync.WaitGroup
-	pwg.Go(func() {
-		client := lab.HTTPClient(lab.Client, time.Second)
-		tick := time.NewTicker(chaosProbeEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-probeCtx.Done():
-				return
-			case <-tick.C:
-			}
-			at := since()
-			err := chaosGet(probeCtx, client)
-			if probeCtx.Err() != nil {
-				return // cut short by the end of the run, not by the cluster
-			}
-			p := chaos.Probe{At: at, OK: err == nil}
-			if err != nil {
-				p.Err = err.Error()
-			}
-			mu.Lock()
-			probes = append(probes, p)
-			mu.Unlock()
-		}
-	})
+	pwg.Go(func() { chaosShort(probeCtx, since, short) })
+	for range chaosLongConns {
+		pwg.Go(func() { chaosLongLived(probeCtx, since, long) })
+	}
+	pwg.Go(func() { chaosUDP(probeCtx, since, udp) })
+
+	// The daemons' footprint, every minute (every 15 s in a short run).
+	every := 15 * time.Second
+	if soak {
+		every = time.Minute
+	}
+	res := &chaosResources{c: c}
+	pwg.Go(func() { res.run(probeCtx, since, every) })
 
 	// One goroutine, the test's, starts every fault and ends it when due
 	// (the lab's helpers may fail the test, which only the test's own
 	// goroutine may do).
-	r := &chaosRunner{t: t, c: c}
 	type pending struct {
 		at   time.Duration
 		undo func()
@@ -148,10 +178,14 @@ func TestChaos(t *testing.T) {
 			u.undo()
 		}
 	}
+	var warm map[string]chaos.Resources
 	for _, f := range schedule {
 		runDue(f.At)
 		if d := f.At - since(); d > 0 {
 			time.Sleep(d)
+		}
+		if warm == nil {
+			warm = res.read(probeCtx) // the level after warm-up, before the first fault
 		}
 		if undo := r.apply(f); undo != nil {
 			undos = append(undos, pending{f.End(), undo})
@@ -162,7 +196,8 @@ func TestChaos(t *testing.T) {
 		time.Sleep(d)
 	}
 
-	// (b): one leader and both directors' IPVS alike, within the bound.
+	// (b): one leader, both directors' IPVS alike, every agent's host
+	// repaired, within the bound.
 	var final chaos.Final
 	lab.Eventually(t, 2*clusterTakeover, 500*time.Millisecond, func() error {
 		final = r.final(since())
@@ -171,6 +206,7 @@ func TestChaos(t *testing.T) {
 		}
 		return nil
 	})
+	endRes := res.read(probeCtx)
 	stopProbes()
 	pwg.Wait()
 	changes, err := watch.Stop()
@@ -182,15 +218,41 @@ func TestChaos(t *testing.T) {
 	var violations []chaos.Violation
 	violations = append(violations, chaos.CheckVIPOwners(chaosSamples(changes, start, end), []string{clusterVIP.String()}, schedule, chaosSettle)...)
 	violations = append(violations, chaos.CheckConverged(final)...)
-	violations = append(violations, chaos.CheckLedger(r.ops, r.adminStates(), end)...)
-	rate, worst, pv := chaos.Outages(probes, schedule, chaosGrace)
-	violations = append(violations, pv...)
+	violations = append(violations, chaos.CheckLedger(r.ops, r.finalValues(), end)...)
+	if soak {
+		violations = append(violations, chaos.CheckLeaks(warm, endRes, end)...)
+	}
+	streams := []chaosStreamResult{
+		chaosOutages("short requests (HTTP, every 50 ms)", short, schedule),
+		chaosOutages(fmt.Sprintf("long-lived connections (%d, a line every 100 ms)", chaosLongConns), long, schedule),
+		chaosOutages("UDP probes (every 100 ms)", udp, schedule),
+	}
+	for _, s := range streams {
+		violations = append(violations, s.violations...)
+	}
 
-	report := chaosReport(seed, b, schedule, probes, rate, worst, violations)
+	report := chaosReport(seed, b, schedule, streams, res.all(), violations)
 	t.Log("\n" + report)
-	if dir := filepath.Join(os.Getenv("DSRD_REPO"), ".cache", "chaos"); os.Getenv("DSRD_REPO") != "" {
+	repo := os.Getenv("DSRD_REPO")
+	if repo != "" {
+		dir := filepath.Join(repo, ".cache", "chaos")
 		_ = os.MkdirAll(dir, 0o755)
 		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("report-%d.md", seed)), []byte(report), 0o644)
+	}
+	if p := os.Getenv("DSRD_CHAOS_REPORT"); p != "" {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(repo, p)
+		}
+		doc, err := os.ReadFile(p)
+		if err == nil {
+			var out string
+			if out, err = chaos.SpliceReport(string(doc), report); err == nil {
+				err = os.WriteFile(p, []byte(out), 0o644)
+			}
+		}
+		if err != nil {
+			t.Errorf("write the report into %s: %v", p, err)
+		}
 	}
 	for _, v := range violations {
 		t.Errorf("invariant violated: %s", v)
@@ -263,6 +325,10 @@ func (r *chaosRunner) ctx() (context.Context, context.CancelFunc) {
 func (r *chaosRunner) apply(f chaos.Fault) (undo func()) {
 	t := r.t
 	h := lab.Host(f.Target)
+	agent := false
+	if a, ok := strings.CutPrefix(f.Target, "agent@"); ok {
+		h, agent = lab.Host(a), true // the realserver agent in that host
+	}
 	logf := func(format string, args ...any) {
 		t.Logf("+%s %s: "+format, append([]any{f.At.Round(time.Millisecond), f.Kind}, args...)...)
 	}
@@ -270,6 +336,17 @@ func (r *chaosRunner) apply(f chaos.Fault) (undo func()) {
 	case chaos.KillDaemon:
 		if err := r.c.Signal(h, syscall.SIGKILL); err != nil {
 			logf("%v", err)
+		}
+		if agent {
+			// While its agent is dead the host loses its IPv4 VIP (an
+			// operator's mistake, a network restart): the agent started
+			// again must repair it.
+			ctx, cancel := r.ctx()
+			_, err := lab.InNS(ctx, h, "ip", "addr", "del", clusterVIP.String()+"/32", "dev", "lo")
+			cancel()
+			if err != nil {
+				logf("remove the VIP from %s's lo: %v", h, err)
+			}
 		}
 		return func() { r.restart(h) }
 	case chaos.StallDaemon:
@@ -302,10 +379,30 @@ func (r *chaosRunner) apply(f chaos.Fault) (undo func()) {
 			}
 		}
 	case chaos.ValidReload:
+		// A change of web's last real's weight, in both directors' files
+		// (so a director started again later submits the same), then a
+		// reload through the target: acknowledged, it must be what the
+		// cluster holds at the end unless a later change replaced it.
+		w := 1 + int(f.At/(10*time.Millisecond))%5
+		for _, d := range lab.ClusterDirectors() {
+			if err := lab.ClusterConfigEdit(r.c.ConfPath(d), func(doc map[string]any) error {
+				real, err := lab.ClusterConfigReal(doc, "web", chaosWeighted.IPv4())
+				if err == nil {
+					real["weight"] = w
+				}
+				return err
+			}); err != nil {
+				t.Fatalf("edit %s's file: %v", d, err)
+			}
+		}
 		ctx, cancel := r.ctx()
-		defer cancel()
-		if _, stderr, err := r.c.CLI(ctx, h, "reload"); err != nil {
-			logf("%v %s", err, stderr)
+		_, stderr, err := r.c.CLI(ctx, h, "reload")
+		cancel()
+		r.mu.Lock()
+		r.ops = append(r.ops, chaos.Op{At: f.At, Key: chaosWeightKey, Value: strconv.Itoa(w), Acked: err == nil})
+		r.mu.Unlock()
+		if err != nil {
+			logf("weight %d through %s: %v %s", w, h, err, strings.TrimSpace(stderr))
 		}
 	case chaos.InvalidReload:
 		path := r.c.ConfPath(h)
@@ -355,11 +452,46 @@ func (r *chaosRunner) apply(f chaos.Fault) (undo func()) {
 	case chaos.KillBackend:
 		lab.ClusterBackendStop(t, h)
 		return func() { lab.ClusterBackendStart(t, h) }
+	case chaos.Netem:
+		ctx, cancel := r.ctx()
+		_, err := lab.InNS(ctx, h, "tc", "qdisc", "add", "dev", "eth0", "root", "netem",
+			"loss", fmt.Sprintf("%d%%", f.LossPct), "delay", fmt.Sprintf("%dms", f.Delay.Milliseconds()))
+		cancel()
+		if err != nil {
+			logf("%v", err)
+			return nil
+		}
+		return func() {
+			ctx, cancel := r.ctx()
+			defer cancel()
+			if _, err := lab.InNS(ctx, h, "tc", "qdisc", "del", "dev", "eth0", "root"); err != nil {
+				logf("remove netem: %v", err)
+			}
+		}
+	case chaos.ClockStep:
+		step := f.Step
+		if d := chaosClockOffset + step; d > chaosClockBound || d < -chaosClockBound {
+			step = -step // keep the VM clock within the bound of true time
+		}
+		now := time.Now().Add(step)
+		ctx, cancel := r.ctx()
+		_, err := lab.Run(ctx, "date", "-u", "-s", fmt.Sprintf("@%d.%09d", now.Unix(), now.Nanosecond()))
+		cancel()
+		if err != nil {
+			logf("%v", err)
+			return nil
+		}
+		chaosClockOffset += step
+		logf("the VM's clock stepped by %s (now %s off)", step, chaosClockOffset)
 	default:
 		logf("not run by this runner")
 	}
 	return nil
 }
+
+// chaosClockOffset is how far the clock steps have moved the VM's clock
+// (one VM, one clock: shared by every run of the test process).
+var chaosClockOffset time.Duration
 
 // restart starts a killed daemon again, as systemd would.
 func (r *chaosRunner) restart(h lab.Host) {
@@ -418,11 +550,25 @@ func (r *chaosRunner) final(at time.Duration) chaos.Final {
 		f.IPVS[string(d)] = fmt.Sprint(w)
 	}
 	f.Desired = f.IPVS[string(lab.Dir1)] // the directors must agree with each other
+	f.Repaired = map[string]bool{}
+	for _, a := range chaosAgents {
+		h := lab.Host(a)
+		_, err := lab.InNS(ctx, h, r.c.Bin(), "realserver", "check", "--vip", clusterVIP.String(),
+			"--vip", lab.ClusterVIP6.String(), "--interface", "eth0")
+		f.Repaired["agent@"+a] = err == nil && r.c.Running(h)
+	}
 	return f
 }
 
-// adminStates reads the reals' admin states of web from dir1's status.
-func (r *chaosRunner) adminStates() map[string]string {
+// chaosWeighted is the real whose weight in web valid reloads change,
+// and chaosWeightKey its key in the ledger.
+var chaosWeighted = lab.RS3
+
+const chaosWeightKey = "config/web/weight-of-rs3"
+
+// finalValues reads, from dir1's status, the reals' admin states of web
+// and the weight valid reloads set.
+func (r *chaosRunner) finalValues() map[string]string {
 	ctx, cancel := r.ctx()
 	defer cancel()
 	out := map[string]string{}
@@ -436,26 +582,53 @@ func (r *chaosRunner) adminStates() map[string]string {
 		}
 		for _, rs := range s.Reals {
 			out["admin/web/"+rs.Address.String()] = rs.Admin
+			if rs.Address == chaosWeighted.IPv4() {
+				out[chaosWeightKey] = strconv.Itoa(rs.Weight)
+			}
 		}
 	}
 	return out
 }
 
 // chaosReport is the run's report in Markdown.
-func chaosReport(seed uint64, b chaos.Bounds, schedule []chaos.Fault, probes []chaos.Probe, rate float64, worst map[chaos.Kind][]time.Duration, violations []chaos.Violation) string {
+func chaosReport(seed uint64, b chaos.Bounds, schedule []chaos.Fault, streams []chaosStreamResult, res []chaos.ResourceSample, violations []chaos.Violation) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "chaos run: seed %d, %s, %d faults, %d probes; clients served outside faults: %.2f %%; %d invariant violations\n\n",
-		seed, b.Length, len(schedule), len(probes), rate, len(violations))
-	s.WriteString("| fault | injected | outages (min / median / max) |\n| --- | --- | --- |\n")
+	fmt.Fprintf(&s, "chaos run: seed %d, %s, %d faults; %d invariant violations\n\n", seed, b.Length, len(schedule), len(violations))
+	s.WriteString("| workload | probes | served outside faults |\n| --- | --: | --: |\n")
+	for _, st := range streams {
+		fmt.Fprintf(&s, "| %s | %d | %.2f %% |\n", st.name, st.probes, st.outside)
+	}
+	s.WriteString("\nOutages (a run of failed probes that began in a fault's window), min / median / max:\n\n")
+	s.WriteString("| fault | injected |")
+	for _, st := range streams {
+		fmt.Fprintf(&s, " %s |", strings.SplitN(st.name, " (", 2)[0])
+	}
+	s.WriteString("\n| --- | --: |" + strings.Repeat(" --- |", len(streams)) + "\n")
 	counts := chaos.Counts(schedule)
 	for _, k := range chaos.Kinds {
-		if counts[k] == 0 && len(worst[k]) == 0 {
+		seen := counts[k] > 0
+		for _, st := range streams {
+			seen = seen || len(st.worst[k]) > 0
+		}
+		if !seen {
 			continue
 		}
-		fmt.Fprintf(&s, "| %s | %d | %s |\n", k, counts[k], chaos.Spread(worst[k]))
+		fmt.Fprintf(&s, "| %s | %d |", k, counts[k])
+		for _, st := range streams {
+			fmt.Fprintf(&s, " %s |", chaos.Spread(st.worst[k]))
+		}
+		s.WriteString("\n")
 	}
-	for _, v := range violations {
-		fmt.Fprintf(&s, "\n- %s", v)
+	if len(res) > 0 {
+		s.WriteString("\nThe daemons' footprint (* a process started again since the previous column):\n\n")
+		s.WriteString(chaos.ResourceTables(res, 7))
+	}
+	if len(violations) > 0 {
+		s.WriteString("\nViolations:\n")
+		for _, v := range violations {
+			fmt.Fprintf(&s, "\n- %s", v)
+		}
+		s.WriteString("\n")
 	}
 	return s.String()
 }
