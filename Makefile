@@ -50,9 +50,9 @@ e2e-cluster: build
 ## workload, their invariants checked (tests/e2e/chaos_test.go; about 10
 ## minutes in all). DSRD_CHAOS_SEEDS picks the schedules, one run each
 ## (make test runs three; empty: one from the time), DSRD_CHAOS_LENGTH
-## each one's length (2m)
+## each one's length (2m30s)
 DSRD_CHAOS_SEEDS ?= 11 7 23
-DSRD_CHAOS_LENGTH ?= 2m
+DSRD_CHAOS_LENGTH ?= 150s
 chaos: build
 	DSRD_CHAOS_SEEDS='$(DSRD_CHAOS_SEEDS)' DSRD_CHAOS_LENGTH=$(DSRD_CHAOS_LENGTH) DSRD_VM_TIMEOUT=1800 \
 		DSRD_E2E_TAGS=vmtest,vmcluster,vmchaos DSRD_E2E_PKG=./tests/e2e tests/vm/e2e -test.run '^TestChaos$$'

@@ -55,18 +55,18 @@ func TestParseFlags(t *testing.T) {
 // returns its bound addresses by protocol; the backend stops with the test.
 func startBackend(t *testing.T, name string) map[string]string {
 	t.Helper()
+	return startBackendArgs(t, name, "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0")
+}
+
+// startBackendArgs is startBackend with the backend's listeners.
+func startBackendArgs(t *testing.T, name string, listeners ...string) map[string]string {
+	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var stderr bytes.Buffer
 	go func() {
-		done <- run(ctx, []string{
-			"--name", name,
-			"--tcp", "127.0.0.1:0",
-			"--http", "127.0.0.1:0",
-			"--udp", "127.0.0.1:0",
-			"--ready-file", ready,
-		}, &stderr)
+		done <- run(ctx, append([]string{"--name", name, "--ready-file", ready}, listeners...), &stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -183,6 +183,39 @@ func TestUDP(t *testing.T) {
 	}
 	if got := string(buf[:n]); got != "rs3\n" {
 		t.Errorf("udp reply %q, want %q", got, "rs3\n")
+	}
+}
+
+// TestUDPAnswersFromTheAddressAsked: a datagram sent to another local
+// address than the one the routing table would pick as the reply's source
+// (as a VIP on lo behind a direct-routing director is) is answered from
+// the address it was sent to, so a connected client accepts it.
+func TestUDPAnswersFromTheAddressAsked(t *testing.T) {
+	addrs := startBackendArgs(t, "rs2", "--udp", ":0") // the wildcard, as in the lab
+	_, port, err := net.SplitHostPort(addrs["udp"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 127.0.0.2 is local (127.0.0.0/8 on lo); the route back to the
+	// client, 127.0.0.1, would pick 127.0.0.1 as the source.
+	c, err := net.Dial("udp", net.JoinHostPort("127.0.0.2", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("anything")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("no answer from 127.0.0.2 (an answer from another source is dropped): %v", err)
+	}
+	if got := string(buf[:n]); got != "rs2\n" {
+		t.Errorf("udp reply %q, want %q", got, "rs2\n")
 	}
 }
 

@@ -10,6 +10,9 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
 // shutdownGrace bounds how long HTTP requests in flight may take to finish
@@ -197,18 +200,46 @@ func (s *server) handler() http.Handler {
 }
 
 // serveUDP answers each datagram with the name until the socket is closed.
+// The answer leaves from the address the datagram was sent to (IPV6_PKTINFO
+// on the dual-stack socket, which carries IPv4 destinations as v4-mapped
+// addresses): behind a direct-routing director a datagram arrives for the
+// VIP, and a reply from the real's own address (what the routing table
+// picks for a socket bound to the wildcard) is dropped by the client's
+// connected socket. UDP servers behind dsrd must do the same, or bind the
+// VIPs (docs/operations.md).
 func (s *server) serveUDP(ctx context.Context, c net.PacketConn) error {
 	buf := make([]byte, 64*1024)
 	reply := []byte(s.name + "\n")
+	pc := ipv6.NewPacketConn(c)
+	withDst := pc.SetControlMessage(ipv6.FlagDst, true) == nil // an IPv4-only socket has no IPV6_RECVPKTINFO
 	for {
-		_, peer, err := c.ReadFrom(buf)
+		var peer net.Addr
+		var cm *ipv6.ControlMessage
+		var err error
+		if withDst {
+			_, cm, peer, err = pc.ReadFrom(buf)
+		} else {
+			_, peer, err = c.ReadFrom(buf)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("read udp %s: %w", c.LocalAddr(), err)
 		}
-		if _, err := c.WriteTo(reply, peer); err != nil {
+		uc, isUDP := c.(*net.UDPConn)
+		ua, isUDPAddr := peer.(*net.UDPAddr)
+		if cm != nil && cm.Dst != nil && isUDP && isUDPAddr {
+			// x/net's ipv6 control message leaves out an IPv4 source, so
+			// the IPV6_PKTINFO is built here: the kernel takes a v4-mapped
+			// address in it as an IPv4 datagram's source.
+			var src [16]byte
+			copy(src[:], cm.Dst.To16())
+			_, _, err = uc.WriteMsgUDP(reply, unix.PktInfo6(&unix.Inet6Pktinfo{Addr: src}), ua)
+		} else {
+			_, err = c.WriteTo(reply, peer)
+		}
+		if err != nil {
 			s.log.Warn("udp reply failed", "peer", peer.String(), "err", err)
 		}
 	}

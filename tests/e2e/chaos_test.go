@@ -91,8 +91,10 @@ func TestChaos(t *testing.T) {
 	if len(seeds) == 0 {
 		seeds = []uint64{uint64(time.Now().UnixNano())}
 	}
-	b := chaos.DefaultBounds
-	b.Length, b.Kinds = 3*time.Minute, chaosKinds
+	// Short runs (make chaos runs three in CI): denser than the default,
+	// a shorter quiet end (the final checks wait for convergence anyway).
+	b := chaos.Bounds{Length: 3 * time.Minute, Warmup: 15 * time.Second, Quiet: 30 * time.Second,
+		MeanGap: 5 * time.Second, MaxConcurrent: 2, Kinds: chaosKinds}
 	if s := os.Getenv("DSRD_CHAOS_LENGTH"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
@@ -104,7 +106,8 @@ func TestChaos(t *testing.T) {
 	if soak {
 		// Five minutes without faults first: the level the leak check
 		// compares the end with is the cluster's own, under the workload.
-		b.Warmup = 5 * time.Minute
+		// Then the default pace: a fault every 8 s on average.
+		b.Warmup, b.Quiet, b.MeanGap = 5*time.Minute, 45*time.Second, 8*time.Second
 	}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { chaosRun(t, seed, b, soak) })
@@ -128,6 +131,18 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 		t.Logf("  %s", f)
 	}
 
+	// A cluster of its own: a seed replays the same way whatever ran
+	// before it (Raft's state, the admin states, survive a plain up).
+	repo, err := lab.Repo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
+	_, err = lab.Run(wctx, filepath.Join(repo, "tests", "vm", "cluster"), "wipe")
+	wcancel()
+	if err != nil {
+		t.Fatalf("wipe the lab cluster's state: %v", err)
+	}
 	c, _ := clusterStart(t)
 	r := &chaosRunner{t: t, c: c}
 	r.addUDPService()
@@ -233,8 +248,7 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 
 	report := chaosReport(seed, b, schedule, streams, res.all(), violations)
 	t.Log("\n" + report)
-	repo := os.Getenv("DSRD_REPO")
-	if repo != "" {
+	{
 		dir := filepath.Join(repo, ".cache", "chaos")
 		_ = os.MkdirAll(dir, 0o755)
 		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("report-%d.md", seed)), []byte(report), 0o644)
