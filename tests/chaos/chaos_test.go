@@ -101,6 +101,12 @@ func TestCheckConverged(t *testing.T) {
 	if len(v) != 3 || !strings.Contains(v[0].Detail, "- b\n+ c") {
 		t.Errorf("violations %v", v)
 	}
+	// Alike but not what the spec and health call for.
+	stale := Final{IPVS: map[string]string{"dir1": "a\nb", "dir2": "a\nb"}, Desired: "a\nb",
+		Expected: map[string]string{"dir1": "a\nb", "dir2": "a\nd"}, Leaders: []string{"dir1"}}
+	if v := CheckConverged(stale); len(v) != 1 || v[0].Invariant != "ipvs-desired" || !strings.Contains(v[0].Detail, "dir2") {
+		t.Errorf("violations %v", v)
+	}
 }
 
 func TestCheckLedger(t *testing.T) {

@@ -71,8 +71,11 @@ type Final struct {
 	At time.Duration
 	// IPVS is each director's IPVS table as ipvsadm -Sn prints it (sorted).
 	IPVS map[string]string
-	// Desired is the table the cluster's spec and health call for.
-	Desired string
+	// Desired is the table every director must hold alike (the first
+	// director's); Expected, per director, the table the cluster's spec,
+	// admin states and that director's health verdicts call for.
+	Desired  string
+	Expected map[string]string
 	// Repaired says, per realserver agent, that its host checks ok.
 	Repaired map[string]bool
 	// Leaders are the members that say they lead.
@@ -85,7 +88,10 @@ func CheckConverged(f Final) []Violation {
 	var out []Violation
 	for _, d := range sortedKeys(f.IPVS) {
 		if f.IPVS[d] != f.Desired {
-			out = append(out, Violation{f.At, "ipvs-converged", fmt.Sprintf("%s's IPVS differs from the desired table:\n%s", d, lineDiff(f.Desired, f.IPVS[d]))})
+			out = append(out, Violation{f.At, "ipvs-converged", fmt.Sprintf("%s's IPVS differs from the other director's:\n%s", d, lineDiff(f.Desired, f.IPVS[d]))})
+		}
+		if want, ok := f.Expected[d]; ok && f.IPVS[d] != want {
+			out = append(out, Violation{f.At, "ipvs-desired", fmt.Sprintf("%s's IPVS differs from what the spec and health call for:\n%s", d, lineDiff(want, f.IPVS[d]))})
 		}
 	}
 	for _, a := range sortedKeys(f.Repaired) {

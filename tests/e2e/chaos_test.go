@@ -33,6 +33,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,6 +44,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/tests/chaos"
 	"github.com/dsrd/dsrd/tests/e2e/lab"
 )
@@ -555,6 +557,7 @@ func (r *chaosRunner) final(at time.Duration) chaos.Final {
 			f.Leaders = append(f.Leaders, string(d))
 		}
 	}
+	f.Expected = map[string]string{}
 	for _, d := range lab.ClusterDirectors() {
 		w, err := lab.ClusterIPVSWeights(ctx, d)
 		if err != nil {
@@ -562,6 +565,12 @@ func (r *chaosRunner) final(at time.Duration) chaos.Final {
 			continue
 		}
 		f.IPVS[string(d)] = fmt.Sprint(w)
+		st, err := r.c.Status(ctx, d)
+		if err != nil {
+			f.Expected[string(d)] = "unreadable: " + err.Error()
+			continue
+		}
+		f.Expected[string(d)] = fmt.Sprint(chaosExpected(st))
 	}
 	f.Desired = f.IPVS[string(lab.Dir1)] // the directors must agree with each other
 	f.Repaired = map[string]bool{}
@@ -572,6 +581,38 @@ func (r *chaosRunner) final(at time.Duration) chaos.Final {
 		f.Repaired["agent@"+a] = err == nil && r.c.Running(h)
 	}
 	return f
+}
+
+// chaosExpected is the IPVS table (as lab.ClusterIPVSWeights reads it)
+// that a director's status calls for, by the lab's rules (on_down
+// weight0, no sorry servers): a disabled real is deleted, a drained or
+// unhealthy one is at weight 0, the others at their configured weight.
+func chaosExpected(st api.Status) map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for _, s := range st.Services {
+		proto, addr, _ := strings.Cut(s.Key, "/")
+		svc, err := netip.ParseAddrPort(addr)
+		if err != nil {
+			continue // a fwmark service: the lab has none
+		}
+		m := map[string]int{}
+		for _, r := range s.Reals {
+			port := r.Port
+			if port == 0 {
+				port = svc.Port()
+			}
+			w := r.Weight
+			switch {
+			case r.Admin == "disabled":
+				continue
+			case r.Admin == "drained" || r.Health != "up":
+				w = 0
+			}
+			m[netip.AddrPortFrom(r.Address, port).String()] = w
+		}
+		out[strings.ToUpper(proto)+" "+svc.String()] = m
+	}
+	return out
 }
 
 // chaosWeighted is the real whose weight in web valid reloads change,
