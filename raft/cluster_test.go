@@ -801,3 +801,31 @@ func TestTransferReleasesFirst(t *testing.T) {
 		t.Error("the leader did not take leadership up again")
 	}
 }
+
+// VerifyLeader confirms leadership with a quorum: the leader passes, a
+// follower does not, and a leader whose followers are gone fails (it
+// steps down within its lease) instead of trusting its stale state.
+func TestVerifyLeader(t *testing.T) {
+	c := newTestCluster(t, 3)
+	l := c.waitLeader()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := c.nodes[l].VerifyLeader(ctx); err != nil {
+		t.Fatalf("the leader: %v", err)
+	}
+	if err := aFollower(t, c.nodes).VerifyLeader(ctx); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a follower: %v, want ErrNotLeader", err)
+	}
+	for i, n := range c.nodes {
+		if i != l {
+			if err := n.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := c.nodes[l].VerifyLeader(ctx); err == nil {
+		t.Fatal("a leader without a quorum verified its leadership")
+	} else if ctx.Err() != nil {
+		t.Fatalf("not resolved within the lease: %v", err)
+	}
+}

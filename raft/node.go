@@ -516,6 +516,32 @@ func (n *Node) Leadership(ctx context.Context) <-chan bool { return n.lead.subsc
 // barrier (the state Leadership last delivered).
 func (n *Node) IsLeader() bool { return n.lead.isLeader() }
 
+// VerifyLeader confirms with a round of contact with a quorum that this
+// node still leads. Established leadership (IsLeader) can be stale: a
+// leader whose process was paused (SIGSTOP, a frozen VM) for longer than
+// its lease has been replaced, and does not know it until Raft's own
+// lease check runs after the pause. It fails when the node does not lead,
+// loses leadership meanwhile, or ctx ends first (Raft resolves the check
+// within the leader lease either way).
+func (n *Node) VerifyLeader(ctx context.Context) error {
+	r := n.raft.Load()
+	if r == nil || !n.IsLeader() {
+		return fmt.Errorf("verify leadership: %w", ErrNotLeader)
+	}
+	f := r.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("verify leadership: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("verify leadership: %w", ctx.Err())
+	}
+}
+
 // LeaderAddress returns the leader's Raft address, "" when none is known.
 func (n *Node) LeaderAddress() string {
 	addr, _ := n.leader()

@@ -96,7 +96,19 @@ type MachineOptions struct {
 	CheckInterval time.Duration
 	// Notify are the scripts run on transitions.
 	Notify NotifyScripts
+	// Confirm, when set, is asked just before MASTER takes the VIPs, and
+	// an error keeps the machine out of MASTER (retried every
+	// confirmRetry while the leadership signal stays true). The director
+	// confirms its Raft leadership with a quorum here: a leader paused
+	// (SIGSTOP, a frozen VM) for longer than its lease may have been
+	// deposed while the signal it gave before the pause waits in the
+	// machine, and must not take the VIPs the new leader holds.
+	Confirm func(ctx context.Context) error
 }
+
+// confirmRetry spaces the attempts to confirm leadership while the
+// leadership signal says leader.
+const confirmRetry = 250 * time.Millisecond
 
 // Machine drives an Owner from two inputs: the leadership signal
 // (SetLeader) and the state of the VIPs' interfaces (link notifications and
@@ -117,6 +129,8 @@ type Machine struct {
 
 	running atomic.Bool
 	stopped chan struct{}
+
+	confirm func(ctx context.Context) error
 
 	// observe, when set (by tests), sees every transition.
 	observe func(Transition)
@@ -142,6 +156,7 @@ func NewMachine(o *Owner, opts MachineOptions) *Machine {
 		log:     o.log,
 		check:   opts.CheckInterval,
 		notify:  newNotifier(opts.Notify, o.log),
+		confirm: opts.Confirm,
 		faults:  make(chan Transition, 1),
 		nudge:   make(chan struct{}, 1),
 		reqs:    make(chan updateRequest),
@@ -156,6 +171,11 @@ func (m *Machine) SetLeader(leader bool) {
 	m.mu.Lock()
 	m.leader, m.leaderNew = leader, true
 	m.mu.Unlock()
+	m.poke()
+}
+
+// poke wakes the loop to evaluate its inputs again; it never blocks.
+func (m *Machine) poke() {
 	select {
 	case m.nudge <- struct{}{}:
 	default:
@@ -326,6 +346,18 @@ func (m *Machine) evaluate(ctx context.Context, st *loop) {
 	}
 	switch cur := m.State(); {
 	case st.leader && cur != StateMaster:
+		if m.confirm != nil {
+			if err := m.confirm(ctx); err != nil {
+				m.log.Warn("leadership not confirmed: vips not taken", keyError, err)
+				time.AfterFunc(confirmRetry, m.poke)
+				return
+			}
+			// The confirmation may have taken a while: a SetLeader(false)
+			// given meanwhile wins.
+			if m.takeLeader(st); !st.leader {
+				return
+			}
+		}
 		m.enterMaster(ctx)
 	case !st.leader && cur == StateMaster:
 		m.enterBackup(ctx, ReasonNotLeader, "")

@@ -338,3 +338,89 @@ func TestStateString(t *testing.T) {
 		}
 	}
 }
+
+// TestStalledLeaderDoesNotTakeVIPs is what chaos seed 7 found: a director
+// stopped (SIGSTOP) right after it became leader resumed once another
+// director had been elected and held the VIP, and its machine acted on the
+// leadership signal given before the pause: both held the VIP for a
+// second. With Confirm the machine asks first, and a leadership the
+// quorum does not confirm takes nothing; it is asked again while the
+// signal says leader, and a SetLeader(false) given during the question
+// wins.
+func TestStalledLeaderDoesNotTakeVIPs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		deposed, asked := true, 0
+		confirm := func(ctx context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			asked++
+			if deposed {
+				return errors.New("leadership lost")
+			}
+			return nil
+		}
+		k := NewFakeKernel("eth0")
+		tm := startMachine(t, k, MachineOptions{Confirm: confirm}, vip("203.0.113.10", "eth0", once()))
+		k.ResetCalls()
+
+		tm.SetLeader(true) // the stale signal
+		synctest.Wait()
+		tm.wantState(t, StateBackup)
+		wantOps(t, k)
+		time.Sleep(3 * confirmRetry)
+		synctest.Wait()
+		tm.wantState(t, StateBackup)
+		wantOps(t, k)
+		mu.Lock()
+		if asked < 3 {
+			t.Errorf("confirmation asked %d times in 3 retry intervals", asked)
+		}
+		mu.Unlock()
+
+		// Raft steps down: the machine stops asking.
+		tm.SetLeader(false)
+		synctest.Wait()
+		mu.Lock()
+		n := asked
+		mu.Unlock()
+		time.Sleep(3 * confirmRetry)
+		synctest.Wait()
+		mu.Lock()
+		if asked != n {
+			t.Errorf("confirmation asked %d more times after leadership was lost", asked-n)
+		}
+		deposed = false // a later, real leadership is confirmed
+		mu.Unlock()
+
+		tm.SetLeader(true)
+		synctest.Wait()
+		tm.wantState(t, StateMaster)
+		wantOps(t, k, "ip addr add 203.0.113.10/32 dev eth0 label eth0:dsrd")
+		tm.stop(t)
+	})
+}
+
+// A SetLeader(false) given while the confirmation is under way wins over
+// the confirmation's success.
+func TestConfirmLosesToLaterSignal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		k := NewFakeKernel("eth0")
+		var tm *testMachine
+		confirm := func(ctx context.Context) error {
+			tm.SetLeader(false) // leadership lost while the quorum answers
+			<-release
+			return nil
+		}
+		tm = startMachine(t, k, MachineOptions{Confirm: confirm}, vip("203.0.113.10", "eth0", once()))
+		k.ResetCalls()
+		tm.SetLeader(true)
+		synctest.Wait()
+		close(release)
+		synctest.Wait()
+		tm.wantState(t, StateBackup)
+		wantOps(t, k)
+		tm.stop(t)
+	})
+}

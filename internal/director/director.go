@@ -265,7 +265,7 @@ func (d *Director) Run(ctx context.Context) error {
 			log.Warn("bgp vips not released from lo", "error", err)
 		}
 	}()
-	d.machine = vrrp.NewMachine(owner, vrrp.MachineOptions{Notify: notifyOf(cfg.Node.Notify)})
+	d.machine = vrrp.NewMachine(owner, vrrp.MachineOptions{Notify: notifyOf(cfg.Node.Notify), Confirm: d.confirmLeadership})
 
 	d.checks = healthcheck.NewScheduler(healthcheck.SchedulerOptions{
 		Logger: log,

@@ -169,6 +169,21 @@ func (d *Director) followLeadership(ctx context.Context) error {
 	return nil
 }
 
+// confirmTimeout bounds the confirmation of leadership before the VIPs are
+// taken; Raft answers within the leader lease either way.
+const confirmTimeout = 5 * time.Second
+
+// confirmLeadership is the VIP machine's Confirm: the leadership is
+// confirmed with a quorum just before the VIPs are taken, so that a leader
+// resumed after a pause longer than its lease (SIGSTOP, a frozen VM), and
+// replaced meanwhile, does not take the VIPs its successor holds (chaos
+// seed 7: both directors held the VIP for a second).
+func (d *Director) confirmLeadership(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, confirmTimeout)
+	defer cancel()
+	return d.node.VerifyLeader(ctx)
+}
+
 // handleFaults gives up leadership when the VIP interface fails: a leader
 // that cannot hold the VIPs must let another director take them, one whose
 // own interface is up (transferTargets: never the witness, which would

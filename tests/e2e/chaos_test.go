@@ -146,8 +146,14 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 		t.Fatalf("wipe the lab cluster's state: %v", err)
 	}
 	c, _ := clusterStart(t)
-	r := &chaosRunner{t: t, c: c}
+	r := &chaosRunner{t: t, c: c, cliq: make(chan chaos.Fault, 256)}
 	r.addUDPService()
+	var cwg sync.WaitGroup
+	cwg.Go(func() {
+		for f := range r.cliq {
+			r.applyCLI(f)
+		}
+	})
 	watch, err := c.Watch(20 * time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -209,6 +215,8 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 		}
 	}
 	runDue(b.Length)
+	close(r.cliq)
+	cwg.Wait()
 	if d := b.Length - since(); d > 0 {
 		time.Sleep(d)
 	}
@@ -325,10 +333,12 @@ func chaosSamples(changes []lab.ClusterHolding, start time.Time, end time.Durati
 // chaosRunner applies faults to the lab cluster and keeps the ledger of
 // admin changes.
 type chaosRunner struct {
-	t   *testing.T
-	c   *lab.Cluster
-	mu  sync.Mutex
-	ops []chaos.Op
+	t *testing.T
+	c *lab.Cluster
+	// cliq feeds applyCLI's goroutine.
+	cliq chan chaos.Fault
+	mu   sync.Mutex
+	ops  []chaos.Op
 }
 
 func (r *chaosRunner) ctx() (context.Context, context.CancelFunc) {
@@ -394,6 +404,28 @@ func (r *chaosRunner) apply(f chaos.Fault) (undo func()) {
 				logf("heal: %v", err)
 			}
 		}
+	case chaos.ValidReload, chaos.InvalidReload, chaos.AdminDrain, chaos.AdminUndrain, chaos.Transfer:
+		r.cliq <- f
+	default:
+		return r.applyOther(f, h, logf)
+	}
+	return nil
+}
+
+// applyCLI applies the faults that go through dsrd's CLI: reloads, admin
+// changes and transfers. They run on a goroutine of their own, one after
+// the other, because a CLI call may wait up to its timeout for a cluster
+// under faults, and the schedule's other faults (ends of stalls and
+// partitions above all) must keep their times meanwhile (a stall's SIGCONT
+// held back by a drain waiting for the stalled leader made a 3 s stall
+// last 10 s).
+func (r *chaosRunner) applyCLI(f chaos.Fault) {
+	t := r.t
+	h := lab.Host(f.Target)
+	logf := func(format string, args ...any) {
+		t.Logf("+%s %s: "+format, append([]any{f.At.Round(time.Millisecond), f.Kind}, args...)...)
+	}
+	switch f.Kind {
 	case chaos.ValidReload:
 		// A change of web's last real's weight, in both directors' files
 		// (so a director started again later submits the same), then a
@@ -408,7 +440,8 @@ func (r *chaosRunner) apply(f chaos.Fault) (undo func()) {
 				}
 				return err
 			}); err != nil {
-				t.Fatalf("edit %s's file: %v", d, err)
+				t.Errorf("edit %s's file: %v", d, err)
+				return
 			}
 		}
 		ctx, cancel := r.ctx()
@@ -425,11 +458,11 @@ func (r *chaosRunner) apply(f chaos.Fault) (undo func()) {
 		good, err := os.ReadFile(path)
 		if err != nil {
 			logf("%v", err)
-			return nil
+			return
 		}
 		if err := os.WriteFile(path, append(slices.Clone(good), []byte("\nservices: [oops\n")...), 0o600); err != nil {
 			logf("%v", err)
-			return nil
+			return
 		}
 		ctx, cancel := r.ctx()
 		_, _, err = r.c.CLI(ctx, h, "reload")
@@ -438,7 +471,7 @@ func (r *chaosRunner) apply(f chaos.Fault) (undo func()) {
 			t.Errorf("+%s: an invalid file was accepted by %s's reload", f.At.Round(time.Millisecond), h)
 		}
 		if err := os.WriteFile(path, good, 0o600); err != nil {
-			t.Fatalf("restore %s: %v", path, err)
+			t.Errorf("restore %s: %v", path, err)
 		}
 	case chaos.AdminDrain, chaos.AdminUndrain:
 		svc, real, _ := strings.Cut(f.Target, "/")
@@ -465,6 +498,13 @@ func (r *chaosRunner) apply(f chaos.Fault) (undo func()) {
 		if _, stderr, err := r.c.CLI(ctx, h, "failover"); err != nil {
 			logf("%v %s", err, strings.TrimSpace(stderr))
 		}
+	}
+}
+
+// applyOther is the rest of apply: what acts at once.
+func (r *chaosRunner) applyOther(f chaos.Fault, h lab.Host, logf func(string, ...any)) (undo func()) {
+	t := r.t
+	switch f.Kind {
 	case chaos.KillBackend:
 		lab.ClusterBackendStop(t, h)
 		return func() { lab.ClusterBackendStart(t, h) }
