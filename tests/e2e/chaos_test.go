@@ -363,6 +363,19 @@ func (r *chaosRunner) apply(f chaos.Fault) (undo func()) {
 		if err := r.c.Signal(h, syscall.SIGKILL); err != nil {
 			logf("%v", err)
 		}
+		if h == lab.Dir1 || h == lab.Dir2 {
+			// What the packaged unit's ExecStopPost does after any end of
+			// the daemon, a SIGKILL included: without it a killed VIP
+			// owner's kernel keeps the VIP until the daemon starts again
+			// (and cleans up), while the next leader holds it too, which
+			// no daemon can prevent (docs/reliability.md).
+			ctx, cancel := r.ctx()
+			_, err := lab.InNS(ctx, h, r.c.Bin(), "director", "release-vips", "--config", r.c.ConfPath(h))
+			cancel()
+			if err != nil {
+				logf("release-vips in %s: %v", h, err)
+			}
+		}
 		if agent {
 			// While its agent is dead the host loses its IPv4 VIP (an
 			// operator's mistake, a network restart): the agent started
