@@ -79,10 +79,12 @@ bench-bgp: build
 
 ## bench-admission: admission control in the VM lab (tests/bench/admission):
 ## the time to replace the nftables table with 10,000 and 100,000 prefixes
-## and the SYN path with and without it, as a table (docs/benchmarks.md,
-## "Admission control"; a few minutes). Not in make test.
+## and the SYN path with and without it, then the same SYN flood with and
+## without a service's rules (the legitimate client's success and latency,
+## the VM's kernel CPU), as tables (docs/benchmarks.md, "Admission
+## control"; a few minutes). Not in make test.
 bench-admission: build
-	DSRD_E2E_TAGS=vmbench DSRD_E2E_PKG=./tests/bench/admission tests/vm/e2e -test.run '^TestAdmissionBench$$'
+	DSRD_E2E_TAGS=vmbench DSRD_E2E_PKG=./tests/bench/admission tests/vm/e2e -test.run '^TestAdmission(Flood)?Bench$$'
 
 ## demo: the lab with a real cluster of directors, a witness and backends
 demo: build

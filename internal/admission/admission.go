@@ -46,6 +46,20 @@ const MeterSize = 65536
 // connection; past it, the source starts again with a full burst.
 const MeterTimeout = 60 * time.Second
 
+// TopSize bounds the sources one service's offender set records: the
+// sources whose packets the service's deny, allow or per-source rate rules
+// dropped, each with its own packet counter. A full set records no new
+// source (the packet is dropped all the same); the sources in it keep
+// counting.
+const TopSize = 4096
+
+// TopTimeout is how long a source stays in an offender set after its last
+// dropped packet; its counter then starts again from 0.
+const TopTimeout = 10 * time.Minute
+
+// MaxTop bounds the offending sources reported per service.
+const MaxTop = 10
+
 // MaxPrefixes bounds each allow and each deny list.
 const MaxPrefixes = 100000
 

@@ -51,6 +51,9 @@ type PlanService struct {
 	Counters map[Reason]string
 	// Meter is the name of the service's per-source meter, "" if none.
 	Meter string
+	// Top is the name of the service's offender set, "" if none (a
+	// service with only a cap drops no source for what it did).
+	Top string
 }
 
 // Empty reports whether the plan controls no service.
@@ -71,6 +74,9 @@ func ParseCounterName(name string) (service string, r Reason, ok bool) {
 
 // MeterName returns the name of a service's per-source meter.
 func MeterName(service string) string { return "meter_" + service }
+
+// TopName returns the name of a service's offender set.
+func TopName(service string) string { return "top_" + service }
 
 // Build turns a configuration into the plan of the dsrd table. It checks
 // what the kernel would refuse (names, families, rates) so that a bad
@@ -203,8 +209,11 @@ func (r *rule) counter(name string) *rule {
 
 func (r *rule) verdict(v expr.VerdictKind, chain string) *rule {
 	text := map[expr.VerdictKind]string{expr.VerdictDrop: "drop", expr.VerdictReturn: "return", expr.VerdictAccept: "accept"}[v]
-	if v == expr.VerdictJump {
+	switch v {
+	case expr.VerdictJump:
 		text = "jump " + chain
+	case expr.VerdictGoto:
+		text = "goto " + chain
 	}
 	return r.add(text, &expr.Verdict{Kind: v, Chain: chain})
 }
@@ -255,12 +264,21 @@ func (p *Plan) service(s *Service) {
 		ps.Counters[r] = n
 		return n
 	}
+	// A drop the source earned (deny, not allowed, its rate) goes to the
+	// service's drop chain, which records the source before it drops.
+	var dropChain *nftables.Chain
+	offender := func(r *rule) {
+		if dropChain == nil {
+			dropChain = p.dropChain(s.Name, fi, &ps)
+		}
+		p.addRule(chain, r.verdict(expr.VerdictGoto, dropChain.Name))
+	}
 
 	// Deny first: deny wins over allow.
 	if set := p.prefixSet("deny_"+s.Name, fi, s.Family, s.Deny); set != nil {
 		r := (&rule{}).saddr(fi).add(fmt.Sprintf("%s saddr @%s", fi.name, set.Name),
 			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID})
-		p.addRule(chain, r.counter(counter(ReasonDeny)).verdict(expr.VerdictDrop, ""))
+		offender(r.counter(counter(ReasonDeny)))
 	}
 	if len(s.Allow) > 0 {
 		// An allow list without an address of this family allows none of
@@ -271,7 +289,7 @@ func (p *Plan) service(s *Service) {
 		}
 		r := (&rule{}).saddr(fi).add(fmt.Sprintf("%s saddr != @%s", fi.name, set.Name),
 			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, Invert: true})
-		p.addRule(chain, r.counter(counter(ReasonNotAllowed)).verdict(expr.VerdictDrop, ""))
+		offender(r.counter(counter(ReasonNotAllowed)))
 	}
 	if s.SourceRate == nil && s.ServiceRate == nil {
 		p.Services = append(p.Services, ps)
@@ -305,13 +323,32 @@ func (p *Plan) service(s *Service) {
 		r.add(fmt.Sprintf("update @%s { %s limit rate over %s }", meter.Name, key, sr.Rate),
 			&expr.Dynset{SrcRegKey: 1, SetName: meter.Name, SetID: meter.ID, Operation: unix.NFT_DYNSET_OP_UPDATE,
 				Exprs: []expr.Any{limit(sr.Rate)}})
-		p.addRule(chain, r.counter(counter(ReasonRate)).verdict(expr.VerdictDrop, ""))
+		offender(r.counter(counter(ReasonRate)))
 	}
 	if sr := s.ServiceRate; sr != nil {
 		r := (&rule{}).add("limit rate over "+sr.String(), limit(*sr))
 		p.addRule(chain, r.counter(counter(ReasonCap)).verdict(expr.VerdictDrop, ""))
 	}
 	p.Services = append(p.Services, ps)
+}
+
+// dropChain adds a service's offender set and the chain that records a
+// packet's source in it, with a packet counter per source, and drops the
+// packet. The record is a rule of its own: an update that fails (the set
+// is full) ends that rule only, and the next one drops all the same.
+func (p *Plan) dropChain(service string, fi addrInfo, ps *PlanService) *nftables.Chain {
+	set := &nftables.Set{Table: p.Table, Name: TopName(service), KeyType: fi.keyType,
+		Dynamic: true, HasTimeout: true, Timeout: TopTimeout, Size: TopSize, ID: p.setID()}
+	p.Sets = append(p.Sets, PlanSet{Set: set})
+	ps.Top = set.Name
+	c := &nftables.Chain{Name: "drop_" + service, Table: p.Table}
+	p.Chains = append(p.Chains, c)
+	r := (&rule{}).saddr(fi).add(fmt.Sprintf("update @%s { %s saddr counter }", set.Name, fi.name),
+		&expr.Dynset{SrcRegKey: 1, SetName: set.Name, SetID: set.ID, Operation: unix.NFT_DYNSET_OP_UPDATE,
+			Exprs: []expr.Any{&expr.Counter{}}})
+	p.addRule(c, r)
+	p.addRule(c, (&rule{}).verdict(expr.VerdictDrop, ""))
+	return c
 }
 
 func limit(r Rate) *expr.Limit {

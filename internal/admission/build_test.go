@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 )
 
@@ -57,6 +58,12 @@ func TestBuildText(t *testing.T) {
 		flags interval
 		elements = { 198.51.100.7/32 }
 	}
+	set top_web {
+		type ipv4_addr
+		size 4096
+		flags dynamic,timeout
+		timeout 10m0s
+	}
 	set allow_web {
 		type ipv4_addr
 		flags interval
@@ -73,6 +80,12 @@ func TestBuildText(t *testing.T) {
 		flags interval
 		elements = { ::/0 }
 	}
+	set top_dns6 {
+		type ipv6_addr
+		size 4096
+		flags dynamic,timeout
+		timeout 10m0s
+	}
 	set meter_dns6 {
 		type ipv6_addr
 		size 65536
@@ -86,15 +99,23 @@ func TestBuildText(t *testing.T) {
 		meta nfproto ipv4 meta mark 0x00000007 jump svc_mark
 	}
 	chain svc_web {
-		ip saddr @deny_web counter name "deny_web" drop
-		ip saddr != @allow_web counter name "not_allowed_web" drop
+		ip saddr @deny_web counter name "deny_web" goto drop_web
+		ip saddr != @allow_web counter name "not_allowed_web" goto drop_web
 		tcp flags & (syn | ack) != syn return
-		update @meter_web { ip saddr and /24 limit rate over 10/second burst 20 packets } counter name "rate_web" drop
+		update @meter_web { ip saddr and /24 limit rate over 10/second burst 20 packets } counter name "rate_web" goto drop_web
 		limit rate over 1000/second burst 100 packets counter name "cap_web" drop
 	}
+	chain drop_web {
+		update @top_web { ip saddr counter }
+		drop
+	}
 	chain svc_dns6 {
-		ip6 saddr @deny_dns6 counter name "deny_dns6" drop
-		update @meter_dns6 { ip6 saddr limit rate over 5/minute burst 5 packets } counter name "rate_dns6" drop
+		ip6 saddr @deny_dns6 counter name "deny_dns6" goto drop_dns6
+		update @meter_dns6 { ip6 saddr limit rate over 5/minute burst 5 packets } counter name "rate_dns6" goto drop_dns6
+	}
+	chain drop_dns6 {
+		update @top_dns6 { ip6 saddr counter }
+		drop
 	}
 	chain svc_mark {
 		limit rate over 1/hour burst 1 packets counter name "cap_mark" drop
@@ -104,7 +125,8 @@ func TestBuildText(t *testing.T) {
 	if got := p.String(); got != want {
 		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
 	}
-	if len(p.Services) != 3 || p.Services[0].Meter != "meter_web" || p.Services[2].Counters[ReasonCap] != "cap_mark" {
+	if len(p.Services) != 3 || p.Services[0].Meter != "meter_web" || p.Services[2].Counters[ReasonCap] != "cap_mark" ||
+		p.Services[0].Top != "top_web" || p.Services[1].Top != "top_dns6" || p.Services[2].Top != "" {
 		t.Errorf("services %+v", p.Services)
 	}
 }
@@ -132,7 +154,7 @@ func TestBuildExprs(t *testing.T) {
 		}
 		ids[s.Set.Name] = s.Set.ID
 	}
-	var sawLookup, sawDynset bool
+	var sawLookup, sawDynset, sawTop bool
 	for _, r := range p.Rules {
 		for i, e := range r.Exprs {
 			switch x := e.(type) {
@@ -146,6 +168,15 @@ func TestBuildExprs(t *testing.T) {
 				if x.SetID != ids[x.SetName] {
 					t.Errorf("dynset %s id %d, set has %d", x.SetName, x.SetID, ids[x.SetName])
 				}
+				if x.SetName == TopName("s") {
+					// The offender set: the whole source, a counter.
+					_, isPayload := r.Exprs[i-1].(*expr.Payload)
+					if _, isCounter := x.Exprs[0].(*expr.Counter); !isPayload || !isCounter || len(x.Exprs) != 1 {
+						t.Errorf("offender update %+v after %T", x, r.Exprs[i-1])
+					}
+					sawTop = true
+					continue
+				}
 				mask := r.Exprs[i-1].(*expr.Bitwise).Mask
 				if fmt.Sprint(mask) != "[255 255 240 0]" {
 					t.Errorf("meter mask %v", mask)
@@ -156,8 +187,8 @@ func TestBuildExprs(t *testing.T) {
 			}
 		}
 	}
-	if !sawLookup || !sawDynset {
-		t.Error("no lookup or no dynset")
+	if !sawLookup || !sawDynset || !sawTop {
+		t.Error("no lookup, no dynset or no offender update")
 	}
 }
 
@@ -282,6 +313,102 @@ func TestController(t *testing.T) {
 	}
 	if err := c.Release(ctx); err != nil || f.Table() != "" || c.Covers(web) {
 		t.Fatal("release")
+	}
+}
+
+// TestControllerTop: the offender sets are read per service, sorted by
+// dropped packets (ties by address) and cut at n, n capped at MaxTop; a
+// service with only a cap has no set; a set the kernel cannot read is an
+// error naming its service, and the others are still reported.
+func TestControllerTop(t *testing.T) {
+	ctx := context.Background()
+	f := &Fake{}
+	c := NewController(f)
+	web := Service{Name: "web", Family: 4, Protocol: "tcp", VIP: netip.MustParseAddr("192.0.2.1"), Port: 80,
+		SourceRate: &SourceRate{Rate: Rate{Count: 1, Per: time.Second, Burst: 1}, PrefixV4: 32, PrefixV6: 128}}
+	dns := Service{Name: "dns", Family: 6, Protocol: "udp", VIP: netip.MustParseAddr("2001:db8::53"), Port: 53,
+		Deny: pfx("2001:db8:bad::/48")}
+	capped := Service{Name: "capped", Family: 4, Protocol: "tcp", VIP: netip.MustParseAddr("192.0.2.1"), Port: 81,
+		ServiceRate: &Rate{Count: 1, Per: time.Second, Burst: 1}}
+	if top, err := c.Top(ctx, 5); err != nil || top != nil {
+		t.Fatalf("top before any apply: %v %v", top, err)
+	}
+	if err := c.Apply(ctx, Config{Services: []Service{web, dns, capped}}); err != nil {
+		t.Fatal(err)
+	}
+	var srcs []SourceCount
+	for i := range 2 * MaxTop {
+		// 192.0.2.100 .. 119 with 1 .. 20 packets, and two ties.
+		srcs = append(srcs, SourceCount{Source: netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i)}), Packets: uint64(i + 1)})
+	}
+	srcs = append(srcs, SourceCount{Source: netip.MustParseAddr("192.0.2.99"), Packets: 20},
+		SourceCount{Source: netip.MustParseAddr("192.0.2.200"), Packets: 20})
+	f.Offend(TopName("web"), srcs...)
+	f.Offend(TopName("dns"), SourceCount{Source: netip.MustParseAddr("2001:db8:bad::1"), Packets: 3})
+
+	top, err := c.Top(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := func(l []SourceCount) string {
+		var w []string
+		for _, s := range l {
+			w = append(w, fmt.Sprintf("%s=%d", s.Source, s.Packets))
+		}
+		return strings.Join(w, " ")
+	}
+	if got, want := text(top["web"]), "192.0.2.99=20 192.0.2.119=20 192.0.2.200=20"; got != want {
+		t.Errorf("web top 3: %s, want %s", got, want)
+	}
+	if got := text(top["dns"]); got != "2001:db8:bad::1=3" {
+		t.Errorf("dns top: %s", got)
+	}
+	if _, ok := top["capped"]; ok || len(top) != 2 {
+		t.Errorf("top %v: want web and dns only", top)
+	}
+	for _, n := range []int{MaxTop, MaxTop + 1, 1 << 30} {
+		if top, err := c.Top(ctx, n); err != nil || len(top["web"]) != MaxTop {
+			t.Errorf("top %d: %d sources, %v; want %d", n, len(top["web"]), err, MaxTop)
+		}
+	}
+	for _, n := range []int{0, -1} {
+		if top, err := c.Top(ctx, n); err != nil || top != nil {
+			t.Errorf("top %d: %v %v, want nothing", n, top, err)
+		}
+	}
+	// A table that lost its sets (another program replaced it): the
+	// error names the services.
+	if err := f.Replace(ctx, &Plan{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Top(ctx, 3); err == nil || !strings.Contains(err.Error(), "service web") || !strings.Contains(err.Error(), "service dns") {
+		t.Errorf("top of a table without the sets: %v", err)
+	}
+	if err := c.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if top, err := c.Top(ctx, 3); err != nil || top != nil {
+		t.Errorf("top after release: %v %v", top, err)
+	}
+}
+
+// TestSourceCounts: the kernel's elements become sources; a key that is
+// not an address, or an element without its counter, is an error rather
+// than a made-up count.
+func TestSourceCounts(t *testing.T) {
+	got, err := sourceCounts("top_web", []nftables.SetElement{
+		{Key: []byte{192, 0, 2, 1}, Counter: &expr.Counter{Packets: 5, Bytes: 300}, Expires: time.Minute},
+		{Key: netip.MustParseAddr("2001:db8::1").AsSlice(), Counter: &expr.Counter{Packets: 1}},
+	})
+	if err != nil || len(got) != 2 || got[0] != (SourceCount{netip.MustParseAddr("192.0.2.1"), 5, time.Minute}) ||
+		got[1].Source != netip.MustParseAddr("2001:db8::1") || got[1].Packets != 1 {
+		t.Fatalf("sources %+v %v", got, err)
+	}
+	if _, err := sourceCounts("top_web", []nftables.SetElement{{Key: []byte{1, 2, 3}, Counter: &expr.Counter{}}}); err == nil {
+		t.Error("a 3-byte key was taken for an address")
+	}
+	if _, err := sourceCounts("top_web", []nftables.SetElement{{Key: []byte{192, 0, 2, 1}}}); !errors.Is(err, ErrNoElementCounters) {
+		t.Errorf("an element without a counter: %v", err)
 	}
 }
 

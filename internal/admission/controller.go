@@ -1,9 +1,12 @@
 package admission
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -24,6 +27,9 @@ type Controller struct {
 	lastErr   error
 	// wanted is the configuration last asked for, by name.
 	wanted map[string]Service
+	// tops names the offender set of each installed service that has
+	// one, by service name.
+	tops map[string]string
 }
 
 // NewController returns a controller programming k.
@@ -49,6 +55,7 @@ func (c *Controller) Apply(ctx context.Context, cfg Config) error {
 		return nil
 	}
 	var err error
+	tops := make(map[string]string)
 	if len(want) == 0 {
 		err = c.k.Delete(ctx)
 	} else {
@@ -57,12 +64,19 @@ func (c *Controller) Apply(ctx context.Context, cfg Config) error {
 		if err == nil {
 			err = c.k.Replace(ctx, p)
 		}
+		if err == nil {
+			for _, ps := range p.Services {
+				if ps.Top != "" {
+					tops[ps.Name] = ps.Top
+				}
+			}
+		}
 	}
 	c.lastErr = err
 	if err != nil {
 		return err
 	}
-	c.installed, c.known = want, true
+	c.installed, c.known, c.tops = want, true, tops
 	return nil
 }
 
@@ -92,7 +106,7 @@ func (c *Controller) Release(ctx context.Context) error {
 	if err := c.k.Delete(ctx); err != nil {
 		return err
 	}
-	c.installed, c.known = make(map[string]Service), true
+	c.installed, c.known, c.tops = make(map[string]Service), true, nil
 	return nil
 }
 
@@ -152,6 +166,48 @@ func (c *Controller) Stats(ctx context.Context) ([]ServiceStats, error) {
 		out[i].MeterSources = n
 	}
 	return out, errors.Join(errs...)
+}
+
+// Top reads the offender set of each installed service that has one and
+// returns, by service name, its n sources with the most dropped packets,
+// most first (ties by address). n is capped at MaxTop; n < 1 reads
+// nothing. The error says which sets could not be read.
+func (c *Controller) Top(ctx context.Context, n int) (map[string][]SourceCount, error) {
+	n = min(n, MaxTop)
+	c.mu.Lock()
+	tops := c.tops
+	c.mu.Unlock()
+	if n < 1 || len(tops) == 0 {
+		return nil, nil
+	}
+	names := make([]string, 0, len(tops))
+	for svc := range tops {
+		names = append(names, svc)
+	}
+	sort.Strings(names)
+	out := make(map[string][]SourceCount, len(tops))
+	var errs []error
+	for _, svc := range names {
+		srcs, err := c.k.Sources(ctx, tops[svc])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", svc, err))
+			continue
+		}
+		out[svc] = topN(srcs, n)
+	}
+	return out, errors.Join(errs...)
+}
+
+// topN returns the n sources of srcs with the most packets, most first,
+// ties by address; srcs is reordered.
+func topN(srcs []SourceCount, n int) []SourceCount {
+	slices.SortFunc(srcs, func(a, b SourceCount) int {
+		if c := cmp.Compare(b.Packets, a.Packets); c != 0 {
+			return c
+		}
+		return a.Source.Compare(b.Source)
+	})
+	return slices.Clip(srcs[:min(n, len(srcs))])
 }
 
 // ServiceStatus is one service's admission control as configured and as

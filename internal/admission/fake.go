@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 )
 
@@ -16,6 +17,8 @@ type Fake struct {
 	counters map[string]uint64
 	// meters are what SetSize returns.
 	meters map[string]int
+	// sources are what Sources returns, by set.
+	sources map[string][]SourceCount
 	// err, when set, fails every Replace.
 	err error
 	// replaced counts successful Replace calls.
@@ -57,6 +60,16 @@ func (f *Fake) Count(counter string, packets uint64, meter string, size int) {
 	if meter != "" {
 		f.meters[meter] = size
 	}
+}
+
+// Offend sets what Sources returns for an offender set.
+func (f *Fake) Offend(set string, srcs ...SourceCount) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sources == nil {
+		f.sources = make(map[string][]SourceCount)
+	}
+	f.sources[set] = slices.Clone(srcs)
 }
 
 // Replace implements Kernel.
@@ -106,6 +119,23 @@ func (f *Fake) SetSize(ctx context.Context, name string) (int, error) {
 		}
 	}
 	return 0, errors.New("no such set")
+}
+
+// Sources implements Kernel: what Offend set, when the set is in the
+// table; the kernel's set holds at most TopSize, and so does this.
+func (f *Fake) Sources(ctx context.Context, name string) ([]SourceCount, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.plan == nil {
+		return nil, errors.New("no table")
+	}
+	for _, s := range f.plan.Sets {
+		if s.Set.Name == name {
+			srcs := f.sources[name]
+			return slices.Clone(srcs[:min(len(srcs), TopSize)]), nil
+		}
+	}
+	return nil, errors.New("no such set")
 }
 
 var _ Kernel = (*Fake)(nil)

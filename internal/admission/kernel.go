@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"syscall"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
@@ -24,6 +26,19 @@ type Kernel interface {
 	Counters(ctx context.Context) (map[string]uint64, error)
 	// SetSize returns how many elements the named set holds now.
 	SetSize(ctx context.Context, name string) (int, error)
+	// Sources returns the elements of the named offender set: each
+	// source with the packets its element counted.
+	Sources(ctx context.Context, name string) ([]SourceCount, error)
+}
+
+// SourceCount is one source of an offender set and the packets dropped
+// from it since it entered the set.
+type SourceCount struct {
+	Source  netip.Addr
+	Packets uint64
+	// Expires is how long the source stays in the set unless it sends
+	// again (0 when the kernel did not say).
+	Expires time.Duration
 }
 
 // ErrNoNFTables is returned when the kernel has no nf_tables.
@@ -191,6 +206,46 @@ func (NFT) SetSize(ctx context.Context, name string) (int, error) {
 		return 0, fmt.Errorf("read set %s: %w", name, kernelErr(err))
 	}
 	return len(els), nil
+}
+
+// ErrNoElementCounters is returned when the kernel lists an offender
+// set's elements without their counters.
+var ErrNoElementCounters = errors.New("the kernel listed the set's elements without their counters")
+
+// Sources reads an offender set: its elements' keys and counters, as the
+// kernel dumps them (one NFTA_SET_ELEM_EXPR per element, which
+// google/nftables decodes into SetElement.Counter). The set holds at most
+// TopSize elements, so the dump is bounded.
+func (NFT) Sources(ctx context.Context, name string) ([]SourceCount, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, err := conn(0)
+	if err != nil {
+		return nil, err
+	}
+	els, err := c.GetSetElements(&nftables.Set{Table: table(), Name: name})
+	if err != nil {
+		return nil, fmt.Errorf("read set %s: %w", name, kernelErr(err))
+	}
+	return sourceCounts(name, els)
+}
+
+// sourceCounts turns an offender set's elements into sources; an element
+// whose key is not an address or that has no counter is an error.
+func sourceCounts(name string, els []nftables.SetElement) ([]SourceCount, error) {
+	out := make([]SourceCount, 0, min(len(els), TopSize))
+	for _, e := range els {
+		a, ok := netip.AddrFromSlice(e.Key)
+		if !ok {
+			return nil, fmt.Errorf("read set %s: an element's key of %d bytes is not an address", name, len(e.Key))
+		}
+		if e.Counter == nil {
+			return nil, fmt.Errorf("read set %s: %w", name, ErrNoElementCounters)
+		}
+		out = append(out, SourceCount{Source: a, Packets: e.Counter.Packets, Expires: e.Expires})
+	}
+	return out, nil
 }
 
 var _ Kernel = NFT{}

@@ -184,6 +184,30 @@ type BGPDrainer interface {
 	DrainBGP(ctx context.Context, req BGPDrainRequest) (BGPDrainResult, error)
 }
 
+// MaxTop bounds the offending sources GET /v1/status?top=N reports per
+// service.
+const MaxTop = 10
+
+// AdmissionTopper is a Backend that enforces admission control and can
+// name the sources it dropped most (GET /v1/status?top=N).
+type AdmissionTopper interface {
+	// AdmissionTop returns, by service name, the n sources (at most
+	// MaxTop) whose packets the service's admission control dropped
+	// most, most first. The error says what could not be read.
+	AdmissionTop(ctx context.Context, n int) (map[string][]TopSource, error)
+}
+
+// TopSource is a source whose packets a service's admission control
+// dropped (deny, not allowed or over its rate), recently.
+type TopSource struct {
+	Source netip.Addr `json:"source"`
+	// Packets counts its dropped packets since it entered the record,
+	// which forgets it ExpiresIn after its last dropped packet
+	// (nanoseconds in JSON, as drain_delay).
+	Packets   uint64        `json:"packets"`
+	ExpiresIn time.Duration `json:"expires_in"`
+}
+
 // BGPPeer is one BGP session.
 type BGPPeer struct {
 	Address netip.Addr `json:"address"`
@@ -292,6 +316,9 @@ type Admission struct {
 	// MeterSources is how many sources the per-source meter tracks now;
 	// -1 without a per-source rate or when unknown.
 	MeterSources int `json:"meter_sources"`
+	// Top lists the sources dropped most, most first, when the status
+	// was asked for with ?top=N; empty otherwise.
+	Top []TopSource `json:"top,omitempty"`
 	// Error says what could not be read.
 	Error string `json:"error,omitempty"`
 }

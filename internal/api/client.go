@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -101,6 +102,14 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 func (c *Client) StatusWithPeers(ctx context.Context) (Status, error) {
 	var st Status
 	err := c.do(ctx, http.MethodGet, "/v1/status?peers=1", nil, &st)
+	return st, err
+}
+
+// StatusTop is StatusWithPeers with each service's top sources dropped
+// by its admission control: at most top (capped at MaxTop by the server).
+func (c *Client) StatusTop(ctx context.Context, top int) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/v1/status?peers=1&top="+strconv.Itoa(top), nil, &st)
 	return st, err
 }
 

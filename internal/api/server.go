@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -53,7 +55,8 @@ type ServerOptions struct {
 // Server serves the local API of a director or witness, HTTP and JSON on a
 // root-only unix socket (ListenUnix):
 //
-//	GET    /v1/status          Status; ?peers=1 adds each member's running generation
+//	GET    /v1/status          Status; ?peers=1 adds each member's running generation,
+//	                           ?top=N each service's N sources dropped most (N capped at MaxTop)
 //	POST   /v1/admin           AdminRequest -> AdminResult
 //	POST   /v1/failover        FailoverRequest -> FailoverResult
 //	POST   /v1/reload          ReloadResult (200 also when the file is invalid)
@@ -109,14 +112,66 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 // status is the node's status, with the other members' running state
 // when asked for (?peers=1) and a PeerClient is configured.
 func (s *Server) status(ctx context.Context, r *http.Request, _ struct{}) (Status, error) {
+	top, err := topParam(r.URL.Query().Get("top"))
+	if err != nil {
+		return Status{}, err
+	}
 	st, err := s.b.Status(ctx)
 	if err != nil {
 		return Status{}, err
+	}
+	if t, ok := s.b.(AdmissionTopper); ok && top > 0 {
+		addTop(ctx, &st, t, top)
 	}
 	if r.URL.Query().Get("peers") == "1" && s.opts.Peers != nil {
 		st.Peers = s.peers(ctx, st)
 	}
 	return st, nil
+}
+
+// topParam reads ?top=N: 0 when absent, N capped at MaxTop.
+func topParam(v string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%w: top %q: want a number of sources, 1 to %d", ErrInvalid, v, MaxTop)
+	}
+	return min(n, MaxTop), nil
+}
+
+// addTop puts each service's top offending sources in its admission
+// status; what could not be read goes to the services' Error.
+func addTop(ctx context.Context, st *Status, t AdmissionTopper, n int) {
+	top, err := t.AdmissionTop(ctx, n)
+	// Copies: the backend may keep what Status returned.
+	st.Services = slices.Clone(st.Services)
+	for i := range st.Services {
+		if st.Services[i].Admission == nil {
+			continue
+		}
+		a := *st.Services[i].Admission
+		st.Services[i].Admission = &a
+		a.Top = top[st.Services[i].Name]
+		if len(a.Top) > n {
+			a.Top = a.Top[:n]
+		}
+		if err != nil {
+			a.Error = joinNonEmpty("; ", a.Error, "top sources: "+err.Error())
+		}
+	}
+}
+
+// joinNonEmpty joins the strings that are not empty with sep.
+func joinNonEmpty(sep string, ss ...string) string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, sep)
 }
 
 // peers asks every other member for its status at once, each within the

@@ -12,7 +12,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -407,4 +409,75 @@ func mustRequest(t *testing.T, method, path, body string) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+// topBackend is a backend with admission control: it returns, for the
+// service web, more sources than asked for, and records each n.
+type topBackend struct {
+	*apitest.Backend
+	mu   sync.Mutex
+	asks []int
+	err  error
+}
+
+func (b *topBackend) AdmissionTop(ctx context.Context, n int) (map[string][]api.TopSource, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.asks = append(b.asks, n)
+	var l []api.TopSource
+	for i := range api.MaxTop + 5 {
+		l = append(l, api.TopSource{Source: netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i)}), Packets: uint64(1000 - i), ExpiresIn: time.Minute})
+	}
+	return map[string][]api.TopSource{"web": l, "unknown": l}, b.err
+}
+
+// TestStatusTop: ?top=N adds each service's top dropped sources to its
+// admission status, N capped at MaxTop; a bad N is refused; what the
+// backend could not read goes to the service's error; a backend without
+// admission control answers the status without them.
+func TestStatusTop(t *testing.T) {
+	b := &topBackend{Backend: apitest.NewBackend(apitest.SampleStatus())}
+	c := startServer(t, b, api.ServerOptions{})
+	ctx := testutil.Context(t, testTimeout)
+	st, err := c.StatusTop(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := st.Services[0].Admission
+	if st.Services[0].Name != "web" || a == nil || len(a.Top) != 2 || a.Top[0].Source != netip.MustParseAddr("192.0.2.100") ||
+		a.Top[0].Packets != 1000 || a.Top[0].ExpiresIn != time.Minute || a.Error != "" {
+		t.Fatalf("top 2: %+v", a)
+	}
+	if st, err = c.StatusTop(ctx, 1000); err != nil || len(st.Services[0].Admission.Top) != api.MaxTop {
+		t.Fatalf("top 1000: %v, %+v", err, st.Services[0].Admission)
+	}
+	if st, err = c.Status(ctx); err != nil || st.Services[0].Admission.Top != nil {
+		t.Fatalf("status without top: %v, %+v", err, st.Services[0].Admission)
+	}
+	b.mu.Lock()
+	if want := []int{2, api.MaxTop}; !slices.Equal(b.asks, want) {
+		t.Errorf("the backend was asked for %v, want %v", b.asks, want)
+	}
+	b.err = errors.New("read set top_web: boom")
+	b.mu.Unlock()
+	if st, err = c.StatusTop(ctx, 3); err != nil || !strings.Contains(st.Services[0].Admission.Error, "top sources: read set top_web: boom") {
+		t.Fatalf("top with an error: %v, %+v", err, st.Services[0].Admission)
+	}
+	h := api.NewServer(b, testutil.Logger(t), api.ServerOptions{}).Handler()
+	for _, q := range []string{"0", "-1", "x", "1e3", ""} {
+		rec := newRecorder()
+		h.ServeHTTP(rec, mustRequest(t, "GET", "/v1/status?top="+q, ""))
+		want := 400
+		if q == "" {
+			want = 200
+		}
+		if rec.status != want {
+			t.Errorf("?top=%s: %d, want %d (%s)", q, rec.status, want, rec.body.String())
+		}
+	}
+	// A witness has no admission control.
+	w := startServer(t, apitest.NewBackend(apitest.SampleStatus()), api.ServerOptions{})
+	if st, err := w.StatusTop(ctx, 3); err != nil || st.Services[0].Admission.Top != nil || st.Services[0].Admission.Error != "" {
+		t.Fatalf("top from a backend without it: %v, %+v", err, st.Services[0].Admission)
+	}
 }

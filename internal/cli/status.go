@@ -27,6 +27,7 @@ func statusCommand() *ucli.Command {
 			"connections. Exit status: 0, or 1 when no daemon answers on the socket.",
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print the status as JSON for machines"},
+			&ucli.IntFlag{Name: "top", Usage: fmt.Sprintf("with each service's admission control, its `N` sources dropped most (deny, not allowed, over their rate; at most %d)", api.MaxTop)},
 			socketFlag(),
 		},
 		Action: statusRun,
@@ -37,9 +38,20 @@ func statusRun(c *ucli.Context) error {
 	if err := noArgs(c, "status"); err != nil {
 		return err
 	}
+	top := c.Int("top")
+	if top < 0 {
+		return usage("status", "--top %d: want a number of sources, 1 to %d", top, api.MaxTop)
+	}
+	top = min(top, api.MaxTop)
 	client, ctx, cancel := apiClient(c, statusTimeout)
 	defer cancel()
-	st, err := client.StatusWithPeers(ctx)
+	var st api.Status
+	var err error
+	if top > 0 {
+		st, err = client.StatusTop(ctx, top)
+	} else {
+		st, err = client.StatusWithPeers(ctx)
+	}
 	if err != nil {
 		return apiFailure("status", err)
 	}
@@ -51,17 +63,18 @@ func statusRun(c *ucli.Context) error {
 		}
 		return nil
 	}
-	if err := renderStatus(c.App.Writer, st); err != nil {
+	if err := renderStatus(c.App.Writer, st, top > 0); err != nil {
 		return fmt.Errorf("write status: %w", err)
 	}
 	return nil
 }
 
 // renderStatus writes st for people: the node and cluster first, then one
-// table of reals per service.
-func renderStatus(w io.Writer, st api.Status) error {
+// table of reals per service; with top, the sources each service's
+// admission control dropped most ("none" when it has none).
+func renderStatus(w io.Writer, st api.Status, top bool) error {
 	var buf bytes.Buffer
-	if err := writeStatus(&buf, st); err != nil {
+	if err := writeStatus(&buf, st, top); err != nil {
 		return err
 	}
 	// Empty last columns leave the padding of the one before them.
@@ -74,7 +87,7 @@ func renderStatus(w io.Writer, st api.Status) error {
 }
 
 // writeStatus is renderStatus with the tables' trailing blanks.
-func writeStatus(w io.Writer, st api.Status) error {
+func writeStatus(w io.Writer, st api.Status, top bool) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	director := st.Role != "witness"
 	line := func(key, format string, args ...any) {
@@ -149,7 +162,7 @@ func writeStatus(w io.Writer, st api.Status) error {
 	}
 	for _, s := range st.Services {
 		fmt.Fprintln(w)
-		if err := renderService(w, s); err != nil {
+		if err := renderService(w, s, top); err != nil {
 			return err
 		}
 	}
@@ -263,8 +276,9 @@ func runningOf(role string, running uint64, vrrp, note string, gen uint64) strin
 	return s
 }
 
-// renderService writes a service's line and the table of its reals.
-func renderService(w io.Writer, s api.Service) error {
+// renderService writes a service's line and the table of its reals, and
+// with top the sources its admission control dropped most.
+func renderService(w io.Writer, s api.Service, top bool) error {
 	state := "UP"
 	if !s.Up {
 		state = "DOWN"
@@ -275,6 +289,11 @@ func renderService(w io.Writer, s api.Service) error {
 	fmt.Fprintf(w, "service %s  %s  %s  %s  healthy %d, quorum %d\n", s.Name, s.Key, orDash(s.Scheduler), state, s.Healthy, s.Quorum)
 	if a := s.Admission; a != nil {
 		fmt.Fprintf(w, "  admission: %s\n", admissionLine(a))
+		if top {
+			if err := renderTop(w, a.Top); err != nil {
+				return err
+			}
+		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "  REAL\tADMIN\tHEALTH\tWEIGHT\tACTIVE\tINACTIVE")
@@ -301,6 +320,21 @@ func renderService(w io.Writer, s api.Service) error {
 			ipvsWeight = fmt.Sprint(r.IPVSWeight)
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d/%s\t%d\t%d\n", addr, orDash(r.Admin), health, r.Weight, ipvsWeight, r.ActiveConns, r.InactiveConns)
+	}
+	return tw.Flush()
+}
+
+// renderTop writes the sources a service's admission control dropped
+// most, as a table.
+func renderTop(w io.Writer, top []api.TopSource) error {
+	if len(top) == 0 {
+		_, err := fmt.Fprintln(w, "  top dropped sources: none")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TOP DROPPED SOURCE\tPACKETS\tFORGOTTEN IN")
+	for _, s := range top {
+		fmt.Fprintf(tw, "  %s\t%d\t%s\n", s.Source, s.Packets, s.ExpiresIn.Round(time.Second))
 	}
 	return tw.Flush()
 }

@@ -84,6 +84,27 @@ func syncStatus() api.Status {
 	return st
 }
 
+// topStatus is dsrd status --top 3: one service with dropped sources, one
+// with admission control and none.
+func topStatus() api.Status {
+	st := healthyStatus()
+	web := st.Services[0]
+	a := *web.Admission
+	a.Top = []api.TopSource{
+		{Source: netip.MustParseAddr("192.0.2.100"), Packets: 4951, ExpiresIn: 599900 * time.Millisecond},
+		{Source: netip.MustParseAddr("2001:db8::bad"), Packets: 17, ExpiresIn: 7 * time.Minute},
+		{Source: netip.MustParseAddr("198.51.100.9"), Packets: 3, ExpiresIn: time.Minute},
+	}
+	web.Admission = &a
+	quiet := web
+	quiet.Name = "quiet"
+	qa := a
+	qa.Top = nil
+	quiet.Admission = &qa
+	st.Services = []api.Service{web, quiet}
+	return st
+}
+
 // witnessStatus is a witness following d1, during an election's aftermath.
 func witnessStatus() api.Status {
 	st := apitest.SampleStatus()
@@ -116,10 +137,11 @@ func TestRenderStatusGolden(t *testing.T) {
 		"status_no_leader.golden": noLeader,
 		"status_anycast.golden":   anycastStatus(),
 		"status_sync.golden":      syncStatus(),
+		"status_top.golden":       topStatus(),
 	} {
 		t.Run(name, func(t *testing.T) {
 			var buf bytes.Buffer
-			if err := renderStatus(&buf, st); err != nil {
+			if err := renderStatus(&buf, st, name == "status_top.golden"); err != nil {
 				t.Fatal(err)
 			}
 			golden(t, name, buf.Bytes())

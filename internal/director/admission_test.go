@@ -3,8 +3,12 @@ package director
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dsrd/dsrd/internal/admission"
 )
 
 // TestAdmissionFailClosed: a service with admission control reaches IPVS
@@ -39,6 +43,27 @@ func TestAdmissionFailClosed(t *testing.T) {
 	}
 	if strings.Contains(table, "svc_extra") {
 		t.Errorf("the table has rules for extra, which has no admission control:\n%s", table)
+	}
+	// dsrd status --top: the offender set's sources through the API,
+	// most dropped first, on the service's admission status only.
+	n.adm.Offend(admission.TopName("web"),
+		admission.SourceCount{Source: netip.MustParseAddr("198.51.100.7"), Packets: 3, Expires: time.Minute},
+		admission.SourceCount{Source: netip.MustParseAddr("198.51.100.9"), Packets: 40, Expires: time.Minute})
+	st, err := apiClient(t, n.sock).StatusTop(ctxTimeout(t), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Services {
+		var got []string
+		if s.Admission != nil {
+			for _, x := range s.Admission.Top {
+				got = append(got, fmt.Sprintf("%s=%d", x.Source, x.Packets))
+			}
+		}
+		want := map[string]string{"web": "198.51.100.9=40 198.51.100.7=3", "extra": ""}[s.Name]
+		if strings.Join(got, " ") != want {
+			t.Errorf("%s's top: %v, want %q", s.Name, got, want)
+		}
 	}
 	// A stop leaves the table: a restarting director stays protected.
 	l.stop(n)

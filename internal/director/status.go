@@ -251,6 +251,29 @@ func memberVersions(peers func() *api.PeerClient) func(ctx context.Context, memb
 	}
 }
 
+// AdmissionTop returns, by service name, the n sources (at most
+// admission.MaxTop) whose packets each service's admission control
+// dropped most, read from the kernel's offender sets now.
+func (d *Director) AdmissionTop(ctx context.Context, n int) (map[string][]api.TopSource, error) {
+	rctx, cancel := context.WithTimeout(ctx, statusReadTimeout)
+	defer cancel()
+	top, err := d.adm.Top(rctx, n)
+	out := make(map[string][]api.TopSource, len(top))
+	for svc, srcs := range top {
+		l := make([]api.TopSource, 0, len(srcs))
+		for _, s := range srcs {
+			l = append(l, api.TopSource{Source: s.Source, Packets: s.Packets, ExpiresIn: s.Expires})
+		}
+		out[svc] = l
+	}
+	if err != nil {
+		return out, fmt.Errorf("read the offender sets: %w", err)
+	}
+	return out, nil
+}
+
+var _ api.AdmissionTopper = (*Director)(nil)
+
 // admissionStatus reads the admission control of each service, by name.
 func (d *Director) admissionStatus(ctx context.Context) map[string]api.Admission {
 	list, err := d.adm.Status(ctx)

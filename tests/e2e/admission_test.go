@@ -17,6 +17,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -267,69 +268,14 @@ func TestAdmission(t *testing.T) {
 	admissionDo(t, func(k admission.NFT) error { return k.Delete(ctx) })
 }
 
-// synFlood sends count TCP SYNs to dst from the client's namespace with
-// spoofed sources (round robin over srcs, on the lab's segment so that no
-// reverse-path filter drops them), through a raw socket. It returns how
-// many were sent. It may run on a goroutine of its own: it reports its
-// failure as an error.
-func synFlood(srcs []netip.Addr, dst netip.AddrPort, count int) (int, error) {
-	sent := 0
-	err := lab.Do(lab.Client, func() error {
-		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
-		if err != nil {
-			return fmt.Errorf("raw socket: %w", err)
-		}
-		defer syscall.Close(fd)
-		to := &syscall.SockaddrInet4{Addr: dst.Addr().As4()}
-		for i := range count {
-			if err := syscall.Sendto(fd, synPacket(srcs[i%len(srcs)], dst, uint16(1024+i%60000), uint32(i)), 0, to); err != nil {
-				if errors.Is(err, syscall.ENOBUFS) {
-					continue // the qdisc is full: a flood may lose packets
-				}
-				return fmt.Errorf("send: %w", err)
-			}
-			sent++
-		}
-		return nil
-	})
-	return sent, err
-}
-
-// synPacket is an IPv4 TCP SYN from src:sport to dst.
-func synPacket(src netip.Addr, dst netip.AddrPort, sport uint16, seq uint32) []byte {
-	p := make([]byte, 40)
-	p[0], p[8], p[9] = 0x45, 64, syscall.IPPROTO_TCP
-	p[2], p[3] = 0, 40
-	s, d := src.As4(), dst.Addr().As4()
-	copy(p[12:16], s[:])
-	copy(p[16:20], d[:])
-	tcp := p[20:]
-	tcp[0], tcp[1] = byte(sport>>8), byte(sport)
-	tcp[2], tcp[3] = byte(dst.Port()>>8), byte(dst.Port())
-	tcp[4], tcp[5], tcp[6], tcp[7] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
-	tcp[12], tcp[13], tcp[14], tcp[15] = 5<<4, 0x02, 0xff, 0xff
-	// The checksum over the pseudo header and the segment; the kernel
-	// fills in the IP header's own (IP_HDRINCL).
-	sum := uint32(0)
-	for _, b := range [][]byte{s[:], d[:], {0, syscall.IPPROTO_TCP, 0, 20}, tcp} {
-		for i := 0; i+1 < len(b); i += 2 {
-			sum += uint32(b[i])<<8 | uint32(b[i+1])
-		}
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	cs := ^uint16(sum)
-	tcp[16], tcp[17] = byte(cs>>8), byte(cs)
-	return p
-}
-
 // TestAdmissionFlood: a SYN flood from four (spoofed) sources against a
 // service with a per-source rate, while a legitimate client keeps
-// connecting: the client is served at least 99 % of the time, the flood's
-// SYNs beyond each source's burst are dropped before IPVS (the rate
-// counter, IPVS's connection entries from the flooding sources bounded by
-// the rate), and the flood is bounded (20,000 SYNs).
+// connecting within its rate: the client is served at least 99 % of the
+// time, the flood's SYNs beyond each source's burst are dropped before
+// IPVS (the rate counter, IPVS's connection entries from the flooding
+// sources bounded by the rate), the flood is bounded (20,000 SYNs), and
+// the service's top offenders, read back from the kernel with their
+// counters, are exactly the flooding sources.
 func TestAdmissionFlood(t *testing.T) {
 	lab.Require(t)
 	lab.Up(t)
@@ -340,12 +286,10 @@ func TestAdmissionFlood(t *testing.T) {
 	mustApply(t, r, ipvsState(ipvs.NewServiceKey(ipvs.TCP, web), 9000, ipvsVIP4, nil, lab.RS1, lab.RS2))
 	svc := admission.Service{Name: "web", Family: 4, Protocol: "tcp", VIP: ipvsVIP4, Port: 9000,
 		SourceRate: &admission.SourceRate{Rate: admission.Rate{Count: 10, Per: time.Second, Burst: 20}, PrefixV4: 32, PrefixV6: 64}}
-	admissionDo(t, func(k admission.NFT) error {
-		p, err := admission.Build(admission.Config{Services: []admission.Service{svc}})
-		if err != nil {
-			return err
-		}
-		return k.Replace(ctx, p)
+	// Through a Controller, as the director does, for its Top.
+	ctl := admission.NewController(admission.NFT{})
+	admissionDo(t, func(admission.NFT) error {
+		return ctl.Apply(ctx, admission.Config{Services: []admission.Service{svc}})
 	})
 	attackers := []netip.Addr{netip.MustParseAddr("192.0.2.100"), netip.MustParseAddr("192.0.2.101"),
 		netip.MustParseAddr("192.0.2.102"), netip.MustParseAddr("192.0.2.103")}
@@ -358,16 +302,36 @@ func TestAdmissionFlood(t *testing.T) {
 	}
 	floodc := make(chan result, 1)
 	go func() { // ends after floodSYNs sends
-		n, err := synFlood(attackers, web, floodSYNs)
+		n, err := lab.SYNFlood(attackers, web, floodSYNs)
 		floodc <- result{n, err}
 	}()
-	served := 0
+	// The client connects 8 times a second, under its own rate of 10/s:
+	// a client that behaves is never dropped, and the top offenders
+	// must not name it. (Unpaced, it connected about 12 times a second
+	// under TCG and had 7 of its SYNs dropped by its rate, which is the
+	// rule doing its job.)
+	tick := time.NewTicker(125 * time.Millisecond)
+	defer tick.Stop()
+	served, duringFlood := 0, 0
+	var flood result
+	floodDone := false
 	for range probes {
 		if tryDial(t, lab.Client.IPv4(), web, ipvsIOTimeout) {
 			served++
 		}
+		if !floodDone {
+			duringFlood++
+			select {
+			case flood = <-floodc:
+				floodDone = true
+			default:
+			}
+		}
+		<-tick.C
 	}
-	flood := <-floodc
+	if !floodDone {
+		flood = <-floodc
+	}
 	took := time.Since(start)
 	if flood.err != nil {
 		t.Fatal(flood.err)
@@ -381,8 +345,8 @@ func TestAdmissionFlood(t *testing.T) {
 	// Each source: its burst, then its rate, over the run (and a second
 	// of slack for the bucket's rounding).
 	bound := len(attackers) * (20 + 10*int(took.Seconds()+1))
-	t.Logf("flood: %d SYNs from %d sources in %v; the client served %d/%d; %d SYNs dropped by the rate; %d IPVS entries from the flooders (bound %d)",
-		sent, len(attackers), took.Round(time.Millisecond), served, probes, dropped, flooders, bound)
+	t.Logf("flood: %d SYNs from %d sources, %d of the client's attempts during it; in all %v; the client served %d/%d; %d SYNs dropped by the rate; %d IPVS entries from the flooders (bound %d)",
+		sent, len(attackers), duringFlood, took.Round(time.Millisecond), served, probes, dropped, flooders, bound)
 	if served < probes*99/100 {
 		t.Errorf("the client was served %d of %d times during the flood, want at least 99 %%", served, probes)
 	}
@@ -394,6 +358,36 @@ func TestAdmissionFlood(t *testing.T) {
 	}
 	if flooders > bound {
 		t.Errorf("%d IPVS connection entries from the flooding sources, want at most %d", flooders, bound)
+	}
+
+	// The top offenders, read back from the kernel's offender set: the
+	// four flooding sources and not the client, their packets adding up
+	// to the rate counter (each dropped SYN is counted by both), each
+	// about a quarter of it.
+	var top map[string][]admission.SourceCount
+	admissionDo(t, func(admission.NFT) error {
+		var err error
+		top, err = ctl.Top(ctx, admission.MaxTop)
+		return err
+	})
+	t.Logf("top offenders of web: %+v", top["web"])
+	var sum uint64
+	var got []netip.Addr
+	for _, s := range top["web"] {
+		sum += s.Packets
+		got = append(got, s.Source)
+		if s.Packets < dropped/8 || s.Expires <= 0 {
+			t.Errorf("offender %s: %d packets (of %d dropped), expires in %v", s.Source, s.Packets, dropped, s.Expires)
+		}
+	}
+	slices.SortFunc(got, netip.Addr.Compare)
+	if !slices.Equal(got, attackers) || sum != dropped {
+		t.Errorf("top offenders %v with %d packets, want exactly the flooding sources %v with the %d the rate dropped", got, sum, attackers, dropped)
+	}
+	for i := 1; i < len(top["web"]); i++ {
+		if top["web"][i].Packets > top["web"][i-1].Packets {
+			t.Errorf("top offenders not sorted: %+v", top["web"])
+		}
 	}
 }
 

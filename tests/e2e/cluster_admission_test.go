@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsrd/dsrd/internal/api"
 	"github.com/dsrd/dsrd/tests/e2e/lab"
 )
 
@@ -82,6 +84,27 @@ func TestClusterAdmission(t *testing.T) {
 			if s.Name == "web" && (s.Admission == nil || s.Admission.Dropped["deny"] == 0) {
 				t.Errorf("%s: %s's status counts no deny for web: %+v", when, via, s.Admission)
 			}
+		}
+		// dsrd status --top names the denied source, and only it.
+		out, _, err := c.CLI(clusterCtx(t), via, "status", "--top", "3", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var top api.Status
+		if err := json.Unmarshal([]byte(out), &top); err != nil {
+			t.Fatalf("dsrd status --top 3 --json on %s: %v", via, err)
+		}
+		for _, s := range top.Services {
+			if s.Name != "web" {
+				continue
+			}
+			if a := s.Admission; a == nil || len(a.Top) != 1 || a.Top[0].Source != badClient4 || a.Top[0].Packets == 0 || a.Top[0].Packets > a.Dropped["deny"] {
+				t.Errorf("%s: %s's top dropped sources of web: %+v", when, via, a)
+			}
+		}
+		text, _, err := c.CLI(clusterCtx(t), via, "status", "--top", "3")
+		if err != nil || !strings.Contains(text, "TOP DROPPED SOURCE") || !strings.Contains(text, badClient4.String()) {
+			t.Errorf("%s: dsrd status --top 3 on %s: %v\n%s", when, via, err, text)
 		}
 	}
 	check("after the reload", owner)
