@@ -367,8 +367,9 @@ func cfrrSpread(t *testing.T, svc string, n int, vip netip.Addr) map[lab.Host]in
 		byReal[name]++
 	}
 	// At rest again: at least n, and two reads 2 s apart that agree. (A
-	// run counted 61 for 60 requests: a connection entry the kernel made
-	// twice, for a retransmitted SYN, counts twice.)
+	// run counted 61 for 60 requests while directors' sessions were being
+	// reset: a connection the router moves to another director half way
+	// is counted by both.)
 	res := map[lab.Host]int{}
 	var last map[lab.Host]int
 	err = lab.Poll(15*time.Second, 2100*time.Millisecond, func() error {
