@@ -326,8 +326,9 @@ func cfrrBFDUp(t *testing.T, router *lab.BGPRouter, n int) {
 // cfrrSpread makes n HTTP requests from remote to vip, each a new
 // connection, and returns how many connections each director's IPVS
 // counted for svc ("TCP VIP:80") meanwhile: the stats' conns counter,
-// read before and after (polled until the directors' counts add up to n:
-// the kernel folds its per-CPU counters every 2 s).
+// read before and after (polled until the directors' counts add up to n
+// and stay: the kernel folds its per-CPU counters every 2 s). Called once
+// per service, before any other traffic to it.
 func cfrrSpread(t *testing.T, svc string, n int, vip netip.Addr) map[lab.Host]int {
 	t.Helper()
 	read := func() (map[lab.Host]uint64, error) {
@@ -341,19 +342,9 @@ func cfrrSpread(t *testing.T, svc string, n int, vip netip.Addr) map[lab.Host]in
 		}
 		return res, nil
 	}
-	var before map[lab.Host]uint64
-	// Counters at rest: two reads 2 s apart that agree.
-	err := lab.Poll(clusterConverge, 2100*time.Millisecond, func() error {
-		now, err := read()
-		if err != nil {
-			return err
-		}
-		if before == nil || !maps.Equal(now, before) {
-			before = now
-			return errors.New("the counters still move")
-		}
-		return nil
-	})
+	// No connection has reached the service before (its health checks go
+	// to the reals, not through IPVS): the counters are at rest.
+	before, err := read()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,10 +357,9 @@ func cfrrSpread(t *testing.T, svc string, n int, vip netip.Addr) map[lab.Host]in
 		}
 		byReal[name]++
 	}
-	// At rest again: at least n, and two reads 2 s apart that agree. (A
-	// run counted 61 for 60 requests while directors' sessions were being
-	// reset: a connection the router moves to another director half way
-	// is counted by both.)
+	// At rest again: at least n, and two reads 2 s apart that agree. (Two
+	// runs counted 61 and 63 for 60 requests, each answered once; why is
+	// not known yet, so the test asks for at least n.)
 	res := map[lab.Host]int{}
 	var last map[lab.Host]int
 	err = lab.Poll(15*time.Second, 2100*time.Millisecond, func() error {
