@@ -67,10 +67,11 @@ soak: build
 		DSRD_VM_TIMEOUT=5400 DSRD_E2E_TAGS=vmtest,vmcluster,vmchaos DSRD_E2E_PKG=./tests/e2e \
 		tests/vm/e2e -test.run '^TestChaos$$' -test.timeout 85m
 
-## e2e-bgp: only TestClusterBGP, dsrd directors announcing a bgp VIP to
-## the lab's BIRD router (also part of e2e; 80 s to 3 minutes in the VM)
+## e2e-bgp: only TestClusterBGP (two dsrd directors announcing a bgp VIP
+## to the lab's BIRD router) and TestClusterBGPFRR (three directors, IPv4
+## and IPv6 VIPs, FRR as the router); also part of e2e
 e2e-bgp: build
-	DSRD_E2E_TAGS=vmtest,vmcluster DSRD_E2E_PKG=./tests/e2e tests/vm/e2e -test.run '^TestClusterBGP$$'
+	DSRD_E2E_TAGS=vmtest,vmcluster DSRD_E2E_PKG=./tests/e2e tests/vm/e2e -test.run '^TestClusterBGP(FRR)?$$'
 
 ## bench-bgp: the BGP scale-out benchmark in the VM lab (tests/bench/anycast/run,
 ## about 30 minutes; docs/benchmarks.md, "BGP scale-out"). Not in make test.

@@ -14,6 +14,11 @@ package e2e
 //	    dsrd status says announced, its sessions established with BFD up;
 //	(b) every real down: the route leaves the router (no-service-up); the
 //	    reals back: it returns;
+//	(w) one backend down (its server stopped): its weight in both bgp
+//	    services goes to 0 on both directors within one health-check
+//	    interval of each other (the cluster's verdict, replicated through
+//	    Raft), and back to full weight alike when it returns (the issue's
+//	    item 6(e));
 //	(c) SIGKILL of a director: its next hop leaves within BFD's time;
 //	    long-lived TCP connections survive the routers' rehash (mh and
 //	    sloppy_tcp on both directors); restarted, it is announced again;
@@ -53,6 +58,7 @@ import (
 	"time"
 
 	"github.com/dsrd/dsrd/internal/api"
+	"github.com/dsrd/dsrd/ipvs"
 	"github.com/dsrd/dsrd/tests/e2e/lab"
 )
 
@@ -181,6 +187,9 @@ func TestClusterBGP(t *testing.T) {
 	// real coming up later changes mh's table under them.
 	clusterWaitWeights(t, cbgpWeights())
 	t.Logf("(b) reals down -> route gone %s; first real started -> both next hops %s", m["(b) reals down -> route gone"], m["(b) reals back -> route back"])
+
+	// (w) one backend down, then back: the weights on both directors.
+	cbgpOneBackend(t, m)
 
 	// (c) SIGKILL of the follower.
 	conns := cbgpOpen(t, cbgpConns)
@@ -699,4 +708,156 @@ func cbgpPartition(t *testing.T, d lab.Host, cut bool) {
 		defer cancel()
 		_, _ = lab.InNS(ctx, d, nft, "delete", "table", "inet", table)
 	})
+}
+
+// cbgpWeightPoll is how often cbgpWeightsReach reads a director's weights:
+// one netlink dump per service, a few milliseconds under TCG.
+const cbgpWeightPoll = 10 * time.Millisecond
+
+// cbgpWeightSeen is when a director's IPVS was first seen with a weight:
+// At, the first read that found it; Before, the read before it (the
+// change happened between the two); MaxGap, the longest time between two
+// reads (the resolution).
+type cbgpWeightSeen struct {
+	At, Before time.Time
+	MaxGap     time.Duration
+	Reads      int
+}
+
+// cbgpWeightsReach reads, on each director of dirs at once, the weight of
+// rs's destination in every service of svcs (over netlink, in-process),
+// until it is want in all of them, within timeout, and returns when each
+// director got there.
+func cbgpWeightsReach(t *testing.T, dirs []lab.Host, svcs []netip.AddrPort, rs lab.Host, want int, timeout time.Duration) map[lab.Host]cbgpWeightSeen {
+	t.Helper()
+	type result struct {
+		d    lab.Host
+		seen cbgpWeightSeen
+		err  error
+	}
+	ch := make(chan result, len(dirs))
+	for _, d := range dirs {
+		go func() {
+			res := result{d: d}
+			defer func() { ch <- res }()
+			ctx, cancel := context.WithTimeout(context.Background(), timeout+lab.CommandTimeout)
+			defer cancel()
+			k, err := ipvs.OpenNetlink(ctx, "/run/netns/"+string(d))
+			if err != nil {
+				res.err = err
+				return
+			}
+			defer k.Close()
+			deadline := time.Now().Add(timeout)
+			var last time.Time
+			var got []string
+			for {
+				now := time.Now()
+				if !last.IsZero() {
+					res.seen.MaxGap = max(res.seen.MaxGap, now.Sub(last))
+				}
+				res.seen.Reads++
+				ok := true
+				got = got[:0]
+				for _, svc := range svcs {
+					addr := rs.IPv4()
+					if svc.Addr().Is6() {
+						addr = rs.IPv6()
+					}
+					dests, err := k.GetDestinations(ctx, ipvs.NewServiceKey(ipvs.TCP, svc))
+					if err != nil {
+						res.err = fmt.Errorf("destinations of %s on %s: %w", svc, d, err)
+						return
+					}
+					w := -1
+					for _, dst := range dests {
+						if dst.Key.Addr == addr && dst.Key.Port == svc.Port() {
+							w = dst.Weight
+						}
+					}
+					got = append(got, fmt.Sprintf("%s: %d", svc, w))
+					ok = ok && w == want
+				}
+				if ok {
+					res.seen.At, res.seen.Before = now, last
+					return
+				}
+				if now.After(deadline) {
+					res.err = fmt.Errorf("the weight of %s on %s is not %d after %v: %v", rs, d, want, timeout, got)
+					return
+				}
+				last = now
+				time.Sleep(cbgpWeightPoll)
+			}
+		}()
+	}
+	res := map[lab.Host]cbgpWeightSeen{}
+	var errs []error
+	for range dirs {
+		r := <-ch
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		res[r.d] = r.seen
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// cbgpWeightSpread is how far apart the directors reached the weight
+// (latest At minus earliest At) and the reads' resolution (the longest
+// gap between two reads of any director: each At may be that late).
+func cbgpWeightSpread(seen map[lab.Host]cbgpWeightSeen) (spread, resolution time.Duration) {
+	var first, last time.Time
+	for _, s := range seen {
+		if first.IsZero() || s.At.Before(first) {
+			first = s.At
+		}
+		if s.At.After(last) {
+			last = s.At
+		}
+		resolution = max(resolution, s.MaxGap)
+	}
+	return last.Sub(first), resolution
+}
+
+// cbgpOneBackend is (w): rs1's server stopped, its weight in bgpweb and
+// bgpecho goes to 0 on both directors within one health-check interval
+// of each other; started again, back to 100 alike. The bound is the
+// issue's ("within one check interval of each other"), plus the reads'
+// resolution: a director's At is up to one gap between reads after its
+// change.
+func cbgpOneBackend(t *testing.T, m map[string]string) {
+	t.Helper()
+	const rs = lab.RS1
+	svcs := []netip.AddrPort{netip.AddrPortFrom(cbgpVIP, 80), netip.AddrPortFrom(cbgpVIP, 9000)}
+	bound := clusterOptions.CheckInterval
+	for _, step := range []struct {
+		name   string
+		weight int
+		do     func()
+	}{
+		{"down", 0, func() { lab.ClusterBackendStop(t, rs) }},
+		{"back", 100, func() { lab.ClusterBackendStart(t, rs) }},
+	} {
+		start := time.Now()
+		step.do()
+		seen := cbgpWeightsReach(t, lab.ClusterDirectors(), svcs, rs, step.weight, cbgpChange)
+		spread, res := cbgpWeightSpread(seen)
+		var parts []string
+		for _, d := range lab.ClusterDirectors() {
+			parts = append(parts, fmt.Sprintf("%s %v (%d reads)", d, seen[d].At.Sub(start).Round(time.Millisecond), seen[d].Reads))
+		}
+		key := fmt.Sprintf("(w) %s %s -> weight %d", rs, step.name, step.weight)
+		m[key] = fmt.Sprintf("%s; spread %v", strings.Join(parts, ", "), spread.Round(time.Millisecond))
+		t.Logf("%s on every director: %s; between directors %v (reads every %v at worst; the bound: check interval %v + that)",
+			key, strings.Join(parts, ", "), spread.Round(time.Millisecond), res.Round(time.Millisecond), bound)
+		if spread > bound+res {
+			t.Errorf("%s: the directors reached it %v apart, more than one check interval (%v) + the reads' resolution (%v)", key, spread, bound, res)
+		}
+	}
+	clusterWaitWeights(t, cbgpWeights())
 }

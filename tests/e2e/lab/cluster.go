@@ -80,7 +80,19 @@ type ClusterOptions struct {
 	// Tunnel makes web, web6 and echo forward by IP-in-IP and runs the
 	// realserver agents with --tunnel (DSRD_LAB_TUNNEL=1).
 	Tunnel bool
+	// BGP6 (with BGP) adds the IPv6 bgp VIP ClusterBGPVIP6, its service
+	// bgpweb6 (tcp/80) and an IPv6 session per director with the router's
+	// RouterIPv6 (DSRD_LAB_BGP6=1).
+	BGP6 bool
+	// ThreeDirectors runs dir3 as a director instead of the witness
+	// (DSRD_LAB_DIRECTORS=3). ClusterDirectors still lists dir1 and dir2:
+	// a test that sets it names its directors itself.
+	ThreeDirectors bool
 }
+
+// ClusterBGPVIP6 is the lab cluster's IPv6 bgp VIP (ClusterOptions.BGP6),
+// with the service bgpweb6 (tcp/80).
+var ClusterBGPVIP6 = netip.MustParseAddr("2001:db8:113::20")
 
 // ClusterBGPVIP is the lab cluster's bgp VIP (ClusterOptions.BGP), with the
 // services bgpweb (tcp/80) and bgpecho (tcp/9000).
@@ -109,6 +121,12 @@ func (o ClusterOptions) env() []string {
 	}
 	if o.Tunnel {
 		env = append(env, "DSRD_LAB_TUNNEL=1")
+	}
+	if o.BGP6 {
+		env = append(env, "DSRD_LAB_BGP6=1")
+	}
+	if o.ThreeDirectors {
+		env = append(env, "DSRD_LAB_DIRECTORS=3")
 	}
 	if o.BGPBFD != "" {
 		env = append(env, "DSRD_LAB_BGP_BFD="+o.BGPBFD)
