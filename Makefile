@@ -60,10 +60,12 @@ chaos: build
 ## soak: one schedule of an hour of faults (after 5 minutes of warm-up
 ## under the workload) with the leak check, its report written into
 ## docs/reliability.md (about 70 minutes; not in make test).
-## DSRD_SOAK_SEED picks the schedule
+## DSRD_SOAK_SEED picks the schedule, DSRD_SOAK_LENGTH the run's length
+## (warm-up included)
 DSRD_SOAK_SEED ?= 2026
+DSRD_SOAK_LENGTH ?= 65m
 soak: build
-	DSRD_CHAOS_SOAK=1 DSRD_CHAOS_SEEDS='$(DSRD_SOAK_SEED)' DSRD_CHAOS_LENGTH=65m DSRD_CHAOS_REPORT=docs/reliability.md \
+	DSRD_CHAOS_SOAK=1 DSRD_CHAOS_SEEDS='$(DSRD_SOAK_SEED)' DSRD_CHAOS_LENGTH=$(DSRD_SOAK_LENGTH) DSRD_CHAOS_REPORT=docs/reliability.md \
 		DSRD_VM_TIMEOUT=5400 DSRD_E2E_TAGS=vmtest,vmcluster,vmchaos DSRD_E2E_PKG=./tests/e2e \
 		tests/vm/e2e -test.run '^TestChaos$$' -test.timeout 85m
 
