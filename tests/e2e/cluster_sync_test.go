@@ -66,14 +66,30 @@ func clusterSyncConfigure(t *testing.T, c *lab.Cluster, owner lab.Host, on bool,
 			t.Fatal(err)
 		}
 	}
+	st0, err := c.Status(clusterCtx(t), owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := st0.Generation + 1
 	if err := c.Signal(owner, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
+	// Both directors' IPVS on the new generation, not only their sync
+	// daemons as asked: the daemons may already be what the new file
+	// asks for while the scheduler change is still on its way, and a
+	// scheduler change refuses new connections for a moment (the kernel
+	// unbinds the old scheduler, waits an RCU grace period, binds the
+	// new one: a SYN in between finds no scheduler and is answered with
+	// ICMP port unreachable). A run that dialled in that window failed
+	// with "connection refused".
 	lab.Eventually(t, clusterConverge, 200*time.Millisecond, func() error {
 		for _, d := range lab.ClusterDirectors() {
 			st, err := c.Status(clusterCtx(t), d)
 			if err != nil {
 				return err
+			}
+			if st.Generation != gen || st.RunningGeneration != gen {
+				return fmt.Errorf("%s: generation %d running %d, want %d", d, st.Generation, st.RunningGeneration, gen)
 			}
 			if err := syncStatusWant(st, on, d == owner); err != nil {
 				return fmt.Errorf("%s: %w", d, err)
