@@ -205,3 +205,51 @@ func TestSpliceReport(t *testing.T) {
 		t.Error("a document without markers was spliced")
 	}
 }
+
+// TestGenerateNeverDrainsEveryReal is the soak of seed 2026 and the CI run
+// of seed 7: their schedules drained every real of web, and every request
+// of the outage the schedule itself asked for counted as a violation.
+func TestGenerateNeverDrainsEveryReal(t *testing.T) {
+	top := lab
+	top.Reals = []string{"web/192.0.2.21", "web/192.0.2.22", "web/192.0.2.23", "echo/192.0.2.21", "echo/192.0.2.22"}
+	short := Bounds{Length: 3 * time.Minute, Warmup: 15 * time.Second, Quiet: 30 * time.Second, MeanGap: 5 * time.Second, MaxConcurrent: 2}
+	soak := Bounds{Length: 65 * time.Minute, Warmup: 5 * time.Minute, Quiet: 45 * time.Second, MeanGap: 8 * time.Second, MaxConcurrent: 2}
+	most := 0 // the most reals of one service drained at once, over every schedule
+	for _, b := range []Bounds{short, soak} {
+		for _, seed := range []uint64{7, 11, 23, 2026, 1, 2, 3, 4, 5} {
+			fs, err := Generate(seed, b, top)
+			if err != nil {
+				t.Fatal(err)
+			}
+			drained := map[string]bool{}
+			for _, f := range fs {
+				switch f.Kind {
+				case AdminDrain:
+					drained[f.Target] = true
+				case AdminUndrain:
+					delete(drained, f.Target)
+				default:
+					continue
+				}
+				for _, svc := range []string{"web", "echo"} {
+					n, of := 0, 0
+					for _, r := range top.Reals {
+						if strings.HasPrefix(r, svc+"/") {
+							of++
+							if drained[r] {
+								n++
+							}
+						}
+					}
+					most = max(most, n)
+					if n == of {
+						t.Errorf("seed %d, %s: at %s every real of %s is drained", seed, b.Length, f, svc)
+					}
+				}
+			}
+		}
+	}
+	if most < 2 {
+		t.Errorf("no schedule drained two reals of one service at once (most %d): the generator drains too little", most)
+	}
+}

@@ -65,6 +65,10 @@ const (
 	// chaosClockBound bounds the VM clock's total offset from the clock
 	// steps (well inside the 5 minutes certificates are backdated by).
 	chaosClockBound = 2 * time.Minute
+	// chaosAdminRetry bounds how long a drain or an undrain is retried
+	// until the cluster acknowledges it (a leader lost under a partition
+	// is back within a few seconds).
+	chaosAdminRetry = 45 * time.Second
 	// chaosUDPPort is the UDP service the run adds (the backends answer
 	// UDP on 9000).
 	chaosUDPPort = 9000
@@ -146,7 +150,7 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 		t.Fatalf("wipe the lab cluster's state: %v", err)
 	}
 	c, _ := clusterStart(t)
-	r := &chaosRunner{t: t, c: c, cliq: make(chan chaos.Fault, 256)}
+	r := &chaosRunner{t: t, c: c, cliq: make(chan chaos.Fault, 256), schedule: schedule}
 	r.addUDPService()
 	var cwg sync.WaitGroup
 	cwg.Go(func() {
@@ -165,7 +169,7 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 	probeCtx, stopProbes := context.WithCancel(context.Background())
 	short, long, udp := &chaosStream{}, &chaosStream{}, &chaosStream{}
 	var pwg sync.WaitGroup
-	pwg.Go(func() { chaosShort(probeCtx, since, short) })
+	pwg.Go(func() { chaosShort(probeCtx, since, short, r.diagnose) })
 	for range chaosLongConns {
 		pwg.Go(func() { chaosLongLived(probeCtx, since, long) })
 	}
@@ -234,6 +238,7 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 	endRes := res.read(probeCtx)
 	stopProbes()
 	pwg.Wait()
+	r.dwg.Wait()
 	changes, err := watch.Stop()
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +261,7 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 		violations = append(violations, s.violations...)
 	}
 
-	report := chaosReport(seed, b, schedule, streams, res.all(), violations)
+	report := chaosReport(seed, b, schedule, streams, res.all(), violations, r.diagnoses)
 	t.Log("\n" + report)
 	{
 		dir := filepath.Join(repo, ".cache", "chaos")
@@ -337,8 +342,17 @@ type chaosRunner struct {
 	c *lab.Cluster
 	// cliq feeds applyCLI's goroutine.
 	cliq chan chaos.Fault
-	mu   sync.Mutex
-	ops  []chaos.Op
+	// schedule is the run's faults (diagnose looks only at failures
+	// outside their windows).
+	schedule []chaos.Fault
+	mu       sync.Mutex
+	ops      []chaos.Op
+	// diagnoses are the snapshots diagnose took (at most
+	// chaosMaxDiagnoses; diagnosing counts those started), dwg its
+	// goroutines.
+	diagnoses  []string
+	diagnosing int
+	dwg        sync.WaitGroup
 }
 
 func (r *chaosRunner) ctx() (context.Context, context.CancelFunc) {
@@ -496,14 +510,27 @@ func (r *chaosRunner) applyCLI(f chaos.Fault) {
 		if f.At%2 == 1 {
 			d = lab.Dir2
 		}
-		ctx, cancel := r.ctx()
-		_, stderr, err := r.c.CLI(ctx, d, verb, svc, real)
-		cancel()
-		r.mu.Lock()
-		r.ops = append(r.ops, chaos.Op{At: f.At, Key: "admin/" + f.Target, Value: state, Acked: err == nil})
-		r.mu.Unlock()
-		if err != nil {
-			logf("%s %s through %s: %v %s", verb, f.Target, d, err, strings.TrimSpace(stderr))
+		// Retried until acknowledged, as an operator would: the schedule
+		// never drains a service's last enabled real by its own view of
+		// the admin states (chaos.Generate), which holds only if every
+		// command it issued took effect. Each attempt is in the ledger.
+		deadline := time.Now().Add(chaosAdminRetry)
+		for attempt := 1; ; attempt++ {
+			ctx, cancel := r.ctx()
+			_, stderr, err := r.c.CLI(ctx, d, verb, svc, real)
+			cancel()
+			r.mu.Lock()
+			r.ops = append(r.ops, chaos.Op{At: f.At, Key: "admin/" + f.Target, Value: state, Acked: err == nil})
+			r.mu.Unlock()
+			if err == nil {
+				break
+			}
+			logf("%s %s through %s (attempt %d): %v %s", verb, f.Target, d, attempt, err, strings.TrimSpace(stderr))
+			if time.Now().After(deadline) {
+				t.Errorf("+%s: %s %s was not acknowledged in %s of retries", f.At.Round(time.Millisecond), verb, f.Target, chaosAdminRetry)
+				break
+			}
+			time.Sleep(time.Second)
 		}
 	case chaos.Transfer:
 		ctx, cancel := r.ctx()
@@ -699,7 +726,7 @@ func (r *chaosRunner) finalValues() map[string]string {
 }
 
 // chaosReport is the run's report in Markdown.
-func chaosReport(seed uint64, b chaos.Bounds, schedule []chaos.Fault, streams []chaosStreamResult, res []chaos.ResourceSample, violations []chaos.Violation) string {
+func chaosReport(seed uint64, b chaos.Bounds, schedule []chaos.Fault, streams []chaosStreamResult, res []chaos.ResourceSample, violations []chaos.Violation, diagnoses []string) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "chaos run: seed %d, %s, %d faults; %d invariant violations\n\n", seed, b.Length, len(schedule), len(violations))
 	s.WriteString("| workload | probes | served outside faults |\n| --- | --: | --: |\n")
@@ -737,6 +764,13 @@ func chaosReport(seed uint64, b chaos.Bounds, schedule []chaos.Fault, streams []
 			fmt.Fprintf(&s, "\n- %s", v)
 		}
 		s.WriteString("\n")
+	}
+	if len(diagnoses) > 0 {
+		fmt.Fprintf(&s, "\nWhat the first %d requests that failed outside every fault's window met (taken as each failed):\n\n```\n", len(diagnoses))
+		for _, d := range diagnoses {
+			s.WriteString(d)
+		}
+		s.WriteString("```\n")
 	}
 	return s.String()
 }

@@ -65,8 +65,9 @@ func chaosOutages(name string, s *chaosStream, schedule []chaos.Fault) chaosStre
 	return chaosStreamResult{name: name, probes: len(ps), outside: rate, worst: worst, violations: v}
 }
 
-// chaosShort sends one HTTP request to the VIP every chaosProbeEvery.
-func chaosShort(ctx context.Context, since func() time.Duration, s *chaosStream) {
+// chaosShort sends one HTTP request to the VIP every chaosProbeEvery;
+// failed calls failed(at, err) (which must not block).
+func chaosShort(ctx context.Context, since func() time.Duration, s *chaosStream, failed func(time.Duration, error)) {
 	client := lab.HTTPClient(lab.Client, time.Second)
 	tick := time.NewTicker(chaosProbeEvery)
 	defer tick.Stop()
@@ -80,6 +81,9 @@ func chaosShort(ctx context.Context, since func() time.Duration, s *chaosStream)
 		err := chaosGet(ctx, client)
 		if ctx.Err() != nil {
 			return // cut short by the end of the run, not by the cluster
+		}
+		if err != nil {
+			failed(at, err)
 		}
 		s.add(at, err)
 	}
@@ -351,4 +355,76 @@ func chaosGoroutines(ctx context.Context, h lab.Host) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s: no go_goroutines in its metrics", h)
+}
+
+// chaosMaxDiagnoses bounds the snapshots a run takes of failed requests.
+const chaosMaxDiagnoses = 20
+
+// diagnose snapshots, on its own goroutine, what a request that failed
+// outside every fault's window met: which MAC the client sends the VIP
+// to, which director holds the VIP, their IPVS weights for web and the
+// half-open connections IPVS holds from the client. A failure inside a
+// fault's window is expected and not looked at.
+func (r *chaosRunner) diagnose(at time.Duration, failure error) {
+	for _, f := range r.schedule {
+		if at >= f.At && at < f.End()+chaosGrace {
+			return
+		}
+	}
+	r.mu.Lock()
+	if r.diagnosing >= chaosMaxDiagnoses {
+		r.mu.Unlock()
+		return
+	}
+	r.diagnosing++
+	r.mu.Unlock()
+	r.dwg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var b strings.Builder
+		fmt.Fprintf(&b, "+%s %v\n", at.Round(time.Millisecond), failure)
+		out, err := lab.InNS(ctx, lab.Client, "ip", "neigh", "show", clusterVIP.String())
+		fmt.Fprintf(&b, "  client's neighbour entry for the VIP: %s%v\n", strings.TrimSpace(out), errOrNil(err))
+		for _, d := range lab.ClusterDirectors() {
+			addrs, err := lab.InNS(ctx, d, "ip", "-br", "addr", "show")
+			holds := err == nil && strings.Contains(addrs, clusterVIP.String()+"/")
+			link, _ := lab.InNS(ctx, d, "cat", "/sys/class/net/eth0/address")
+			ipvs, err2 := lab.InNS(ctx, d, "ipvsadm", "-L", "-n", "-t", netip.AddrPortFrom(clusterVIP, 80).String())
+			conns, _ := lab.InNS(ctx, d, "ipvsadm", "-L", "-n", "-c")
+			half := 0
+			for _, l := range strings.Split(conns, "\n") {
+				if strings.Contains(l, lab.Client.IPv4().String()+":") && strings.Contains(l, "SYN_RECV") {
+					half++
+				}
+			}
+			fmt.Fprintf(&b, "  %s (eth0 %s): holds the VIP %v%v; %d half-open connections from the client; web: %s%v\n",
+				d, strings.TrimSpace(link), holds, errOrNil(err), half, chaosWeightsLine(ipvs), errOrNil(err2))
+		}
+		r.mu.Lock()
+		r.diagnoses = append(r.diagnoses, b.String())
+		r.mu.Unlock()
+	})
+}
+
+// errOrNil formats err as " (err)", or nothing.
+func errOrNil(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " (" + err.Error() + ")"
+}
+
+// chaosWeightsLine shortens ipvsadm -Ln -t's output to its destinations'
+// addresses and weights on one line.
+func chaosWeightsLine(out string) string {
+	var ds []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 6 && f[0] == "->" {
+			ds = append(ds, f[1]+"="+f[3])
+		}
+	}
+	if len(ds) == 0 {
+		return "no destinations"
+	}
+	return strings.Join(ds, " ")
 }
