@@ -150,12 +150,15 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 		t.Fatalf("wipe the lab cluster's state: %v", err)
 	}
 	c, _ := clusterStart(t)
-	r := &chaosRunner{t: t, c: c, cliq: make(chan chaos.Fault, 256), schedule: schedule}
+	r := &chaosRunner{t: t, c: c, cliq: make(chan int, 256), schedule: schedule, cliDone: map[int]time.Duration{}}
 	r.addUDPService()
 	var cwg sync.WaitGroup
 	cwg.Go(func() {
-		for f := range r.cliq {
-			r.applyCLI(f)
+		for i := range r.cliq {
+			r.applyCLI(r.schedule[i])
+			r.mu.Lock()
+			r.cliDone[i] = r.since()
+			r.mu.Unlock()
 		}
 	})
 	watch, err := c.Watch(20 * time.Millisecond)
@@ -164,6 +167,7 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 	}
 	start := time.Now()
 	since := func() time.Duration { return time.Since(start) }
+	r.since = since
 
 	// The workload: short requests, long-lived connections, UDP probes.
 	probeCtx, stopProbes := context.WithCancel(context.Background())
@@ -206,7 +210,7 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 		}
 	}
 	var warm map[string]chaos.Resources
-	for _, f := range schedule {
+	for i, f := range schedule {
 		runDue(f.At)
 		if d := f.At - since(); d > 0 {
 			time.Sleep(d)
@@ -214,7 +218,7 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 		if warm == nil {
 			warm = res.read(probeCtx) // the level after warm-up, before the first fault
 		}
-		if undo := r.apply(f); undo != nil {
+		if undo := r.apply(i, f); undo != nil {
 			undos = append(undos, pending{f.End(), undo})
 		}
 	}
@@ -245,17 +249,21 @@ func chaosRun(t *testing.T, seed uint64, b chaos.Bounds, soak bool) {
 	}
 	end := since()
 
+	// The faults' windows as they acted: a CLI fault queued behind a slow
+	// one (a drain retried while the cluster had no leader) acts later
+	// than scheduled.
+	windows := r.windows(end)
 	var violations []chaos.Violation
-	violations = append(violations, chaos.CheckVIPOwners(chaosSamples(changes, start, end), []string{clusterVIP.String()}, schedule, chaosSettle)...)
+	violations = append(violations, chaos.CheckVIPOwners(chaosSamples(changes, start, end), []string{clusterVIP.String()}, windows, chaosSettle)...)
 	violations = append(violations, chaos.CheckConverged(final)...)
 	violations = append(violations, chaos.CheckLedger(r.ops, r.finalValues(), end)...)
 	if soak {
 		violations = append(violations, chaos.CheckLeaks(warm, endRes, end)...)
 	}
 	streams := []chaosStreamResult{
-		chaosOutages("short requests (HTTP, every 50 ms)", short, schedule),
-		chaosOutages(fmt.Sprintf("long-lived connections (%d, a line every 100 ms)", chaosLongConns), long, schedule),
-		chaosOutages("UDP probes (every 100 ms)", udp, schedule),
+		chaosOutages("short requests (HTTP, every 50 ms)", short, windows),
+		chaosOutages(fmt.Sprintf("long-lived connections (%d, a line every 100 ms)", chaosLongConns), long, windows),
+		chaosOutages("UDP probes (every 100 ms)", udp, windows),
 	}
 	for _, s := range streams {
 		violations = append(violations, s.violations...)
@@ -340,8 +348,13 @@ func chaosSamples(changes []lab.ClusterHolding, start time.Time, end time.Durati
 type chaosRunner struct {
 	t *testing.T
 	c *lab.Cluster
-	// cliq feeds applyCLI's goroutine.
-	cliq chan chaos.Fault
+	// cliq feeds applyCLI's goroutine with indexes into schedule;
+	// cliQueued and cliDone (under mu) say which were sent to it and when
+	// each was done, since the run's start (since).
+	cliq      chan int
+	cliQueued map[int]bool
+	cliDone   map[int]time.Duration
+	since     func() time.Duration
 	// schedule is the run's faults (diagnose looks only at failures
 	// outside their windows).
 	schedule []chaos.Fault
@@ -362,7 +375,7 @@ func (r *chaosRunner) ctx() (context.Context, context.CancelFunc) {
 // apply starts fault f and returns what ends it (nil for instant faults).
 // A step that fails is logged, not fatal: under chaos a command may fail
 // (a leader gone); the invariants judge the run.
-func (r *chaosRunner) apply(f chaos.Fault) (undo func()) {
+func (r *chaosRunner) apply(i int, f chaos.Fault) (undo func()) {
 	t := r.t
 	h := lab.Host(f.Target)
 	agent := false
@@ -432,11 +445,37 @@ func (r *chaosRunner) apply(f chaos.Fault) (undo func()) {
 			}
 		}
 	case chaos.ValidReload, chaos.InvalidReload, chaos.AdminDrain, chaos.AdminUndrain, chaos.Transfer:
-		r.cliq <- f
+		r.mu.Lock()
+		if r.cliQueued == nil {
+			r.cliQueued = map[int]bool{}
+		}
+		r.cliQueued[i] = true
+		r.mu.Unlock()
+		r.cliq <- i
 	default:
 		return r.applyOther(f, h, logf)
 	}
 	return nil
+}
+
+// windows is the schedule with each CLI fault's window stretched from its
+// scheduled start to when applyCLI was done with it (end for one still
+// queued or under way).
+func (r *chaosRunner) windows(end time.Duration) []chaos.Fault {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Clone(r.schedule)
+	for i := range out {
+		if !r.cliQueued[i] {
+			continue
+		}
+		done, ok := r.cliDone[i]
+		if !ok {
+			done = end
+		}
+		out[i].Duration = max(0, done-out[i].At)
+	}
+	return out
 }
 
 // applyCLI applies the faults that go through dsrd's CLI: reloads, admin

@@ -366,7 +366,7 @@ const chaosMaxDiagnoses = 20
 // half-open connections IPVS holds from the client. A failure inside a
 // fault's window is expected and not looked at.
 func (r *chaosRunner) diagnose(at time.Duration, failure error) {
-	for _, f := range r.schedule {
+	for _, f := range r.windows(at + time.Hour) {
 		if at >= f.At && at < f.End()+chaosGrace {
 			return
 		}
