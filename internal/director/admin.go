@@ -20,7 +20,10 @@ func (d *Director) SetAdmin(ctx context.Context, req api.AdminRequest) (api.Admi
 	default:
 		return api.AdminResult{}, fmt.Errorf("%w: state %q: want enabled, drained or disabled", api.ErrInvalid, req.State)
 	}
-	cc := d.node.Config()
+	cc, err := appliedConfig(ctx, d.node)
+	if err != nil {
+		return api.AdminResult{}, err
+	}
 	for i := range cc.Services {
 		svc := &cc.Services[i]
 		if svc.Name != req.Service && svc.Key().String() != req.Service {
@@ -39,6 +42,40 @@ func (d *Director) SetAdmin(ctx context.Context, req api.AdminRequest) (api.Admi
 		return api.AdminResult{}, fmt.Errorf("%w: service %s has no real %s", api.ErrNotFound, svc.Name, req.Real)
 	}
 	return api.AdminResult{}, fmt.Errorf("%w: no service %q in cluster generation %d", api.ErrNotFound, req.Service, cc.Generation)
+}
+
+// adminCatchUp bounds how long an admin command through a director that
+// has applied no cluster configuration yet (started a moment ago, its log
+// still replaying) waits for one.
+const adminCatchUp = 10 * time.Second
+
+// configSource is what appliedConfig reads: the node's replicated state.
+type configSource interface {
+	Config() raft.ClusterConfig
+	Watch() <-chan struct{}
+}
+
+// appliedConfig returns src's cluster configuration once it holds one
+// (generation above 0), waiting for it up to adminCatchUp or ctx. A
+// director that just started answers "no service web" otherwise, which
+// is wrong: the chaos soak drained through a restarted director and was
+// told web did not exist. What it cannot know yet is a conflict
+// (try again), never "not found".
+func appliedConfig(ctx context.Context, src configSource) (raft.ClusterConfig, error) {
+	ctx, cancel := context.WithTimeout(ctx, adminCatchUp)
+	defer cancel()
+	for {
+		changed := src.Watch() // before reading: no change is missed
+		cc := src.Config()
+		if cc.Generation > 0 {
+			return cc, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return cc, fmt.Errorf("%w: this director has applied no cluster configuration yet (it has just started, or cannot reach the leader): try again, or through another director", api.ErrConflict)
+		}
+	}
 }
 
 // Failover transfers leadership (planned): the new leader takes the VIPs
