@@ -380,6 +380,10 @@ type ReloadResult struct {
 	// whether the reload changed the cluster configuration.
 	Generation uint64 `json:"generation"`
 	Changed    bool   `json:"changed"`
+	// NotSubmitted marks a valid file the cluster did not take (no leader,
+	// the leader unreachable): nothing is wrong with the file, the reload
+	// can be tried again. Errors then holds why.
+	NotSubmitted bool `json:"not_submitted,omitempty"`
 }
 
 // JoinRequest adds a server to the Raft configuration.

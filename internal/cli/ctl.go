@@ -239,7 +239,7 @@ func reloadCommand() *ucli.Command {
 				for _, e := range res.Errors {
 					fmt.Fprintln(c.App.ErrWriter, e)
 				}
-				return ucli.Exit(fmt.Sprintf("dsrd reload: the file is invalid; the running configuration (generation %d) stays", res.Generation), exitFailure)
+				return ucli.Exit("dsrd reload: "+reloadFailure(res), exitFailure)
 			}
 			if res.Changed {
 				fmt.Fprintf(c.App.Writer, "reloaded: the configuration changed, now generation %d\n", res.Generation)

@@ -171,6 +171,17 @@ func TestReloadCommand(t *testing.T) {
 		t.Errorf("invalid reload: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 
+	// The soak's reload while the cluster had no leader: a valid file,
+	// not "the file is invalid".
+	d.backend.SetNextReload(api.ReloadResult{OK: false, NotSubmitted: true, Errors: []string{
+		"submit to the cluster: submit config: not the raft leader; no leader known"}})
+	code, out, errOut = d.run(t, "reload")
+	want = "submit to the cluster: submit config: not the raft leader; no leader known\n" +
+		"dsrd reload: the file is valid but the cluster did not take it (try again); the running configuration (generation 12) stays\n"
+	if code != exitFailure || out != "" || errOut != want {
+		t.Errorf("reload not taken: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
 	d.backend.SetNextReload(api.ReloadResult{OK: true, Changed: true})
 	code, out, _ = d.run(t, "reload")
 	if code != 0 || out != "reloaded: the configuration changed, now generation 13\n" {
@@ -298,5 +309,22 @@ func TestBGPDrainCommand(t *testing.T) {
 	code, out, _ = d.run(t, "bgp", "undrain")
 	if code != 0 || !strings.HasPrefix(out, "undrained: "+st.Node) {
 		t.Errorf("bgp undrain: exit %d, %q", code, out)
+	}
+}
+
+// A director that has applied no configuration yet (it had just started,
+// in the soak) names no generation: "generation 0" reads as a real one.
+func TestReloadFailureWithoutGeneration(t *testing.T) {
+	for _, tc := range []struct {
+		r    api.ReloadResult
+		want string
+	}{
+		{api.ReloadResult{NotSubmitted: true}, "the file is valid but the cluster did not take it (try again); the running configuration stays"},
+		{api.ReloadResult{}, "the file is invalid; the running configuration stays"},
+		{api.ReloadResult{Generation: 3}, "the file is invalid; the running configuration (generation 3) stays"},
+	} {
+		if got := reloadFailure(tc.r); got != tc.want {
+			t.Errorf("reloadFailure(%+v) = %q, want %q", tc.r, got, tc.want)
+		}
 	}
 }

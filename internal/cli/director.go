@@ -372,6 +372,8 @@ func reloadOnHUP(ctx context.Context, log *slog.Logger, hup <-chan os.Signal, re
 		switch {
 		case err != nil:
 			log.Error("reload failed; the running configuration stays", "error", err)
+		case !res.OK && res.NotSubmitted:
+			log.Error("reload: the file is valid but the cluster did not take it; the running configuration stays", "error", strings.Join(res.Errors, "; "))
 		case !res.OK:
 			log.Error("reload rejected an invalid file; the running configuration stays", "errors", strings.Join(res.Errors, "; "))
 		default:

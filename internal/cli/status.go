@@ -199,6 +199,21 @@ func raftLine(r api.Raft) string {
 	return strings.Join(parts, ", ")
 }
 
+// reloadFailure says what a failed reload means: an invalid file, or a
+// valid one the cluster did not take (a try again); the running
+// configuration stays either way. A director that has applied no cluster
+// configuration yet (generation 0) names none.
+func reloadFailure(r api.ReloadResult) string {
+	running := "the running configuration stays"
+	if r.Generation > 0 {
+		running = fmt.Sprintf("the running configuration (generation %d) stays", r.Generation)
+	}
+	if r.NotSubmitted {
+		return "the file is valid but the cluster did not take it (try again); " + running
+	}
+	return "the file is invalid; " + running
+}
+
 // reloadLines writes the last reload: its outcome and a failed one's errors.
 func reloadLines(line func(key, format string, args ...any), r api.ReloadResult) {
 	switch {
@@ -211,7 +226,7 @@ func reloadLines(line func(key, format string, args ...any), r api.ReloadResult)
 		}
 		line("last reload", "ok at %s: generation %d, %s", stamp(r.At), r.Generation, change)
 	default:
-		line("last reload", "FAILED at %s: the file is invalid, the running configuration stays", stamp(r.At))
+		line("last reload", "FAILED at %s: %s", stamp(r.At), reloadFailure(r))
 		for _, e := range r.Errors {
 			line("", "  %s", e)
 		}

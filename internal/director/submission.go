@@ -141,8 +141,9 @@ func (s *submitter) reload(ctx context.Context, c submitCluster, load func() (*c
 	}
 	sub, err := s.submit(ctx, c, clusterspec.FromDirector(cfg))
 	if err != nil {
-		res := api.ReloadResult{At: now, OK: false, Errors: []string{fmt.Sprintf("submit to the cluster: %v", err)}, Generation: c.Config().Generation}
+		res := api.ReloadResult{At: now, OK: false, NotSubmitted: true, Errors: []string{fmt.Sprintf("submit to the cluster: %v", err)}, Generation: c.Config().Generation}
 		s.record(res, nil)
+		s.log.Error("reload: the file is valid but the cluster did not take it; the running configuration stays", "error", err)
 		return res
 	}
 	res := api.ReloadResult{At: now, OK: true, Generation: sub.Generation, Changed: sub.Changed}

@@ -121,8 +121,8 @@ func TestSubmitterReload(t *testing.T) {
 		// The cluster refuses: rejected too.
 		second := submitterFile(t, dir, 81)
 		res = s.reload(t.Context(), c, func() (*config.Director, error) { return second, nil })
-		if res.OK || s.current() != first {
-			t.Errorf("refused submission: %+v", res)
+		if res.OK || !res.NotSubmitted || s.current() != first {
+			t.Errorf("refused submission: %+v, want not OK, not submitted", res)
 		}
 		// Accepted: the new file is current, and the start-up
 		// submission, superseded, stops.

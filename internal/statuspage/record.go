@@ -186,6 +186,8 @@ func diff(a, b *api.Status) []Event {
 				change = "changed"
 			}
 			ev("reload", false, "reload accepted: generation %d, %s", b.Reload.Generation, change)
+		} else if b.Reload.NotSubmitted {
+			ev("reload", true, "reload not taken by the cluster (the file is valid), the running configuration stays: %s", strings.Join(b.Reload.Errors, "; "))
 		} else {
 			ev("reload", true, "reload rejected, the running configuration stays: %s", strings.Join(b.Reload.Errors, "; "))
 		}
