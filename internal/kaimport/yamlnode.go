@@ -1,6 +1,7 @@
 package kaimport
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -69,12 +70,39 @@ func strs(items []string) *yaml.Node {
 	return s
 }
 
+// commentUnsafe reports a rune a YAML comment cannot hold as it is: one
+// YAML does not print (C0 and C1 controls, U+FFFE, U+FFFF) or one that
+// ends a line (CR, NEL, U+2028, U+2029), but a newline (which separates
+// the comment's lines) and a tab.
+func commentUnsafe(r rune) bool {
+	switch {
+	case r == '\n' || r == '\t':
+		return false
+	case r == '\r' || r == 0x85 || r == 0x2028 || r == 0x2029, r == 0xfffe || r == 0xffff:
+		return true
+	}
+	return r < 0x20 || (r >= 0x7f && r < 0xa0)
+}
+
+// commentEscape writes r, which commentUnsafe reports, as Go would quote
+// it: \x08, \u2028.
+func commentEscape(b *strings.Builder, r rune) {
+	if r <= 0xff {
+		fmt.Fprintf(b, "\\x%02x", r)
+		return
+	}
+	fmt.Fprintf(b, "\\u%04x", r)
+}
+
 // validUTF8 replaces, in n and below, every byte of a value or comment
-// that is not UTF-8 with U+FFFD. YAML is UTF-8: keepalived reads bytes, and
-// a name or script path copied from a keepalived.conf in another encoding
-// made the encoder panic (FuzzImport found it in CI). Such a value then
-// reaches dsrd's validation as text, and the report keeps keepalived's own
-// line.
+// that is not UTF-8 with U+FFFD, and every rune of a comment that
+// commentUnsafe reports with its escape (\x08). YAML is UTF-8 and its
+// comments are written as they are: keepalived reads bytes, and a name or
+// script path copied from a keepalived.conf in another encoding made the
+// encoder panic, and a backspace after a value copied into a comment made
+// a file dsrd cannot read (FuzzImport found both in CI). The encoder quotes
+// and escapes values itself. Such a value then reaches dsrd's validation
+// as text, and the report keeps keepalived's own line.
 func validUTF8(n *yaml.Node) {
 	if n == nil {
 		return
@@ -84,10 +112,25 @@ func validUTF8(n *yaml.Node) {
 			*s = strings.ToValidUTF8(*s, "\uFFFD")
 		}
 	}
+	comment := func(s *string) {
+		fix(s)
+		if strings.IndexFunc(*s, commentUnsafe) < 0 {
+			return
+		}
+		var b strings.Builder
+		for _, r := range *s {
+			if commentUnsafe(r) {
+				commentEscape(&b, r)
+				continue
+			}
+			b.WriteRune(r)
+		}
+		*s = b.String()
+	}
 	fix(&n.Value)
-	fix(&n.HeadComment)
-	fix(&n.LineComment)
-	fix(&n.FootComment)
+	comment(&n.HeadComment)
+	comment(&n.LineComment)
+	comment(&n.FootComment)
 	for _, c := range n.Content {
 		validUTF8(c)
 	}
