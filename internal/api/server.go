@@ -59,13 +59,15 @@ type ServerOptions struct {
 //	                           ?top=N each service's N sources dropped most (N capped at MaxTop)
 //	POST   /v1/admin           AdminRequest -> AdminResult
 //	POST   /v1/failover        FailoverRequest -> FailoverResult
-//	POST   /v1/reload          ReloadResult (200 also when the file is invalid)
+//	POST   /v1/reload          ReloadResult (200 also when the file is invalid, or valid
+//	                           but not taken by the cluster: not_submitted)
 //	GET    /v1/members         []Member
 //	POST   /v1/members         JoinRequest -> 204
 //	DELETE /v1/members/{id}    204
 //
 // Errors are an ErrorResponse: 400 for a bad request, 404 for an unknown
-// service, real or member, 409 when no leader could be reached, 504 when
+// service, real or member, 409 when no leader could be reached (or an
+// admin command reached a director that has applied no configuration yet), 504 when
 // the outcome is unknown, 500 otherwise.
 type Server struct {
 	b    Backend

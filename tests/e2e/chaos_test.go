@@ -77,6 +77,10 @@ const (
 // chaosKinds are the fault kinds this runner applies: all of them.
 var chaosKinds = chaos.Kinds
 
+// chaosCLIKinds are the faults applied through dsrd's CLI, one after the
+// other on a goroutine of their own (applyCLI).
+var chaosCLIKinds = []chaos.Kind{chaos.ValidReload, chaos.InvalidReload, chaos.AdminDrain, chaos.AdminUndrain, chaos.Transfer}
+
 // chaosAgents are the hosts whose realserver agents faults may hit.
 var chaosAgents = []string{"rs1", "rs2", "rs3"}
 
@@ -349,12 +353,11 @@ type chaosRunner struct {
 	t *testing.T
 	c *lab.Cluster
 	// cliq feeds applyCLI's goroutine with indexes into schedule;
-	// cliQueued and cliDone (under mu) say which were sent to it and when
-	// each was done, since the run's start (since).
-	cliq      chan int
-	cliQueued map[int]bool
-	cliDone   map[int]time.Duration
-	since     func() time.Duration
+	// cliDone (under mu) says when it was done with each, since the run's
+	// start (since).
+	cliq    chan int
+	cliDone map[int]time.Duration
+	since   func() time.Duration
 	// schedule is the run's faults (diagnose looks only at failures
 	// outside their windows).
 	schedule []chaos.Fault
@@ -384,6 +387,10 @@ func (r *chaosRunner) apply(i int, f chaos.Fault) (undo func()) {
 	}
 	logf := func(format string, args ...any) {
 		t.Logf("+%s %s: "+format, append([]any{f.At.Round(time.Millisecond), f.Kind}, args...)...)
+	}
+	if slices.Contains(chaosCLIKinds, f.Kind) {
+		r.cliq <- i
+		return nil
 	}
 	switch f.Kind {
 	case chaos.KillDaemon:
@@ -444,18 +451,9 @@ func (r *chaosRunner) apply(i int, f chaos.Fault) (undo func()) {
 				logf("heal: %v", err)
 			}
 		}
-	case chaos.ValidReload, chaos.InvalidReload, chaos.AdminDrain, chaos.AdminUndrain, chaos.Transfer:
-		r.mu.Lock()
-		if r.cliQueued == nil {
-			r.cliQueued = map[int]bool{}
-		}
-		r.cliQueued[i] = true
-		r.mu.Unlock()
-		r.cliq <- i
 	default:
 		return r.applyOther(f, h, logf)
 	}
-	return nil
 }
 
 // windows is the schedule with each CLI fault's window stretched from its
@@ -466,7 +464,7 @@ func (r *chaosRunner) windows(end time.Duration) []chaos.Fault {
 	defer r.mu.Unlock()
 	out := slices.Clone(r.schedule)
 	for i := range out {
-		if !r.cliQueued[i] {
+		if !slices.Contains(chaosCLIKinds, out[i].Kind) {
 			continue
 		}
 		done, ok := r.cliDone[i]
